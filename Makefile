@@ -1,0 +1,106 @@
+# ngx_http_canary_module
+#
+#   make            build build/nginx/objs/ngx_http_canary_module.so against
+#                   Debian's nginx-dev (or NGINX_SRC=/path/to/nginx-source)
+#   make test       unit and integration tests (installs what it needs)
+#   make demo       Redis, nginx with the module, demo backends, status page
+#   make demo-stop  stops the demo
+#
+# The Dockerfile runs the same targets (deps, build), so what is tested here
+# is what the image does.
+
+SHELL       := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+
+TOP         := $(CURDIR)
+BUILD       := $(TOP)/build
+NGINX_SRC   ?= /usr/share/nginx/src
+NGINX_BUILD := $(BUILD)/nginx
+NGINX       ?= /usr/sbin/nginx
+MODULE      := $(NGINX_BUILD)/objs/ngx_http_canary_module.so
+CC          ?= cc
+CFLAGS_UNIT ?= -O1 -g -Wall -Wextra -Werror
+
+SRCS := $(wildcard src/*.c src/*.h) config
+
+# Debian packages: to build, to test, and for the demo
+DEPS_BUILD := nginx nginx-dev libhiredis-dev libpcre2-dev libssl-dev \
+              zlib1g-dev make gcc
+DEPS_TEST  := $(DEPS_BUILD) libcmocka-dev redis-server redis-tools \
+              prometheus chromium perl curl
+DEPS_DEMO  := $(DEPS_BUILD) redis-server redis-tools curl
+
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: all build deps deps-test deps-demo test unit integration \
+        demo demo-stop clean
+
+all: build
+
+build: $(MODULE)
+
+# Installs the Debian packages in $(1) that are missing, once.
+define apt_install
+	@missing=""; for p in $(1); do \
+	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null \
+	        | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	    echo "installing:$$missing"; \
+	    $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq; \
+	    $(SUDO) env DEBIAN_FRONTEND=noninteractive \
+	        apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+endef
+
+deps:
+	$(call apt_install,$(DEPS_BUILD))
+
+deps-test:
+	$(call apt_install,$(DEPS_TEST))
+
+deps-demo:
+	$(call apt_install,$(DEPS_DEMO))
+
+# A copy of the nginx source tree, configured as Debian's nginx was (when
+# it is Debian's nginx-dev) plus this module; reconfigured when `config`
+# changes.
+$(NGINX_BUILD)/objs/Makefile: config
+	@test -f $(NGINX_SRC)/configure || $(MAKE) deps
+	rm -rf $(NGINX_BUILD)
+	mkdir -p $(BUILD)
+	cp -r $(NGINX_SRC) $(NGINX_BUILD)
+	cd $(NGINX_BUILD) && \
+	    flags=(); \
+	    if [ -f conf_flags ]; then . ./conf_flags; \
+	        flags=("$${NGX_CONF_FLAGS[@]}"); fi; \
+	    ./configure "$${flags[@]}" --add-dynamic-module=$(TOP) \
+	        > $(BUILD)/configure.log 2>&1 \
+	    || { tail -30 $(BUILD)/configure.log; exit 1; }
+
+$(MODULE): $(NGINX_BUILD)/objs/Makefile $(SRCS)
+	$(MAKE) -C $(NGINX_BUILD) -f objs/Makefile modules
+
+test: deps-test build unit integration
+
+unit:
+	@mkdir -p $(BUILD)/unit
+	@set -e; for t in t/unit/test_*.c; do \
+	    n=$$(basename $$t .c); \
+	    $(CC) $(CFLAGS_UNIT) -Isrc -o $(BUILD)/unit/$$n $$t \
+	        src/ngx_http_canary_bucket.c src/ngx_http_canary_parse.c \
+	        -lcmocka; \
+	    $(BUILD)/unit/$$n; \
+	done
+
+integration: build
+	CANARY_MODULE=$(MODULE) NGINX=$(NGINX) prove -I t/lib t/*.t
+
+demo: deps-demo build
+	@demo/run.sh start
+
+demo-stop:
+	@demo/run.sh stop
+
+clean:
+	rm -rf $(BUILD)

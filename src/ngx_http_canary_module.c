@@ -1,0 +1,1390 @@
+
+/*
+ * Copyright (C) ngx_http_canary_module authors
+ *
+ * Directives, configuration, the routing decision and the variables.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_canary_module.h"
+
+
+/* a rollout sub-directive: "key", "percent", ... inside canary_rollout {} */
+typedef struct {
+    ngx_str_t                       name;
+    ngx_uint_t                      min_args;
+    ngx_uint_t                      max_args;
+    char                         *(*set)(ngx_conf_t *cf,
+                                      ngx_http_canary_rollout_t *rc);
+} ngx_http_canary_rollout_cmd_t;
+
+
+typedef enum {
+    ngx_http_canary_var_upstream = 0,
+    ngx_http_canary_var_variant,
+    ngx_http_canary_var_rollout,
+    ngx_http_canary_var_bucket,
+    ngx_http_canary_var_reason
+} ngx_http_canary_var_e;
+
+
+static ngx_int_t ngx_http_canary_value(ngx_http_request_t *r,
+    ngx_http_canary_value_t *v, ngx_str_t *value);
+static ngx_int_t ngx_http_canary_log_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_canary_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_canary_variant_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+
+static char *ngx_http_canary_zone(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_canary_rollout_block(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_canary_rollout(ngx_conf_t *cf, ngx_command_t *dummy,
+    void *conf);
+static char *ngx_http_canary_set_key(ngx_conf_t *cf,
+    ngx_http_canary_rollout_t *rc);
+static char *ngx_http_canary_set_stable(ngx_conf_t *cf,
+    ngx_http_canary_rollout_t *rc);
+static char *ngx_http_canary_set_canary(ngx_conf_t *cf,
+    ngx_http_canary_rollout_t *rc);
+static char *ngx_http_canary_set_percent(ngx_conf_t *cf,
+    ngx_http_canary_rollout_t *rc);
+static char *ngx_http_canary_set_salt(ngx_conf_t *cf,
+    ngx_http_canary_rollout_t *rc);
+static char *ngx_http_canary_set_hash(ngx_conf_t *cf,
+    ngx_http_canary_rollout_t *rc);
+static char *ngx_http_canary_set_override(ngx_conf_t *cf,
+    ngx_http_canary_rollout_t *rc);
+static char *ngx_http_canary_set_segment(ngx_conf_t *cf,
+    ngx_http_canary_rollout_t *rc);
+static char *ngx_http_canary_set_match(ngx_conf_t *cf,
+    ngx_http_canary_rollout_t *rc);
+static char *ngx_http_canary_set_requires(ngx_conf_t *cf,
+    ngx_http_canary_rollout_t *rc);
+static char *ngx_http_canary_compile_value(ngx_conf_t *cf, ngx_str_t *src,
+    ngx_http_canary_value_t *v);
+static char *ngx_http_canary(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static ngx_int_t ngx_http_canary_find(ngx_http_canary_main_conf_t *cmcf,
+    ngx_str_t *name);
+static ngx_int_t ngx_http_canary_check_requires(ngx_conf_t *cf,
+    ngx_http_canary_main_conf_t *cmcf, ngx_uint_t index, u_char *seen);
+
+static ngx_int_t ngx_http_canary_add_variables(ngx_conf_t *cf);
+static void *ngx_http_canary_create_main_conf(ngx_conf_t *cf);
+static char *ngx_http_canary_init_main_conf(ngx_conf_t *cf, void *conf);
+static void *ngx_http_canary_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_canary_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+static ngx_int_t ngx_http_canary_init(ngx_conf_t *cf);
+
+
+static ngx_command_t  ngx_http_canary_commands[] = {
+
+    { ngx_string("canary_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_canary_zone,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("canary_rollout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_BLOCK|NGX_CONF_TAKE1,
+      ngx_http_canary_rollout_block,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("canary"),
+      NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_canary,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("canary_status"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_canary_status,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_canary_module_ctx = {
+    ngx_http_canary_add_variables,         /* preconfiguration */
+    ngx_http_canary_init,                  /* postconfiguration */
+
+    ngx_http_canary_create_main_conf,      /* create main configuration */
+    ngx_http_canary_init_main_conf,        /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_canary_create_loc_conf,       /* create location configuration */
+    ngx_http_canary_merge_loc_conf         /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_canary_module = {
+    NGX_MODULE_V1,
+    &ngx_http_canary_module_ctx,           /* module context */
+    ngx_http_canary_commands,              /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    NULL,                                  /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    NULL,                                  /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static ngx_http_canary_rollout_cmd_t  ngx_http_canary_rollout_cmds[] = {
+    { ngx_string("key"), 1, NGX_CONF_MAX_ARGS, ngx_http_canary_set_key },
+    { ngx_string("stable"), 1, 1, ngx_http_canary_set_stable },
+    { ngx_string("canary"), 1, 1, ngx_http_canary_set_canary },
+    { ngx_string("percent"), 1, 1, ngx_http_canary_set_percent },
+    { ngx_string("salt"), 1, 1, ngx_http_canary_set_salt },
+    { ngx_string("hash"), 1, 1, ngx_http_canary_set_hash },
+    { ngx_string("override"), 1, 1, ngx_http_canary_set_override },
+    { ngx_string("segment"), 1, 1, ngx_http_canary_set_segment },
+    { ngx_string("match"), 2, 2, ngx_http_canary_set_match },
+    { ngx_string("requires"), 1, NGX_CONF_MAX_ARGS,
+      ngx_http_canary_set_requires },
+    { ngx_null_string, 0, 0, NULL }
+};
+
+
+static ngx_http_variable_t  ngx_http_canary_vars[] = {
+
+    { ngx_string("canary_upstream"), NULL, ngx_http_canary_variable,
+      ngx_http_canary_var_upstream, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("canary_variant"), NULL, ngx_http_canary_variable,
+      ngx_http_canary_var_variant, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("canary_rollout"), NULL, ngx_http_canary_variable,
+      ngx_http_canary_var_rollout, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("canary_bucket"), NULL, ngx_http_canary_variable,
+      ngx_http_canary_var_bucket, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("canary_reason"), NULL, ngx_http_canary_variable,
+      ngx_http_canary_var_reason, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+      ngx_http_null_variable
+};
+
+
+ngx_str_t  ngx_http_canary_variant_names[] = {
+    ngx_string("stable"),
+    ngx_string("canary")
+};
+
+
+ngx_str_t  ngx_http_canary_reason_names[] = {
+    ngx_string("override"),
+    ngx_string("canary_users"),
+    ngx_string("stable_users"),
+    ngx_string("no_key"),
+    ngx_string("window"),
+    ngx_string("match"),
+    ngx_string("requires"),
+    ngx_string("segment"),
+    ngx_string("percent")
+};
+
+
+ngx_str_t  ngx_http_canary_source_names[] = {
+    ngx_string("config"),
+    ngx_string("redis"),
+    ngx_string("state_file")
+};
+
+
+ngx_str_t  ngx_http_canary_state_names[] = {
+    ngx_string(""),
+    ngx_string("progressing"),
+    ngx_string("paused"),
+    ngx_string("promoted"),
+    ngx_string("rolled_back")
+};
+
+
+/*
+ * The routing decision of one rollout for one request, in the order of the
+ * contract: override, user lists, key, window, match, requires, segment or
+ * percent.  Reads the published snapshot without a lock; the result is
+ * cached in the request context, so every variable and the log phase see
+ * the same answer whichever asks first.
+ */
+
+ngx_http_canary_decision_t
+ngx_http_canary_decide(ngx_http_request_t *r, ngx_uint_t index)
+{
+    uint32_t                      hash;
+    ngx_str_t                     key, value;
+    ngx_int_t                     lo, hi, mid, rc;
+    ngx_uint_t                    i, percent;
+    ngx_http_canary_ctx_t        *ctx;
+    ngx_http_canary_value_t      *kv;
+    ngx_http_canary_rollout_t    *ro;
+    ngx_http_canary_murmur3_t     m;
+    ngx_http_canary_segment_t    *seg;
+    ngx_http_canary_decision_t   *d, req;
+    ngx_http_canary_snapshot_t   *snap;
+    ngx_http_canary_main_conf_t  *cmcf;
+
+    static ngx_http_canary_decision_t  none;
+
+    cmcf = ngx_http_get_module_main_conf(r, ngx_http_canary_module);
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_canary_module);
+
+    if (ctx == NULL) {
+        ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_canary_ctx_t)
+                          + cmcf->rollouts.nelts
+                            * sizeof(ngx_http_canary_decision_t));
+        if (ctx == NULL) {
+            return none;
+        }
+
+        ctx->decisions = (ngx_http_canary_decision_t *) &ctx[1];
+
+        ngx_http_set_ctx(r, ctx, ngx_http_canary_module);
+    }
+
+    d = &ctx->decisions[index];
+
+    if (d->decided) {
+        return *d;
+    }
+
+    d->decided = 1;
+    d->variant = NGX_HTTP_CANARY_STABLE;
+
+    ro = (ngx_http_canary_rollout_t *) cmcf->rollouts.elts + index;
+    snap = ro->sh->snapshot;
+
+    /* 1. override */
+
+    if (ro->override.set
+        && ngx_http_canary_value(r, &ro->override, &value) == NGX_OK
+        && value.len)
+    {
+        if ((value.len == 6 && ngx_strncasecmp(value.data,
+                                               (u_char *) "always", 6) == 0)
+            || (value.len == 6 && ngx_strncasecmp(value.data,
+                                                  (u_char *) "canary", 6)
+                                  == 0))
+        {
+            d->variant = NGX_HTTP_CANARY_CANARY;
+            d->reason = NGX_HTTP_CANARY_REASON_OVERRIDE;
+            return *d;
+        }
+
+        if ((value.len == 5 && ngx_strncasecmp(value.data,
+                                               (u_char *) "never", 5) == 0)
+            || (value.len == 6 && ngx_strncasecmp(value.data,
+                                                  (u_char *) "stable", 6)
+                                  == 0))
+        {
+            d->reason = NGX_HTTP_CANARY_REASON_OVERRIDE;
+            return *d;
+        }
+    }
+
+    /* the key: the first non-empty of the "key" values */
+
+    key.len = 0;
+    kv = ro->keys.elts;
+
+    for (i = 0; i < ro->keys.nelts; i++) {
+        if (ngx_http_canary_value(r, &kv[i], &key) == NGX_OK && key.len) {
+            break;
+        }
+    }
+
+    if (key.len == 0) {
+        d->reason = NGX_HTTP_CANARY_REASON_NO_KEY;
+        return *d;
+    }
+
+    m = ro->salted;
+    ngx_http_canary_murmur3_update(&m, key.data, key.len);
+    hash = ngx_http_canary_murmur3_final(&m);
+
+    d->bucket = ngx_http_canary_bucket(hash, ro->hash);
+    d->has_bucket = 1;
+
+    /* 2. user lists */
+
+    if (snap->canary_users
+        && ngx_http_canary_set_contains(snap->canary_users, &key))
+    {
+        d->variant = NGX_HTTP_CANARY_CANARY;
+        d->reason = NGX_HTTP_CANARY_REASON_CANARY_USERS;
+        return *d;
+    }
+
+    if (snap->stable_users
+        && ngx_http_canary_set_contains(snap->stable_users, &key))
+    {
+        d->reason = NGX_HTTP_CANARY_REASON_STABLE_USERS;
+        return *d;
+    }
+
+    /* 4. time window */
+
+    if ((snap->start && ngx_time() < snap->start)
+        || (snap->end && ngx_time() >= snap->end))
+    {
+        d->reason = NGX_HTTP_CANARY_REASON_WINDOW;
+        return *d;
+    }
+
+    /* 5. eligibility */
+
+    if (ro->match) {
+        if (ngx_http_canary_value(r, &ro->match->value, &value) != NGX_OK) {
+            d->reason = NGX_HTTP_CANARY_REASON_MATCH;
+            return *d;
+        }
+
+        rc = ngx_regex_exec(ro->match->regex, &value, NULL, 0);
+
+        if (rc != 0) {
+            if (rc != NGX_REGEX_NO_MATCHED) {
+                ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                              ngx_regex_exec_n " failed: %i on \"%V\" "
+                              "in rollout \"%V\"", rc, &value, &ro->name);
+            }
+
+            d->reason = NGX_HTTP_CANARY_REASON_MATCH;
+            return *d;
+        }
+    }
+
+    /* 6. dependencies; cycles were refused at configuration time */
+
+    for (i = 0; i < ro->nrequires; i++) {
+        req = ngx_http_canary_decide(r, ro->requires_index[i]);
+
+        if (req.variant != NGX_HTTP_CANARY_CANARY) {
+            d = &ctx->decisions[index];
+            d->reason = NGX_HTTP_CANARY_REASON_REQUIRES;
+            return *d;
+        }
+    }
+
+    d = &ctx->decisions[index];
+
+    /* 7. the segment's percent if it has one, else the rollout's */
+
+    percent = snap->percent;
+    d->reason = NGX_HTTP_CANARY_REASON_PERCENT;
+
+    if (ro->segment.set && snap->nsegments
+        && ngx_http_canary_value(r, &ro->segment, &value) == NGX_OK)
+    {
+        seg = snap->segments;
+        lo = 0;
+        hi = (ngx_int_t) snap->nsegments - 1;
+
+        while (lo <= hi) {
+            mid = (lo + hi) / 2;
+            rc = ngx_memn2cmp(value.data, seg[mid].value.data,
+                              value.len, seg[mid].value.len);
+
+            if (rc == 0) {
+                percent = seg[mid].percent;
+                d->reason = NGX_HTTP_CANARY_REASON_SEGMENT;
+                break;
+            }
+
+            if (rc < 0) {
+                hi = mid - 1;
+
+            } else {
+                lo = mid + 1;
+            }
+        }
+    }
+
+    d->variant = (d->bucket < percent) ? NGX_HTTP_CANARY_CANARY
+                                       : NGX_HTTP_CANARY_STABLE;
+
+    return *d;
+}
+
+
+static ngx_int_t
+ngx_http_canary_value(ngx_http_request_t *r, ngx_http_canary_value_t *v,
+    ngx_str_t *value)
+{
+    ngx_http_variable_value_t  *vv;
+
+    if (v->cv == NULL) {
+        vv = ngx_http_get_indexed_variable(r, v->index);
+
+        if (vv == NULL || vv->not_found) {
+            value->len = 0;
+            return NGX_OK;
+        }
+
+        value->len = vv->len;
+        value->data = vv->data;
+
+        return NGX_OK;
+    }
+
+    return ngx_http_complex_value(r, v->cv, value);
+}
+
+
+static ngx_int_t
+ngx_http_canary_log_handler(ngx_http_request_t *r)
+{
+    ngx_http_canary_rollout_t    *ro;
+    ngx_http_canary_decision_t    d;
+    ngx_http_canary_loc_conf_t   *clcf;
+    ngx_http_canary_main_conf_t  *cmcf;
+
+    if (r != r->main) {
+        return NGX_OK;
+    }
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_canary_module);
+
+    if (clcf->rollout == NGX_CONF_UNSET) {
+        return NGX_OK;
+    }
+
+    cmcf = ngx_http_get_module_main_conf(r, ngx_http_canary_module);
+    ro = (ngx_http_canary_rollout_t *) cmcf->rollouts.elts + clcf->rollout;
+
+    d = ngx_http_canary_decide(r, clcf->rollout);
+
+    ngx_http_canary_count(r, ro->sh, cmcf->sh->nslots, d.variant);
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_canary_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    u_char                       *p;
+    ngx_str_t                    *s;
+    ngx_http_canary_rollout_t    *ro;
+    ngx_http_canary_decision_t    d;
+    ngx_http_canary_loc_conf_t   *clcf;
+    ngx_http_canary_main_conf_t  *cmcf;
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_canary_module);
+
+    if (clcf->rollout == NGX_CONF_UNSET) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    cmcf = ngx_http_get_module_main_conf(r, ngx_http_canary_module);
+    ro = (ngx_http_canary_rollout_t *) cmcf->rollouts.elts + clcf->rollout;
+
+    d = ngx_http_canary_decide(r, clcf->rollout);
+
+    switch (data) {
+
+    case ngx_http_canary_var_upstream:
+        s = &ro->upstream[d.variant];
+        break;
+
+    case ngx_http_canary_var_variant:
+        s = &ngx_http_canary_variant_names[d.variant];
+        break;
+
+    case ngx_http_canary_var_rollout:
+        s = &ro->name;
+        break;
+
+    case ngx_http_canary_var_reason:
+        s = &ngx_http_canary_reason_names[d.reason];
+        break;
+
+    default: /* ngx_http_canary_var_bucket */
+
+        if (!d.has_bucket) {
+            v->not_found = 1;
+            return NGX_OK;
+        }
+
+        p = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        v->len = ngx_sprintf(p, "%ui", (ngx_uint_t) d.bucket) - p;
+        v->data = p;
+        v->valid = 1;
+        v->no_cacheable = 0;
+        v->not_found = 0;
+
+        return NGX_OK;
+    }
+
+    v->len = s->len;
+    v->data = s->data;
+    v->valid = 1;
+    v->no_cacheable = 0;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_canary_variant_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_http_canary_decision_t  d;
+
+    d = ngx_http_canary_decide(r, data);
+
+    v->len = ngx_http_canary_variant_names[d.variant].len;
+    v->data = ngx_http_canary_variant_names[d.variant].data;
+    v->valid = 1;
+    v->no_cacheable = 0;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+static char *
+ngx_http_canary_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_canary_main_conf_t *cmcf = conf;
+
+    ssize_t     size;
+    ngx_str_t  *value, name;
+
+    if (cmcf->shm_zone) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    size = ngx_parse_size(&value[1]);
+
+    if (size == NGX_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid canary_zone size \"%V\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (size < (ssize_t) (8 * ngx_pagesize)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "canary_zone \"%V\" is too small", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_str_set(&name, "canary");
+
+    cmcf->shm_zone = ngx_shared_memory_add(cf, &name, size,
+                                           &ngx_http_canary_module);
+    if (cmcf->shm_zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    cmcf->shm_zone->init = ngx_http_canary_init_zone;
+    cmcf->shm_zone->data = cmcf;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_canary_rollout_block(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_canary_main_conf_t *cmcf = conf;
+
+    u_char                     *p;
+    char                       *rv;
+    ngx_str_t                  *value, name;
+    ngx_uint_t                  i;
+    ngx_conf_t                  save;
+    ngx_http_variable_t        *var;
+    ngx_http_canary_rollout_t  *ro;
+
+    value = cf->args->elts;
+    ro = cmcf->rollouts.elts;
+
+    for (i = 0; i < cmcf->rollouts.nelts; i++) {
+        if (ro[i].name.len == value[1].len
+            && ngx_strncmp(ro[i].name.data, value[1].data, value[1].len) == 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "duplicate canary_rollout \"%V\"", &value[1]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    for (i = 0; i < value[1].len; i++) {
+        if (value[1].data[i] <= ' ' || value[1].data[i] == '"'
+            || value[1].data[i] == '\\' || value[1].data[i] >= 0x7f)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid canary_rollout name \"%V\"",
+                               &value[1]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    ro = ngx_array_push(&cmcf->rollouts);
+    if (ro == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(ro, sizeof(ngx_http_canary_rollout_t));
+
+    ro->name = value[1];
+    ro->index = cmcf->rollouts.nelts - 1;
+    ro->percent = NGX_CONF_UNSET_UINT;
+    ro->hash = NGX_CONF_UNSET_UINT;
+    ro->file = cf->conf_file->file.name;
+    ro->line = cf->conf_file->line;
+
+    if (ngx_array_init(&ro->keys, cf->pool, 2,
+                       sizeof(ngx_http_canary_value_t))
+        != NGX_OK
+        || ngx_array_init(&ro->requires, cf->pool, 1, sizeof(ngx_str_t))
+           != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    save = *cf;
+    cf->handler = ngx_http_canary_rollout;
+    cf->handler_conf = (void *) ro;
+
+    rv = ngx_conf_parse(cf, NULL);
+
+    *cf = save;
+
+    if (rv != NGX_CONF_OK) {
+        return rv;
+    }
+
+    if (ro->keys.nelts == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "no \"key\" in canary_rollout \"%V\"", &ro->name);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ro->upstream[NGX_HTTP_CANARY_STABLE].len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "no \"stable\" in canary_rollout \"%V\"",
+                           &ro->name);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ro->upstream[NGX_HTTP_CANARY_CANARY].len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "no \"canary\" in canary_rollout \"%V\"",
+                           &ro->name);
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_conf_init_uint_value(ro->percent, 0);
+    ngx_conf_init_uint_value(ro->hash, NGX_HTTP_CANARY_HASH_MURMUR3);
+
+    if (ro->hash == NGX_HTTP_CANARY_HASH_UNLEASH && ro->percent % 100) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"hash unleash\" takes a whole percent "
+                           "in canary_rollout \"%V\"", &ro->name);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ro->salt.data == NULL) {
+        ro->salt = ro->name;
+    }
+
+    ngx_http_canary_murmur3_init(&ro->salted);
+    ngx_http_canary_murmur3_update(&ro->salted, ro->salt.data, ro->salt.len);
+    ngx_http_canary_murmur3_update(&ro->salted, (u_char *) ":", 1);
+
+    /* $canary_variant_<name>: this rollout's variant, on demand */
+
+    name.len = sizeof("canary_variant_") - 1 + ro->name.len;
+    name.data = ngx_pnalloc(cf->pool, name.len);
+    if (name.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    p = ngx_cpymem(name.data, "canary_variant_",
+                   sizeof("canary_variant_") - 1);
+    ngx_memcpy(p, ro->name.data, ro->name.len);
+
+    var = ngx_http_add_variable(cf, &name, 0);
+    if (var == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    var->get_handler = ngx_http_canary_variant_variable;
+    var->data = ro->index;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_canary_rollout(ngx_conf_t *cf, ngx_command_t *dummy, void *conf)
+{
+    ngx_http_canary_rollout_t *ro = conf;
+
+    ngx_str_t                      *value;
+    ngx_http_canary_rollout_cmd_t  *cmd;
+
+    value = cf->args->elts;
+
+    for (cmd = ngx_http_canary_rollout_cmds; cmd->name.len; cmd++) {
+
+        if (cmd->name.len != value[0].len
+            || ngx_strncmp(cmd->name.data, value[0].data, value[0].len) != 0)
+        {
+            continue;
+        }
+
+        if (cf->args->nelts - 1 < cmd->min_args
+            || cf->args->nelts - 1 > cmd->max_args)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid number of arguments in \"%V\" "
+                               "of canary_rollout \"%V\"", &value[0],
+                               &ro->name);
+            return NGX_CONF_ERROR;
+        }
+
+        return cmd->set(cf, ro);
+    }
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "unknown directive \"%V\" in canary_rollout \"%V\"",
+                       &value[0], &ro->name);
+
+    return NGX_CONF_ERROR;
+}
+
+
+static char *
+ngx_http_canary_set_key(ngx_conf_t *cf, ngx_http_canary_rollout_t *ro)
+{
+    ngx_str_t                *value;
+    ngx_uint_t                i;
+    ngx_http_canary_value_t  *kv;
+
+    if (ro->keys.nelts) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"key\" is duplicate");
+        return NGX_CONF_ERROR;
+    }
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        kv = ngx_array_push(&ro->keys);
+        if (kv == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        if (ngx_http_canary_compile_value(cf, &value[i], kv)
+            != NGX_CONF_OK)
+        {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_canary_set_upstream(ngx_conf_t *cf, ngx_http_canary_rollout_t *ro,
+    ngx_uint_t variant)
+{
+    ngx_str_t  *value;
+
+    value = cf->args->elts;
+
+    if (ro->upstream[variant].len) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"%V\" is duplicate",
+                           &value[0]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (value[1].len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "empty \"%V\" upstream",
+                           &value[0]);
+        return NGX_CONF_ERROR;
+    }
+
+    ro->upstream[variant] = value[1];
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_canary_set_stable(ngx_conf_t *cf, ngx_http_canary_rollout_t *ro)
+{
+    return ngx_http_canary_set_upstream(cf, ro, NGX_HTTP_CANARY_STABLE);
+}
+
+
+static char *
+ngx_http_canary_set_canary(ngx_conf_t *cf, ngx_http_canary_rollout_t *ro)
+{
+    return ngx_http_canary_set_upstream(cf, ro, NGX_HTTP_CANARY_CANARY);
+}
+
+
+static char *
+ngx_http_canary_set_percent(ngx_conf_t *cf, ngx_http_canary_rollout_t *ro)
+{
+    uint32_t    percent;
+    ngx_str_t  *value;
+
+    value = cf->args->elts;
+
+    if (ro->percent != NGX_CONF_UNSET_UINT) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"percent\" is duplicate");
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_http_canary_parse_percent(value[1].data, value[1].len, &percent)
+        != 0)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid percent \"%V\" in canary_rollout \"%V\", "
+                           "it must be 0..100 with at most two decimals",
+                           &value[1], &ro->name);
+        return NGX_CONF_ERROR;
+    }
+
+    ro->percent = percent;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_canary_set_salt(ngx_conf_t *cf, ngx_http_canary_rollout_t *ro)
+{
+    ngx_str_t  *value;
+
+    value = cf->args->elts;
+
+    if (ro->salt.data) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"salt\" is duplicate");
+        return NGX_CONF_ERROR;
+    }
+
+    ro->salt = value[1];
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_canary_set_hash(ngx_conf_t *cf, ngx_http_canary_rollout_t *ro)
+{
+    ngx_str_t  *value;
+
+    value = cf->args->elts;
+
+    if (ro->hash != NGX_CONF_UNSET_UINT) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"hash\" is duplicate");
+        return NGX_CONF_ERROR;
+    }
+
+    if (value[1].len == 7
+        && ngx_strncmp(value[1].data, "murmur3", 7) == 0)
+    {
+        ro->hash = NGX_HTTP_CANARY_HASH_MURMUR3;
+
+    } else if (value[1].len == 7
+               && ngx_strncmp(value[1].data, "unleash", 7) == 0)
+    {
+        ro->hash = NGX_HTTP_CANARY_HASH_UNLEASH;
+
+    } else {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid hash \"%V\", it must be "
+                           "\"murmur3\" or \"unleash\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_canary_set_override(ngx_conf_t *cf, ngx_http_canary_rollout_t *ro)
+{
+    ngx_str_t  *value;
+
+    value = cf->args->elts;
+
+    if (ro->override.set) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"override\" is duplicate");
+        return NGX_CONF_ERROR;
+    }
+
+    return ngx_http_canary_compile_value(cf, &value[1], &ro->override);
+}
+
+
+static char *
+ngx_http_canary_set_segment(ngx_conf_t *cf, ngx_http_canary_rollout_t *ro)
+{
+    ngx_str_t  *value;
+
+    value = cf->args->elts;
+
+    if (ro->segment.set) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"segment\" is duplicate");
+        return NGX_CONF_ERROR;
+    }
+
+    return ngx_http_canary_compile_value(cf, &value[1], &ro->segment);
+}
+
+
+static char *
+ngx_http_canary_set_match(ngx_conf_t *cf, ngx_http_canary_rollout_t *ro)
+{
+    u_char                errstr[NGX_MAX_CONF_ERRSTR];
+    ngx_str_t            *value;
+    ngx_regex_compile_t   rc;
+
+    value = cf->args->elts;
+
+    if (ro->match) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"match\" is duplicate");
+        return NGX_CONF_ERROR;
+    }
+
+    ro->match = ngx_pcalloc(cf->pool, sizeof(ngx_http_canary_match_t));
+    if (ro->match == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_http_canary_compile_value(cf, &value[1], &ro->match->value)
+        != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(&rc, sizeof(ngx_regex_compile_t));
+
+    rc.pattern = value[2];
+    rc.pool = cf->pool;
+    rc.err.len = NGX_MAX_CONF_ERRSTR;
+    rc.err.data = errstr;
+
+    if (rc.pattern.len > 1 && rc.pattern.data[0] == '~'
+        && rc.pattern.data[1] == '*')
+    {
+        rc.pattern.data += 2;
+        rc.pattern.len -= 2;
+        rc.options = NGX_REGEX_CASELESS;
+
+    } else if (rc.pattern.len > 0 && rc.pattern.data[0] == '~') {
+        rc.pattern.data++;
+        rc.pattern.len--;
+
+    } else {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid match \"%V\", it must begin "
+                           "with \"~\" or \"~*\"", &value[2]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (rc.pattern.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "empty match regex");
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_regex_compile(&rc) != NGX_OK) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "%V", &rc.err);
+        return NGX_CONF_ERROR;
+    }
+
+    ro->match->regex = rc.regex;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_canary_set_requires(ngx_conf_t *cf, ngx_http_canary_rollout_t *ro)
+{
+    ngx_str_t   *value, *name;
+    ngx_uint_t   i;
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        name = ngx_array_push(&ro->requires);
+        if (name == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        *name = value[i];
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * A value that is exactly one variable ("$cookie_uid") is read by index,
+ * without the allocation of a complex value; anything else is compiled.
+ */
+
+static char *
+ngx_http_canary_compile_value(ngx_conf_t *cf, ngx_str_t *src,
+    ngx_http_canary_value_t *v)
+{
+    ngx_str_t                          name;
+    ngx_uint_t                         i;
+    ngx_http_compile_complex_value_t   ccv;
+
+    v->set = 1;
+
+    if (src->len > 1 && src->data[0] == '$') {
+        name.data = src->data + 1;
+        name.len = src->len - 1;
+
+        for (i = 0; i < name.len; i++) {
+            if (!((name.data[i] >= 'a' && name.data[i] <= 'z')
+                  || (name.data[i] >= 'A' && name.data[i] <= 'Z')
+                  || (name.data[i] >= '0' && name.data[i] <= '9')
+                  || name.data[i] == '_'))
+            {
+                break;
+            }
+        }
+
+        if (i == name.len) {
+            v->index = ngx_http_get_variable_index(cf, &name);
+            if (v->index == NGX_ERROR) {
+                return NGX_CONF_ERROR;
+            }
+
+            return NGX_CONF_OK;
+        }
+    }
+
+    v->cv = ngx_palloc(cf->pool, sizeof(ngx_http_complex_value_t));
+    if (v->cv == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+
+    ccv.cf = cf;
+    ccv.value = src;
+    ccv.complex_value = v->cv;
+
+    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_canary(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_canary_loc_conf_t *clcf = conf;
+
+    ngx_str_t  *value;
+
+    if (clcf->name.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    /* resolved when the location is merged: rollouts may come later */
+
+    clcf->name = value[1];
+    clcf->file = cf->conf_file->file.name;
+    clcf->line = cf->conf_file->line;
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_canary_find(ngx_http_canary_main_conf_t *cmcf, ngx_str_t *name)
+{
+    ngx_uint_t                  i;
+    ngx_http_canary_rollout_t  *ro;
+
+    ro = cmcf->rollouts.elts;
+
+    for (i = 0; i < cmcf->rollouts.nelts; i++) {
+        if (ro[i].name.len == name->len
+            && ngx_strncmp(ro[i].name.data, name->data, name->len) == 0)
+        {
+            return i;
+        }
+    }
+
+    return NGX_ERROR;
+}
+
+
+static ngx_int_t
+ngx_http_canary_check_requires(ngx_conf_t *cf,
+    ngx_http_canary_main_conf_t *cmcf, ngx_uint_t index, u_char *seen)
+{
+    ngx_uint_t                  i;
+    ngx_http_canary_rollout_t  *ro;
+
+    /* seen: 0 not visited, 1 on the current path, 2 done */
+
+    ro = (ngx_http_canary_rollout_t *) cmcf->rollouts.elts + index;
+
+    if (seen[index] == 2) {
+        return NGX_OK;
+    }
+
+    if (seen[index] == 1) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "canary_rollout \"%V\" requires itself through "
+                      "a cycle in %V:%ui", &ro->name, &ro->file, ro->line);
+        return NGX_ERROR;
+    }
+
+    seen[index] = 1;
+
+    for (i = 0; i < ro->nrequires; i++) {
+        if (ngx_http_canary_check_requires(cf, cmcf, ro->requires_index[i],
+                                           seen)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    seen[index] = 2;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_canary_add_variables(ngx_conf_t *cf)
+{
+    ngx_http_variable_t  *var, *v;
+
+    for (v = ngx_http_canary_vars; v->name.len; v++) {
+        var = ngx_http_add_variable(cf, &v->name, v->flags);
+        if (var == NULL) {
+            return NGX_ERROR;
+        }
+
+        var->get_handler = v->get_handler;
+        var->data = v->data;
+    }
+
+    return NGX_OK;
+}
+
+
+static void *
+ngx_http_canary_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_canary_main_conf_t  *cmcf;
+
+    cmcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_canary_main_conf_t));
+    if (cmcf == NULL) {
+        return NULL;
+    }
+
+    cmcf->cycle = cf->cycle;
+
+    if (ngx_array_init(&cmcf->rollouts, cf->pool, 4,
+                       sizeof(ngx_http_canary_rollout_t))
+        != NGX_OK
+)
+    {
+        return NULL;
+    }
+
+    return cmcf;
+}
+
+
+static char *
+ngx_http_canary_init_main_conf(ngx_conf_t *cf, void *conf)
+{
+    ngx_http_canary_main_conf_t *cmcf = conf;
+
+    ngx_http_canary_rollout_t  *ro;
+
+    if (cmcf->shm_zone == NULL && cmcf->rollouts.nelts) {
+        ro = cmcf->rollouts.elts;
+
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "canary_rollout \"%V\" needs a \"canary_zone\" "
+                      "in %V:%ui", &ro[0].name, &ro[0].file, ro[0].line);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static void *
+ngx_http_canary_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_canary_loc_conf_t  *clcf;
+
+    clcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_canary_loc_conf_t));
+    if (clcf == NULL) {
+        return NULL;
+    }
+
+    clcf->rollout = NGX_CONF_UNSET;
+    clcf->status = NGX_CONF_UNSET;
+
+    return clcf;
+}
+
+
+static char *
+ngx_http_canary_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_http_canary_loc_conf_t *prev = parent;
+    ngx_http_canary_loc_conf_t *conf = child;
+
+    ngx_http_canary_main_conf_t  *cmcf;
+
+    /*
+     * The whole http{} block has been read when locations are merged, so
+     * "canary NAME" is resolved here, with the file and line it came from;
+     * a parent is merged before its children.
+     */
+
+    if (conf->name.data) {
+        cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_canary_module);
+
+        if (cmcf->shm_zone == NULL) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "\"canary\" needs a \"canary_zone\" in %V:%ui",
+                          &conf->file, conf->line);
+            return NGX_CONF_ERROR;
+        }
+
+        conf->rollout = ngx_http_canary_find(cmcf, &conf->name);
+
+        if (conf->rollout == NGX_ERROR) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "unknown canary_rollout \"%V\" in %V:%ui",
+                          &conf->name, &conf->file, conf->line);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    ngx_conf_merge_value(conf->rollout, prev->rollout, NGX_CONF_UNSET);
+    ngx_conf_merge_value(conf->status, prev->status, 0);
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_canary_init(ngx_conf_t *cf)
+{
+    u_char                       *seen;
+    ngx_int_t                     n;
+    ngx_uint_t                    i, j;
+    ngx_str_t                    *name;
+    ngx_http_handler_pt          *h;
+    ngx_http_canary_rollout_t    *ro;
+    ngx_http_core_main_conf_t    *cmcf;
+    ngx_http_canary_main_conf_t  *ccf;
+
+    ccf = ngx_http_conf_get_module_main_conf(cf, ngx_http_canary_module);
+
+    ro = ccf->rollouts.elts;
+
+    for (i = 0; i < ccf->rollouts.nelts; i++) {
+        ro[i].nrequires = ro[i].requires.nelts;
+
+        if (ro[i].nrequires == 0) {
+            continue;
+        }
+
+        ro[i].requires_index = ngx_palloc(cf->pool,
+                                          ro[i].nrequires
+                                          * sizeof(ngx_uint_t));
+        if (ro[i].requires_index == NULL) {
+            return NGX_ERROR;
+        }
+
+        name = ro[i].requires.elts;
+
+        for (j = 0; j < ro[i].nrequires; j++) {
+            n = ngx_http_canary_find(ccf, &name[j]);
+
+            if (n == NGX_ERROR) {
+                ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                              "canary_rollout \"%V\" requires unknown "
+                              "rollout \"%V\" in %V:%ui", &ro[i].name,
+                              &name[j], &ro[i].file, ro[i].line);
+                return NGX_ERROR;
+            }
+
+            ro[i].requires_index[j] = n;
+        }
+    }
+
+    seen = ngx_pcalloc(cf->pool, ccf->rollouts.nelts + 1);
+    if (seen == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < ccf->rollouts.nelts; i++) {
+        if (ngx_http_canary_check_requires(cf, ccf, i, seen) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_LOG_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_canary_log_handler;
+
+    return NGX_OK;
+}

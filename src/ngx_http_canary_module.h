@@ -1,0 +1,267 @@
+
+/*
+ * Copyright (C) ngx_http_canary_module authors
+ */
+
+
+#ifndef _NGX_HTTP_CANARY_MODULE_H_INCLUDED_
+#define _NGX_HTTP_CANARY_MODULE_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_canary_bucket.h"
+#include "ngx_http_canary_parse.h"
+
+
+#define NGX_HTTP_CANARY_STABLE         0
+#define NGX_HTTP_CANARY_CANARY         1
+#define NGX_HTTP_CANARY_NVARIANTS      2
+
+/* the step of the evaluation order that decided, see $canary_reason */
+#define NGX_HTTP_CANARY_REASON_OVERRIDE      0
+#define NGX_HTTP_CANARY_REASON_CANARY_USERS  1
+#define NGX_HTTP_CANARY_REASON_STABLE_USERS  2
+#define NGX_HTTP_CANARY_REASON_NO_KEY        3
+#define NGX_HTTP_CANARY_REASON_WINDOW        4
+#define NGX_HTTP_CANARY_REASON_MATCH         5
+#define NGX_HTTP_CANARY_REASON_REQUIRES      6
+#define NGX_HTTP_CANARY_REASON_SEGMENT       7
+#define NGX_HTTP_CANARY_REASON_PERCENT       8
+
+/* where a rollout's published values came from */
+#define NGX_HTTP_CANARY_SOURCE_CONFIG        0
+#define NGX_HTTP_CANARY_SOURCE_REDIS         1
+#define NGX_HTTP_CANARY_SOURCE_STATE_FILE    2
+
+/* the automatic progression's state, the "state" field in Redis */
+#define NGX_HTTP_CANARY_STATE_NONE           0
+#define NGX_HTTP_CANARY_STATE_PROGRESSING    1
+#define NGX_HTTP_CANARY_STATE_PAUSED         2
+#define NGX_HTTP_CANARY_STATE_PROMOTED       3
+#define NGX_HTTP_CANARY_STATE_ROLLED_BACK    4
+
+/* request time histogram: upper bounds in milliseconds, then +Inf */
+#define NGX_HTTP_CANARY_HIST_BUCKETS   16
+
+#define NGX_HTTP_CANARY_MAX_SLOTS      64
+
+
+/*
+ * Counters of one variant as written by one worker slot.  Every field is
+ * added to with an atomic add: a slot normally has one writer, but during
+ * a reload an old and a new worker with the same number may share it.
+ * Padded to a multiple of the cache line so that slots never share one.
+ */
+typedef struct {
+    ngx_atomic_t                    requests;
+    ngx_atomic_t                    responses[5];      /* 1xx .. 5xx */
+    ngx_atomic_t                    upstream_errors;
+    ngx_atomic_t                    time_sum_ms;
+    ngx_atomic_t                    hist[NGX_HTTP_CANARY_HIST_BUCKETS];
+} ngx_http_canary_counters_t;
+
+
+typedef struct {
+    ngx_http_canary_counters_t      v[NGX_HTTP_CANARY_NVARIANTS];
+} ngx_http_canary_slot_t;
+
+
+/* a segment value and its percent, sorted by value in the snapshot */
+typedef struct {
+    ngx_str_t                       value;
+    ngx_uint_t                      percent;
+} ngx_http_canary_segment_t;
+
+
+/*
+ * A set of user keys: an open-addressing table of 64-bit hashes with the
+ * keys kept beside them, so membership is exact.  Immutable once
+ * published; replaced as a whole.
+ */
+typedef struct ngx_http_canary_set_s  ngx_http_canary_set_t;
+
+
+/*
+ * The published state of a rollout.  Immutable once published: the sync
+ * worker builds a new snapshot beside the old one, publishes it with one
+ * pointer store, and frees the old one after a grace period (see
+ * ngx_http_canary_shm.c).  Readers take no lock.
+ */
+typedef struct {
+    ngx_uint_t                      percent;        /* hundredths 0..10000 */
+    time_t                          start;          /* 0: no bound */
+    time_t                          end;            /* 0: no bound */
+    ngx_uint_t                      state;
+    ngx_uint_t                      source;
+    time_t                          updated;        /* when published */
+    ngx_uint_t                      nsegments;
+    ngx_http_canary_segment_t      *segments;
+    ngx_http_canary_set_t          *canary_users;
+    ngx_http_canary_set_t          *stable_users;
+} ngx_http_canary_snapshot_t;
+
+
+/* a rollout as kept in the shared zone; found again by name on reload */
+typedef struct ngx_http_canary_shrollout_s  ngx_http_canary_shrollout_t;
+
+struct ngx_http_canary_shrollout_s {
+    ngx_http_canary_snapshot_t     *volatile snapshot;
+    ngx_http_canary_slot_t         *slots;
+    ngx_http_canary_shrollout_t    *next;
+    ngx_uint_t                      config_percent;
+    ngx_str_t                       name;
+};
+
+
+/* memory waiting for every reader to be done with it */
+typedef struct ngx_http_canary_retired_s  ngx_http_canary_retired_t;
+
+struct ngx_http_canary_retired_s {
+    ngx_http_canary_retired_t      *next;
+    void                           *data;
+    time_t                          when;
+    ngx_uint_t                      type;
+};
+
+
+typedef struct {
+    ngx_http_canary_shrollout_t    *rollouts;
+    ngx_http_canary_retired_t      *retired;
+    ngx_uint_t                      nslots;
+
+    /* module-wide figures, written by the sync worker */
+    ngx_atomic_t                    redis_up;
+    ngx_atomic_t                    syncs;
+    ngx_atomic_t                    sync_errors;
+    ngx_atomic_t                    refused;
+    ngx_atomic_t                    last_sync;      /* unix seconds */
+    ngx_atomic_t                    sync_pid;       /* the writer */
+} ngx_http_canary_shctx_t;
+
+
+/* a value from the request: one variable by index, or a complex value */
+typedef struct {
+    ngx_int_t                       index;
+    ngx_http_complex_value_t       *cv;
+    unsigned                        set:1;
+} ngx_http_canary_value_t;
+
+
+/* a "match $var ~regex" eligibility rule */
+typedef struct {
+    ngx_http_canary_value_t         value;
+    ngx_regex_t                    *regex;
+} ngx_http_canary_match_t;
+
+
+typedef struct {
+    ngx_str_t                       name;
+    ngx_uint_t                      index;
+    ngx_array_t                     keys;       /* ngx_http_canary_value_t */
+    ngx_str_t                       upstream[NGX_HTTP_CANARY_NVARIANTS];
+    ngx_uint_t                      percent;
+    ngx_uint_t                      hash;
+    ngx_str_t                       salt;
+    ngx_http_canary_murmur3_t       salted;     /* state after "<salt>:" */
+    ngx_http_canary_value_t         override;
+    ngx_http_canary_value_t         segment;
+    ngx_http_canary_match_t        *match;
+    ngx_array_t                     requires;   /* ngx_str_t, then index */
+    ngx_uint_t                     *requires_index;
+    ngx_uint_t                      nrequires;
+
+    ngx_str_t                       file;
+    ngx_uint_t                      line;
+
+    ngx_http_canary_shrollout_t    *sh;
+} ngx_http_canary_rollout_t;
+
+
+typedef struct {
+    ngx_array_t                     rollouts;   /* ngx_http_canary_rollout_t */
+    ngx_cycle_t                    *cycle;
+    ngx_shm_zone_t                 *shm_zone;
+    ngx_http_canary_shctx_t        *sh;
+    ngx_slab_pool_t                *shpool;
+} ngx_http_canary_main_conf_t;
+
+
+typedef struct {
+    ngx_int_t                       rollout;    /* index or NGX_CONF_UNSET */
+    ngx_flag_t                      status;
+
+    /* "canary NAME" as written, resolved when the location is merged */
+    ngx_str_t                       name;
+    ngx_str_t                       file;
+    ngx_uint_t                      line;
+} ngx_http_canary_loc_conf_t;
+
+
+/* the decision for one rollout, packed; cached per request */
+typedef struct {
+    unsigned                        decided:1;
+    unsigned                        has_bucket:1;
+    unsigned                        variant:1;
+    unsigned                        reason:4;
+    unsigned                        bucket:16;
+} ngx_http_canary_decision_t;
+
+
+typedef struct {
+    ngx_http_canary_decision_t     *decisions;  /* one per rollout */
+    unsigned                        counted:1;
+} ngx_http_canary_ctx_t;
+
+
+extern ngx_module_t  ngx_http_canary_module;
+
+extern ngx_str_t     ngx_http_canary_variant_names[];
+extern ngx_str_t     ngx_http_canary_reason_names[];
+extern ngx_str_t     ngx_http_canary_source_names[];
+extern ngx_str_t     ngx_http_canary_state_names[];
+
+
+/* ngx_http_canary_module.c */
+ngx_http_canary_decision_t ngx_http_canary_decide(ngx_http_request_t *r,
+    ngx_uint_t index);
+
+/* ngx_http_canary_shm.c */
+ngx_int_t ngx_http_canary_init_zone(ngx_shm_zone_t *shm_zone, void *data);
+ngx_int_t ngx_http_canary_publish(ngx_http_canary_main_conf_t *cmcf,
+    ngx_http_canary_shrollout_t *shr, ngx_http_canary_snapshot_t *snap);
+ngx_http_canary_snapshot_t *ngx_http_canary_snapshot_alloc(
+    ngx_slab_pool_t *shpool, ngx_http_canary_snapshot_t *from,
+    ngx_uint_t nsegments, size_t strings);
+void ngx_http_canary_reclaim(ngx_http_canary_main_conf_t *cmcf);
+ngx_int_t ngx_http_canary_retire_set_locked(
+    ngx_http_canary_main_conf_t *cmcf, ngx_http_canary_set_t *set);
+
+#define ngx_http_canary_snapshot_strings(snap, nsegments)                    \
+    ((u_char *) &(snap)[1] + (nsegments) * sizeof(ngx_http_canary_segment_t))
+
+/* ngx_http_canary_set.c */
+ngx_http_canary_set_t *ngx_http_canary_set_create_locked(
+    ngx_slab_pool_t *shpool, ngx_uint_t expected);
+ngx_int_t ngx_http_canary_set_add_locked(ngx_slab_pool_t *shpool,
+    ngx_http_canary_set_t *set, u_char *data, size_t len);
+ngx_uint_t ngx_http_canary_set_contains(ngx_http_canary_set_t *set,
+    ngx_str_t *key);
+ngx_uint_t ngx_http_canary_set_size(ngx_http_canary_set_t *set);
+size_t ngx_http_canary_set_bytes(ngx_http_canary_set_t *set);
+void ngx_http_canary_set_free_locked(ngx_slab_pool_t *shpool,
+    ngx_http_canary_set_t *set);
+
+/* ngx_http_canary_stats.c */
+extern ngx_msec_t  ngx_http_canary_hist_bounds[];
+
+void ngx_http_canary_count(ngx_http_request_t *r,
+    ngx_http_canary_shrollout_t *shr, ngx_uint_t nslots, ngx_uint_t variant);
+
+/* ngx_http_canary_status.c */
+char *ngx_http_canary_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+
+
+#endif /* _NGX_HTTP_CANARY_MODULE_H_INCLUDED_ */

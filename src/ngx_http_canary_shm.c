@@ -1,0 +1,355 @@
+
+/*
+ * Copyright (C) ngx_http_canary_module authors
+ *
+ * The shared zone: its layout, the rollouts found again by name across
+ * reloads, and the publication of immutable snapshots.
+ *
+ * One writer at a time changes the zone, holding the slab pool's mutex:
+ * the master while it reads a configuration, the sync worker afterwards.
+ * Readers on the request path take no lock.  A writer builds a new
+ * snapshot beside the old one and publishes it with one pointer store
+ * after a memory barrier; a reader loads the pointer once per decision
+ * and so sees either the old snapshot or the new one, whole.  The old one
+ * is not freed at once: it joins the "retired" list and is freed by a
+ * later writer once NGX_HTTP_CANARY_GRACE seconds have passed, far longer
+ * than any reader holds a snapshot (the span of one routing decision).
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_canary_module.h"
+
+
+#define NGX_HTTP_CANARY_GRACE         30
+
+#define NGX_HTTP_CANARY_RETIRED_SNAPSHOT  0
+#define NGX_HTTP_CANARY_RETIRED_SET       1
+
+
+static ngx_http_canary_shrollout_t *ngx_http_canary_shm_rollout(
+    ngx_http_canary_main_conf_t *cmcf, ngx_http_canary_rollout_t *ro,
+    ngx_log_t *log);
+static ngx_int_t ngx_http_canary_retire_locked(
+    ngx_http_canary_main_conf_t *cmcf, void *data, ngx_uint_t type);
+
+
+ngx_int_t
+ngx_http_canary_init_zone(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_http_canary_main_conf_t  *ocmcf = data;
+
+    size_t                        len;
+    ngx_int_t                     rc;
+    ngx_uint_t                    i;
+    ngx_core_conf_t              *ccf;
+    ngx_slab_pool_t              *shpool;
+    ngx_http_canary_shctx_t      *sh;
+    ngx_http_canary_rollout_t    *ro;
+    ngx_http_canary_main_conf_t  *cmcf;
+
+    cmcf = shm_zone->data;
+    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    cmcf->shpool = shpool;
+
+    if (ocmcf) {
+        /* a reload: the zone and everything in it carries on */
+        cmcf->sh = ocmcf->sh;
+        goto rollouts;
+    }
+
+    if (shm_zone->shm.exists) {
+        cmcf->sh = shpool->data;
+        goto rollouts;
+    }
+
+    sh = ngx_slab_alloc(shpool, sizeof(ngx_http_canary_shctx_t));
+    if (sh == NULL) {
+        goto nomem;
+    }
+
+    ngx_memzero(sh, sizeof(ngx_http_canary_shctx_t));
+
+    ccf = (ngx_core_conf_t *) ngx_get_conf(cmcf->cycle->conf_ctx,
+                                           ngx_core_module);
+
+    /*
+     * One counter slot for each worker; the number is fixed for the life
+     * of the zone, and a worker writes slot (ngx_worker % nslots).
+     */
+
+    sh->nslots = (ccf && ccf->worker_processes > 0)
+                 ? (ngx_uint_t) ccf->worker_processes : 1;
+
+    if (sh->nslots > NGX_HTTP_CANARY_MAX_SLOTS) {
+        sh->nslots = NGX_HTTP_CANARY_MAX_SLOTS;
+    }
+
+    shpool->data = sh;
+    cmcf->sh = sh;
+
+    len = sizeof(" in canary zone \"\"") + shm_zone->shm.name.len;
+
+    shpool->log_ctx = ngx_slab_alloc(shpool, len);
+    if (shpool->log_ctx == NULL) {
+        goto nomem;
+    }
+
+    ngx_sprintf(shpool->log_ctx, " in canary zone \"%V\"%Z",
+                &shm_zone->shm.name);
+
+    shpool->log_nomem = 0;
+
+rollouts:
+
+    rc = NGX_OK;
+    ro = cmcf->rollouts.elts;
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    for (i = 0; i < cmcf->rollouts.nelts; i++) {
+        ro[i].sh = ngx_http_canary_shm_rollout(cmcf, &ro[i],
+                                               shm_zone->shm.log);
+        if (ro[i].sh == NULL) {
+            rc = NGX_ERROR;
+            break;
+        }
+    }
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    if (rc != NGX_OK) {
+        goto nomem;
+    }
+
+    return NGX_OK;
+
+nomem:
+
+    ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
+                  "canary_zone \"%V\" of %uz bytes is too small for %ui "
+                  "rollouts, make it larger", &shm_zone->shm.name,
+                  shm_zone->shm.size, cmcf->rollouts.nelts);
+
+    return NGX_ERROR;
+}
+
+
+/*
+ * The rollout's place in the zone, made on first sight.  Its counters
+ * carry on across reloads; its published state too, unless it still comes
+ * from the configuration, whose percent may have changed.
+ */
+
+static ngx_http_canary_shrollout_t *
+ngx_http_canary_shm_rollout(ngx_http_canary_main_conf_t *cmcf,
+    ngx_http_canary_rollout_t *ro, ngx_log_t *log)
+{
+    size_t                        size;
+    ngx_slab_pool_t              *shpool;
+    ngx_http_canary_shctx_t      *sh;
+    ngx_http_canary_snapshot_t   *snap;
+    ngx_http_canary_shrollout_t  *shr;
+
+    sh = cmcf->sh;
+    shpool = cmcf->shpool;
+
+    for (shr = sh->rollouts; shr; shr = shr->next) {
+        if (shr->name.len == ro->name.len
+            && ngx_strncmp(shr->name.data, ro->name.data, ro->name.len) == 0)
+        {
+            break;
+        }
+    }
+
+    if (shr == NULL) {
+        shr = ngx_slab_calloc_locked(shpool,
+                                     sizeof(ngx_http_canary_shrollout_t)
+                                     + ro->name.len);
+        if (shr == NULL) {
+            return NULL;
+        }
+
+        shr->name.len = ro->name.len;
+        shr->name.data = (u_char *) &shr[1];
+        ngx_memcpy(shr->name.data, ro->name.data, ro->name.len);
+
+        size = sh->nslots * sizeof(ngx_http_canary_slot_t);
+
+        shr->slots = ngx_slab_calloc_locked(shpool, size);
+        if (shr->slots == NULL) {
+            ngx_slab_free_locked(shpool, shr);
+            return NULL;
+        }
+
+        shr->next = sh->rollouts;
+        sh->rollouts = shr;
+    }
+
+    snap = shr->snapshot;
+
+    if (snap && (snap->source != NGX_HTTP_CANARY_SOURCE_CONFIG
+                 || shr->config_percent == ro->percent))
+    {
+        return shr;
+    }
+
+    snap = ngx_http_canary_snapshot_alloc(shpool, snap, 0, 0);
+    if (snap == NULL) {
+        return NULL;
+    }
+
+    snap->percent = ro->percent;
+    snap->source = NGX_HTTP_CANARY_SOURCE_CONFIG;
+    shr->config_percent = ro->percent;
+
+    if (ngx_http_canary_publish(cmcf, shr, snap) != NGX_OK) {
+        return NULL;
+    }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, log, 0,
+                   "canary zone: rollout \"%V\" percent %ui from config",
+                   &shr->name, ro->percent);
+
+    return shr;
+}
+
+
+/*
+ * A new snapshot, a copy of "from" (or zeroes) but for its segments: room
+ * for nsegments segments follows it, then "strings" bytes for their values
+ * (see ngx_http_canary_snapshot_strings()), all in one block that is freed
+ * as one.  The caller fills the segments and sets nsegments.  The slab
+ * mutex must be held.
+ */
+
+ngx_http_canary_snapshot_t *
+ngx_http_canary_snapshot_alloc(ngx_slab_pool_t *shpool,
+    ngx_http_canary_snapshot_t *from, ngx_uint_t nsegments, size_t strings)
+{
+    ngx_http_canary_snapshot_t  *snap;
+
+    snap = ngx_slab_alloc_locked(shpool,
+                                 sizeof(ngx_http_canary_snapshot_t)
+                                 + nsegments
+                                   * sizeof(ngx_http_canary_segment_t)
+                                 + strings);
+    if (snap == NULL) {
+        return NULL;
+    }
+
+    if (from) {
+        *snap = *from;
+
+    } else {
+        ngx_memzero(snap, sizeof(ngx_http_canary_snapshot_t));
+    }
+
+    snap->nsegments = 0;
+    snap->segments = nsegments ? (ngx_http_canary_segment_t *) &snap[1]
+                               : NULL;
+
+    return snap;
+}
+
+
+/*
+ * Makes snap the rollout's state for every worker.  The slab mutex must be
+ * held.  The snapshot it replaces is retired, not freed.
+ */
+
+ngx_int_t
+ngx_http_canary_publish(ngx_http_canary_main_conf_t *cmcf,
+    ngx_http_canary_shrollout_t *shr, ngx_http_canary_snapshot_t *snap)
+{
+    ngx_http_canary_snapshot_t  *old;
+
+    old = shr->snapshot;
+    snap->updated = ngx_time();
+
+    /* every store that built the snapshot is seen before the pointer */
+
+    ngx_memory_barrier();
+
+    shr->snapshot = snap;
+
+    ngx_memory_barrier();
+
+    if (old) {
+        return ngx_http_canary_retire_locked(cmcf, old,
+                                             NGX_HTTP_CANARY_RETIRED_SNAPSHOT);
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_canary_retire_locked(ngx_http_canary_main_conf_t *cmcf, void *data,
+    ngx_uint_t type)
+{
+    ngx_http_canary_retired_t  *rt;
+
+    rt = ngx_slab_alloc_locked(cmcf->shpool,
+                               sizeof(ngx_http_canary_retired_t));
+    if (rt == NULL) {
+        /*
+         * Without a list node the memory cannot be tracked: leaking it is
+         * safe, freeing it now is not.
+         */
+        return NGX_OK;
+    }
+
+    rt->data = data;
+    rt->type = type;
+    rt->when = ngx_time();
+    rt->next = cmcf->sh->retired;
+    cmcf->sh->retired = rt;
+
+    return NGX_OK;
+}
+
+
+/* frees what was retired long enough ago; the slab mutex must be held */
+
+void
+ngx_http_canary_reclaim(ngx_http_canary_main_conf_t *cmcf)
+{
+    time_t                      now;
+    ngx_http_canary_retired_t  *rt, **prev;
+
+    now = ngx_time();
+    prev = &cmcf->sh->retired;
+
+    for (rt = *prev; rt; rt = *prev) {
+
+        if (now - rt->when < NGX_HTTP_CANARY_GRACE) {
+            prev = &rt->next;
+            continue;
+        }
+
+        *prev = rt->next;
+
+        if (rt->type == NGX_HTTP_CANARY_RETIRED_SET) {
+            ngx_http_canary_set_free_locked(cmcf->shpool, rt->data);
+
+        } else {
+            ngx_slab_free_locked(cmcf->shpool, rt->data);
+        }
+
+        ngx_slab_free_locked(cmcf->shpool, rt);
+    }
+}
+
+
+ngx_int_t
+ngx_http_canary_retire_set_locked(ngx_http_canary_main_conf_t *cmcf,
+    ngx_http_canary_set_t *set)
+{
+    return ngx_http_canary_retire_locked(cmcf, set,
+                                         NGX_HTTP_CANARY_RETIRED_SET);
+}

@@ -1,0 +1,128 @@
+
+/*
+ * Copyright (C) ngx_http_canary_module authors
+ *
+ * Strict parsing of percents and times, with no nginx headers.
+ */
+
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "ngx_http_canary_parse.h"
+
+
+static int
+percent(const char *s, uint32_t *v)
+{
+    return ngx_http_canary_parse_percent((const unsigned char *) s,
+                                         strlen(s), v);
+}
+
+
+static int
+timev(const char *s, time_t *t)
+{
+    return ngx_http_canary_parse_time((const unsigned char *) s, strlen(s),
+                                      t);
+}
+
+
+static void
+test_percent_good(void **state)
+{
+    uint32_t  v;
+
+    (void) state;
+
+    assert_int_equal(percent("0", &v), 0);
+    assert_int_equal(v, 0);
+    assert_int_equal(percent("12.5", &v), 0);
+    assert_int_equal(v, 1250);
+    assert_int_equal(percent("99.99", &v), 0);
+    assert_int_equal(v, 9999);
+    assert_int_equal(percent("100", &v), 0);
+    assert_int_equal(v, 10000);
+    assert_int_equal(percent("100.00", &v), 0);
+    assert_int_equal(v, 10000);
+    assert_int_equal(percent("0.01", &v), 0);
+    assert_int_equal(v, 1);
+    assert_int_equal(percent("007", &v), 0);
+    assert_int_equal(v, 700);
+}
+
+
+static void
+test_percent_bad(void **state)
+{
+    size_t       i;
+    uint32_t     v;
+    const char  *bad[] = {
+        "-1", "100.01", "1.234", "abc", "", "50%", "101", "1000", "+5",
+        " 5", "5 ", "1.", ".5", "1..2", "1.2.3", "0x10", "1e2", "nan",
+        "12,5", "100.1"
+    };
+
+    (void) state;
+
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        v = 4242;
+        assert_int_equal(percent(bad[i], &v), -1);
+        assert_int_equal(v, 4242);
+    }
+
+    /* a length that stops short of the string is honoured */
+    assert_int_equal(ngx_http_canary_parse_percent(
+                         (const unsigned char *) "10x", 2, &v), 0);
+    assert_int_equal(v, 1000);
+}
+
+
+static void
+test_time(void **state)
+{
+    size_t       i;
+    time_t       t;
+    const char  *bad[] = {
+        "", "abc", "-5", "2026-11-28", "2026-11-28T10:00:00",
+        "2026-13-01T00:00:00Z", "2026-02-29T00:00:00Z",
+        "2026-11-28T24:00:00Z", "2026-11-28T10:00:00+01:00",
+        "2026-11-28 10:00:00Z", "1969-12-31T23:59:59Z", "1e9"
+    };
+
+    (void) state;
+
+    assert_int_equal(timev("1796000000", &t), 0);
+    assert_int_equal(t, 1796000000);
+    assert_int_equal(timev("0", &t), 0);
+    assert_int_equal(t, 0);
+    assert_int_equal(timev("1970-01-01T00:00:00Z", &t), 0);
+    assert_int_equal(t, 0);
+    assert_int_equal(timev("2026-11-28T10:00:00Z", &t), 0);
+    assert_int_equal(t, 1795860000);
+    assert_int_equal(timev("2024-02-29T12:30:45z", &t), 0);
+    assert_int_equal(t, 1709209845);
+    assert_int_equal(timev("2000-01-01T00:00:00+00:00", &t), 0);
+    assert_int_equal(t, 946684800);
+
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(timev(bad[i], &t), -1);
+    }
+}
+
+
+int
+main(void)
+{
+    const struct CMUnitTest  tests[] = {
+        cmocka_unit_test(test_percent_good),
+        cmocka_unit_test(test_percent_bad),
+        cmocka_unit_test(test_time),
+    };
+
+    return cmocka_run_group_tests_name("parse", tests, NULL, NULL);
+}
