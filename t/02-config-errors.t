@@ -74,7 +74,7 @@ my @good = (
     ['percent 0, 100, 12.5, 0.01',
      $zone . join('', map { rollout(name => "r$_->[0]", percent => $_->[1]) }
                       [1, 0], [2, 100], [3, 12.5], [4, 0.01])
-     . server()],
+     . server('canary r3;')],
     ['salt, hash murmur3 and unleash, several keys',
      $zone . rollout(salt => 'x1', hash => 'murmur3',
                      key => '$cookie_uid $http_x_user_id $remote_addr')

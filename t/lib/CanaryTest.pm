@@ -390,7 +390,11 @@ sub start {
         croak "nginx did not start listening on $port:\n$why";
     }
 
-    $self->wait_workers(10) or croak 'nginx workers did not start';
+    unless ($self->wait_workers(10)) {
+        my @p = $self->pids;
+        $self->stop;
+        croak "nginx workers did not start (have @p)";
+    }
     return $self;
 }
 
@@ -423,9 +427,11 @@ sub wait_workers {
     return 0;
 }
 
-# reload(body => NEW, vars => {..}, workers => N, timeout => S):
-# rewrite the config, `nginx -s reload`, wait until a full set of new
-# workers runs; false if that did not happen (e.g. a refused config)
+# reload(body => NEW, vars => {..}, workers => N, timeout => S, hup => 1):
+# rewrite the config, `nginx -s reload` (which parses the config itself
+# first) or with hup => 1 a SIGHUP straight to the master (which then
+# logs [emerg] and keeps the old workers on a bad config); wait until a
+# full set of new workers runs; false if that did not happen
 
 sub reload {
     my ($self, %o) = @_;
@@ -436,10 +442,16 @@ sub reload {
     $self->write_conf;
 
     my %old = map { $_ => 1 } $self->pids;
-    my $out = `'$CanaryTest::NGINX' -p '$self->{prefix}/' -c nginx.conf -s reload 2>&1`;
-    if ($? != 0) {
-        Test::More::diag("nginx -s reload: $out");
-        return 0;
+
+    if ($o{hup}) {
+        CORE::kill 'HUP', $self->{pid};
+
+    } else {
+        my $out = `'$CanaryTest::NGINX' -p '$self->{prefix}/' -c nginx.conf -s reload 2>&1`;
+        if ($? != 0) {
+            Test::More::diag("nginx -s reload: $out");
+            return 0;
+        }
     }
 
     return $self->wait_workers($o{timeout} // 10, %old);
