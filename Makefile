@@ -94,7 +94,7 @@ unit:
 	done
 
 integration: build
-	CANARY_MODULE=$(MODULE) NGINX=$(NGINX) prove -I t/lib t/*.t
+	CANARY_MODULE=$(MODULE) CANARY_NGINX=$(NGINX) prove -I t/lib t/*.t
 
 demo: deps-demo build
 	@demo/run.sh start

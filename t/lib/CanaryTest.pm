@@ -16,7 +16,8 @@ package CanaryTest;
 # text), events (events-block text), log_level, allow_log => [qr//],
 # module => 0 (no load_module, for testing the harness itself)
 #
-# Environment: CANARY_MODULE (module .so), NGINX (nginx binary),
+# Environment: CANARY_MODULE (module .so), CANARY_NGINX (nginx binary; not
+# NGINX, which nginx itself reads as inherited sockets),
 # REDIS_SERVER, REDIS_CLI, CANARY_KEEP=1 (keep temp dirs),
 # CANARY_DEBUG=1 (error_log level debug).
 
@@ -40,7 +41,8 @@ our @EXPORT = qw(
 my $REPO = File::Spec->rel2abs(__FILE__);
 $REPO =~ s{/t/lib/CanaryTest\.pm$}{};
 
-our $NGINX = $ENV{NGINX} || '/usr/sbin/nginx';
+our $NGINX = $ENV{CANARY_NGINX} || '/usr/sbin/nginx';
+delete $ENV{NGINX};    # nginx reads it as a list of inherited sockets
 our $REDIS_SERVER = $ENV{REDIS_SERVER} || 'redis-server';
 our $REDIS_CLI = $ENV{REDIS_CLI} || 'redis-cli';
 
