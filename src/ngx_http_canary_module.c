@@ -73,7 +73,8 @@ static char *ngx_http_canary(ngx_conf_t *cf, ngx_command_t *cmd,
 static ngx_int_t ngx_http_canary_find(ngx_http_canary_main_conf_t *cmcf,
     ngx_str_t *name);
 static ngx_int_t ngx_http_canary_check_requires(ngx_conf_t *cf,
-    ngx_http_canary_main_conf_t *cmcf, ngx_uint_t index, u_char *seen);
+    ngx_http_canary_main_conf_t *cmcf, ngx_uint_t index, u_char *seen,
+    ngx_uint_t *path, ngx_uint_t depth, ngx_http_canary_require_t *via);
 
 static ngx_int_t ngx_http_canary_add_variables(ngx_conf_t *cf);
 static void *ngx_http_canary_create_main_conf(ngx_conf_t *cf);
@@ -361,9 +362,14 @@ ngx_http_canary_decide(ngx_http_request_t *r, ngx_uint_t index)
             return *d;
         }
 
+        /*
+         * A match is rc >= 0: PCRE2 returns 1 (or 0 when the regex has
+         * more groups than the ovector has room for), PCRE1 returns 0.
+         */
+
         rc = ngx_regex_exec(ro->match->regex, &value, NULL, 0);
 
-        if (rc != 0) {
+        if (rc < 0) {
             if (rc != NGX_REGEX_NO_MATCHED) {
                 ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
                               ngx_regex_exec_n " failed: %i on \"%V\" "
@@ -437,8 +443,9 @@ ngx_http_canary_value(ngx_http_request_t *r, ngx_http_canary_value_t *v,
     if (v->cv == NULL) {
         vv = ngx_http_get_indexed_variable(r, v->index);
 
-        if (vv == NULL || vv->not_found) {
-            value->len = 0;
+        if (vv == NULL || vv->not_found || vv->len == 0) {
+            /* PCRE2 before 10.43 refuses a NULL subject even if empty */
+            ngx_str_set(value, "");
             return NGX_OK;
         }
 
@@ -669,7 +676,8 @@ ngx_http_canary_rollout_block(ngx_conf_t *cf, ngx_command_t *cmd,
     if (ngx_array_init(&ro->keys, cf->pool, 2,
                        sizeof(ngx_http_canary_value_t))
         != NGX_OK
-        || ngx_array_init(&ro->requires, cf->pool, 1, sizeof(ngx_str_t))
+        || ngx_array_init(&ro->requires, cf->pool, 1,
+                          sizeof(ngx_http_canary_require_t))
            != NGX_OK)
     {
         return NGX_CONF_ERROR;
@@ -1040,18 +1048,23 @@ ngx_http_canary_set_match(ngx_conf_t *cf, ngx_http_canary_rollout_t *ro)
 static char *
 ngx_http_canary_set_requires(ngx_conf_t *cf, ngx_http_canary_rollout_t *ro)
 {
-    ngx_str_t   *value, *name;
-    ngx_uint_t   i;
+    ngx_str_t                  *value;
+    ngx_uint_t                  i;
+    ngx_http_canary_require_t  *req;
 
     value = cf->args->elts;
 
+    /* resolved in postconfiguration: the rollouts may come later */
+
     for (i = 1; i < cf->args->nelts; i++) {
-        name = ngx_array_push(&ro->requires);
-        if (name == NULL) {
+        req = ngx_array_push(&ro->requires);
+        if (req == NULL) {
             return NGX_CONF_ERROR;
         }
 
-        *name = value[i];
+        req->name = value[i];
+        req->file = cf->conf_file->file.name;
+        req->line = cf->conf_file->line;
     }
 
     return NGX_CONF_OK;
@@ -1159,33 +1172,68 @@ ngx_http_canary_find(ngx_http_canary_main_conf_t *cmcf, ngx_str_t *name)
 }
 
 
+/*
+ * Depth-first search of the "requires" graph: seen[] is 0 for a rollout not
+ * visited yet, 1 while it is on the current path (path[0 .. depth - 1]),
+ * 2 once everything it requires is known to end.  A rollout met again while
+ * on the path closes a cycle, reported at the "requires" that closed it.
+ */
+
 static ngx_int_t
 ngx_http_canary_check_requires(ngx_conf_t *cf,
-    ngx_http_canary_main_conf_t *cmcf, ngx_uint_t index, u_char *seen)
+    ngx_http_canary_main_conf_t *cmcf, ngx_uint_t index, u_char *seen,
+    ngx_uint_t *path, ngx_uint_t depth, ngx_http_canary_require_t *via)
 {
-    ngx_uint_t                  i;
-    ngx_http_canary_rollout_t  *ro;
+    u_char                     *p, *text;
+    size_t                      len;
+    ngx_uint_t                  i, k;
+    ngx_http_canary_rollout_t  *ro, *all;
+    ngx_http_canary_require_t  *req;
 
-    /* seen: 0 not visited, 1 on the current path, 2 done */
-
-    ro = (ngx_http_canary_rollout_t *) cmcf->rollouts.elts + index;
+    all = cmcf->rollouts.elts;
+    ro = &all[index];
 
     if (seen[index] == 2) {
         return NGX_OK;
     }
 
     if (seen[index] == 1) {
+        for (k = 0; path[k] != index; k++) { /* void */ }
+
+        len = ro->name.len;
+
+        for (i = k; i < depth; i++) {
+            len += all[path[i]].name.len + sizeof(" -> ") - 1;
+        }
+
+        text = ngx_pnalloc(cf->pool, len);
+        if (text == NULL) {
+            return NGX_ERROR;
+        }
+
+        p = text;
+
+        for (i = k; i < depth; i++) {
+            p = ngx_sprintf(p, "%V -> ", &all[path[i]].name);
+        }
+
+        p = ngx_cpymem(p, ro->name.data, ro->name.len);
+
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
                       "canary_rollout \"%V\" requires itself through "
-                      "a cycle in %V:%ui", &ro->name, &ro->file, ro->line);
+                      "a cycle: %*s in %V:%ui", &ro->name, p - text, text,
+                      &via->file, via->line);
         return NGX_ERROR;
     }
 
     seen[index] = 1;
+    path[depth] = index;
+
+    req = ro->requires.elts;
 
     for (i = 0; i < ro->nrequires; i++) {
         if (ngx_http_canary_check_requires(cf, cmcf, ro->requires_index[i],
-                                           seen)
+                                           seen, path, depth + 1, &req[i])
             != NGX_OK)
         {
             return NGX_ERROR;
@@ -1324,9 +1372,9 @@ ngx_http_canary_init(ngx_conf_t *cf)
 {
     u_char                       *seen;
     ngx_int_t                     n;
-    ngx_uint_t                    i, j;
-    ngx_str_t                    *name;
+    ngx_uint_t                    i, j, *path;
     ngx_http_handler_pt          *h;
+    ngx_http_canary_require_t    *req;
     ngx_http_canary_rollout_t    *ro;
     ngx_http_core_main_conf_t    *cmcf;
     ngx_http_canary_main_conf_t  *ccf;
@@ -1349,16 +1397,16 @@ ngx_http_canary_init(ngx_conf_t *cf)
             return NGX_ERROR;
         }
 
-        name = ro[i].requires.elts;
+        req = ro[i].requires.elts;
 
         for (j = 0; j < ro[i].nrequires; j++) {
-            n = ngx_http_canary_find(ccf, &name[j]);
+            n = ngx_http_canary_find(ccf, &req[j].name);
 
             if (n == NGX_ERROR) {
                 ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
                               "canary_rollout \"%V\" requires unknown "
                               "rollout \"%V\" in %V:%ui", &ro[i].name,
-                              &name[j], &ro[i].file, ro[i].line);
+                              &req[j].name, &req[j].file, req[j].line);
                 return NGX_ERROR;
             }
 
@@ -1367,12 +1415,16 @@ ngx_http_canary_init(ngx_conf_t *cf)
     }
 
     seen = ngx_pcalloc(cf->pool, ccf->rollouts.nelts + 1);
-    if (seen == NULL) {
+    path = ngx_palloc(cf->pool, (ccf->rollouts.nelts + 1) * sizeof(ngx_uint_t));
+
+    if (seen == NULL || path == NULL) {
         return NGX_ERROR;
     }
 
     for (i = 0; i < ccf->rollouts.nelts; i++) {
-        if (ngx_http_canary_check_requires(cf, ccf, i, seen) != NGX_OK) {
+        if (ngx_http_canary_check_requires(cf, ccf, i, seen, path, 0, NULL)
+            != NGX_OK)
+        {
             return NGX_ERROR;
         }
     }

@@ -157,6 +157,14 @@ typedef struct {
 } ngx_http_canary_match_t;
 
 
+/* a rollout named by "requires", and where it was named */
+typedef struct {
+    ngx_str_t                       name;
+    ngx_str_t                       file;
+    ngx_uint_t                      line;
+} ngx_http_canary_require_t;
+
+
 typedef struct {
     ngx_str_t                       name;
     ngx_uint_t                      index;
@@ -169,7 +177,7 @@ typedef struct {
     ngx_http_canary_value_t         override;
     ngx_http_canary_value_t         segment;
     ngx_http_canary_match_t        *match;
-    ngx_array_t                     requires;   /* ngx_str_t, then index */
+    ngx_array_t                     requires;   /* ngx_http_canary_require_t */
     ngx_uint_t                     *requires_index;
     ngx_uint_t                      nrequires;
 
