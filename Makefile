@@ -81,7 +81,7 @@ $(NGINX_BUILD)/objs/Makefile: config
 $(MODULE): $(NGINX_BUILD)/objs/Makefile $(SRCS)
 	$(MAKE) -C $(NGINX_BUILD) -f objs/Makefile modules
 
-test: deps-test build unit integration
+test: deps-test build unit fuzz-replay integration
 
 unit:
 	@mkdir -p $(BUILD)/unit
@@ -101,6 +101,8 @@ demo: deps-demo build
 
 demo-stop:
 	@demo/run.sh stop
+
+include mk/reliability.mk
 
 clean:
 	rm -rf $(BUILD)

@@ -1,0 +1,52 @@
+# Reliability targets of ngx_http_canary_module, included by the Makefile.
+#
+#   make fuzz [FUZZ_SECONDS=600] [FUZZ_TARGETS="percent time"]
+#                   each libFuzzer target in turn, nice'd, for FUZZ_SECONDS
+#                   (default 60); a table of executions; crashes land in
+#                   t/fuzz/<target>/ as regression inputs
+#   make fuzz-replay
+#                   every input in t/fuzz/<target>/ once through its target,
+#                   built with $(CC) and ASan+UBSan (part of `make test`)
+#
+# Adding a target: fuzz/fuzz_<name>.c defining LLVMFuzzerTestOneInput(),
+# seeds in t/fuzz/<name>/, the name in FUZZ_TARGETS.
+
+DEPS_FUZZ    := clang libclang-rt-dev
+FUZZ_TARGETS ?= percent time murmur3
+FUZZ_SECONDS ?= 60
+FUZZ_CC      ?= clang
+FUZZ_DIR     := $(TOP)/build/fuzz
+
+# the parsers of outside input are pure C with no nginx headers
+FUZZ_SRCS    := src/ngx_http_canary_parse.c src/ngx_http_canary_bucket.c
+FUZZ_DEPS    := $(FUZZ_SRCS) $(wildcard src/*.h) fuzz/replay.c \
+                mk/reliability.mk
+FUZZ_LIBS    := -lhiredis
+SAN_FLAGS    := -fsanitize=address,undefined -fno-sanitize-recover=all \
+                -fno-omit-frame-pointer
+
+.PHONY: deps-fuzz fuzz fuzz-build fuzz-replay
+
+deps-fuzz:
+	$(call apt_install,$(DEPS_FUZZ))
+
+$(FUZZ_DIR)/%: fuzz/fuzz_%.c $(FUZZ_DEPS)
+	@mkdir -p $(FUZZ_DIR)
+	$(FUZZ_CC) -g -O1 -fsanitize=fuzzer $(SAN_FLAGS) -Isrc -o $@ \
+	    $< $(FUZZ_SRCS) $(FUZZ_LIBS)
+
+$(FUZZ_DIR)/replay-%: fuzz/fuzz_%.c $(FUZZ_DEPS)
+	@mkdir -p $(FUZZ_DIR)
+	$(CC) -g -O1 -Wall -Wextra -Werror $(SAN_FLAGS) -Isrc -o $@ \
+	    $< fuzz/replay.c $(FUZZ_SRCS) $(FUZZ_LIBS)
+
+fuzz-build: deps-fuzz $(addprefix $(FUZZ_DIR)/,$(FUZZ_TARGETS))
+
+fuzz: fuzz-build
+	fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+fuzz-replay: $(addprefix $(FUZZ_DIR)/replay-,$(FUZZ_TARGETS))
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	    UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	    $(FUZZ_DIR)/replay-$$t t/fuzz/$$t/*; \
+	done
