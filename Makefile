@@ -15,7 +15,7 @@ SHELL       := /bin/bash
 TOP         := $(CURDIR)
 BUILD       := $(TOP)/build
 NGINX_SRC   ?= /usr/share/nginx/src
-NGINX_BUILD := $(BUILD)/nginx
+NGINX_BUILD := $(BUILD)/nginx$(if $(filter 1,$(SANITIZE)),-asan)
 NGINX       ?= /usr/sbin/nginx
 MODULE      := $(NGINX_BUILD)/objs/ngx_http_canary_module.so
 CC          ?= cc
@@ -74,7 +74,8 @@ $(NGINX_BUILD)/objs/Makefile: config
 	    flags=(); \
 	    if [ -f conf_flags ]; then . ./conf_flags; \
 	        flags=("$${NGX_CONF_FLAGS[@]}"); fi; \
-	    ./configure "$${flags[@]}" --add-dynamic-module=$(TOP) \
+	    ./configure "$${flags[@]}" $(NGINX_CONF_EXTRA) \
+	        --add-dynamic-module=$(TOP) \
 	        > $(BUILD)/configure.log 2>&1 \
 	    || { tail -30 $(BUILD)/configure.log; exit 1; }
 

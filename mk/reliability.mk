@@ -50,3 +50,25 @@ fuzz-replay: $(addprefix $(FUZZ_DIR)/replay-,$(FUZZ_TARGETS))
 	    UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	    $(FUZZ_DIR)/replay-$$t t/fuzz/$$t/*; \
 	done
+
+
+# make test SANITIZE=1 (or make test-asan): the module (and the unit tests
+# and fuzz replays) built with AddressSanitizer and UBSan in build/nginx-asan,
+# loaded into Debian's own nginx binary with the ASan runtime preloaded
+# (t/lib/nginx-sanitized); done() fails a test on any sanitizer report.
+
+ASAN_LIB := $(shell $(CC) -print-file-name=libasan.so)
+
+ifeq ($(SANITIZE),1)
+NGINX_CONF_EXTRA := --with-cc-opt='$(SAN_FLAGS)' \
+                    --with-ld-opt='-fsanitize=address,undefined'
+CFLAGS_UNIT      += $(SAN_FLAGS)
+NGINX            := $(TOP)/t/lib/nginx-sanitized
+export CANARY_REAL_NGINX := /usr/sbin/nginx
+export CANARY_ASAN_LIB   := $(ASAN_LIB)
+endif
+
+.PHONY: test-asan
+
+test-asan:
+	$(MAKE) test SANITIZE=1
