@@ -1084,6 +1084,10 @@ ngx_http_canary_compile_value(ngx_conf_t *cf, ngx_str_t *src,
     ngx_uint_t                         i;
     ngx_http_compile_complex_value_t   ccv;
 
+    /* the "key" values come from ngx_array_push(): not zeroed */
+
+    v->index = NGX_ERROR;
+    v->cv = NULL;
     v->set = 1;
 
     if (src->len > 1 && src->data[0] == '$') {
