@@ -90,6 +90,7 @@ unit:
 	    n=$$(basename $$t .c); \
 	    $(CC) $(CFLAGS_UNIT) -Isrc -o $(BUILD)/unit/$$n $$t \
 	        src/ngx_http_canary_bucket.c src/ngx_http_canary_parse.c \
+	        src/ngx_http_canary_policy.c \
 	        -lcmocka; \
 	    $(BUILD)/unit/$$n; \
 	done

@@ -162,6 +162,8 @@ static ngx_http_canary_rollout_cmd_t  ngx_http_canary_rollout_cmds[] = {
     { ngx_string("match"), 2, 2, ngx_http_canary_set_match },
     { ngx_string("requires"), 1, NGX_CONF_MAX_ARGS,
       ngx_http_canary_set_requires },
+    { ngx_string("auto"), 1, NGX_CONF_MAX_ARGS,
+      ngx_http_canary_auto_directive },
     { ngx_null_string, 0, 0, NULL }
 };
 

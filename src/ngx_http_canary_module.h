@@ -14,6 +14,7 @@
 
 #include "ngx_http_canary_bucket.h"
 #include "ngx_http_canary_parse.h"
+#include "ngx_http_canary_policy.h"
 
 
 #define NGX_HTTP_CANARY_STABLE         0
@@ -180,6 +181,7 @@ typedef struct {
     ngx_array_t                     requires;   /* ngx_http_canary_require_t */
     ngx_uint_t                     *requires_index;
     ngx_uint_t                      nrequires;
+    ngx_http_canary_policy_t       *policy;     /* "auto", or NULL */
 
     ngx_str_t                       file;
     ngx_uint_t                      line;
@@ -267,6 +269,10 @@ extern ngx_msec_t  ngx_http_canary_hist_bounds[];
 
 void ngx_http_canary_count(ngx_http_request_t *r,
     ngx_http_canary_shrollout_t *shr, ngx_uint_t nslots, ngx_uint_t variant);
+
+/* ngx_http_canary_auto.c */
+char *ngx_http_canary_auto_directive(ngx_conf_t *cf,
+    ngx_http_canary_rollout_t *ro);
 
 /* ngx_http_canary_status.c */
 char *ngx_http_canary_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
