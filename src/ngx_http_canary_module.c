@@ -83,6 +83,12 @@ static void *ngx_http_canary_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_canary_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
 static ngx_int_t ngx_http_canary_init(ngx_conf_t *cf);
+static ngx_int_t ngx_http_canary_init_process(ngx_cycle_t *cycle);
+static void ngx_http_canary_exit_process(ngx_cycle_t *cycle);
+
+
+static ngx_conf_post_handler_pt  ngx_http_canary_sync_interval_p =
+    ngx_http_canary_sync_interval;
 
 
 static ngx_command_t  ngx_http_canary_commands[] = {
@@ -90,6 +96,27 @@ static ngx_command_t  ngx_http_canary_commands[] = {
     { ngx_string("canary_zone"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_http_canary_zone,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("canary_redis"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_canary_redis_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("canary_sync_interval"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_canary_main_conf_t, sync_interval),
+      &ngx_http_canary_sync_interval_p },
+
+    { ngx_string("canary_state_file"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_canary_state_file,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
       NULL },
@@ -141,10 +168,10 @@ ngx_module_t  ngx_http_canary_module = {
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
     NULL,                                  /* init module */
-    NULL,                                  /* init process */
+    ngx_http_canary_init_process,          /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
-    NULL,                                  /* exit process */
+    ngx_http_canary_exit_process,          /* exit process */
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
@@ -1282,6 +1309,7 @@ ngx_http_canary_create_main_conf(ngx_conf_t *cf)
     }
 
     cmcf->cycle = cf->cycle;
+    cmcf->sync_interval = NGX_CONF_UNSET_MSEC;
 
     if (ngx_array_init(&cmcf->rollouts, cf->pool, 4,
                        sizeof(ngx_http_canary_rollout_t))
@@ -1301,6 +1329,8 @@ ngx_http_canary_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_http_canary_main_conf_t *cmcf = conf;
 
     ngx_http_canary_rollout_t  *ro;
+
+    ngx_conf_init_msec_value(cmcf->sync_interval, 1000);
 
     if (cmcf->shm_zone == NULL && cmcf->rollouts.nelts) {
         ro = cmcf->rollouts.elts;
@@ -1445,4 +1475,18 @@ ngx_http_canary_init(ngx_conf_t *cf)
     *h = ngx_http_canary_log_handler;
 
     return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_canary_init_process(ngx_cycle_t *cycle)
+{
+    return ngx_http_canary_sync_init_process(cycle);
+}
+
+
+static void
+ngx_http_canary_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_http_canary_sync_exit_process(cycle);
 }

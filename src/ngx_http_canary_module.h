@@ -143,6 +143,21 @@ typedef struct {
 } ngx_http_canary_shctx_t;
 
 
+/* canary_redis: where Redis is and how to talk to it */
+typedef struct {
+    ngx_str_t                       name;       /* as written */
+    ngx_addr_t                      addr;
+    ngx_str_t                       password;
+    ngx_uint_t                      db;
+    ngx_str_t                       prefix;     /* default "canary:" */
+    ngx_msec_t                      timeout;
+} ngx_http_canary_redis_conf_t;
+
+
+/* a connection to Redis, see ngx_http_canary_redis.h */
+typedef struct ngx_http_canary_redis_s  ngx_http_canary_redis_t;
+
+
 /* a value from the request: one variable by index, or a complex value */
 typedef struct {
     ngx_int_t                       index;
@@ -196,6 +211,11 @@ typedef struct {
     ngx_shm_zone_t                 *shm_zone;
     ngx_http_canary_shctx_t        *sh;
     ngx_slab_pool_t                *shpool;
+
+    ngx_http_canary_redis_conf_t   *redis;      /* canary_redis, or NULL */
+    ngx_http_canary_redis_t        *redis_conn; /* in the sync worker */
+    ngx_msec_t                      sync_interval;
+    ngx_str_t                       state_file;
 } ngx_http_canary_main_conf_t;
 
 
@@ -263,6 +283,20 @@ ngx_uint_t ngx_http_canary_set_size(ngx_http_canary_set_t *set);
 size_t ngx_http_canary_set_bytes(ngx_http_canary_set_t *set);
 void ngx_http_canary_set_free_locked(ngx_slab_pool_t *shpool,
     ngx_http_canary_set_t *set);
+
+/* ngx_http_canary_sync.c */
+ngx_int_t ngx_http_canary_sync_init_process(ngx_cycle_t *cycle);
+void ngx_http_canary_sync_exit_process(ngx_cycle_t *cycle);
+void ngx_http_canary_state_load(ngx_http_canary_main_conf_t *cmcf,
+    ngx_log_t *log);
+char *ngx_http_canary_state_file(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_canary_sync_interval(ngx_conf_t *cf, void *post,
+    void *data);
+
+/* ngx_http_canary_redis.c */
+char *ngx_http_canary_redis_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 
 /* ngx_http_canary_stats.c */
 extern ngx_msec_t  ngx_http_canary_hist_bounds[];

@@ -4,6 +4,8 @@
  */
 
 
+#include <string.h>
+
 #include "ngx_http_canary_parse.h"
 
 
@@ -14,6 +16,7 @@ static int ngx_http_canary_parse_digits(const unsigned char *p, size_t n,
     int64_t *value);
 static int64_t ngx_http_canary_days_from_civil(int64_t y, unsigned m,
     unsigned d);
+static int ngx_http_canary_hex(unsigned char c);
 
 
 int
@@ -138,6 +141,151 @@ ngx_http_canary_parse_time(const unsigned char *p, size_t len, time_t *t)
     *t = (time_t) (v * 86400 + hour * 3600 + min * 60 + sec);
 
     return 0;
+}
+
+
+int
+ngx_http_canary_parse_state(const unsigned char *p, size_t len,
+    unsigned *state)
+{
+    size_t       n;
+    unsigned     i;
+    const char  *names[] = {
+        "progressing", "paused", "promoted", "rolled_back"
+    };
+
+    for (i = 0; i < 4; i++) {
+        n = strlen(names[i]);
+
+        if (len == n && memcmp(p, names[i], n) == 0) {
+            *state = i + 1;
+            return 0;
+        }
+    }
+
+    return -1;
+}
+
+
+size_t
+ngx_http_canary_escape(unsigned char *dst, const unsigned char *src,
+    size_t len)
+{
+    size_t                n, i;
+    static const char     hex[] = "0123456789ABCDEF";
+
+    n = 0;
+
+    for (i = 0; i < len; i++) {
+        if (src[i] > 0x20 && src[i] < 0x7f && src[i] != '%') {
+            if (dst) {
+                dst[n] = src[i];
+            }
+
+            n++;
+            continue;
+        }
+
+        if (dst) {
+            dst[n] = '%';
+            dst[n + 1] = hex[src[i] >> 4];
+            dst[n + 2] = hex[src[i] & 0xf];
+        }
+
+        n += 3;
+    }
+
+    return n;
+}
+
+
+static int
+ngx_http_canary_hex(unsigned char c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+
+    if (c >= 'A' && c <= 'F') {
+        return c - 'A' + 10;
+    }
+
+    return -1;
+}
+
+
+int
+ngx_http_canary_unescape(const unsigned char *src, size_t len,
+    unsigned char *dst, size_t *n)
+{
+    int     hi, lo;
+    size_t  i, k;
+
+    k = 0;
+
+    for (i = 0; i < len; i++) {
+
+        if (src[i] == '%') {
+            if (len - i < 3) {
+                return -1;
+            }
+
+            hi = ngx_http_canary_hex(src[i + 1]);
+            lo = ngx_http_canary_hex(src[i + 2]);
+
+            if (hi < 0 || lo < 0) {
+                return -1;
+            }
+
+            dst[k++] = (unsigned char) (hi * 16 + lo);
+            i += 2;
+            continue;
+        }
+
+        if (src[i] <= 0x20 || src[i] >= 0x7f) {
+            return -1;
+        }
+
+        dst[k++] = src[i];
+    }
+
+    *n = k;
+
+    return 0;
+}
+
+
+int
+ngx_http_canary_split(const unsigned char *p, size_t len,
+    ngx_http_canary_token_t *tok, int max)
+{
+    int     n;
+    size_t  i, start;
+
+    n = 0;
+    start = 0;
+
+    for (i = 0; i <= len; i++) {
+
+        if (i < len && p[i] != ' ') {
+            if (p[i] < 0x20 || p[i] == 0x7f) {
+                return -1;
+            }
+
+            continue;
+        }
+
+        if (i == start || n == max) {
+            return -1;
+        }
+
+        tok[n].data = p + start;
+        tok[n].len = i - start;
+        n++;
+        start = i + 1;
+    }
+
+    return n;
 }
 
 

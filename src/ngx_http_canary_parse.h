@@ -26,5 +26,37 @@ int ngx_http_canary_parse_percent(const unsigned char *p, size_t len,
 int ngx_http_canary_parse_time(const unsigned char *p, size_t len,
     time_t *t);
 
+/*
+ * the "state" field: progressing 1, paused 2, promoted 3, rolled_back 4
+ * (the values of NGX_HTTP_CANARY_STATE_*)
+ */
+int ngx_http_canary_parse_state(const unsigned char *p, size_t len,
+    unsigned *state);
+
+/*
+ * Values in the state file: bytes 0x21..0x7e but '%' as they are, any
+ * other byte as %XX.  escape() writes to dst (unless dst is NULL) and
+ * returns the length; unescape() is strict (two hex digits after every
+ * '%', no byte that should have been escaped) and writes at most len
+ * bytes.
+ */
+size_t ngx_http_canary_escape(unsigned char *dst, const unsigned char *src,
+    size_t len);
+int ngx_http_canary_unescape(const unsigned char *src, size_t len,
+    unsigned char *dst, size_t *n);
+
+/*
+ * Splits a line of the state file into at most max tokens separated by
+ * single spaces; returns their number, or -1 for an empty token (a
+ * leading, trailing or double space), a control byte, or more than max.
+ */
+typedef struct {
+    const unsigned char  *data;
+    size_t                len;
+} ngx_http_canary_token_t;
+
+int ngx_http_canary_split(const unsigned char *p, size_t len,
+    ngx_http_canary_token_t *tok, int max);
+
 
 #endif /* _NGX_HTTP_CANARY_PARSE_H_INCLUDED_ */

@@ -126,6 +126,11 @@ rollouts:
         goto nomem;
     }
 
+    if (ocmcf == NULL && !shm_zone->shm.exists) {
+        /* a new zone: the last good state from before the restart */
+        ngx_http_canary_state_load(cmcf, shm_zone->shm.log);
+    }
+
     return NGX_OK;
 
 nomem:

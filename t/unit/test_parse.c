@@ -115,6 +115,92 @@ test_time(void **state)
 }
 
 
+static void
+test_state(void **state)
+{
+    size_t       i;
+    unsigned     st;
+    const char  *good[] = { "progressing", "paused", "promoted",
+                            "rolled_back" };
+    const char  *bad[] = { "", "Paused", "paused ", "rolledback", "x",
+                           "progressing1" };
+
+    (void) state;
+
+    for (i = 0; i < 4; i++) {
+        st = 0;
+        assert_int_equal(ngx_http_canary_parse_state(
+                             (const unsigned char *) good[i],
+                             strlen(good[i]), &st), 0);
+        assert_int_equal(st, i + 1);
+    }
+
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(ngx_http_canary_parse_state(
+                             (const unsigned char *) bad[i],
+                             strlen(bad[i]), &st), -1);
+    }
+}
+
+
+static void
+test_escape(void **state)
+{
+    size_t          n, m, i;
+    unsigned char   out[64], back[64];
+    const char     *bad[] = { "%", "%4", "%4g", "%zz", "a b", "a\tb",
+                              "%4a", "\x80" };
+    unsigned char   raw[] = { 'u', ' ', '%', 0, 0xff, '~', '!' };
+
+    (void) state;
+
+    n = ngx_http_canary_escape(NULL, raw, sizeof(raw));
+    assert_int_equal(n, 1 + 4 * 3 + 2);
+    assert_int_equal(ngx_http_canary_escape(out, raw, sizeof(raw)), n);
+    assert_memory_equal(out, "u%20%25%00%FF~!", n);
+
+    assert_int_equal(ngx_http_canary_unescape(out, n, back, &m), 0);
+    assert_int_equal(m, sizeof(raw));
+    assert_memory_equal(back, raw, m);
+
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(ngx_http_canary_unescape(
+                             (const unsigned char *) bad[i], strlen(bad[i]),
+                             back, &m), -1);
+    }
+}
+
+
+static int
+split(const char *s, ngx_http_canary_token_t *tok, int max)
+{
+    return ngx_http_canary_split((const unsigned char *) s, strlen(s), tok,
+                                 max);
+}
+
+
+static void
+test_split(void **state)
+{
+    ngx_http_canary_token_t  tok[4];
+
+    (void) state;
+
+    assert_int_equal(split("rollout a 12.50 0 0 -", tok, 4), -1);
+    assert_int_equal(split("segment a 1.00 US", tok, 4), 4);
+    assert_int_equal(tok[3].len, 2);
+    assert_memory_equal(tok[3].data, "US", 2);
+    assert_int_equal(tok[0].len, 7);
+    assert_int_equal(split("end", tok, 4), 1);
+    assert_int_equal(split("", tok, 4), -1);
+    assert_int_equal(split(" a", tok, 4), -1);
+    assert_int_equal(split("a ", tok, 4), -1);
+    assert_int_equal(split("a  b", tok, 4), -1);
+    assert_int_equal(split("a\tb", tok, 4), -1);
+    assert_int_equal(split("a\rb", tok, 4), -1);
+}
+
+
 int
 main(void)
 {
@@ -122,6 +208,9 @@ main(void)
         cmocka_unit_test(test_percent_good),
         cmocka_unit_test(test_percent_bad),
         cmocka_unit_test(test_time),
+        cmocka_unit_test(test_state),
+        cmocka_unit_test(test_escape),
+        cmocka_unit_test(test_split),
     };
 
     return cmocka_run_group_tests_name("parse", tests, NULL, NULL);

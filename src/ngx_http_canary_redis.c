@@ -1,0 +1,923 @@
+
+/*
+ * Copyright (C) ngx_http_canary_module authors
+ *
+ * A non-blocking Redis client on nginx's event loop; the API is described
+ * in ngx_http_canary_redis.h.
+ *
+ * States: CLOSED (waiting for the reconnect timer, or closed for good),
+ * CONNECTING (connect() in progress; commands already queue), HELLO
+ * (connected, AUTH/SELECT replies outstanding), READY.  Any error goes
+ * through ngx_http_canary_redis_fail(): close, answer the waiting
+ * handlers with NULL, arm the reconnect timer.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_event.h>
+#include <ngx_event_connect.h>
+#include <ngx_http.h>
+
+#include "ngx_http_canary_redis.h"
+
+
+#define NGX_HTTP_CANARY_REDIS_CLOSED       0
+#define NGX_HTTP_CANARY_REDIS_CONNECTING   1
+#define NGX_HTTP_CANARY_REDIS_HELLO        2
+#define NGX_HTTP_CANARY_REDIS_READY        3
+
+#define NGX_HTTP_CANARY_REDIS_BACKOFF_MIN  100
+#define NGX_HTTP_CANARY_REDIS_BACKOFF_MAX  5000
+
+#define NGX_HTTP_CANARY_REDIS_RECV         16384
+
+
+static void ngx_http_canary_redis_reconnect_handler(ngx_event_t *ev);
+static void ngx_http_canary_redis_write_handler(ngx_event_t *wev);
+static void ngx_http_canary_redis_read_handler(ngx_event_t *rev);
+static ngx_int_t ngx_http_canary_redis_test_connect(ngx_connection_t *c);
+static ngx_int_t ngx_http_canary_redis_flush(ngx_http_canary_redis_t *rc);
+static ngx_int_t ngx_http_canary_redis_dispatch(ngx_http_canary_redis_t *rc,
+    redisReply *reply);
+static void ngx_http_canary_redis_hello_handler(ngx_http_canary_redis_t *rc,
+    redisReply *reply, void *data);
+static void ngx_http_canary_redis_fail(ngx_http_canary_redis_t *rc,
+    ngx_err_t err, const char *why);
+static void ngx_http_canary_redis_drop(ngx_http_canary_redis_t *rc);
+static ngx_int_t ngx_http_canary_redis_queue(ngx_http_canary_redis_t *rc,
+    ngx_http_canary_redis_handler_pt handler, void *data);
+static ngx_int_t ngx_http_canary_redis_append(ngx_http_canary_redis_t *rc,
+    int argc, const char **argv, const size_t *argvlen);
+
+
+ngx_http_canary_redis_t *
+ngx_http_canary_redis_create(ngx_cycle_t *cycle,
+    ngx_http_canary_redis_conf_t *conf, const char *label)
+{
+    ngx_http_canary_redis_t  *rc;
+
+    rc = ngx_pcalloc(cycle->pool, sizeof(ngx_http_canary_redis_t));
+    if (rc == NULL) {
+        return NULL;
+    }
+
+    rc->conf = conf;
+    rc->label = label;
+    rc->log = *cycle->log;
+    rc->conn_log = *cycle->log;
+
+    /*
+     * The socket layer logs every failed connect() or recv(); the outage
+     * is logged once by this client instead, so its own lines are kept
+     * below "alert" unless debugging.
+     */
+
+    if (rc->conn_log.log_level < NGX_LOG_DEBUG) {
+        rc->conn_log.log_level = NGX_LOG_ALERT;
+    }
+
+    rc->reconnect.handler = ngx_http_canary_redis_reconnect_handler;
+    rc->reconnect.data = rc;
+    rc->reconnect.log = &rc->log;
+    rc->reconnect.cancelable = 1;
+
+    rc->backoff = NGX_HTTP_CANARY_REDIS_BACKOFF_MIN;
+
+    return rc;
+}
+
+
+ngx_uint_t
+ngx_http_canary_redis_ready(ngx_http_canary_redis_t *rc)
+{
+    return rc->state == NGX_HTTP_CANARY_REDIS_READY;
+}
+
+
+void
+ngx_http_canary_redis_connect(ngx_http_canary_redis_t *rc)
+{
+    ngx_int_t          rc2;
+    const char        *argv[2];
+    size_t             argvlen[2];
+    u_char             db[NGX_INT_T_LEN];
+    ngx_connection_t  *c;
+
+    if (rc->closed || rc->state != NGX_HTTP_CANARY_REDIS_CLOSED) {
+        return;
+    }
+
+    if (ngx_exiting || ngx_terminate) {
+        ngx_http_canary_redis_close(rc);
+        return;
+    }
+
+    if (rc->reconnect.timer_set) {
+        ngx_del_timer(&rc->reconnect);
+    }
+
+    if (rc->reader) {
+        redisReaderFree(rc->reader);
+    }
+
+    rc->reader = redisReaderCreate();
+    if (rc->reader == NULL) {
+        ngx_http_canary_redis_fail(rc, 0, "out of memory");
+        return;
+    }
+
+    rc->out_pos = 0;
+    rc->out_len = 0;
+    rc->generation++;
+
+    ngx_memzero(&rc->peer, sizeof(ngx_peer_connection_t));
+
+    rc->peer.sockaddr = rc->conf->addr.sockaddr;
+    rc->peer.socklen = rc->conf->addr.socklen;
+    rc->peer.name = &rc->conf->addr.name;
+    rc->peer.get = ngx_event_get_peer;
+    rc->peer.log = &rc->conn_log;
+    rc->peer.log_error = NGX_ERROR_ERR;
+
+    rc->state = NGX_HTTP_CANARY_REDIS_CONNECTING;
+
+    /* AUTH and SELECT go first; user commands may queue behind them */
+
+    if (rc->conf->password.len) {
+        argv[0] = "AUTH";
+        argvlen[0] = 4;
+        argv[1] = (const char *) rc->conf->password.data;
+        argvlen[1] = rc->conf->password.len;
+
+        if (ngx_http_canary_redis_append(rc, 2, argv, argvlen) != NGX_OK
+            || ngx_http_canary_redis_queue(rc,
+                                        ngx_http_canary_redis_hello_handler,
+                                        (void *) "AUTH")
+               != NGX_OK)
+        {
+            ngx_http_canary_redis_fail(rc, 0, "out of memory");
+            return;
+        }
+    }
+
+    if (rc->conf->db) {
+        argv[0] = "SELECT";
+        argvlen[0] = 6;
+        argv[1] = (const char *) db;
+        argvlen[1] = ngx_sprintf(db, "%ui", rc->conf->db) - db;
+
+        if (ngx_http_canary_redis_append(rc, 2, argv, argvlen) != NGX_OK
+            || ngx_http_canary_redis_queue(rc,
+                                        ngx_http_canary_redis_hello_handler,
+                                        (void *) "SELECT")
+               != NGX_OK)
+        {
+            ngx_http_canary_redis_fail(rc, 0, "out of memory");
+            return;
+        }
+    }
+
+    rc2 = ngx_event_connect_peer(&rc->peer);
+
+    if (rc2 == NGX_ERROR || rc2 == NGX_BUSY || rc2 == NGX_DECLINED) {
+        ngx_http_canary_redis_fail(rc, ngx_socket_errno, "connect() failed");
+        return;
+    }
+
+    c = rc->peer.connection;
+
+    c->data = rc;
+    c->read->handler = ngx_http_canary_redis_read_handler;
+    c->write->handler = ngx_http_canary_redis_write_handler;
+
+    /* closed by ngx_close_idle_connections() when the worker shuts down */
+    c->idle = 1;
+
+    c->pool = NULL;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, &rc->log, 0,
+                   "canary redis %s: connecting to %V", rc->label,
+                   &rc->conf->addr.name);
+
+    if (rc2 == NGX_AGAIN) {
+        ngx_add_timer(c->write, rc->conf->timeout);
+        return;
+    }
+
+    /* connected at once, as unix sockets are */
+
+    ngx_http_canary_redis_write_handler(c->write);
+}
+
+
+ngx_int_t
+ngx_http_canary_redis_send(ngx_http_canary_redis_t *rc, int argc,
+    const char **argv, const size_t *argvlen,
+    ngx_http_canary_redis_handler_pt handler, void *data)
+{
+    ngx_connection_t  *c;
+
+    if (rc->closed || rc->state == NGX_HTTP_CANARY_REDIS_CLOSED) {
+        return NGX_DECLINED;
+    }
+
+    if (ngx_http_canary_redis_append(rc, argc, argv, argvlen) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_canary_redis_queue(rc, handler, data) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    c = rc->peer.connection;
+
+    if (rc->state != NGX_HTTP_CANARY_REDIS_CONNECTING) {
+        /* one write for every command of this event-loop turn */
+        ngx_post_event(c->write, &ngx_posted_events);
+    }
+
+    if (!c->read->timer_set) {
+        ngx_add_timer(c->read, rc->conf->timeout);
+    }
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_canary_redis_close(ngx_http_canary_redis_t *rc)
+{
+    rc->closed = 1;
+
+    if (rc->reconnect.timer_set) {
+        ngx_del_timer(&rc->reconnect);
+    }
+
+    ngx_http_canary_redis_drop(rc);
+
+    if (rc->reader) {
+        redisReaderFree(rc->reader);
+        rc->reader = NULL;
+    }
+
+    if (rc->out) {
+        ngx_free(rc->out);
+        rc->out = NULL;
+        rc->out_size = 0;
+    }
+
+    if (rc->pending) {
+        ngx_free(rc->pending);
+        rc->pending = NULL;
+        rc->pending_size = 0;
+    }
+}
+
+
+static void
+ngx_http_canary_redis_reconnect_handler(ngx_event_t *ev)
+{
+    ngx_http_canary_redis_t  *rc = ev->data;
+
+    if (ngx_exiting || ngx_terminate) {
+        ngx_http_canary_redis_close(rc);
+        return;
+    }
+
+    ngx_http_canary_redis_connect(rc);
+}
+
+
+static void
+ngx_http_canary_redis_write_handler(ngx_event_t *wev)
+{
+    ngx_connection_t         *c;
+    ngx_http_canary_redis_t  *rc;
+
+    c = wev->data;
+    rc = c->data;
+
+    if (ngx_exiting || ngx_terminate) {
+        ngx_http_canary_redis_close(rc);
+        return;
+    }
+
+    if (wev->timedout) {
+        ngx_http_canary_redis_fail(rc, NGX_ETIMEDOUT, "connect() timed out");
+        return;
+    }
+
+    if (rc->state == NGX_HTTP_CANARY_REDIS_CONNECTING) {
+
+        if (wev->timer_set) {
+            ngx_del_timer(wev);
+        }
+
+        if (ngx_http_canary_redis_test_connect(c) != NGX_OK) {
+            return;
+        }
+
+        if (rc->npending) {
+            rc->state = NGX_HTTP_CANARY_REDIS_HELLO;
+
+            if (!c->read->timer_set) {
+                ngx_add_timer(c->read, rc->conf->timeout);
+            }
+
+        } else {
+            rc->state = NGX_HTTP_CANARY_REDIS_READY;
+        }
+
+        if (rc->tries || rc->down) {
+            ngx_log_debug1(NGX_LOG_DEBUG_HTTP, &rc->log, 0,
+                           "canary redis %s: connected", rc->label);
+        }
+
+        if (ngx_http_canary_redis_flush(rc) != NGX_OK) {
+            return;
+        }
+
+        if (rc->state == NGX_HTTP_CANARY_REDIS_READY) {
+            goto ready;
+        }
+
+        return;
+    }
+
+    (void) ngx_http_canary_redis_flush(rc);
+
+    return;
+
+ready:
+
+    if (rc->down && !rc->quiet) {
+        ngx_log_error(NGX_LOG_NOTICE, &rc->log, 0,
+                      "canary redis: connected to %V again after %ui "
+                      "failed tries", &rc->conf->addr.name, rc->tries);
+    }
+
+    rc->down = 0;
+    rc->tries = 0;
+    rc->backoff = NGX_HTTP_CANARY_REDIS_BACKOFF_MIN;
+
+    if (rc->on_ready) {
+        rc->on_ready(rc);
+    }
+}
+
+
+static ngx_int_t
+ngx_http_canary_redis_test_connect(ngx_connection_t *c)
+{
+    int                       err;
+    socklen_t                 len;
+    ngx_http_canary_redis_t  *rc;
+
+    rc = c->data;
+
+#if (NGX_HAVE_KQUEUE)
+
+    if (ngx_event_flags & NGX_USE_KQUEUE_EVENT)  {
+        if (c->write->pending_eof || c->read->pending_eof) {
+            err = c->write->pending_eof ? c->write->kq_errno
+                                        : c->read->kq_errno;
+
+            ngx_http_canary_redis_fail(rc, err, "connect() failed");
+            return NGX_ERROR;
+        }
+
+        return NGX_OK;
+    }
+
+#endif
+
+    err = 0;
+    len = sizeof(int);
+
+    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, (void *) &err, &len) == -1) {
+        err = ngx_socket_errno;
+    }
+
+    if (err) {
+        ngx_http_canary_redis_fail(rc, err, "connect() failed");
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* writes what is queued; NGX_OK, or NGX_ERROR after a failure */
+
+static ngx_int_t
+ngx_http_canary_redis_flush(ngx_http_canary_redis_t *rc)
+{
+    ssize_t            n;
+    ngx_connection_t  *c;
+
+    c = rc->peer.connection;
+
+    while (rc->out_pos < rc->out_len) {
+        n = c->send(c, rc->out + rc->out_pos, rc->out_len - rc->out_pos);
+
+        if (n == NGX_AGAIN) {
+            break;
+        }
+
+        if (n == NGX_ERROR || n == 0) {
+            ngx_http_canary_redis_fail(rc, ngx_socket_errno,
+                                       "send() failed");
+            return NGX_ERROR;
+        }
+
+        rc->out_pos += n;
+    }
+
+    if (rc->out_pos == rc->out_len) {
+        rc->out_pos = 0;
+        rc->out_len = 0;
+    }
+
+    if (ngx_handle_write_event(c->write, 0) != NGX_OK) {
+        ngx_http_canary_redis_fail(rc, 0, "ngx_handle_write_event() failed");
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_canary_redis_read_handler(ngx_event_t *rev)
+{
+    void                     *reply;
+    ssize_t                   n;
+    ngx_uint_t                generation;
+    ngx_connection_t         *c;
+    ngx_http_canary_redis_t  *rc;
+    u_char                    buf[NGX_HTTP_CANARY_REDIS_RECV];
+
+    c = rev->data;
+    rc = c->data;
+
+    if (c->close || ngx_exiting || ngx_terminate) {
+        ngx_http_canary_redis_close(rc);
+        return;
+    }
+
+    if (rev->timedout) {
+        ngx_http_canary_redis_fail(rc, NGX_ETIMEDOUT, "no reply in time");
+        return;
+    }
+
+    if (rc->state == NGX_HTTP_CANARY_REDIS_CONNECTING) {
+        /* a connect() failure may be reported on the read side first */
+        ngx_http_canary_redis_write_handler(c->write);
+        return;
+    }
+
+    generation = rc->generation;
+
+    for ( ;; ) {
+        n = c->recv(c, buf, sizeof(buf));
+
+        if (n == NGX_AGAIN) {
+            break;
+        }
+
+        if (n == 0) {
+            ngx_http_canary_redis_fail(rc, 0, "connection closed by Redis");
+            return;
+        }
+
+        if (n == NGX_ERROR) {
+            ngx_http_canary_redis_fail(rc, ngx_socket_errno, "recv() failed");
+            return;
+        }
+
+        if (redisReaderFeed(rc->reader, (const char *) buf, n) != REDIS_OK) {
+            ngx_http_canary_redis_fail(rc, 0, "out of memory");
+            return;
+        }
+
+        for ( ;; ) {
+            reply = NULL;
+
+            if (redisReaderGetReply(rc->reader, &reply) != REDIS_OK) {
+                ngx_log_error((rc->quiet ? NGX_LOG_INFO : NGX_LOG_ERR),
+                              &rc->log, 0,
+                              "canary redis: %V answers garbage: %s",
+                              &rc->conf->addr.name, rc->reader->errstr);
+                ngx_http_canary_redis_fail(rc, 0, "protocol error");
+                return;
+            }
+
+            if (reply == NULL) {
+                break;
+            }
+
+            if (ngx_http_canary_redis_dispatch(rc, reply) != NGX_OK) {
+                freeReplyObject(reply);
+                ngx_http_canary_redis_fail(rc, 0, "unexpected reply");
+                return;
+            }
+
+            freeReplyObject(reply);
+
+            if (rc->generation != generation
+                || rc->state == NGX_HTTP_CANARY_REDIS_CLOSED)
+            {
+                /* a handler closed or restarted the connection */
+                return;
+            }
+        }
+    }
+
+    if (rc->npending == 0) {
+        if (rev->timer_set) {
+            ngx_del_timer(rev);
+        }
+
+    } else {
+        ngx_add_timer(rev, rc->conf->timeout);
+    }
+
+    if (ngx_handle_read_event(rev, 0) != NGX_OK) {
+        ngx_http_canary_redis_fail(rc, 0, "ngx_handle_read_event() failed");
+    }
+}
+
+
+static ngx_int_t
+ngx_http_canary_redis_dispatch(ngx_http_canary_redis_t *rc,
+    redisReply *reply)
+{
+    redisReply                   *kind;
+    ngx_http_canary_redis_cmd_t   cmd;
+
+    /* a message on a subscribed connection answers no command */
+
+    if (rc->on_push && reply->type == REDIS_REPLY_ARRAY
+        && reply->elements >= 3)
+    {
+        kind = reply->element[0];
+
+        if (kind->type == REDIS_REPLY_STRING
+            && ((kind->len == 7 && ngx_strncmp(kind->str, "message", 7) == 0)
+                || (kind->len == 8
+                    && ngx_strncmp(kind->str, "pmessage", 8) == 0)))
+        {
+            rc->on_push(rc, reply);
+            return NGX_OK;
+        }
+    }
+
+    if (rc->npending == 0) {
+        ngx_log_error((rc->quiet ? NGX_LOG_INFO : NGX_LOG_ERR), &rc->log, 0,
+                      "canary redis: %V sent a reply to no command",
+                      &rc->conf->addr.name);
+        return NGX_ERROR;
+    }
+
+    cmd = rc->pending[rc->pending_head];
+    rc->pending_head = (rc->pending_head + 1) % rc->pending_size;
+    rc->npending--;
+
+    cmd.handler(rc, reply, cmd.data);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_canary_redis_hello_handler(ngx_http_canary_redis_t *rc,
+    redisReply *reply, void *data)
+{
+    char  *what = data;
+
+    if (reply == NULL) {
+        return;
+    }
+
+    if (reply->type == REDIS_REPLY_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, &rc->log, 0,
+                      "canary redis: %s on %V refused: %*s", what,
+                      &rc->conf->addr.name, reply->len, reply->str);
+
+        /* logged here, and as an outage: not again per try */
+        rc->down = 1;
+        ngx_http_canary_redis_fail(rc, 0, "AUTH or SELECT refused");
+        return;
+    }
+
+    if (rc->state != NGX_HTTP_CANARY_REDIS_HELLO) {
+        return;
+    }
+
+    /* READY once the last of AUTH/SELECT is answered */
+
+    if (rc->npending && rc->pending[rc->pending_head].handler
+                        == ngx_http_canary_redis_hello_handler)
+    {
+        return;
+    }
+
+    rc->state = NGX_HTTP_CANARY_REDIS_READY;
+
+    if (rc->down && !rc->quiet) {
+        ngx_log_error(NGX_LOG_NOTICE, &rc->log, 0,
+                      "canary redis: connected to %V again after %ui "
+                      "failed tries", &rc->conf->addr.name, rc->tries);
+    }
+
+    rc->down = 0;
+    rc->tries = 0;
+    rc->backoff = NGX_HTTP_CANARY_REDIS_BACKOFF_MIN;
+
+    if (rc->on_ready) {
+        rc->on_ready(rc);
+    }
+}
+
+
+static void
+ngx_http_canary_redis_fail(ngx_http_canary_redis_t *rc, ngx_err_t err,
+    const char *why)
+{
+    ngx_msec_t  delay;
+
+    rc->tries++;
+
+    if (!rc->down && !rc->quiet) {
+        ngx_log_error(NGX_LOG_ERR, &rc->log, err,
+                      "canary redis: %V is unavailable (%s), routing keeps "
+                      "the last good state; retrying in the background",
+                      &rc->conf->addr.name, why);
+    }
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, &rc->log, err,
+                   "canary redis %s: %s, try %ui", rc->label, why,
+                   rc->tries);
+
+    rc->down = 1;
+
+    ngx_http_canary_redis_drop(rc);
+
+    if (rc->closed || ngx_exiting || ngx_terminate) {
+        return;
+    }
+
+    delay = rc->backoff;
+    rc->backoff = ngx_min(rc->backoff * 2, NGX_HTTP_CANARY_REDIS_BACKOFF_MAX);
+
+    ngx_add_timer(&rc->reconnect, delay);
+}
+
+
+/* closes the connection and answers every waiting command with NULL */
+
+static void
+ngx_http_canary_redis_drop(ngx_http_canary_redis_t *rc)
+{
+    ngx_uint_t                    n, head, size;
+    ngx_http_canary_redis_cmd_t  *pending, cmd;
+
+    if (rc->peer.connection) {
+        ngx_close_connection(rc->peer.connection);
+        rc->peer.connection = NULL;
+    }
+
+    rc->state = NGX_HTTP_CANARY_REDIS_CLOSED;
+    rc->generation++;
+    rc->out_pos = 0;
+    rc->out_len = 0;
+
+    /* handlers may queue again (and be refused): detach the ring first */
+
+    pending = rc->pending;
+    head = rc->pending_head;
+    n = rc->npending;
+    size = rc->pending_size;
+
+    rc->pending = NULL;
+    rc->pending_head = 0;
+    rc->npending = 0;
+    rc->pending_size = 0;
+
+    while (n--) {
+        cmd = pending[head];
+        head = (head + 1) % size;
+        cmd.handler(rc, NULL, cmd.data);
+    }
+
+    if (pending) {
+        if (rc->pending == NULL) {
+            rc->pending = pending;
+            rc->pending_size = size;
+
+        } else {
+            ngx_free(pending);
+        }
+    }
+}
+
+
+static ngx_int_t
+ngx_http_canary_redis_queue(ngx_http_canary_redis_t *rc,
+    ngx_http_canary_redis_handler_pt handler, void *data)
+{
+    ngx_uint_t                    i, size;
+    ngx_http_canary_redis_cmd_t  *p;
+
+    if (rc->npending == rc->pending_size) {
+        size = rc->pending_size ? rc->pending_size * 2 : 64;
+
+        p = ngx_alloc(size * sizeof(ngx_http_canary_redis_cmd_t), &rc->log);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        for (i = 0; i < rc->npending; i++) {
+            p[i] = rc->pending[(rc->pending_head + i) % rc->pending_size];
+        }
+
+        if (rc->pending) {
+            ngx_free(rc->pending);
+        }
+
+        rc->pending = p;
+        rc->pending_head = 0;
+        rc->pending_size = size;
+    }
+
+    i = (rc->pending_head + rc->npending) % rc->pending_size;
+    rc->pending[i].handler = handler;
+    rc->pending[i].data = data;
+    rc->npending++;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_canary_redis_append(ngx_http_canary_redis_t *rc, int argc,
+    const char **argv, const size_t *argvlen)
+{
+    int      len;
+    char    *cmd;
+    size_t   size;
+    u_char  *p;
+
+    len = redisFormatCommandArgv(&cmd, argc, argv, argvlen);
+    if (len < 0) {
+        return NGX_ERROR;
+    }
+
+    if (rc->out_pos && rc->out_pos == rc->out_len) {
+        rc->out_pos = 0;
+        rc->out_len = 0;
+    }
+
+    if (rc->out_len + len > rc->out_size) {
+        size = ngx_max(rc->out_size * 2, 4096);
+
+        while (size < rc->out_len + len) {
+            size *= 2;
+        }
+
+        p = ngx_alloc(size, &rc->log);
+        if (p == NULL) {
+            redisFreeCommand(cmd);
+            return NGX_ERROR;
+        }
+
+        if (rc->out) {
+            ngx_memcpy(p, rc->out, rc->out_len);
+            ngx_free(rc->out);
+        }
+
+        rc->out = p;
+        rc->out_size = size;
+    }
+
+    ngx_memcpy(rc->out + rc->out_len, cmd, len);
+    rc->out_len += len;
+
+    redisFreeCommand(cmd);
+
+    return NGX_OK;
+}
+
+
+/*
+ * canary_redis host:port | unix:/path [db=N] [password=S] [prefix=P]
+ *              [timeout=T];
+ */
+
+char *
+ngx_http_canary_redis_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_canary_main_conf_t *cmcf = conf;
+
+    ngx_int_t                      n;
+    ngx_str_t                     *value, s;
+    ngx_url_t                      u;
+    ngx_uint_t                     i;
+    ngx_http_canary_redis_conf_t  *rcf;
+
+    if (cmcf->redis) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    rcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_canary_redis_conf_t));
+    if (rcf == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(&u, sizeof(ngx_url_t));
+
+    u.url = value[1];
+    u.default_port = 6379;
+
+    if (ngx_parse_url(cf->pool, &u) != NGX_OK) {
+        if (u.err) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "%s in canary_redis \"%V\"", u.err, &u.url);
+        }
+
+        return NGX_CONF_ERROR;
+    }
+
+    if (u.naddrs == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "no address for canary_redis \"%V\"", &u.url);
+        return NGX_CONF_ERROR;
+    }
+
+    rcf->addr = u.addrs[0];
+    rcf->name = value[1];
+    rcf->timeout = 1000;
+    ngx_str_set(&rcf->prefix, "canary:");
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "db=", 3) == 0) {
+            s.data = value[i].data + 3;
+            s.len = value[i].len - 3;
+
+            n = ngx_atoi(s.data, s.len);
+            if (n == NGX_ERROR || n > 65535) {
+                goto invalid;
+            }
+
+            rcf->db = n;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "password=", 9) == 0) {
+            rcf->password.data = value[i].data + 9;
+            rcf->password.len = value[i].len - 9;
+
+            if (rcf->password.len == 0) {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "prefix=", 7) == 0) {
+            rcf->prefix.data = value[i].data + 7;
+            rcf->prefix.len = value[i].len - 7;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "timeout=", 8) == 0) {
+            s.data = value[i].data + 8;
+            s.len = value[i].len - 8;
+
+            rcf->timeout = ngx_parse_time(&s, 0);
+            if (rcf->timeout == (ngx_msec_t) NGX_ERROR || rcf->timeout == 0) {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        goto invalid;
+    }
+
+    cmcf->redis = rcf;
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid parameter \"%V\" in canary_redis", &value[i]);
+
+    return NGX_CONF_ERROR;
+}

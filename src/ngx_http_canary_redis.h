@@ -1,0 +1,129 @@
+
+/*
+ * Copyright (C) ngx_http_canary_module authors
+ *
+ * A non-blocking Redis client driven by nginx's event loop.
+ *
+ * One ngx_http_canary_redis_t is one connection to the server named by
+ * "canary_redis": connected with ngx_event_connect_peer(), AUTH and SELECT
+ * sent first when configured, commands formatted with hiredis'
+ * redisFormatCommandArgv() and pipelined, replies parsed with hiredis'
+ * redisReader (which resumes across partial reads).  No call blocks.
+ *
+ * When the connection fails (refused, reset, a timeout, a protocol error,
+ * AUTH refused) every command still waiting for its reply is answered
+ * with reply == NULL, and the client reconnects by itself after a capped
+ * exponential backoff (100 ms doubling up to 5 s).  An outage is logged
+ * once at "error" level when it starts and once at "notice" level when it
+ * ends, not at every try.
+ *
+ * The API, for every part of the module that talks to Redis:
+ *
+ *   rc = ngx_http_canary_redis_create(cycle, conf, "sync");
+ *   rc->on_ready = ...; rc->data = ...;     (optional callbacks)
+ *   ngx_http_canary_redis_connect(rc);
+ *
+ *   ngx_http_canary_redis_send(rc, argc, argv, argvlen, handler, data);
+ *       Queues one command; commands sent in the same event-loop turn go
+ *       out in one write (a pipeline).  Returns NGX_OK when queued (the
+ *       handler will be called exactly once), NGX_DECLINED when the
+ *       client is not connected or connecting (the handler is not
+ *       called), NGX_ERROR when out of memory.  The argv strings are
+ *       copied before it returns.
+ *
+ *   handler(rc, reply, data)
+ *       reply is hiredis' redisReply (type REDIS_REPLY_STRING, ARRAY,
+ *       INTEGER, NIL, STATUS or ERROR: an error reply is a reply, not a
+ *       failure), or NULL when the connection failed before the reply
+ *       came.  The reply is freed when the handler returns: copy what you
+ *       keep.  The handler may send more commands or close the client.
+ *
+ *   ngx_http_canary_redis_ready(rc)
+ *       True once connected and past AUTH/SELECT.
+ *
+ *   ngx_http_canary_redis_close(rc)
+ *       Closes for good (at worker exit): no more reconnecting; waiting
+ *       handlers are called with NULL.
+ *
+ * Callbacks on the object: on_ready(rc) when a connection becomes ready;
+ * on_push(rc, reply) for "message"/"pmessage" replies of a connection that
+ * has SUBSCRIBEd (each SUBSCRIBE/PSUBSCRIBE of one channel is answered once
+ * through its handler, like any command).  Set "quiet" on a secondary
+ * connection so that only the main one logs outages.
+ *
+ * The module's command connection is cmcf->redis_conn, non-NULL in the
+ * sync worker (worker 0, or the single process) when canary_redis is
+ * configured; the key prefix is cmcf->redis->prefix.
+ */
+
+
+#ifndef _NGX_HTTP_CANARY_REDIS_H_INCLUDED_
+#define _NGX_HTTP_CANARY_REDIS_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_event.h>
+#include <ngx_event_connect.h>
+
+#include <hiredis/hiredis.h>
+
+#include "ngx_http_canary_module.h"
+
+
+typedef void (*ngx_http_canary_redis_handler_pt)(ngx_http_canary_redis_t *rc,
+    redisReply *reply, void *data);
+
+
+typedef struct {
+    ngx_http_canary_redis_handler_pt  handler;
+    void                             *data;
+} ngx_http_canary_redis_cmd_t;
+
+
+struct ngx_http_canary_redis_s {
+    ngx_http_canary_redis_conf_t     *conf;
+    const char                       *label;
+    ngx_log_t                         log;       /* for our own lines */
+    ngx_log_t                         conn_log;  /* for the socket layer */
+    ngx_peer_connection_t             peer;
+    redisReader                      *reader;
+    ngx_event_t                       reconnect;
+
+    u_char                           *out;
+    size_t                            out_pos;
+    size_t                            out_len;
+    size_t                            out_size;
+
+    ngx_http_canary_redis_cmd_t      *pending;   /* a ring */
+    ngx_uint_t                        pending_head;
+    ngx_uint_t                        npending;
+    ngx_uint_t                        pending_size;
+
+    ngx_uint_t                        state;
+    ngx_uint_t                        generation;
+    ngx_msec_t                        backoff;
+    ngx_uint_t                        tries;     /* failed, this outage */
+
+    void                            (*on_ready)(ngx_http_canary_redis_t *rc);
+    void                            (*on_push)(ngx_http_canary_redis_t *rc,
+                                          redisReply *reply);
+    void                             *data;
+
+    unsigned                          quiet:1;
+    unsigned                          down:1;    /* an outage was logged */
+    unsigned                          closed:1;  /* for good */
+};
+
+
+ngx_http_canary_redis_t *ngx_http_canary_redis_create(ngx_cycle_t *cycle,
+    ngx_http_canary_redis_conf_t *conf, const char *label);
+void ngx_http_canary_redis_connect(ngx_http_canary_redis_t *rc);
+ngx_int_t ngx_http_canary_redis_send(ngx_http_canary_redis_t *rc, int argc,
+    const char **argv, const size_t *argvlen,
+    ngx_http_canary_redis_handler_pt handler, void *data);
+ngx_uint_t ngx_http_canary_redis_ready(ngx_http_canary_redis_t *rc);
+void ngx_http_canary_redis_close(ngx_http_canary_redis_t *rc);
+
+
+#endif /* _NGX_HTTP_CANARY_REDIS_H_INCLUDED_ */

@@ -1,0 +1,2111 @@
+
+/*
+ * Copyright (C) ngx_http_canary_module authors
+ *
+ * Redis to the shared zone: the sync worker (worker 0, or the single
+ * process) reads every declared rollout from Redis and publishes what
+ * changed as new snapshots; and the state file, the last good state kept
+ * across restarts.
+ *
+ * One round, every canary_sync_interval and at once after a push message:
+ * for each rollout, pipelined in one write,
+ *
+ *     HGETALL <prefix>rollout:<name>
+ *     SCARD   <prefix>rollout:<name>:canary_users
+ *     SCARD   <prefix>rollout:<name>:stable_users
+ *
+ * Each field is parsed strictly; a bad value is refused (one error line,
+ * counted in sh->refused, logged again only if the value changes) and the
+ * field keeps its last good value.  A missing hash means the config's
+ * values.  A snapshot is published only when something differs.
+ *
+ * A user set is read only when its SCARD differs from the published set's
+ * size, or a push message named it: SSCAN 1000 members per reply, one
+ * reply per event-loop turn, into a new set built beside the published
+ * one (the slab mutex is held per batch only), then published in a new
+ * snapshot; the old set is retired.
+ *
+ * Push: a second connection SUBSCRIBEs to <prefix>changed and
+ * PSUBSCRIBEs to __keyspace@<db>__:<prefix>*; any message only starts a
+ * round (the one code path that applies state).
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_event.h>
+#include <ngx_http.h>
+
+#include "ngx_http_canary_redis.h"
+
+
+#define NGX_HTTP_CANARY_SSCAN_COUNT    "1000"
+#define NGX_HTTP_CANARY_LOG_VALUE_MAX  64
+#define NGX_HTTP_CANARY_STATE_MAX      (64 * 1024 * 1024)
+
+
+typedef struct {
+    ngx_http_canary_rollout_t      *ro;
+    ngx_str_t                       key;
+    ngx_str_t                       set_key[2];
+
+    /* "field\0value\0" of what the last round refused: logged once */
+    ngx_str_t                       refused;
+    ngx_str_t                       refused_new;
+    ngx_str_t                       error;
+
+    ngx_int_t                       scard[2];
+    ngx_int_t                       too_big[2];
+    unsigned                        dirty:2;
+} ngx_http_canary_sync_rollout_t;
+
+
+typedef struct {
+    ngx_http_canary_main_conf_t    *cmcf;
+    ngx_log_t                      *log;
+    ngx_http_canary_redis_t        *redis;
+    ngx_http_canary_redis_t        *sub;
+    ngx_event_t                     timer;
+
+    ngx_http_canary_sync_rollout_t *rollouts;
+    ngx_uint_t                      nrollouts;
+
+    ngx_uint_t                      waiting;
+    unsigned                        busy:1;
+    unsigned                        again:1;
+    unsigned                        failed:1;
+    unsigned                        changed:1;
+    unsigned                        ping:1;
+    unsigned                        closed:1;
+
+    /* the set being read */
+    ngx_http_canary_sync_rollout_t *set_sr;
+    ngx_uint_t                      set_which;
+    ngx_http_canary_set_t          *set;
+    ngx_uint_t                      set_batches;
+
+    ngx_err_t                       state_err;
+} ngx_http_canary_sync_t;
+
+
+/* a rollout's values as Redis or the state file give them */
+typedef struct {
+    ngx_uint_t                      percent;
+    time_t                          start;
+    time_t                          end;
+    ngx_uint_t                      state;
+    ngx_uint_t                      source;
+    ngx_uint_t                      nsegments;
+    ngx_http_canary_segment_t      *segments;
+} ngx_http_canary_values_t;
+
+
+static void ngx_http_canary_sync_timer_handler(ngx_event_t *ev);
+static void ngx_http_canary_sync_ready(ngx_http_canary_redis_t *rc);
+static void ngx_http_canary_sync_sub_ready(ngx_http_canary_redis_t *rc);
+static void ngx_http_canary_sync_push(ngx_http_canary_redis_t *rc,
+    redisReply *reply);
+static void ngx_http_canary_sync_ignore(ngx_http_canary_redis_t *rc,
+    redisReply *reply, void *data);
+static void ngx_http_canary_sync_pong(ngx_http_canary_redis_t *rc,
+    redisReply *reply, void *data);
+static void ngx_http_canary_sync_start(ngx_http_canary_sync_t *sync);
+static void ngx_http_canary_sync_hash(ngx_http_canary_redis_t *rc,
+    redisReply *reply, void *data);
+static void ngx_http_canary_sync_scard_canary(ngx_http_canary_redis_t *rc,
+    redisReply *reply, void *data);
+static void ngx_http_canary_sync_scard_stable(ngx_http_canary_redis_t *rc,
+    redisReply *reply, void *data);
+static void ngx_http_canary_sync_scard(ngx_http_canary_sync_rollout_t *sr,
+    ngx_uint_t which, redisReply *reply);
+static void ngx_http_canary_sync_reply_done(ngx_http_canary_sync_t *sync);
+static void ngx_http_canary_sync_apply(ngx_http_canary_sync_t *sync,
+    ngx_http_canary_sync_rollout_t *sr, redisReply *reply);
+static ngx_int_t ngx_http_canary_sync_field(ngx_http_canary_sync_t *sync,
+    ngx_http_canary_sync_rollout_t *sr, ngx_str_t *field, ngx_str_t *value,
+    ngx_http_canary_snapshot_t *cur, ngx_http_canary_values_t *v,
+    ngx_array_t *segments);
+static void ngx_http_canary_sync_refuse(ngx_http_canary_sync_t *sync,
+    ngx_http_canary_sync_rollout_t *sr, ngx_str_t *field, ngx_str_t *value);
+static void ngx_http_canary_sync_error(ngx_http_canary_sync_t *sync,
+    ngx_http_canary_sync_rollout_t *sr, const char *cmd, ngx_str_t *key,
+    redisReply *reply);
+static ngx_int_t ngx_http_canary_sync_publish(
+    ngx_http_canary_main_conf_t *cmcf, ngx_http_canary_rollout_t *ro,
+    ngx_http_canary_values_t *v, ngx_log_t *log);
+static ngx_uint_t ngx_http_canary_sync_same(ngx_http_canary_snapshot_t *cur,
+    ngx_http_canary_values_t *v);
+static ngx_http_canary_snapshot_t *ngx_http_canary_sync_copy_locked(
+    ngx_slab_pool_t *shpool, ngx_http_canary_snapshot_t *from,
+    ngx_http_canary_values_t *v);
+static int ngx_libc_cdecl ngx_http_canary_segment_cmp(const void *a,
+    const void *b);
+static void ngx_http_canary_sync_next_set(ngx_http_canary_sync_t *sync);
+static void ngx_http_canary_sync_sscan(ngx_http_canary_sync_t *sync,
+    u_char *cursor, size_t len);
+static void ngx_http_canary_sync_sscan_handler(ngx_http_canary_redis_t *rc,
+    redisReply *reply, void *data);
+static void ngx_http_canary_sync_set_abort(ngx_http_canary_sync_t *sync);
+static void ngx_http_canary_sync_set_publish(ngx_http_canary_sync_t *sync);
+static void ngx_http_canary_sync_close(ngx_http_canary_sync_t *sync);
+static void ngx_http_canary_state_write(ngx_http_canary_sync_t *sync);
+static ngx_int_t ngx_http_canary_state_parse(
+    ngx_http_canary_main_conf_t *cmcf, u_char *p, size_t len,
+    ngx_http_canary_values_t *vals, ngx_pool_t *pool, ngx_log_t *log);
+static ngx_int_t ngx_http_canary_key(ngx_pool_t *pool, ngx_str_t *key,
+    ngx_str_t *prefix, ngx_str_t *name, char *suffix);
+static u_char *ngx_http_canary_log_value(u_char *buf, ngx_str_t *value);
+
+
+static ngx_http_canary_sync_t  *ngx_http_canary_sync;
+
+static ngx_str_t  ngx_http_canary_which_names[] = {
+    ngx_string("canary_users"),
+    ngx_string("stable_users")
+};
+
+
+ngx_int_t
+ngx_http_canary_sync_init_process(ngx_cycle_t *cycle)
+{
+    ngx_uint_t                       i, j;
+    ngx_http_canary_sync_t          *sync;
+    ngx_http_canary_rollout_t       *ro;
+    ngx_http_canary_sync_rollout_t  *sr;
+    ngx_http_canary_main_conf_t     *cmcf;
+
+    if (ngx_process != NGX_PROCESS_SINGLE
+        && !(ngx_process == NGX_PROCESS_WORKER && ngx_worker == 0))
+    {
+        return NGX_OK;
+    }
+
+    cmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_canary_module);
+
+    if (cmcf == NULL || cmcf->redis == NULL || cmcf->shm_zone == NULL
+        || cmcf->sh == NULL)
+    {
+        return NGX_OK;
+    }
+
+    sync = ngx_pcalloc(cycle->pool, sizeof(ngx_http_canary_sync_t));
+    if (sync == NULL) {
+        return NGX_ERROR;
+    }
+
+    sync->cmcf = cmcf;
+    sync->log = cycle->log;
+    sync->nrollouts = cmcf->rollouts.nelts;
+
+    sync->rollouts = ngx_pcalloc(cycle->pool,
+                                 (sync->nrollouts + 1)
+                                 * sizeof(ngx_http_canary_sync_rollout_t));
+    if (sync->rollouts == NULL) {
+        return NGX_ERROR;
+    }
+
+    ro = cmcf->rollouts.elts;
+
+    for (i = 0; i < sync->nrollouts; i++) {
+        sr = &sync->rollouts[i];
+        sr->ro = &ro[i];
+
+        if (ngx_http_canary_key(cycle->pool, &sr->key, &cmcf->redis->prefix,
+                                &ro[i].name, "")
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        for (j = 0; j < 2; j++) {
+            if (ngx_http_canary_key(cycle->pool, &sr->set_key[j],
+                                    &cmcf->redis->prefix, &ro[i].name,
+                                    j ? ":stable_users" : ":canary_users")
+                != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+
+            sr->scard[j] = -1;
+            sr->too_big[j] = -1;
+        }
+    }
+
+    sync->redis = ngx_http_canary_redis_create(cycle, cmcf->redis, "sync");
+    sync->sub = ngx_http_canary_redis_create(cycle, cmcf->redis,
+                                             "subscribe");
+    if (sync->redis == NULL || sync->sub == NULL) {
+        return NGX_ERROR;
+    }
+
+    sync->redis->on_ready = ngx_http_canary_sync_ready;
+    sync->redis->data = sync;
+
+    sync->sub->on_ready = ngx_http_canary_sync_sub_ready;
+    sync->sub->on_push = ngx_http_canary_sync_push;
+    sync->sub->data = sync;
+    sync->sub->quiet = 1;
+
+    cmcf->redis_conn = sync->redis;
+
+    sync->timer.handler = ngx_http_canary_sync_timer_handler;
+    sync->timer.data = sync;
+    sync->timer.log = cycle->log;
+    sync->timer.cancelable = 1;
+
+    ngx_http_canary_sync = sync;
+
+    cmcf->sh->sync_pid = ngx_pid;
+
+    ngx_http_canary_redis_connect(sync->redis);
+    ngx_http_canary_redis_connect(sync->sub);
+
+    ngx_add_timer(&sync->timer, cmcf->sync_interval);
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_canary_sync_exit_process(ngx_cycle_t *cycle)
+{
+    if (ngx_http_canary_sync) {
+        ngx_http_canary_sync_close(ngx_http_canary_sync);
+        ngx_http_canary_sync = NULL;
+    }
+}
+
+
+static void
+ngx_http_canary_sync_close(ngx_http_canary_sync_t *sync)
+{
+    if (sync->closed) {
+        return;
+    }
+
+    sync->closed = 1;
+
+    if (sync->timer.timer_set) {
+        ngx_del_timer(&sync->timer);
+    }
+
+    ngx_http_canary_redis_close(sync->redis);
+    ngx_http_canary_redis_close(sync->sub);
+
+    ngx_http_canary_sync_set_abort(sync);
+
+    sync->cmcf->redis_conn = NULL;
+}
+
+
+static void
+ngx_http_canary_sync_timer_handler(ngx_event_t *ev)
+{
+    ngx_http_canary_sync_t  *sync = ev->data;
+
+    const char  *argv[1];
+    size_t       argvlen[1];
+
+    if (ngx_exiting || ngx_terminate) {
+        ngx_http_canary_sync_close(sync);
+        return;
+    }
+
+    if (ngx_http_canary_redis_ready(sync->redis)) {
+        ngx_http_canary_sync_start(sync);
+
+    } else {
+        sync->cmcf->sh->redis_up = 0;
+        (void) ngx_atomic_fetch_add(&sync->cmcf->sh->sync_errors, 1);
+    }
+
+    /* a PING on the subscribed connection finds it dead when it is */
+
+    if (ngx_http_canary_redis_ready(sync->sub) && !sync->ping) {
+        argv[0] = "PING";
+        argvlen[0] = 4;
+
+        if (ngx_http_canary_redis_send(sync->sub, 1, argv, argvlen,
+                                       ngx_http_canary_sync_pong, sync)
+            == NGX_OK)
+        {
+            sync->ping = 1;
+        }
+    }
+
+    ngx_add_timer(&sync->timer, sync->cmcf->sync_interval);
+}
+
+
+static void
+ngx_http_canary_sync_ready(ngx_http_canary_redis_t *rc)
+{
+    ngx_http_canary_sync_t  *sync = rc->data;
+
+    if (ngx_exiting || ngx_terminate) {
+        ngx_http_canary_sync_close(sync);
+        return;
+    }
+
+    ngx_http_canary_sync_start(sync);
+}
+
+
+static void
+ngx_http_canary_sync_sub_ready(ngx_http_canary_redis_t *rc)
+{
+    ngx_http_canary_sync_t  *sync = rc->data;
+
+    u_char      *p, *last;
+    size_t       argvlen[2];
+    ngx_str_t   *prefix;
+    ngx_uint_t   i;
+    const char  *argv[2];
+
+    if (ngx_exiting || ngx_terminate) {
+        ngx_http_canary_sync_close(sync);
+        return;
+    }
+
+    sync->ping = 0;
+    prefix = &sync->cmcf->redis->prefix;
+
+    p = ngx_pnalloc(ngx_cycle->pool,
+                    sizeof("__keyspace@65535__:*") + 2 * prefix->len
+                    + sizeof("changed") + prefix->len);
+    if (p == NULL) {
+        return;
+    }
+
+    argv[0] = "SUBSCRIBE";
+    argvlen[0] = sizeof("SUBSCRIBE") - 1;
+    argv[1] = (const char *) p;
+    p = ngx_cpymem(p, prefix->data, prefix->len);
+    p = ngx_cpymem(p, "changed", sizeof("changed") - 1);
+    argvlen[1] = p - (u_char *) argv[1];
+
+    if (ngx_http_canary_redis_send(rc, 2, argv, argvlen,
+                                   ngx_http_canary_sync_ignore, sync)
+        != NGX_OK)
+    {
+        return;
+    }
+
+    /* the prefix inside the pattern, its glob characters escaped */
+
+    argv[0] = "PSUBSCRIBE";
+    argvlen[0] = sizeof("PSUBSCRIBE") - 1;
+    argv[1] = (const char *) p;
+    p = ngx_sprintf(p, "__keyspace@%ui__:", sync->cmcf->redis->db);
+
+    for (i = 0; i < prefix->len; i++) {
+        if (ngx_strchr("*?[]\\", prefix->data[i])) {
+            *p++ = '\\';
+        }
+
+        *p++ = prefix->data[i];
+    }
+
+    *p++ = '*';
+    last = p;
+    argvlen[1] = last - (u_char *) argv[1];
+
+    (void) ngx_http_canary_redis_send(rc, 2, argv, argvlen,
+                                      ngx_http_canary_sync_ignore, sync);
+
+    /* what changed while the subscription was down */
+
+    if (ngx_http_canary_redis_ready(sync->redis)) {
+        if (sync->busy) {
+            sync->again = 1;
+
+        } else {
+            ngx_http_canary_sync_start(sync);
+        }
+    }
+}
+
+
+static void
+ngx_http_canary_sync_ignore(ngx_http_canary_redis_t *rc, redisReply *reply,
+    void *data)
+{
+    if (reply && reply->type == REDIS_REPLY_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, &rc->log, 0,
+                      "canary sync: subscribing failed: %*s; changes apply "
+                      "at the next canary_sync_interval only",
+                      reply->len, reply->str);
+    }
+}
+
+
+static void
+ngx_http_canary_sync_pong(ngx_http_canary_redis_t *rc, redisReply *reply,
+    void *data)
+{
+    ngx_http_canary_sync_t  *sync = data;
+
+    sync->ping = 0;
+}
+
+
+/*
+ * A message on <prefix>changed (its payload may name a rollout) or a
+ * keyspace notification (its channel names the key): mark the user sets
+ * it names for reading, and start a round.
+ */
+
+static void
+ngx_http_canary_sync_push(ngx_http_canary_redis_t *rc, redisReply *reply)
+{
+    ngx_http_canary_sync_t  *sync = rc->data;
+
+    u_char                          *p;
+    size_t                           len;
+    ngx_str_t                        s;
+    ngx_uint_t                       i, j;
+    redisReply                      *channel, *payload;
+    ngx_http_canary_sync_rollout_t  *sr;
+
+    if (ngx_exiting || ngx_terminate || sync->closed) {
+        return;
+    }
+
+    if (reply->element[0]->len == 7) {
+        channel = reply->element[1];
+        payload = reply->element[2];
+
+    } else {
+        if (reply->elements < 4) {
+            return;
+        }
+
+        channel = reply->element[2];
+        payload = reply->element[3];
+    }
+
+    if (channel->type != REDIS_REPLY_STRING
+        || payload->type != REDIS_REPLY_STRING)
+    {
+        return;
+    }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, sync->log, 0,
+                   "canary sync: message on \"%*s\"",
+                   channel->len, channel->str);
+
+    if (reply->element[0]->len == 7) {
+        /* PUBLISH <prefix>changed <rollout>: re-read its sets too */
+
+        for (i = 0; i < sync->nrollouts; i++) {
+            sr = &sync->rollouts[i];
+
+            if (sr->ro->name.len == payload->len
+                && ngx_strncmp(sr->ro->name.data, payload->str,
+                               payload->len) == 0)
+            {
+                sr->dirty = 3;
+            }
+        }
+
+    } else {
+        /* __keyspace@N__:<prefix>rollout:<name>:canary_users */
+
+        p = (u_char *) ngx_strlchr((u_char *) channel->str,
+                                   (u_char *) channel->str + channel->len,
+                                   ':');
+        if (p) {
+            p++;
+            len = (u_char *) channel->str + channel->len - p;
+            s.data = p;
+            s.len = len;
+
+            for (i = 0; i < sync->nrollouts; i++) {
+                sr = &sync->rollouts[i];
+
+                for (j = 0; j < 2; j++) {
+                    if (sr->set_key[j].len == s.len
+                        && ngx_strncmp(sr->set_key[j].data, s.data, s.len)
+                           == 0)
+                    {
+                        sr->dirty |= 1 << j;
+                    }
+                }
+            }
+        }
+    }
+
+    if (!ngx_http_canary_redis_ready(sync->redis)) {
+        return;
+    }
+
+    if (sync->busy) {
+        sync->again = 1;
+        return;
+    }
+
+    ngx_http_canary_sync_start(sync);
+}
+
+
+static void
+ngx_http_canary_sync_start(ngx_http_canary_sync_t *sync)
+{
+    size_t                           argvlen[2];
+    ngx_uint_t                       i;
+    const char                      *argv[2];
+    ngx_http_canary_sync_rollout_t  *sr;
+
+    if (sync->busy) {
+        sync->again = 1;
+        return;
+    }
+
+    sync->busy = 1;
+    sync->again = 0;
+    sync->failed = 0;
+    sync->waiting = 1;
+
+    for (i = 0; i < sync->nrollouts; i++) {
+        sr = &sync->rollouts[i];
+
+        argv[0] = "HGETALL";
+        argvlen[0] = sizeof("HGETALL") - 1;
+        argv[1] = (const char *) sr->key.data;
+        argvlen[1] = sr->key.len;
+
+        if (ngx_http_canary_redis_send(sync->redis, 2, argv, argvlen,
+                                       ngx_http_canary_sync_hash, sr)
+            != NGX_OK)
+        {
+            sync->failed = 1;
+            break;
+        }
+
+        sync->waiting++;
+
+        argv[0] = "SCARD";
+        argvlen[0] = sizeof("SCARD") - 1;
+        argv[1] = (const char *) sr->set_key[0].data;
+        argvlen[1] = sr->set_key[0].len;
+
+        if (ngx_http_canary_redis_send(sync->redis, 2, argv, argvlen,
+                                       ngx_http_canary_sync_scard_canary, sr)
+            != NGX_OK)
+        {
+            sync->failed = 1;
+            break;
+        }
+
+        sync->waiting++;
+
+        argv[1] = (const char *) sr->set_key[1].data;
+        argvlen[1] = sr->set_key[1].len;
+
+        if (ngx_http_canary_redis_send(sync->redis, 2, argv, argvlen,
+                                       ngx_http_canary_sync_scard_stable, sr)
+            != NGX_OK)
+        {
+            sync->failed = 1;
+            break;
+        }
+
+        sync->waiting++;
+    }
+
+    /* the first count stood for the loop above */
+
+    ngx_http_canary_sync_reply_done(sync);
+}
+
+
+static void
+ngx_http_canary_sync_hash(ngx_http_canary_redis_t *rc, redisReply *reply,
+    void *data)
+{
+    ngx_http_canary_sync_rollout_t  *sr = data;
+
+    ngx_http_canary_sync_t  *sync = rc->data;
+
+    if (reply == NULL) {
+        sync->failed = 1;
+
+    } else if (!sync->closed && !ngx_exiting && !ngx_terminate) {
+        ngx_http_canary_sync_apply(sync, sr, reply);
+    }
+
+    ngx_http_canary_sync_reply_done(sync);
+}
+
+
+static void
+ngx_http_canary_sync_scard_canary(ngx_http_canary_redis_t *rc,
+    redisReply *reply, void *data)
+{
+    ngx_http_canary_sync_t  *sync = rc->data;
+
+    if (reply == NULL) {
+        sync->failed = 1;
+
+    } else {
+        ngx_http_canary_sync_scard(data, 0, reply);
+    }
+
+    ngx_http_canary_sync_reply_done(sync);
+}
+
+
+static void
+ngx_http_canary_sync_scard_stable(ngx_http_canary_redis_t *rc,
+    redisReply *reply, void *data)
+{
+    ngx_http_canary_sync_t  *sync = rc->data;
+
+    if (reply == NULL) {
+        sync->failed = 1;
+
+    } else {
+        ngx_http_canary_sync_scard(data, 1, reply);
+    }
+
+    ngx_http_canary_sync_reply_done(sync);
+}
+
+
+static void
+ngx_http_canary_sync_scard(ngx_http_canary_sync_rollout_t *sr,
+    ngx_uint_t which, redisReply *reply)
+{
+    ngx_int_t                    n;
+    ngx_http_canary_set_t       *set;
+    ngx_http_canary_sync_t      *sync;
+    ngx_http_canary_snapshot_t  *snap;
+
+    sync = ngx_http_canary_sync;
+
+    if (reply->type != REDIS_REPLY_INTEGER || reply->integer < 0) {
+        ngx_http_canary_sync_error(sync, sr, "SCARD", &sr->set_key[which],
+                                   reply);
+        return;
+    }
+
+    n = (ngx_int_t) reply->integer;
+    sr->scard[which] = n;
+
+    snap = sr->ro->sh->snapshot;
+    set = which ? snap->stable_users : snap->canary_users;
+
+    if ((ngx_uint_t) n != ngx_http_canary_set_size(set)
+        && n != sr->too_big[which])
+    {
+        sr->dirty |= 1 << which;
+    }
+}
+
+
+/* one reply of the round is in; the last one closes the round */
+
+static void
+ngx_http_canary_sync_reply_done(ngx_http_canary_sync_t *sync)
+{
+    ngx_http_canary_shctx_t  *sh;
+
+    if (--sync->waiting) {
+        return;
+    }
+
+    sync->busy = 0;
+
+    if (sync->closed || ngx_exiting || ngx_terminate) {
+        return;
+    }
+
+    sh = sync->cmcf->sh;
+
+    if (sync->failed) {
+        sh->redis_up = ngx_http_canary_redis_ready(sync->redis);
+        (void) ngx_atomic_fetch_add(&sh->sync_errors, 1);
+
+    } else {
+        sh->redis_up = 1;
+        sh->last_sync = ngx_time();
+        (void) ngx_atomic_fetch_add(&sh->syncs, 1);
+
+    }
+
+    ngx_shmtx_lock(&sync->cmcf->shpool->mutex);
+    ngx_http_canary_reclaim(sync->cmcf);
+    ngx_shmtx_unlock(&sync->cmcf->shpool->mutex);
+
+    if (sync->changed) {
+        sync->changed = 0;
+        ngx_http_canary_state_write(sync);
+    }
+
+    if (!sync->failed && sync->set == NULL) {
+        ngx_http_canary_sync_next_set(sync);
+    }
+
+    if (sync->again && ngx_http_canary_redis_ready(sync->redis)) {
+        ngx_http_canary_sync_start(sync);
+    }
+}
+
+
+/* HGETALL's answer to values, then to a snapshot if anything differs */
+
+static void
+ngx_http_canary_sync_apply(ngx_http_canary_sync_t *sync,
+    ngx_http_canary_sync_rollout_t *sr, redisReply *reply)
+{
+    ngx_str_t                    field, value;
+    ngx_uint_t                   i;
+    ngx_pool_t                  *pool;
+    ngx_array_t                  segments;
+    ngx_http_canary_rollout_t   *ro;
+    ngx_http_canary_values_t     v;
+    ngx_http_canary_snapshot_t  *cur;
+
+    ro = sr->ro;
+
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements % 2) {
+        ngx_http_canary_sync_error(sync, sr, "HGETALL", &sr->key, reply);
+        return;
+    }
+
+    for (i = 0; i < reply->elements; i++) {
+        if (reply->element[i]->type != REDIS_REPLY_STRING) {
+            ngx_http_canary_sync_error(sync, sr, "HGETALL", &sr->key, reply);
+            return;
+        }
+    }
+
+    if (sr->error.data) {
+        ngx_free(sr->error.data);
+        ngx_str_null(&sr->error);
+    }
+
+    ngx_memzero(&v, sizeof(ngx_http_canary_values_t));
+
+    v.percent = ro->percent;
+    v.source = NGX_HTTP_CANARY_SOURCE_CONFIG;
+
+    if (reply->elements == 0) {
+        /* no hash: the config's values */
+
+        if (sr->refused.data) {
+            ngx_free(sr->refused.data);
+            ngx_str_null(&sr->refused);
+        }
+
+        (void) ngx_http_canary_sync_publish(sync->cmcf, ro, &v, sync->log);
+        return;
+    }
+
+    v.source = NGX_HTTP_CANARY_SOURCE_REDIS;
+
+    pool = ngx_create_pool(4096, sync->log);
+    if (pool == NULL) {
+        return;
+    }
+
+    if (ngx_array_init(&segments, pool, 8, sizeof(ngx_http_canary_segment_t))
+        != NGX_OK)
+    {
+        ngx_destroy_pool(pool);
+        return;
+    }
+
+    cur = ro->sh->snapshot;
+
+    if (sr->refused_new.data) {
+        ngx_free(sr->refused_new.data);
+        ngx_str_null(&sr->refused_new);
+    }
+
+    for (i = 0; i < reply->elements; i += 2) {
+        field.data = (u_char *) reply->element[i]->str;
+        field.len = reply->element[i]->len;
+        value.data = (u_char *) reply->element[i + 1]->str;
+        value.len = reply->element[i + 1]->len;
+
+        if (ngx_http_canary_sync_field(sync, sr, &field, &value, cur, &v,
+                                       &segments)
+            != NGX_OK)
+        {
+            ngx_destroy_pool(pool);
+            return;
+        }
+    }
+
+    v.segments = segments.elts;
+    v.nsegments = segments.nelts;
+
+    /* what was refused now is what is not logged again next time */
+
+    if (sr->refused.data) {
+        ngx_free(sr->refused.data);
+    }
+
+    sr->refused = sr->refused_new;
+    ngx_str_null(&sr->refused_new);
+
+    (void) ngx_http_canary_sync_publish(sync->cmcf, ro, &v, sync->log);
+
+    ngx_destroy_pool(pool);
+}
+
+
+static ngx_int_t
+ngx_http_canary_sync_field(ngx_http_canary_sync_t *sync,
+    ngx_http_canary_sync_rollout_t *sr, ngx_str_t *field, ngx_str_t *value,
+    ngx_http_canary_snapshot_t *cur, ngx_http_canary_values_t *v,
+    ngx_array_t *segments)
+{
+    time_t                      t;
+    uint32_t                    pct;
+    unsigned                    state;
+    ngx_str_t                   name;
+    ngx_uint_t                  i;
+    ngx_http_canary_segment_t  *seg;
+
+    if (field->len == 7 && ngx_strncmp(field->data, "percent", 7) == 0) {
+
+        if (ngx_http_canary_parse_percent(value->data, value->len, &pct) != 0
+            || (sr->ro->hash == NGX_HTTP_CANARY_HASH_UNLEASH && pct % 100))
+        {
+            ngx_http_canary_sync_refuse(sync, sr, field, value);
+            v->percent = cur->percent;
+            return NGX_OK;
+        }
+
+        v->percent = pct;
+        return NGX_OK;
+    }
+
+    if (field->len > 8 && ngx_strncmp(field->data, "percent:", 8) == 0) {
+        name.data = field->data + 8;
+        name.len = field->len - 8;
+
+        if (ngx_http_canary_parse_percent(value->data, value->len, &pct) != 0
+            || (sr->ro->hash == NGX_HTTP_CANARY_HASH_UNLEASH && pct % 100))
+        {
+            ngx_http_canary_sync_refuse(sync, sr, field, value);
+
+            /* the segment's last good value, if it had one */
+
+            for (i = 0; i < cur->nsegments; i++) {
+                if (cur->segments[i].value.len == name.len
+                    && ngx_memcmp(cur->segments[i].value.data, name.data,
+                                  name.len) == 0)
+                {
+                    break;
+                }
+            }
+
+            if (i == cur->nsegments) {
+                return NGX_OK;
+            }
+
+            pct = cur->segments[i].percent;
+        }
+
+        seg = ngx_array_push(segments);
+        if (seg == NULL) {
+            return NGX_ERROR;
+        }
+
+        seg->value = name;
+        seg->percent = pct;
+
+        return NGX_OK;
+    }
+
+    if ((field->len == 5 && ngx_strncmp(field->data, "start", 5) == 0)
+        || (field->len == 3 && ngx_strncmp(field->data, "end", 3) == 0))
+    {
+        if (ngx_http_canary_parse_time(value->data, value->len, &t) != 0) {
+            ngx_http_canary_sync_refuse(sync, sr, field, value);
+            t = (field->len == 5) ? cur->start : cur->end;
+        }
+
+        if (field->len == 5) {
+            v->start = t;
+
+        } else {
+            v->end = t;
+        }
+
+        return NGX_OK;
+    }
+
+    if (field->len == 5 && ngx_strncmp(field->data, "state", 5) == 0) {
+
+        if (ngx_http_canary_parse_state(value->data, value->len, &state)
+            != 0)
+        {
+            ngx_http_canary_sync_refuse(sync, sr, field, value);
+            v->state = cur->state;
+            return NGX_OK;
+        }
+
+        v->state = state;
+        return NGX_OK;
+    }
+
+    /* other fields (the auto controller's "step", ...) are not ours */
+
+    return NGX_OK;
+}
+
+
+/* one error line per refused value, not one per round */
+
+static void
+ngx_http_canary_sync_refuse(ngx_http_canary_sync_t *sync,
+    ngx_http_canary_sync_rollout_t *sr, ngx_str_t *field, ngx_str_t *value)
+{
+    u_char     *p, *last, *end, *n;
+    size_t      len;
+    ngx_uint_t  seen;
+    u_char      buf[NGX_HTTP_CANARY_LOG_VALUE_MAX * 4 + 4];
+
+    seen = 0;
+    p = sr->refused.data;
+    last = p + sr->refused.len;
+
+    while (p && p < last) {
+        end = ngx_strlchr(p, last, '\0');
+        if (end == NULL) {
+            break;
+        }
+
+        len = end - p;
+        n = end + 1;
+
+        if (len == field->len && ngx_memcmp(p, field->data, len) == 0) {
+            p = n;
+            end = p + value->len;
+
+            if (end < last && *end == '\0'
+                && ngx_memcmp(p, value->data, value->len) == 0)
+            {
+                seen = 1;
+                break;
+            }
+        }
+
+        /* skip the value */
+
+        p = n;
+        end = ngx_strlchr(p, last, '\0');
+        if (end == NULL) {
+            break;
+        }
+
+        p = end + 1;
+    }
+
+    /* remembered for the next round */
+
+    len = sr->refused_new.len + field->len + value->len + 2;
+    n = ngx_alloc(len, sync->log);
+
+    if (n) {
+        p = n;
+
+        if (sr->refused_new.data) {
+            p = ngx_cpymem(p, sr->refused_new.data, sr->refused_new.len);
+            ngx_free(sr->refused_new.data);
+        }
+
+        p = ngx_cpymem(p, field->data, field->len);
+        *p++ = '\0';
+        p = ngx_cpymem(p, value->data, value->len);
+        *p++ = '\0';
+
+        sr->refused_new.data = n;
+        sr->refused_new.len = len;
+    }
+
+    if (seen) {
+        return;
+    }
+
+    (void) ngx_atomic_fetch_add(&sync->cmcf->sh->refused, 1);
+
+    last = ngx_http_canary_log_value(buf, value);
+
+    ngx_log_error(NGX_LOG_ERR, sync->log, 0,
+                  "canary sync: refused \"%*s\" for field \"%V\" of \"%V\", "
+                  "the last good value stays in force",
+                  last - buf, buf, field, &sr->key);
+}
+
+
+/* a reply of the wrong kind: logged when it differs from the last one */
+
+static void
+ngx_http_canary_sync_error(ngx_http_canary_sync_t *sync,
+    ngx_http_canary_sync_rollout_t *sr, const char *cmd, ngx_str_t *key,
+    redisReply *reply)
+{
+    u_char     *p;
+    size_t      len;
+    ngx_str_t   what;
+    u_char      buf[128];
+
+    if (reply->type == REDIS_REPLY_ERROR || reply->type == REDIS_REPLY_STATUS
+        || reply->type == REDIS_REPLY_STRING)
+    {
+        what.len = ngx_min(reply->len, 100);
+        what.data = (u_char *) reply->str;
+
+    } else {
+        what.len = ngx_sprintf(buf, "a reply of type %d", reply->type) - buf;
+        what.data = buf;
+    }
+
+    len = ngx_strlen(cmd) + 1 + what.len;
+
+    if (sr->error.len == len
+        && ngx_strncmp(sr->error.data, cmd, ngx_strlen(cmd)) == 0
+        && ngx_memcmp(sr->error.data + len - what.len, what.data, what.len)
+           == 0)
+    {
+        return;
+    }
+
+    p = ngx_alloc(len, sync->log);
+    if (p) {
+        if (sr->error.data) {
+            ngx_free(sr->error.data);
+        }
+
+        sr->error.data = p;
+        sr->error.len = len;
+        p = ngx_cpymem(p, cmd, ngx_strlen(cmd));
+        *p++ = ' ';
+        ngx_memcpy(p, what.data, what.len);
+    }
+
+    (void) ngx_atomic_fetch_add(&sync->cmcf->sh->refused, 1);
+
+    ngx_log_error(NGX_LOG_ERR, sync->log, 0,
+                  "canary sync: %s \"%V\" answered \"%V\", the last good "
+                  "state stays in force", cmd, key, &what);
+}
+
+
+/* publishes v for the rollout unless the current snapshot says the same */
+
+static ngx_int_t
+ngx_http_canary_sync_publish(ngx_http_canary_main_conf_t *cmcf,
+    ngx_http_canary_rollout_t *ro, ngx_http_canary_values_t *v,
+    ngx_log_t *log)
+{
+    ngx_int_t                    rc;
+    ngx_http_canary_snapshot_t  *cur, *snap;
+
+    if (v->nsegments > 1) {
+        ngx_qsort(v->segments, v->nsegments,
+                  sizeof(ngx_http_canary_segment_t),
+                  ngx_http_canary_segment_cmp);
+    }
+
+    ngx_shmtx_lock(&cmcf->shpool->mutex);
+
+    cur = ro->sh->snapshot;
+
+    if (ngx_http_canary_sync_same(cur, v)) {
+        ngx_shmtx_unlock(&cmcf->shpool->mutex);
+        return NGX_DECLINED;
+    }
+
+    snap = ngx_http_canary_sync_copy_locked(cmcf->shpool, cur, v);
+
+    if (snap == NULL) {
+        ngx_shmtx_unlock(&cmcf->shpool->mutex);
+
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "canary sync: no room in canary_zone for rollout "
+                      "\"%V\" with %ui segments, the last good state stays "
+                      "in force", &ro->name, v->nsegments);
+        return NGX_ERROR;
+    }
+
+    rc = ngx_http_canary_publish(cmcf, ro->sh, snap);
+
+    ngx_shmtx_unlock(&cmcf->shpool->mutex);
+
+    if (rc != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_canary_sync) {
+        ngx_http_canary_sync->changed = 1;
+    }
+
+    ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                  "canary sync: rollout \"%V\" percent %ui.%02ui "
+                  "(was %ui.%02ui), %ui segments, state \"%V\", "
+                  "window %T..%T, from %V", &ro->name,
+                  v->percent / 100, v->percent % 100,
+                  cur->percent / 100, cur->percent % 100, v->nsegments,
+                  &ngx_http_canary_state_names[v->state], v->start, v->end,
+                  &ngx_http_canary_source_names[v->source]);
+
+    return NGX_OK;
+}
+
+
+static ngx_uint_t
+ngx_http_canary_sync_same(ngx_http_canary_snapshot_t *cur,
+    ngx_http_canary_values_t *v)
+{
+    ngx_uint_t  i;
+
+    if (cur->percent != v->percent || cur->start != v->start
+        || cur->end != v->end || cur->state != v->state
+        || cur->source != v->source || cur->nsegments != v->nsegments)
+    {
+        return 0;
+    }
+
+    for (i = 0; i < v->nsegments; i++) {
+        if (cur->segments[i].percent != v->segments[i].percent
+            || cur->segments[i].value.len != v->segments[i].value.len
+            || ngx_memcmp(cur->segments[i].value.data,
+                          v->segments[i].value.data,
+                          v->segments[i].value.len) != 0)
+        {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+/*
+ * A copy of "from" (its user sets included) with the values of v, or, when
+ * v is NULL, with from's own values and segments.  The mutex is held.
+ */
+
+static ngx_http_canary_snapshot_t *
+ngx_http_canary_sync_copy_locked(ngx_slab_pool_t *shpool,
+    ngx_http_canary_snapshot_t *from, ngx_http_canary_values_t *v)
+{
+    u_char                      *p;
+    size_t                       strings;
+    ngx_uint_t                   i, n;
+    ngx_http_canary_segment_t   *seg;
+    ngx_http_canary_snapshot_t  *snap;
+
+    n = v ? v->nsegments : from->nsegments;
+    seg = v ? v->segments : from->segments;
+
+    strings = 0;
+
+    for (i = 0; i < n; i++) {
+        strings += seg[i].value.len;
+    }
+
+    snap = ngx_http_canary_snapshot_alloc(shpool, from, n, strings);
+    if (snap == NULL) {
+        return NULL;
+    }
+
+    p = ngx_http_canary_snapshot_strings(snap, n);
+
+    for (i = 0; i < n; i++) {
+        snap->segments[i].percent = seg[i].percent;
+        snap->segments[i].value.len = seg[i].value.len;
+        snap->segments[i].value.data = p;
+        p = ngx_cpymem(p, seg[i].value.data, seg[i].value.len);
+    }
+
+    snap->nsegments = n;
+
+    if (v) {
+        snap->percent = v->percent;
+        snap->start = v->start;
+        snap->end = v->end;
+        snap->state = v->state;
+        snap->source = v->source;
+    }
+
+    return snap;
+}
+
+
+static int ngx_libc_cdecl
+ngx_http_canary_segment_cmp(const void *a, const void *b)
+{
+    const ngx_http_canary_segment_t  *sa = a;
+    const ngx_http_canary_segment_t  *sb = b;
+
+    return ngx_memn2cmp(sa->value.data, sb->value.data, sa->value.len,
+                        sb->value.len);
+}
+
+
+/* user sets: the next one to read, if any */
+
+static void
+ngx_http_canary_sync_next_set(ngx_http_canary_sync_t *sync)
+{
+    ngx_uint_t                       i, which;
+    ngx_http_canary_set_t           *set;
+    ngx_http_canary_sync_rollout_t  *sr;
+
+    if (sync->set || sync->closed
+        || !ngx_http_canary_redis_ready(sync->redis))
+    {
+        return;
+    }
+
+    for (i = 0; i < sync->nrollouts; i++) {
+        sr = &sync->rollouts[i];
+
+        if (sr->dirty == 0) {
+            continue;
+        }
+
+        which = (sr->dirty & 1) ? 0 : 1;
+        sr->dirty &= ~(1 << which);
+
+        if (sr->scard[which] < 0) {
+            /* not known yet: the next round tells */
+            sr->dirty |= 1 << which;
+            continue;
+        }
+
+        ngx_shmtx_lock(&sync->cmcf->shpool->mutex);
+        set = ngx_http_canary_set_create_locked(sync->cmcf->shpool,
+                                                sr->scard[which]);
+        ngx_shmtx_unlock(&sync->cmcf->shpool->mutex);
+
+        sync->set_sr = sr;
+        sync->set_which = which;
+        sync->set_batches = 0;
+
+        if (set == NULL) {
+            ngx_http_canary_sync_set_abort(sync);
+            sr->too_big[which] = sr->scard[which];
+
+            (void) ngx_atomic_fetch_add(&sync->cmcf->sh->refused, 1);
+
+            ngx_log_error(NGX_LOG_ERR, sync->log, 0,
+                          "canary sync: refused \"%V\" of rollout \"%V\": "
+                          "%i members do not fit in canary_zone, the last "
+                          "good set stays in force", &sr->set_key[which],
+                          &sr->ro->name, sr->scard[which]);
+            continue;
+        }
+
+        sync->set = set;
+
+        ngx_http_canary_sync_sscan(sync, (u_char *) "0", 1);
+        return;
+    }
+}
+
+
+static void
+ngx_http_canary_sync_sscan(ngx_http_canary_sync_t *sync, u_char *cursor,
+    size_t len)
+{
+    size_t                           argvlen[5];
+    const char                      *argv[5];
+    ngx_http_canary_sync_rollout_t  *sr;
+
+    sr = sync->set_sr;
+
+    argv[0] = "SSCAN";
+    argvlen[0] = sizeof("SSCAN") - 1;
+    argv[1] = (const char *) sr->set_key[sync->set_which].data;
+    argvlen[1] = sr->set_key[sync->set_which].len;
+    argv[2] = (const char *) cursor;
+    argvlen[2] = len;
+    argv[3] = "COUNT";
+    argvlen[3] = sizeof("COUNT") - 1;
+    argv[4] = NGX_HTTP_CANARY_SSCAN_COUNT;
+    argvlen[4] = sizeof(NGX_HTTP_CANARY_SSCAN_COUNT) - 1;
+
+    if (ngx_http_canary_redis_send(sync->redis, 5, argv, argvlen,
+                                   ngx_http_canary_sync_sscan_handler, sync)
+        != NGX_OK)
+    {
+        sr->dirty |= 1 << sync->set_which;
+        ngx_http_canary_sync_set_abort(sync);
+    }
+}
+
+
+/*
+ * One batch of members per reply, so one per event-loop turn: the mutex
+ * is held while this batch is added, and the worker serves requests
+ * between batches.
+ */
+
+static void
+ngx_http_canary_sync_sscan_handler(ngx_http_canary_redis_t *rc,
+    redisReply *reply, void *data)
+{
+    ngx_http_canary_sync_t  *sync = data;
+
+    ngx_int_t                        n;
+    ngx_uint_t                       i, which;
+    redisReply                      *cursor, *members, *m;
+    ngx_http_canary_sync_rollout_t  *sr;
+
+    sr = sync->set_sr;
+    which = sync->set_which;
+
+    if (sync->set == NULL) {
+        return;
+    }
+
+    if (reply == NULL || sync->closed || ngx_exiting || ngx_terminate) {
+        sr->dirty |= 1 << which;
+        ngx_http_canary_sync_set_abort(sync);
+        return;
+    }
+
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2
+        || reply->element[0]->type != REDIS_REPLY_STRING
+        || reply->element[0]->len == 0
+        || reply->element[1]->type != REDIS_REPLY_ARRAY)
+    {
+        ngx_http_canary_sync_error(sync, sr, "SSCAN", &sr->set_key[which],
+                                   reply);
+        ngx_http_canary_sync_set_abort(sync);
+        return;
+    }
+
+    cursor = reply->element[0];
+    members = reply->element[1];
+
+    ngx_shmtx_lock(&sync->cmcf->shpool->mutex);
+
+    for (i = 0; i < members->elements; i++) {
+        m = members->element[i];
+
+        if (m->type != REDIS_REPLY_STRING) {
+            continue;
+        }
+
+        n = ngx_http_canary_set_add_locked(sync->cmcf->shpool, sync->set,
+                                           (u_char *) m->str, m->len);
+        if (n == NGX_ERROR) {
+            break;
+        }
+    }
+
+    ngx_shmtx_unlock(&sync->cmcf->shpool->mutex);
+
+    if (i < members->elements) {
+        sr->too_big[which] = sr->scard[which];
+        ngx_http_canary_sync_set_abort(sync);
+
+        (void) ngx_atomic_fetch_add(&sync->cmcf->sh->refused, 1);
+
+        ngx_log_error(NGX_LOG_ERR, sync->log, 0,
+                      "canary sync: refused \"%V\" of rollout \"%V\": "
+                      "%i members do not fit in canary_zone, the last good "
+                      "set stays in force", &sr->set_key[which],
+                      &sr->ro->name, sr->scard[which]);
+
+        ngx_http_canary_sync_next_set(sync);
+        return;
+    }
+
+    sync->set_batches++;
+
+    if (cursor->len == 1 && cursor->str[0] == '0') {
+        ngx_http_canary_sync_set_publish(sync);
+        ngx_http_canary_sync_next_set(sync);
+        return;
+    }
+
+    ngx_http_canary_sync_sscan(sync, (u_char *) cursor->str, cursor->len);
+}
+
+
+static void
+ngx_http_canary_sync_set_abort(ngx_http_canary_sync_t *sync)
+{
+    if (sync->set) {
+        ngx_shmtx_lock(&sync->cmcf->shpool->mutex);
+        ngx_http_canary_set_free_locked(sync->cmcf->shpool, sync->set);
+        ngx_shmtx_unlock(&sync->cmcf->shpool->mutex);
+    }
+
+    sync->set = NULL;
+    sync->set_sr = NULL;
+}
+
+
+static void
+ngx_http_canary_sync_set_publish(ngx_http_canary_sync_t *sync)
+{
+    ngx_uint_t                       which, n;
+    ngx_http_canary_set_t           *set, *old;
+    ngx_http_canary_snapshot_t      *cur, *snap;
+    ngx_http_canary_sync_rollout_t  *sr;
+    ngx_http_canary_main_conf_t     *cmcf;
+
+    cmcf = sync->cmcf;
+    sr = sync->set_sr;
+    which = sync->set_which;
+    set = sync->set;
+
+    sync->set = NULL;
+    sync->set_sr = NULL;
+
+    n = ngx_http_canary_set_size(set);
+
+    ngx_shmtx_lock(&cmcf->shpool->mutex);
+
+    if (n == 0) {
+        ngx_http_canary_set_free_locked(cmcf->shpool, set);
+        set = NULL;
+    }
+
+    cur = sr->ro->sh->snapshot;
+    old = which ? cur->stable_users : cur->canary_users;
+
+    if (old == NULL && set == NULL) {
+        ngx_shmtx_unlock(&cmcf->shpool->mutex);
+        return;
+    }
+
+    snap = ngx_http_canary_sync_copy_locked(cmcf->shpool, cur, NULL);
+
+    if (snap == NULL) {
+        if (set) {
+            ngx_http_canary_set_free_locked(cmcf->shpool, set);
+        }
+
+        ngx_shmtx_unlock(&cmcf->shpool->mutex);
+
+        ngx_log_error(NGX_LOG_ERR, sync->log, 0,
+                      "canary sync: no room in canary_zone for rollout "
+                      "\"%V\", the last good state stays in force",
+                      &sr->ro->name);
+        return;
+    }
+
+    if (which) {
+        snap->stable_users = set;
+
+    } else {
+        snap->canary_users = set;
+    }
+
+    (void) ngx_http_canary_publish(cmcf, sr->ro->sh, snap);
+
+    if (old) {
+        (void) ngx_http_canary_retire_set_locked(cmcf, old);
+    }
+
+    ngx_shmtx_unlock(&cmcf->shpool->mutex);
+
+    sr->too_big[which] = -1;
+
+    ngx_log_error(NGX_LOG_NOTICE, sync->log, 0,
+                  "canary sync: rollout \"%V\" %V now has %ui members "
+                  "(%ui SSCAN batches)", &sr->ro->name,
+                  &ngx_http_canary_which_names[which], n, sync->set_batches);
+
+    sync->changed = 1;
+    ngx_http_canary_state_write(sync);
+    sync->changed = 0;
+}
+
+
+/*
+ * The state file: written by the sync worker after each published change
+ * (a temporary file beside it, then rename(), so a reader sees the old
+ * file or the new one), read by the master when it creates the zone.
+ *
+ *     canary_state 1
+ *     rollout <name> <percent> <start> <end> <state or ->
+ *     segment <name> <percent> <escaped value>
+ *     end
+ *
+ * Only rollouts whose values came from Redis (or from this file) are
+ * written.  User sets are not kept in the file.
+ */
+
+static void
+ngx_http_canary_state_write(ngx_http_canary_sync_t *sync)
+{
+    u_char                       *buf, *p;
+    size_t                        size;
+    ngx_fd_t                      fd;
+    ngx_err_t                     err;
+    ngx_str_t                     tmp, *path;
+    ngx_uint_t                    i, j;
+    ngx_http_canary_rollout_t    *ro;
+    ngx_http_canary_snapshot_t   *snap;
+    ngx_http_canary_main_conf_t  *cmcf;
+
+    cmcf = sync->cmcf;
+    path = &cmcf->state_file;
+
+    if (path->len == 0) {
+        return;
+    }
+
+    ro = cmcf->rollouts.elts;
+
+    size = sizeof("canary_state 1\n") + sizeof("end\n");
+
+    for (i = 0; i < cmcf->rollouts.nelts; i++) {
+        snap = ro[i].sh->snapshot;
+
+        size += sizeof("rollout   100.00     rolled_back\n")
+                + ro[i].name.len + 2 * NGX_TIME_T_LEN;
+
+        for (j = 0; j < snap->nsegments; j++) {
+            size += sizeof("segment   100.00\n") + ro[i].name.len
+                    + 3 * snap->segments[j].value.len;
+        }
+    }
+
+    buf = ngx_alloc(size, sync->log);
+    if (buf == NULL) {
+        return;
+    }
+
+    p = ngx_cpymem(buf, "canary_state 1\n", sizeof("canary_state 1\n") - 1);
+
+    for (i = 0; i < cmcf->rollouts.nelts; i++) {
+        snap = ro[i].sh->snapshot;
+
+        if (snap->source == NGX_HTTP_CANARY_SOURCE_CONFIG) {
+            continue;
+        }
+
+        p = ngx_sprintf(p, "rollout %V %ui.%02ui %T %T %s\n", &ro[i].name,
+                        snap->percent / 100, snap->percent % 100,
+                        snap->start, snap->end,
+                        snap->state ? ngx_http_canary_state_names[snap->state]
+                                      .data
+                                    : (u_char *) "-");
+
+        for (j = 0; j < snap->nsegments; j++) {
+            p = ngx_sprintf(p, "segment %V %ui.%02ui ", &ro[i].name,
+                            snap->segments[j].percent / 100,
+                            snap->segments[j].percent % 100);
+            p += ngx_http_canary_escape(p, snap->segments[j].value.data,
+                                        snap->segments[j].value.len);
+            *p++ = '\n';
+        }
+    }
+
+    p = ngx_cpymem(p, "end\n", sizeof("end\n") - 1);
+
+    tmp.len = path->len + sizeof(".tmp") - 1;
+    tmp.data = ngx_alloc(tmp.len + 1, sync->log);
+    if (tmp.data == NULL) {
+        ngx_free(buf);
+        return;
+    }
+
+    ngx_sprintf(tmp.data, "%V.tmp%Z", path);
+
+    err = 0;
+
+    fd = ngx_open_file(tmp.data, NGX_FILE_WRONLY, NGX_FILE_TRUNCATE,
+                       NGX_FILE_DEFAULT_ACCESS);
+
+    if (fd == NGX_INVALID_FILE) {
+        err = ngx_errno;
+        goto failed;
+    }
+
+    if (ngx_write_fd(fd, buf, p - buf) != p - buf) {
+        err = ngx_errno;
+        (void) ngx_close_file(fd);
+        (void) ngx_delete_file(tmp.data);
+        goto failed;
+    }
+
+    if (ngx_close_file(fd) == NGX_FILE_ERROR) {
+        err = ngx_errno;
+        goto failed;
+    }
+
+    if (ngx_rename_file(tmp.data, path->data) == NGX_FILE_ERROR) {
+        err = ngx_errno;
+        (void) ngx_delete_file(tmp.data);
+        goto failed;
+    }
+
+    if (sync->state_err) {
+        ngx_log_error(NGX_LOG_NOTICE, sync->log, 0,
+                      "canary sync: state file \"%V\" written again", path);
+    }
+
+    sync->state_err = 0;
+
+    ngx_free(tmp.data);
+    ngx_free(buf);
+
+    return;
+
+failed:
+
+    if (err != sync->state_err) {
+        ngx_log_error(NGX_LOG_ERR, sync->log, err,
+                      "canary sync: cannot write state file \"%V\", its "
+                      "folder must be writable by the worker user", path);
+    }
+
+    sync->state_err = err ? err : NGX_ERROR;
+
+    ngx_free(tmp.data);
+    ngx_free(buf);
+}
+
+
+/*
+ * At start, when the zone is new: the state file's values, published with
+ * source "state_file".  A file that does not parse is ignored as a whole.
+ */
+
+void
+ngx_http_canary_state_load(ngx_http_canary_main_conf_t *cmcf, ngx_log_t *log)
+{
+    u_char                     *buf;
+    ssize_t                     n;
+    ngx_fd_t                    fd;
+    ngx_err_t                   err;
+    ngx_uint_t                  i;
+    ngx_pool_t                 *pool;
+    ngx_file_info_t             fi;
+    ngx_http_canary_values_t   *vals;
+    ngx_http_canary_rollout_t  *ro;
+
+    if (cmcf->state_file.len == 0 || cmcf->rollouts.nelts == 0) {
+        return;
+    }
+
+    fd = ngx_open_file(cmcf->state_file.data, NGX_FILE_RDONLY,
+                       NGX_FILE_OPEN, 0);
+
+    if (fd == NGX_INVALID_FILE) {
+        err = ngx_errno;
+        ngx_log_error((err == NGX_ENOENT ? NGX_LOG_NOTICE : NGX_LOG_ERR),
+                      log, err,
+                      "canary: no state file \"%V\" to start from, using "
+                      "the config", &cmcf->state_file);
+        return;
+    }
+
+    pool = NULL;
+    buf = NULL;
+
+    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR
+        || ngx_file_size(&fi) > NGX_HTTP_CANARY_STATE_MAX)
+    {
+        ngx_log_error(NGX_LOG_ERR, log, ngx_errno,
+                      "canary: state file \"%V\" cannot be read or is too "
+                      "large, using the config", &cmcf->state_file);
+        goto done;
+    }
+
+    pool = ngx_create_pool(4096, log);
+    if (pool == NULL) {
+        goto done;
+    }
+
+    buf = ngx_pnalloc(pool, ngx_file_size(&fi) + 1);
+    if (buf == NULL) {
+        goto done;
+    }
+
+    n = ngx_read_fd(fd, buf, ngx_file_size(&fi));
+
+    if (n != ngx_file_size(&fi)) {
+        ngx_log_error(NGX_LOG_ERR, log, ngx_errno,
+                      "canary: state file \"%V\" read short, using the "
+                      "config", &cmcf->state_file);
+        goto done;
+    }
+
+    vals = ngx_pcalloc(pool, cmcf->rollouts.nelts
+                             * sizeof(ngx_http_canary_values_t));
+    if (vals == NULL) {
+        goto done;
+    }
+
+    if (ngx_http_canary_state_parse(cmcf, buf, n, vals, pool, log)
+        != NGX_OK)
+    {
+        goto done;
+    }
+
+    ro = cmcf->rollouts.elts;
+
+    for (i = 0; i < cmcf->rollouts.nelts; i++) {
+        if (vals[i].source == NGX_HTTP_CANARY_SOURCE_STATE_FILE) {
+            (void) ngx_http_canary_sync_publish(cmcf, &ro[i], &vals[i], log);
+        }
+    }
+
+done:
+
+    (void) ngx_close_file(fd);
+
+    if (pool) {
+        ngx_destroy_pool(pool);
+    }
+}
+
+
+static ngx_int_t
+ngx_http_canary_state_parse(ngx_http_canary_main_conf_t *cmcf, u_char *p,
+    size_t len, ngx_http_canary_values_t *vals, ngx_pool_t *pool,
+    ngx_log_t *log)
+{
+    int                         ntok;
+    u_char                     *last, *eol, *s;
+    size_t                      slen;
+    time_t                      start, end;
+    uint32_t                    pct;
+    unsigned                    state;
+    ngx_int_t                   idx;
+    ngx_uint_t                  line, i, ended;
+    const char                 *why;
+    ngx_array_t                *segs;
+    ngx_http_canary_segment_t  *seg;
+    ngx_http_canary_rollout_t  *ro;
+    ngx_http_canary_token_t     tok[6];
+
+    ro = cmcf->rollouts.elts;
+    last = p + len;
+    line = 0;
+    ended = 0;
+
+    segs = ngx_pcalloc(pool, cmcf->rollouts.nelts * sizeof(ngx_array_t));
+    if (segs == NULL) {
+        return NGX_ERROR;
+    }
+
+    while (p < last) {
+        line++;
+
+        eol = ngx_strlchr(p, last, '\n');
+        if (eol == NULL) {
+            why = "no newline at the end";
+            goto invalid;
+        }
+
+        if (ended) {
+            why = "text after \"end\"";
+            goto invalid;
+        }
+
+        ntok = ngx_http_canary_split(p, eol - p, tok, 6);
+        p = eol + 1;
+
+        if (ntok < 0) {
+            why = "bad spacing or a control character";
+            goto invalid;
+        }
+
+        if (line == 1) {
+            if (ntok != 2 || tok[0].len != 12
+                || ngx_strncmp(tok[0].data, "canary_state", 12) != 0
+                || tok[1].len != 1 || tok[1].data[0] != '1')
+            {
+                why = "not \"canary_state 1\"";
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        if (ntok == 1 && tok[0].len == 3
+            && ngx_strncmp(tok[0].data, "end", 3) == 0)
+        {
+            ended = 1;
+            continue;
+        }
+
+        if (ntok < 2) {
+            why = "unknown line";
+            goto invalid;
+        }
+
+        /* the rollout; one not in this config is skipped */
+
+        for (idx = 0; idx < (ngx_int_t) cmcf->rollouts.nelts; idx++) {
+            if (ro[idx].name.len == tok[1].len
+                && ngx_strncmp(ro[idx].name.data, tok[1].data, tok[1].len)
+                   == 0)
+            {
+                break;
+            }
+        }
+
+        if (idx == (ngx_int_t) cmcf->rollouts.nelts) {
+            idx = -1;
+        }
+
+        if (ntok == 6 && tok[0].len == 7
+            && ngx_strncmp(tok[0].data, "rollout", 7) == 0)
+        {
+            if (ngx_http_canary_parse_percent(tok[2].data, tok[2].len, &pct)
+                || ngx_http_canary_parse_time(tok[3].data, tok[3].len,
+                                              &start)
+                || ngx_http_canary_parse_time(tok[4].data, tok[4].len, &end))
+            {
+                why = "bad percent or time";
+                goto invalid;
+            }
+
+            if (tok[5].len == 1 && tok[5].data[0] == '-') {
+                state = NGX_HTTP_CANARY_STATE_NONE;
+
+            } else if (ngx_http_canary_parse_state(tok[5].data, tok[5].len,
+                                                   &state))
+            {
+                why = "bad state";
+                goto invalid;
+            }
+
+            if (idx < 0) {
+                continue;
+            }
+
+            if (vals[idx].source == NGX_HTTP_CANARY_SOURCE_STATE_FILE) {
+                why = "rollout given twice";
+                goto invalid;
+            }
+
+            if (ro[idx].hash == NGX_HTTP_CANARY_HASH_UNLEASH && pct % 100) {
+                ngx_log_error(NGX_LOG_WARN, log, 0,
+                              "canary: state file \"%V\" line %ui: percent "
+                              "of \"hash unleash\" rollout \"%V\" is not "
+                              "whole, ignored", &cmcf->state_file, line,
+                              &ro[idx].name);
+                continue;
+            }
+
+            vals[idx].percent = pct;
+            vals[idx].start = start;
+            vals[idx].end = end;
+            vals[idx].state = state;
+            vals[idx].source = NGX_HTTP_CANARY_SOURCE_STATE_FILE;
+
+            continue;
+        }
+
+        if (ntok == 4 && tok[0].len == 7
+            && ngx_strncmp(tok[0].data, "segment", 7) == 0)
+        {
+            if (ngx_http_canary_parse_percent(tok[2].data, tok[2].len, &pct))
+            {
+                why = "bad segment percent";
+                goto invalid;
+            }
+
+            s = ngx_pnalloc(pool, tok[3].len);
+            if (s == NULL) {
+                return NGX_ERROR;
+            }
+
+            if (ngx_http_canary_unescape(tok[3].data, tok[3].len, s, &slen))
+            {
+                why = "bad segment value";
+                goto invalid;
+            }
+
+            if (idx < 0) {
+                continue;
+            }
+
+            if (vals[idx].source != NGX_HTTP_CANARY_SOURCE_STATE_FILE) {
+                /* its rollout line was skipped */
+                continue;
+            }
+
+            if (segs[idx].elts == NULL
+                && ngx_array_init(&segs[idx], pool, 4,
+                                  sizeof(ngx_http_canary_segment_t))
+                   != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+
+            seg = ngx_array_push(&segs[idx]);
+            if (seg == NULL) {
+                return NGX_ERROR;
+            }
+
+            seg->value.data = s;
+            seg->value.len = slen;
+            seg->percent = pct;
+
+            continue;
+        }
+
+        why = "unknown line";
+        goto invalid;
+    }
+
+    if (!ended) {
+        why = "no \"end\" line, the file is truncated";
+        goto invalid;
+    }
+
+    for (i = 0; i < cmcf->rollouts.nelts; i++) {
+        vals[i].segments = segs[i].elts;
+        vals[i].nsegments = segs[i].nelts;
+    }
+
+    return NGX_OK;
+
+invalid:
+
+    ngx_log_error(NGX_LOG_ERR, log, 0,
+                  "canary: state file \"%V\" line %ui: %s, the file is "
+                  "ignored and the config is used", &cmcf->state_file,
+                  line, why);
+
+    return NGX_DECLINED;
+}
+
+
+char *
+ngx_http_canary_state_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_canary_main_conf_t *cmcf = conf;
+
+    ngx_str_t        *value, dir;
+    ngx_file_info_t   fi;
+
+    if (cmcf->state_file.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (value[1].len == 0) {
+        return "takes a path";
+    }
+
+    cmcf->state_file = value[1];
+
+    if (ngx_conf_full_name(cf->cycle, &cmcf->state_file, 0) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    /* the folder must exist (writable by the worker user: documented) */
+
+    dir = cmcf->state_file;
+
+    while (dir.len && dir.data[dir.len - 1] != '/') {
+        dir.len--;
+    }
+
+    if (dir.len > 1) {
+        dir.len--;
+    }
+
+    dir.data = ngx_pnalloc(cf->pool, dir.len + 1);
+    if (dir.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memcpy(dir.data, cmcf->state_file.data, dir.len);
+    dir.data[dir.len] = '\0';
+
+    if (ngx_file_info(dir.data, &fi) == NGX_FILE_ERROR
+        || !ngx_is_dir(&fi))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "canary_state_file \"%V\": folder \"%s\" is "
+                           "missing", &value[1], dir.data);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+char *
+ngx_http_canary_sync_interval(ngx_conf_t *cf, void *post, void *data)
+{
+    ngx_msec_t  *ms = data;
+
+    if (*ms < 10) {
+        return "must be at least 10ms";
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_canary_key(ngx_pool_t *pool, ngx_str_t *key, ngx_str_t *prefix,
+    ngx_str_t *name, char *suffix)
+{
+    u_char  *p;
+    size_t   len;
+
+    len = ngx_strlen(suffix);
+
+    key->len = prefix->len + sizeof("rollout:") - 1 + name->len + len;
+    key->data = ngx_pnalloc(pool, key->len);
+    if (key->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(key->data, prefix->data, prefix->len);
+    p = ngx_cpymem(p, "rollout:", sizeof("rollout:") - 1);
+    p = ngx_cpymem(p, name->data, name->len);
+    ngx_memcpy(p, suffix, len);
+
+    return NGX_OK;
+}
+
+
+/* a value for the log: bytes outside printable ASCII, '"' and '\\' as
+ * \xHH, and cut after 64 bytes */
+
+static u_char *
+ngx_http_canary_log_value(u_char *buf, ngx_str_t *value)
+{
+    u_char      *p;
+    size_t       len, i;
+    static char  hex[] = "0123456789abcdef";
+
+    len = ngx_min(value->len, NGX_HTTP_CANARY_LOG_VALUE_MAX);
+    p = buf;
+
+    for (i = 0; i < len; i++) {
+        if (value->data[i] >= 0x20 && value->data[i] < 0x7f
+            && value->data[i] != '"' && value->data[i] != '\\')
+        {
+            *p++ = value->data[i];
+            continue;
+        }
+
+        *p++ = '\\';
+        *p++ = 'x';
+        *p++ = hex[value->data[i] >> 4];
+        *p++ = hex[value->data[i] & 0xf];
+    }
+
+    if (len < value->len) {
+        p = ngx_cpymem(p, "...", 3);
+    }
+
+    return p;
+}
