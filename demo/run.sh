@@ -14,7 +14,7 @@
 #   DEMO_DIR [build/demo]  prefix: nginx.conf, logs, pid files, redis dir
 #   DEMO_PORT [8080]  DEMO_STABLE_PORT [8081]  DEMO_CANARY_PORT [8082]
 #   DEMO_REDIS_PORT [6390]  DEMO_PERCENT [10]
-#   NGINX [/usr/sbin/nginx]  CANARY_MODULE [build/nginx/objs/...so]
+#   CANARY_NGINX or NGINX [/usr/sbin/nginx]  CANARY_MODULE [build/nginx/objs/...so]
 #   REDIS_SERVER [redis-server]  REDIS_CLI [redis-cli]
 #
 # Only processes whose pids this script wrote into DEMO_DIR are stopped.
@@ -29,7 +29,7 @@ STABLE_PORT=${DEMO_STABLE_PORT:-8081}
 CANARY_PORT=${DEMO_CANARY_PORT:-8082}
 REDIS_PORT=${DEMO_REDIS_PORT:-6390}
 PERCENT=${DEMO_PERCENT:-10}
-NGINX=${NGINX:-/usr/sbin/nginx}
+NGINX=${CANARY_NGINX:-${NGINX:-/usr/sbin/nginx}}
 MODULE=${CANARY_MODULE:-$TOP/build/nginx/objs/ngx_http_canary_module.so}
 REDIS_SERVER=${REDIS_SERVER:-redis-server}
 REDIS_CLI=${REDIS_CLI:-redis-cli}
@@ -192,11 +192,11 @@ start_redis() {
 
 
 start_nginx() {
-    if ! "$NGINX" -t -q -e logs/error.log -p "$DIR/" -c nginx.conf; then
+    if ! env -u NGINX "$NGINX" -t -q -e logs/error.log -p "$DIR/" -c nginx.conf; then
         echo "nginx -t refused $DIR/nginx.conf" >&2
         return 1
     fi
-    "$NGINX" -e logs/error.log -p "$DIR/" -c nginx.conf
+    env -u NGINX "$NGINX" -e logs/error.log -p "$DIR/" -c nginx.conf
 
     local p
     for p in "$PORT" "$STABLE_PORT" "$CANARY_PORT"; do

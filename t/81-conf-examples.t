@@ -1,0 +1,103 @@
+#!/usr/bin/perl
+
+# conf-examples/: every *.conf passes `nginx -t` with the built module.
+# Each snippet is tested the way the folder says to use it: inside the
+# wrapper conf-examples/nginx.conf, with the module path, log and pid paths
+# pointed into a temporary prefix and every listen on a free loopback
+# port. The wrapper itself is checked by being the main file each time.
+# The minimal example also runs for real against two local backends.
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::Bin/lib";
+
+use Test::More;
+use CanaryTest;
+
+need_module();
+
+my $dir = "$FindBin::Bin/../conf-examples";
+my $wrapper = CanaryTest::read_file("$dir/nginx.conf");
+my @examples = grep { !m{/nginx\.conf$} } sort glob "$dir/*.conf";
+
+ok(@examples >= 5, scalar(@examples) . ' examples in conf-examples/');
+
+# the wrapper as a test prefix's main file; each substitution must apply,
+# so that a change to the wrapper cannot make this test vacuous
+
+sub main_conf {
+    my ($prefix) = @_;
+    my $c = $wrapper;
+    my $module = module_path();
+    my %n;
+    $n{load} = $c =~ s{^load_module\s+modules/ngx_http_canary_module\.so;}
+                      {load_module $module;}m;
+    $n{error} = $c =~ s{^error_log\s+\S+}{error_log $prefix/logs/error.log}m;
+    $n{pid} = $c =~ s{^pid\s+\S+;}{pid $prefix/logs/nginx.pid;}m;
+    $n{access} = $c =~ s{^(\s+)access_log\s+\S+;}
+                        {$1access_log $prefix/logs/access.log;}m;
+    my $temp = join '', map { "    ${_}_temp_path $prefix/temp/$_;\n" }
+                   qw(client_body proxy fastcgi uwsgi scgi);
+    $n{temp} = $c =~ s/^http \{\n/http {\n$temp/m;
+    $n{include} = $c =~ /^\s+include canary-example\.conf;/m;
+    my @missing = grep { !$n{$_} } sort keys %n;
+    die "conf-examples/nginx.conf changed shape, not found: @missing\n"
+        if @missing;
+    return $c;
+}
+
+sub snippet {
+    my ($file, $ports) = @_;
+    my $text = CanaryTest::read_file($file);
+    my $n = 0;
+    $text =~ s{^(\s*listen\s+)(?:[\w.\[\]:]+:)?(\d+)\b}{
+        $n++;
+        $ports->{$2} //= free_port();
+        "${1}127.0.0.1:$ports->{$2}";
+    }gme;
+    return ($text, $n);
+}
+
+sub prefix_for {
+    my ($name, $body) = @_;
+    my $prefix = CanaryTest::make_prefix();
+    CanaryTest::write_file("$prefix/nginx.conf", main_conf($prefix));
+    CanaryTest::write_file("$prefix/canary-example.conf", $body);
+    return $prefix;
+}
+
+for my $file (@examples) {
+    (my $name = $file) =~ s{.*/}{};
+    my ($body, $listens) = snippet($file, {});
+    ok($listens > 0, "$name: has a server to try");
+
+    my $prefix = prefix_for($name, $body);
+    my $out = `'$CanaryTest::NGINX' -t -p '$prefix/' -c nginx.conf 2>&1`;
+    is($? >> 8, 0, "$name: nginx -t") or diag($out);
+    unlike($out, qr/\[(?:emerg|alert|crit|warn)\]/, "$name: no warnings")
+        or diag($out);
+}
+
+# the minimal example, running, against two local backends
+
+my ($body) = snippet("$dir/minimal-cookie.conf", {});
+$body =~ s{server 10\.0\.0\.1:8080;}{server 127.0.0.1:%%PORT_S%%;};
+$body =~ s{server 10\.0\.0\.2:8080;}{server 127.0.0.1:%%PORT_C%%;};
+$body =~ s{(listen\s+127\.0\.0\.1:)\d+}{$1%%PORT%%};
+$body .= <<'EOF';
+server { listen 127.0.0.1:%%PORT_S%%; return 200 "stable $http_x_canary\n"; }
+server { listen 127.0.0.1:%%PORT_C%%; return 200 "canary $http_x_canary\n"; }
+EOF
+
+my $ng = start_nginx($body);
+my %got;
+for my $u (1 .. 200) {
+    my ($st, undef, $b) = http_get($ng->port, '/', Cookie => "uid=u$u");
+    my $want = murmur3_32("app:u$u") % 10000 < 1000 ? 'canary' : 'stable';
+    $got{$b eq "$want $want\n" ? 'ok' : 'bad'}++;
+}
+is($got{bad} // 0, 0, 'minimal-cookie.conf routes by the cookie, 10%');
+
+done();
