@@ -5,6 +5,8 @@
 #   make test       unit and integration tests (installs what it needs)
 #   make demo       Redis, nginx with the module, demo backends, status page
 #   make demo-stop  stops the demo
+#   make bench      throughput, instructions per request, propagation and
+#                   scale against split_clients and Lua (bench/bench.py)
 #
 # The Dockerfile runs the same targets (deps, build), so what is tested here
 # is what the image does.
@@ -29,11 +31,13 @@ DEPS_BUILD := nginx nginx-dev libhiredis-dev libpcre2-dev libssl-dev \
 DEPS_TEST  := $(DEPS_BUILD) libcmocka-dev redis-server redis-tools \
               prometheus chromium perl curl
 DEPS_DEMO  := $(DEPS_BUILD) redis-server redis-tools curl
+DEPS_BENCH := $(DEPS_BUILD) redis-server redis-tools wrk valgrind python3 \
+              libnginx-mod-http-ndk libnginx-mod-http-lua lua-nginx-redis
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all build deps deps-test deps-demo test unit integration \
-        demo demo-stop clean
+        demo demo-stop bench deps-bench clean
 
 all: build
 
@@ -61,6 +65,9 @@ deps-test:
 
 deps-demo:
 	$(call apt_install,$(DEPS_DEMO))
+
+deps-bench:
+	$(call apt_install,$(DEPS_BENCH))
 
 # A copy of the nginx source tree, configured as Debian's nginx was (when
 # it is Debian's nginx-dev) plus this module; reconfigured when `config`
@@ -97,6 +104,10 @@ unit:
 
 integration: build
 	CANARY_MODULE=$(MODULE) CANARY_NGINX=$(NGINX) prove -I t/lib t/*.t
+
+# BENCH_QUICK=1 for a short run while developing; see bench/bench.py
+bench: deps-bench build
+	CANARY_MODULE=$(MODULE) NGINX=$(NGINX) /usr/bin/python3 bench/bench.py
 
 demo: deps-demo build
 	@demo/run.sh start

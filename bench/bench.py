@@ -1,0 +1,608 @@
+#!/usr/bin/python3
+"""make bench: the cost of a routed request, on loopback, bounded in time.
+
+Parts (BENCH_PARTS, comma separated, default all):
+
+  wrk         throughput and latency, interleaved rounds of wrk against
+              (a) plain proxy_pass, (b) split_clients, (c) this module at
+              50% with counters, (d) the OpenResty way, (e) the module with
+              every targeting rule; ratios of paired rounds, medians
+  callgrind   instructions per request on a single-process front nginx
+              under valgrind --tool=callgrind: two runs with N and 2N
+              requests after the same warm-up, (Ir(2N) - Ir(N)) / N
+  propagation time from redis-cli HSET to the first request routed by the
+              new value (needs canary_redis in the module)
+  scale       1,000 rollouts, 100k and 1M users (needs canary_redis and
+              canary_status)
+
+Every front nginx has one worker; the backends are a second nginx; the
+client keeps its connections alive and rotates user ids in the uid cookie.
+
+Environment: BENCH_ROUNDS (9), BENCH_DURATION (3, seconds per wrk run),
+BENCH_CONNS (32), BENCH_CG_N (2000), BENCH_CG_WARM (500), BENCH_CG_RUNS (1),
+BENCH_QUICK=1 (short everything, for development), BENCH_VARIANTS (a,b,c,
+d,e), CANARY_MODULE, NGINX, BENCH_OUT (build/bench.json).
+
+Prints a table and writes the JSON summary.
+"""
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TOP = os.path.dirname(HERE)
+BUILD = os.path.join(TOP, 'build')
+RUN = os.path.join(BUILD, 'bench-run')
+
+NGINX = os.environ.pop('NGINX', '/usr/sbin/nginx')   # nginx reads $NGINX
+MODULE = os.environ.get('CANARY_MODULE', os.path.join(
+    BUILD, 'nginx', 'objs', 'ngx_http_canary_module.so'))
+OUT = os.environ.get('BENCH_OUT', os.path.join(BUILD, 'bench.json'))
+
+QUICK = os.environ.get('BENCH_QUICK') == '1'
+
+
+def env_int(name, default, quick):
+    return int(os.environ.get(name, quick if QUICK else default))
+
+
+ROUNDS = env_int('BENCH_ROUNDS', 9, 2)
+DURATION = env_int('BENCH_DURATION', 3, 2)
+CONNS = env_int('BENCH_CONNS', 32, 16)
+CG_N = env_int('BENCH_CG_N', 2000, 500)
+CG_WARM = env_int('BENCH_CG_WARM', 500, 200)
+CG_RUNS = env_int('BENCH_CG_RUNS', 1, 1)
+PARTS = os.environ.get('BENCH_PARTS',
+                       'wrk,callgrind,propagation,scale').split(',')
+VARIANTS = os.environ.get('BENCH_VARIANTS', 'a,b,c,d,e').split(',')
+
+NAMES = {
+    'a': 'plain proxy_pass',
+    'b': 'split_clients',
+    'c': 'canary module 50%',
+    'd': 'Lua (OpenResty way)',
+    'e': 'canary, all rules',
+}
+CONF = {
+    'a': 'a-plain.conf', 'b': 'b-split.conf', 'c': 'c-module.conf',
+    'd': 'd-lua.conf', 'e': 'e-rules.conf',
+}
+
+# the extra headers of variant (e), so that every rule is evaluated
+HEADERS = {
+    'e': {'X-Country': 'US', 'User-Agent': 'bench Mobile'},
+}
+
+procs = []
+t_start = time.time()
+
+
+def log(msg):
+    sys.stderr.write('[bench %5.1fs] %s\n' % (time.time() - t_start, msg))
+    sys.stderr.flush()
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(('127.0.0.1', 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def spawn(args, **kw):
+    p = subprocess.Popen(args, stdin=subprocess.DEVNULL, **kw)
+    procs.append(p)
+    return p
+
+
+def stop(p, sig=signal.SIGQUIT, timeout=30):
+    if p.poll() is None:
+        p.send_signal(sig)
+        try:
+            p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    if p in procs:
+        procs.remove(p)
+
+
+def stop_all():
+    for p in list(procs):
+        stop(p, signal.SIGTERM, 10)
+
+
+def has_directive(name):
+    """Whether the built module knows a directive (features land over
+    time: sync, status)."""
+    try:
+        with open(MODULE, 'rb') as f:
+            return name.encode() + b'\0' in f.read()
+    except OSError:
+        return False
+
+
+# --- configuration -------------------------------------------------------
+
+class Env:
+    """Ports and the running backends and Redis shared by every part."""
+
+    def __init__(self):
+        self.stable_port = free_port()
+        self.canary_port = free_port()
+        self.redis_port = free_port()
+        self.sync = has_directive('canary_redis')
+        self.status = has_directive('canary_status')
+
+
+def render(path, env, prefix, port, single, extra=None):
+    with open(path) as f:
+        text = f.read()
+
+    if single:
+        main = ('master_process  off;\ndaemon          off;\n')
+    else:
+        main = ('worker_processes  1;\ndaemon            off;\n')
+
+    main += ('pid               %s/nginx.pid;\n'
+             'error_log         %s/error.log warn;\n'
+             'worker_rlimit_nofile  8192;\n\n'
+             'events {\n    worker_connections  4096;\n}\n'
+             % (prefix, prefix))
+
+    with open(os.path.join(HERE, 'conf', 'common.inc')) as f:
+        common = f.read()
+
+    redis = ''
+    if env.sync:
+        # polled rarely under callgrind: the request path is measured
+        redis = ('    canary_redis  127.0.0.1:%d;\n'
+                 '    canary_sync_interval  %s;\n'
+                 % (env.redis_port, '3600s' if single else '1s'))
+
+    subst = {
+        'MAIN': main,
+        'COMMON': common.rstrip('\n'),
+        'PORT': str(port),
+        'PREFIX': prefix,
+        'MODULE': MODULE,
+        'STABLE_PORT': str(env.stable_port),
+        'CANARY_PORT': str(env.canary_port),
+        'REDIS_PORT': str(env.redis_port),
+        'CANARY_REDIS': redis.rstrip('\n'),
+        'LUA_INTERVAL': '3600' if single else '1',
+    }
+    subst.update(extra or {})
+
+    for _ in range(2):
+        text = re.sub(r'%%(\w+)%%', lambda m: subst[m.group(1)], text)
+
+    return text
+
+
+def write_conf(name, text):
+    prefix = os.path.join(RUN, name)
+    os.makedirs(os.path.join(prefix, 'logs'), exist_ok=True)
+    conf = os.path.join(prefix, 'nginx.conf')
+    with open(conf, 'w') as f:
+        f.write(text)
+    return prefix, conf
+
+
+def http_get(port, path='/', headers=None, timeout=2.0):
+    req = 'GET %s HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n' % path
+    for k, v in (headers or {}).items():
+        req += '%s: %s\r\n' % (k, v)
+    req += '\r\n'
+    with socket.create_connection(('127.0.0.1', port), timeout) as s:
+        s.sendall(req.encode())
+        data = b''
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    head, _, body = data.partition(b'\r\n\r\n')
+    status = int(head.split(b' ', 2)[1])
+    return status, body
+
+
+def wait_ready(port, p, deadline=60.0, path='/'):
+    end = time.time() + deadline
+    while time.time() < end:
+        if p is not None and p.poll() is not None:
+            raise RuntimeError('process exited with %s' % p.returncode)
+        try:
+            http_get(port, path)
+            return
+        except (OSError, IndexError, ValueError):
+            time.sleep(0.05)
+    raise RuntimeError('port %d not ready in %.0fs' % (port, deadline))
+
+
+def start_backends(env):
+    prefix, conf = write_conf('backend', render(
+        os.path.join(HERE, 'conf', 'backend.conf'), env,
+        os.path.join(RUN, 'backend'), 0, False))
+    p = spawn([NGINX, '-p', prefix, '-c', conf, '-e', 'stderr',
+               '-g', 'daemon off;'])
+    wait_ready(env.stable_port, p)
+    wait_ready(env.canary_port, p)
+    return p
+
+
+def start_redis(env):
+    d = os.path.join(RUN, 'redis')
+    os.makedirs(d, exist_ok=True)
+    p = spawn(['redis-server', '--port', str(env.redis_port),
+               '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
+               '--dir', d, '--logfile', os.path.join(d, 'redis.log')],
+              stdout=subprocess.DEVNULL)
+    end = time.time() + 10
+    while time.time() < end:
+        if redis(env, 'PING') == 'PONG':
+            break
+        time.sleep(0.05)
+    redis(env, 'HSET', 'canary:rollout:checkout', 'percent', '50')
+    redis(env, 'HSET', 'canary:rollout:search', 'percent', '100')
+    if env.sync:
+        # (e): user sets that the bench's uids are not in, so that every
+        # later rule is evaluated too
+        fill_set(env, 'canary:rollout:checkout:canary_users', 'c', 10000)
+        fill_set(env, 'canary:rollout:checkout:stable_users', 's', 10000)
+    return p
+
+
+def fill_set(env, key, tag, n, chunk=1000):
+    """SADD n members <tag>0.. to key through redis-cli --pipe."""
+    cmds = []
+    for i in range(0, n, chunk):
+        members = ['%s%d' % (tag, j) for j in range(i, min(n, i + chunk))]
+        args = ['SADD', key] + members
+        cmds.append('*%d\r\n' % len(args) + ''.join(
+            '$%d\r\n%s\r\n' % (len(a), a) for a in args))
+    subprocess.run(['redis-cli', '-p', str(env.redis_port), '--pipe'],
+                   input=''.join(cmds).encode(), capture_output=True,
+                   check=True)
+
+
+def redis(env, *args):
+    r = subprocess.run(['redis-cli', '-p', str(env.redis_port)]
+                       + list(args), capture_output=True, text=True)
+    return r.stdout.strip()
+
+
+def start_front(env, v, single=False, valgrind=None):
+    port = free_port()
+    name = 'front-' + v + ('-cg' if single else '')
+    prefix = os.path.join(RUN, name)
+    prefix, conf = write_conf(name, render(
+        os.path.join(HERE, 'conf', CONF[v]), env, prefix, port, single))
+    cmd = [NGINX, '-p', prefix, '-c', conf, '-e', os.path.join(prefix,
+                                                                'error.log')]
+    if valgrind:
+        cmd = valgrind + cmd
+    p = spawn(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+              if valgrind else None)
+    wait_ready(port, p, 120 if valgrind else 20)
+    return p, port, prefix
+
+
+# --- a keep-alive client for fixed request counts -------------------------
+
+class Client:
+    """One keep-alive connection, sequential requests, rotating uids."""
+
+    def __init__(self, port, headers=None):
+        self.s = socket.create_connection(('127.0.0.1', port), 30)
+        self.s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        extra = ''.join('%s: %s\r\n' % kv for kv in (headers or {}).items())
+        self.reqs = [('GET / HTTP/1.1\r\nHost: bench\r\nCookie: uid=u%d\r\n'
+                      '%s\r\n' % (u, extra)).encode() for u in range(10000)]
+        self.i = 0
+        self.buf = b''
+        self.canary = 0
+
+    def run(self, n):
+        for _ in range(n):
+            self.s.sendall(self.reqs[self.i])
+            self.i = (self.i + 1) % len(self.reqs)
+            self.read()
+
+    def read(self):
+        while b'\r\n\r\n' not in self.buf:
+            self.recv()
+        head, _, self.buf = self.buf.partition(b'\r\n\r\n')
+        status = int(head.split(b' ', 2)[1])
+        m = re.search(rb'(?i)\r\ncontent-length:\s*(\d+)', head)
+        length = int(m.group(1)) if m else 0
+        while len(self.buf) < length:
+            self.recv()
+        body, self.buf = self.buf[:length], self.buf[length:]
+        if status != 200:
+            raise RuntimeError('status %d' % status)
+        if body.startswith(b'canary'):
+            self.canary += 1
+
+    def recv(self):
+        chunk = self.s.recv(65536)
+        if not chunk:
+            raise RuntimeError('connection closed')
+        self.buf += chunk
+
+    def close(self):
+        self.s.close()
+
+
+# --- part 1: wrk ----------------------------------------------------------
+
+def wrk(port, v):
+    args = ['wrk', '-t1', '-c%d' % CONNS, '-d%ds' % DURATION,
+            '--timeout', '5s', '-s', os.path.join(HERE, 'rotate.lua'),
+            'http://127.0.0.1:%d/' % port]
+    hdrs = HEADERS.get(v)
+    if hdrs:
+        args += ['--'] + ['%s:%s' % kv for kv in hdrs.items()]
+    r = subprocess.run(args, capture_output=True, text=True,
+                       timeout=DURATION + 30)
+    m = re.search(r'^BENCH (\{.*\})$', r.stdout, re.M)
+    if not m:
+        raise RuntimeError('wrk: %s %s' % (r.stdout, r.stderr))
+    res = json.loads(m.group(1))
+    res['rps'] = res['requests'] / (res['duration_us'] / 1e6)
+    return res
+
+
+def part_wrk(env, summary):
+    fronts = {}
+    for v in VARIANTS:
+        p, port, prefix = start_front(env, v)
+        fronts[v] = (p, port, prefix)
+
+    # each one splits as configured
+    shares = {}
+    for v, (p, port, prefix) in fronts.items():
+        c = Client(port, HEADERS.get(v))
+        c.run(400)
+        c.close()
+        shares[v] = c.canary / 400.0
+    log('canary share of 400 requests: %s' % ', '.join(
+        '%s %.2f' % kv for kv in shares.items()))
+
+    rounds = {v: [] for v in VARIANTS}
+    for r in range(ROUNDS):
+        # interleaved, the order rotated each round
+        order = VARIANTS[r % len(VARIANTS):] + VARIANTS[:r % len(VARIANTS)]
+        for v in order:
+            res = wrk(fronts[v][1], v)
+            rounds[v].append(res)
+            log('round %d %s: %.0f req/s p99 %.2f ms errors %d'
+                % (r + 1, v, res['rps'], res['p99_us'] / 1000.0,
+                   res['errors']))
+
+    for v, (p, port, prefix) in fronts.items():
+        stop(p)
+
+    out = {'connections': CONNS, 'duration_s': DURATION, 'rounds': ROUNDS,
+           'canary_share': shares, 'variants': {}, 'ratios': {}}
+    for v in VARIANTS:
+        rs = rounds[v]
+        out['variants'][v] = {
+            'name': NAMES[v],
+            'rps_median': statistics.median(x['rps'] for x in rs),
+            'p50_ms_median': statistics.median(x['p50_us'] for x in rs)
+            / 1000.0,
+            'p99_ms_median': statistics.median(x['p99_us'] for x in rs)
+            / 1000.0,
+            'errors': sum(x['errors'] for x in rs),
+            'rps_rounds': [round(x['rps']) for x in rs],
+        }
+
+    def ratio(x, y):
+        if x not in rounds or y not in rounds:
+            return None
+        return statistics.median(rounds[x][i]['rps'] / rounds[y][i]['rps']
+                                 for i in range(ROUNDS))
+
+    for x, y in (('b', 'a'), ('c', 'a'), ('d', 'a'), ('e', 'a'),
+                 ('c', 'b'), ('c', 'd')):
+        r = ratio(x, y)
+        if r is not None:
+            out['ratios']['%s/%s' % (x, y)] = r
+
+    summary['wrk'] = out
+
+
+# --- part 2: callgrind ----------------------------------------------------
+
+def callgrind_total(path):
+    with open(path) as f:
+        for line in f:
+            if line.startswith('totals:') or line.startswith('summary:'):
+                return int(line.split()[1])
+    raise RuntimeError('no totals in ' + path)
+
+
+def callgrind_run(env, v, n, tag):
+    out = os.path.join(RUN, 'callgrind.%s.%s.out' % (v, tag))
+    vg = ['valgrind', '--tool=callgrind', '--callgrind-out-file=' + out,
+          '--smc-check=all-non-file', '--trace-children=no',
+          '--log-file=' + out + '.log']
+    p, port, prefix = start_front(env, v, single=True, valgrind=vg)
+    c = Client(port, HEADERS.get(v))
+    c.run(CG_WARM)
+    c.canary = 0
+    c.run(n)
+    c.close()
+    stop(p, signal.SIGQUIT, 60)
+    return callgrind_total(out), c.canary / float(n)
+
+
+def part_callgrind(env, summary):
+    out = {'warmup': CG_WARM, 'n': CG_N, 'variants': {}}
+    for v in VARIANTS:
+        per = []
+        for i in range(CG_RUNS):
+            t1, _ = callgrind_run(env, v, CG_N, 'n%d' % i)
+            t2, share = callgrind_run(env, v, 2 * CG_N, '2n%d' % i)
+            per.append((t2 - t1) / float(CG_N))
+        ir = statistics.median(per)
+        out['variants'][v] = {'name': NAMES[v], 'ir_per_request': ir,
+                              'runs': per, 'canary_share': share}
+        log('callgrind %s: %.0f instructions per request, canary share %.2f'
+            % (v, ir, share))
+
+    ir = {v: out['variants'][v]['ir_per_request'] for v in out['variants']}
+    if 'a' in ir:
+        out['added_over_plain'] = {v: ir[v] - ir['a'] for v in ir}
+    if 'b' in ir and 'c' in ir:
+        out['c_minus_b'] = ir['c'] - ir['b']
+        out['c/b'] = ir['c'] / ir['b']
+    if 'd' in ir and 'c' in ir:
+        out['c/d'] = ir['c'] / ir['d']
+    summary['callgrind'] = out
+
+
+# --- report ---------------------------------------------------------------
+
+def targets(summary):
+    t = []
+    cg = summary.get('callgrind', {})
+    w = summary.get('wrk', {}).get('ratios', {})
+
+    def add(name, value, op, bound):
+        if value is None:
+            t.append({'target': name, 'bound': '%s %s' % (op, bound),
+                      'value': None,
+                      'result': 'not measured'})
+            return
+        ok = value <= bound if op == '<=' else value >= bound
+        t.append({'target': name, 'bound': '%s %s' % (op, bound),
+                  'value': round(value, 4),
+                  'result': 'pass' if ok else 'short'})
+
+    add('instructions: module / split_clients', cg.get('c/b'), '<=', 1.03)
+    add('instructions: module / Lua', cg.get('c/d'), '<=', 0.7)
+    add('throughput: module / plain', w.get('c/a'), '>=', 0.95)
+    add('throughput: module / split_clients', w.get('c/b'), '>=', 0.98)
+    add('throughput: module / Lua', w.get('c/d'), '>=', 1.05)
+    t.extend(summary.get('targets_extra', []))
+    summary['targets'] = t
+
+
+def report(summary):
+    lines = []
+    w = summary.get('wrk')
+    cg = summary.get('callgrind', {}).get('variants', {})
+    if w or cg:
+        lines.append('%-24s %10s %8s %8s %8s %12s %10s'
+                     % ('variant', 'req/s', '/ plain', 'p50 ms', 'p99 ms',
+                        'instr/req', 'added'))
+        for v in VARIANTS:
+            wv = w['variants'].get(v) if w else None
+            r = w['ratios'].get('%s/a' % v, 1.0 if v == 'a' else None) \
+                if w else None
+            c = cg.get(v)
+            added = summary['callgrind'].get('added_over_plain', {}).get(v) \
+                if c else None
+            lines.append('%-24s %10s %8s %8s %8s %12s %10s' % (
+                '(%s) %s' % (v, NAMES[v]),
+                '%.0f' % wv['rps_median'] if wv else '-',
+                '%.3f' % r if r is not None else '-',
+                '%.2f' % wv['p50_ms_median'] if wv else '-',
+                '%.2f' % wv['p99_ms_median'] if wv else '-',
+                '%.0f' % c['ir_per_request'] if c else '-',
+                '%+.0f' % added if added is not None else '-'))
+        if w:
+            lines.append('throughput ratios (median of paired rounds): '
+                         + ', '.join('%s %.3f' % kv
+                                     for kv in w['ratios'].items()))
+    for p in ('propagation', 'scale'):
+        if p in summary:
+            lines.append(summary[p].get('table', ''))
+    lines.append('')
+    lines.append('targets:')
+    for t in summary['targets']:
+        lines.append('  %-42s %-10s %-10s %s' % (
+            t['target'], t['bound'],
+            t['value'] if t['value'] is not None else '-', t['result']))
+    return '\n'.join(lines)
+
+
+def check_logs():
+    bad = []
+    for root, _, files in os.walk(RUN):
+        for f in files:
+            if f.endswith('error.log'):
+                with open(os.path.join(root, f), errors='replace') as fh:
+                    for line in fh:
+                        if re.search(r'\[(alert|emerg|crit)\]', line):
+                            bad.append('%s: %s' % (f, line.strip()))
+    return bad
+
+
+def main():
+    shutil.rmtree(RUN, ignore_errors=True)
+    os.makedirs(RUN)
+
+    env = Env()
+    summary = {
+        'date': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
+        'host': {'cpus': os.cpu_count(),
+                 'loadavg_start': os.getloadavg()[0]},
+        'nginx': subprocess.run([NGINX, '-v'], capture_output=True,
+                                text=True).stderr.strip(),
+        'sync': env.sync,
+    }
+
+    try:
+        start_redis(env)
+        start_backends(env)
+
+        if 'wrk' in PARTS:
+            part_wrk(env, summary)
+        if 'callgrind' in PARTS:
+            part_callgrind(env, summary)
+        if 'propagation' in PARTS:
+            if env.sync:
+                import bench_sync
+                bench_sync.part_propagation(env, summary)
+            else:
+                log('propagation: skipped, the module has no canary_redis')
+        if 'scale' in PARTS:
+            if env.sync:
+                import bench_sync
+                bench_sync.part_scale(env, summary)
+            else:
+                log('scale: skipped, the module has no canary_redis')
+    finally:
+        stop_all()
+
+    summary['host']['loadavg_end'] = os.getloadavg()[0]
+    summary['elapsed_s'] = round(time.time() - t_start, 1)
+    targets(summary)
+    bad = check_logs()
+    summary['log_problems'] = bad
+
+    text = report(summary)
+    print(text)
+    if bad:
+        print('error.log problems:\n  ' + '\n  '.join(bad[:10]))
+    print('elapsed %.0f s; JSON: %s' % (summary['elapsed_s'], OUT))
+
+    with open(OUT, 'w') as f:
+        json.dump(summary, f, indent=2, sort_keys=True)
+        f.write('\n')
+
+
+if __name__ == '__main__':
+    main()
