@@ -18,7 +18,7 @@ Parts (BENCH_PARTS, comma separated, default all):
 Every front nginx has one worker; the backends are a second nginx; the
 client keeps its connections alive and rotates user ids in the uid cookie.
 
-Environment: BENCH_ROUNDS (9), BENCH_DURATION (3, seconds per wrk run),
+Environment: BENCH_ROUNDS (11), BENCH_DURATION (2, seconds per wrk run),
 BENCH_CONNS (32), BENCH_CG_N (2000), BENCH_CG_WARM (500), BENCH_CG_RUNS (1),
 BENCH_QUICK=1 (short everything, for development), BENCH_VARIANTS (a,b,c,
 d,e), CANARY_MODULE, NGINX, BENCH_OUT (build/bench.json).
@@ -54,8 +54,8 @@ def env_int(name, default, quick):
     return int(os.environ.get(name, quick if QUICK else default))
 
 
-ROUNDS = env_int('BENCH_ROUNDS', 9, 2)
-DURATION = env_int('BENCH_DURATION', 3, 2)
+ROUNDS = env_int('BENCH_ROUNDS', 11, 2)
+DURATION = env_int('BENCH_DURATION', 2, 2)
 CONNS = env_int('BENCH_CONNS', 32, 16)
 CG_N = env_int('BENCH_CG_N', 2000, 500)
 CG_WARM = env_int('BENCH_CG_WARM', 500, 200)
@@ -76,10 +76,9 @@ CONF = {
     'd': 'd-lua.conf', 'e': 'e-rules.conf',
 }
 
-# the extra headers of variant (e), so that every rule is evaluated
-HEADERS = {
-    'e': {'X-Country': 'US', 'User-Agent': 'bench Mobile'},
-}
+# every variant gets the same request; the headers are what (e)'s rules
+# read, so that every rule is evaluated there
+HEADERS = {'X-Country': 'US', 'User-Agent': 'bench Mobile'}
 
 procs = []
 t_start = time.time()
@@ -104,14 +103,15 @@ def spawn(args, **kw):
     return p
 
 
-def stop(p, sig=signal.SIGQUIT, timeout=30):
-    if p.poll() is None:
-        p.send_signal(sig)
+def stop(p, sig=signal.SIGQUIT, timeout=30, then=None):
+    for s in (sig, then, signal.SIGKILL):
+        if s is None or p.poll() is not None:
+            continue
+        p.send_signal(s)
         try:
             p.wait(timeout)
         except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
+            pass
     if p in procs:
         procs.remove(p)
 
@@ -153,7 +153,8 @@ def render(path, env, prefix, port, single, extra=None):
     else:
         main = ('worker_processes  1;\ndaemon            off;\n')
 
-    main += ('pid               %s/nginx.pid;\n'
+    main += ('pcre_jit          on;\n'
+             'pid               %s/nginx.pid;\n'
              'error_log         %s/error.log warn;\n'
              'worker_rlimit_nofile  8192;\n\n'
              'events {\n    worker_connections  4096;\n}\n'
@@ -345,20 +346,33 @@ class Client:
 
 # --- part 1: wrk ----------------------------------------------------------
 
-def wrk(port, v):
+def worker_cpu(master):
+    """CPU seconds (user + system) used so far by nginx's workers."""
+    total = 0
+    path = '/proc/%d/task/%d/children' % (master.pid, master.pid)
+    with open(path) as f:
+        for pid in f.read().split():
+            with open('/proc/%s/stat' % pid) as st:
+                fields = st.read().rsplit(')', 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / float(os.sysconf('SC_CLK_TCK'))
+
+
+def wrk(port, v, master):
     args = ['wrk', '-t1', '-c%d' % CONNS, '-d%ds' % DURATION,
             '--timeout', '5s', '-s', os.path.join(HERE, 'rotate.lua'),
             'http://127.0.0.1:%d/' % port]
-    hdrs = HEADERS.get(v)
-    if hdrs:
-        args += ['--'] + ['%s:%s' % kv for kv in hdrs.items()]
+    args += ['--'] + ['%s:%s' % kv for kv in HEADERS.items()]
+    cpu = worker_cpu(master)
     r = subprocess.run(args, capture_output=True, text=True,
                        timeout=DURATION + 30)
+    cpu = worker_cpu(master) - cpu
     m = re.search(r'^BENCH (\{.*\})$', r.stdout, re.M)
     if not m:
         raise RuntimeError('wrk: %s %s' % (r.stdout, r.stderr))
     res = json.loads(m.group(1))
     res['rps'] = res['requests'] / (res['duration_us'] / 1e6)
+    res['cpu_us'] = cpu * 1e6 / max(res['requests'], 1)
     return res
 
 
@@ -371,7 +385,7 @@ def part_wrk(env, summary):
     # each one splits as configured
     shares = {}
     for v, (p, port, prefix) in fronts.items():
-        c = Client(port, HEADERS.get(v))
+        c = Client(port, HEADERS)
         c.run(400)
         c.close()
         shares[v] = c.canary / 400.0
@@ -383,11 +397,12 @@ def part_wrk(env, summary):
         # interleaved, the order rotated each round
         order = VARIANTS[r % len(VARIANTS):] + VARIANTS[:r % len(VARIANTS)]
         for v in order:
-            res = wrk(fronts[v][1], v)
+            res = wrk(fronts[v][1], v, fronts[v][0])
             rounds[v].append(res)
-            log('round %d %s: %.0f req/s p99 %.2f ms errors %d'
+            log('round %d %s: %.0f req/s p99 %.2f ms, front worker %.1f us '
+                'CPU per request, errors %d'
                 % (r + 1, v, res['rps'], res['p99_us'] / 1000.0,
-                   res['errors']))
+                   res['cpu_us'], res['errors']))
 
     for v, (p, port, prefix) in fronts.items():
         stop(p)
@@ -403,6 +418,8 @@ def part_wrk(env, summary):
             / 1000.0,
             'p99_ms_median': statistics.median(x['p99_us'] for x in rs)
             / 1000.0,
+            'front_cpu_us_median': statistics.median(x['cpu_us']
+                                                     for x in rs),
             'errors': sum(x['errors'] for x in rs),
             'rps_rounds': [round(x['rps']) for x in rs],
         }
@@ -413,11 +430,21 @@ def part_wrk(env, summary):
         return statistics.median(rounds[x][i]['rps'] / rounds[y][i]['rps']
                                  for i in range(ROUNDS))
 
+    def cpu_ratio(x, y):
+        return statistics.median(rounds[x][i]['cpu_us']
+                                 / max(rounds[y][i]['cpu_us'], 1e-9)
+                                 for i in range(ROUNDS))
+
+    # the front worker's CPU time per request: what its throughput would
+    # be if it alone were the bottleneck, and much less disturbed by other
+    # load on the machine than requests per second
+    out['cpu_ratios'] = {}
     for x, y in (('b', 'a'), ('c', 'a'), ('d', 'a'), ('e', 'a'),
                  ('c', 'b'), ('c', 'd')):
         r = ratio(x, y)
         if r is not None:
             out['ratios']['%s/%s' % (x, y)] = r
+            out['cpu_ratios']['%s/%s' % (x, y)] = cpu_ratio(x, y)
 
     summary['wrk'] = out
 
@@ -433,17 +460,28 @@ def callgrind_total(path):
 
 
 def callgrind_run(env, v, n, tag):
+    for attempt in range(3):
+        try:
+            return callgrind_once(env, v, n, tag)
+        except RuntimeError as e:
+            log('callgrind %s %s: %s, again' % (v, tag, e))
+    raise RuntimeError('callgrind %s %s failed three times' % (v, tag))
+
+
+def callgrind_once(env, v, n, tag):
     out = os.path.join(RUN, 'callgrind.%s.%s.out' % (v, tag))
     vg = ['valgrind', '--tool=callgrind', '--callgrind-out-file=' + out,
           '--smc-check=all-non-file', '--trace-children=no',
           '--log-file=' + out + '.log']
     p, port, prefix = start_front(env, v, single=True, valgrind=vg)
-    c = Client(port, HEADERS.get(v))
+    c = Client(port, HEADERS)
     c.run(CG_WARM)
     c.canary = 0
     c.run(n)
     c.close()
-    stop(p, signal.SIGQUIT, 60)
+    # nginx under valgrind has been seen to miss a SIGQUIT; SIGTERM also
+    # exits (and writes the profile) in single-process mode
+    stop(p, signal.SIGQUIT, 15, signal.SIGTERM)
     return callgrind_total(out), c.canary / float(n)
 
 
@@ -504,9 +542,9 @@ def report(summary):
     w = summary.get('wrk')
     cg = summary.get('callgrind', {}).get('variants', {})
     if w or cg:
-        lines.append('%-24s %10s %8s %8s %8s %12s %10s'
+        lines.append('%-24s %8s %8s %7s %7s %8s %10s %8s'
                      % ('variant', 'req/s', '/ plain', 'p50 ms', 'p99 ms',
-                        'instr/req', 'added'))
+                        'cpu us', 'instr/req', 'added'))
         for v in VARIANTS:
             wv = w['variants'].get(v) if w else None
             r = w['ratios'].get('%s/a' % v, 1.0 if v == 'a' else None) \
@@ -514,18 +552,22 @@ def report(summary):
             c = cg.get(v)
             added = summary['callgrind'].get('added_over_plain', {}).get(v) \
                 if c else None
-            lines.append('%-24s %10s %8s %8s %8s %12s %10s' % (
+            lines.append('%-24s %8s %8s %7s %7s %8s %10s %8s' % (
                 '(%s) %s' % (v, NAMES[v]),
                 '%.0f' % wv['rps_median'] if wv else '-',
                 '%.3f' % r if r is not None else '-',
                 '%.2f' % wv['p50_ms_median'] if wv else '-',
                 '%.2f' % wv['p99_ms_median'] if wv else '-',
+                '%.1f' % wv['front_cpu_us_median'] if wv else '-',
                 '%.0f' % c['ir_per_request'] if c else '-',
                 '%+.0f' % added if added is not None else '-'))
         if w:
             lines.append('throughput ratios (median of paired rounds): '
                          + ', '.join('%s %.3f' % kv
                                      for kv in w['ratios'].items()))
+            lines.append('front worker CPU per request, ratios: '
+                         + ', '.join('%s %.3f' % kv
+                                     for kv in w['cpu_ratios'].items()))
     for p in ('propagation', 'scale'):
         if p in summary:
             lines.append(summary[p].get('table', ''))
