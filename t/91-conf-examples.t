@@ -63,6 +63,7 @@ sub snippet {
 sub prefix_for {
     my ($name, $body) = @_;
     my $prefix = CanaryTest::make_prefix();
+    $body =~ s{canary_state_file\s+\S+;}{canary_state_file $prefix/canary.state;}g;
     CanaryTest::write_file("$prefix/nginx.conf", main_conf($prefix));
     CanaryTest::write_file("$prefix/canary-example.conf", $body);
     return $prefix;
@@ -80,18 +81,26 @@ for my $file (@examples) {
         or diag($out);
 }
 
-# the minimal example, running, against two local backends
+# examples running for real: 10.0.0.1:8080 -> a local "stable" backend,
+# 10.0.0.2:8080 -> a local "canary" one
 
-my ($body) = snippet("$dir/minimal-cookie.conf", {});
-$body =~ s{server 10\.0\.0\.1:8080;}{server 127.0.0.1:%%PORT_S%%;};
-$body =~ s{server 10\.0\.0\.2:8080;}{server 127.0.0.1:%%PORT_C%%;};
-$body =~ s{(listen\s+127\.0\.0\.1:)\d+}{$1%%PORT%%};
-$body .= <<'EOF';
+sub run_example {
+    my ($name, @subst) = @_;
+    my ($body) = snippet("$dir/$name", {});
+    $body =~ s{server 10\.0\.0\.1:8080;}{server 127.0.0.1:%%PORT_S%%;};
+    $body =~ s{server 10\.0\.0\.2:8080;}{server 127.0.0.1:%%PORT_C%%;};
+    $body =~ s{(listen\s+127\.0\.0\.1:)\d+}{$1%%PORT%%};
+    while (my ($from, $to) = splice @subst, 0, 2) {
+        $body =~ s/\Q$from\E/$to/ or die "$name: no '$from'";
+    }
+    $body .= <<'EOF';
 server { listen 127.0.0.1:%%PORT_S%%; return 200 "stable $http_x_canary\n"; }
 server { listen 127.0.0.1:%%PORT_C%%; return 200 "canary $http_x_canary\n"; }
 EOF
+    return start_nginx($body);
+}
 
-my $ng = start_nginx($body);
+my $ng = run_example('minimal-cookie.conf');
 my %got;
 for my $u (1 .. 200) {
     my ($st, undef, $b) = http_get($ng->port, '/', Cookie => "uid=u$u");
@@ -99,5 +108,29 @@ for my $u (1 .. 200) {
     $got{$b eq "$want $want\n" ? 'ok' : 'bad'}++;
 }
 is($got{bad} // 0, 0, 'minimal-cookie.conf routes by the cookie, 10%');
+
+# a user that is stable at 5%
+my ($user) = grep { murmur3_32("app:$_") % 10000 >= 500 } map { "t$_" } 1 .. 50;
+
+# from outside the office the override header is ignored
+$ng = run_example('tester-override.conf');
+my ($st, $h, $b) = http_get($ng->port, '/', Cookie => "uid=$user",
+                            'X-Canary' => 'always');
+is($b, "stable stable\n", 'tester-override.conf: outsiders cannot opt in');
+is($h->{'x-canary-reason'}, 'percent', '... reason percent');
+
+# from the office (here: loopback) header and cookie both work
+$ng = run_example('tester-override.conf',
+                  '192.168.0.0/24 1;' => '127.0.0.0/8 1;');
+($st, $h, $b) = http_get($ng->port, '/', Cookie => "uid=$user",
+                         'X-Canary' => 'always');
+is($b, "canary canary\n", 'tester-override.conf: testers opt in by header');
+is($h->{'x-canary-reason'}, 'override', '... reason override');
+($st, $h, $b) = http_get($ng->port, '/', Cookie => "uid=$user; canary=canary");
+is($b, "canary canary\n", '... or by cookie');
+($st, $h, $b) = http_get($ng->port, '/', Cookie => "uid=$user; canary=canary",
+                         'X-Canary' => 'never');
+is($b, "stable stable\n", '... the header wins over the cookie');
+is($h->{'x-canary-reason'}, 'override', '... reason override');
 
 done();
