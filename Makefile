@@ -7,6 +7,7 @@
 #   make demo-stop  stops the demo
 #   make bench      throughput, instructions per request, propagation and
 #                   scale against split_clients and Lua (bench/bench.py)
+#   make deb        build/deb/libnginx-mod-http-canary_<version>_<arch>.deb
 #
 # The Dockerfile runs the same targets (deps, build), so what is tested here
 # is what the image does.
@@ -37,7 +38,7 @@ DEPS_BENCH := $(DEPS_BUILD) redis-server redis-tools wrk valgrind python3 \
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all build deps deps-test deps-demo test unit integration \
-        demo demo-stop bench deps-bench clean
+        demo demo-stop bench deps-bench deb clean
 
 all: build
 
@@ -114,6 +115,12 @@ demo: deps-demo build
 
 demo-stop:
 	@demo/run.sh stop
+
+# Debian package: $(DEB_OUT)/libnginx-mod-http-canary_<version>_<arch>.deb
+DEB_OUT ?= $(BUILD)/deb
+
+deb: build
+	NGINX_SRC=$(NGINX_SRC) packaging/mkdeb.sh $(MODULE) $(DEB_OUT)
 
 include mk/reliability.mk
 
