@@ -510,6 +510,353 @@ def part_callgrind(env, summary):
     summary['callgrind'] = out
 
 
+# --- Redis protocol, for timing (redis-cli's own start-up is ~ms) ---------
+
+class Resp:
+    """A minimal RESP client: pipelined commands, replies read later."""
+
+    def __init__(self, port):
+        self.s = socket.create_connection(('127.0.0.1', port), 30)
+        self.s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.f = self.s.makefile('rb')
+        self.pending = 0
+
+    @staticmethod
+    def encode(args):
+        out = b'*%d\r\n' % len(args)
+        for a in args:
+            a = a if isinstance(a, bytes) else str(a).encode()
+            out += b'$%d\r\n%s\r\n' % (len(a), a)
+        return out
+
+    def send(self, *cmds):
+        self.s.sendall(b''.join(self.encode(c) for c in cmds))
+        self.pending += len(cmds)
+
+    def reply(self):
+        line = self.f.readline()
+        t, rest = line[:1], line[1:-2]
+        if t == b'$':
+            n = int(rest)
+            return None if n < 0 else self.f.read(n + 2)[:-2]
+        if t == b'*':
+            n = int(rest)
+            return None if n < 0 else [self.reply() for _ in range(n)]
+        if t == b':':
+            return int(rest)
+        if t == b'-':
+            raise RuntimeError('redis: ' + rest.decode())
+        return rest
+
+    def drain(self):
+        out = [self.reply() for _ in range(self.pending)]
+        self.pending = 0
+        return out
+
+    def call(self, *args):
+        self.send(args)
+        return self.drain()[-1]
+
+    def close(self):
+        self.s.close()
+
+
+def pct(xs, q):
+    """Nearest-rank percentile."""
+    xs = sorted(xs)
+    return xs[max(0, min(len(xs) - 1, -int(-q * len(xs) // 1) - 1))]
+
+
+# --- part 3: propagation --------------------------------------------------
+
+def route_once(c):
+    """One request on a keep-alive Client; the variant that answered."""
+    before = c.canary
+    c.run(1)
+    return 'canary' if c.canary > before else 'stable'
+
+
+def part_propagation(env, summary):
+    trials = {'notifications': 100 if not QUICK else 15,
+              'publish': 100 if not QUICK else 15,
+              'polling': 20 if not QUICK else 4}
+    import random
+    rnd = random.Random(1)
+
+    p, port, prefix = start_front(env, 'c')
+    c = Client(port, HEADERS)
+    rd = Resp(env.redis_port)
+    key = 'canary:rollout:checkout'
+
+    out = {'sync_interval_s': 1, 'modes': {}}
+    for mode, n in trials.items():
+        rd.call('CONFIG', 'SET', 'notify-keyspace-events',
+                'Kh$s' if mode == 'notifications' else '')
+        # settle on percent 0 (every user stable)
+        rd.call('HSET', key, 'percent', '0')
+        rd.call('PUBLISH', 'canary:changed', 'checkout')
+        end = time.time() + 5
+        while route_once(c) != 'stable' and time.time() < end:
+            time.sleep(0.01)
+
+        times, rtt = [], []
+        value = 0
+        for i in range(n):
+            value = 100 - value
+            want = 'canary' if value == 100 else 'stable'
+            # the new value lands at a random point of the poll interval
+            time.sleep(rnd.uniform(0.005, 0.03) if mode != 'polling'
+                       else rnd.uniform(0, 1.0))
+            cmds = [('HSET', key, 'percent', str(value))]
+            if mode == 'publish':
+                cmds.append(('PUBLISH', 'canary:changed', 'checkout'))
+            t0 = time.perf_counter()
+            rd.send(*cmds)
+            while True:
+                t1 = time.perf_counter()
+                got = route_once(c)
+                t = time.perf_counter() - t0
+                rtt.append((t0 + t - t1) * 1000.0)
+                if got == want or t > 5:
+                    break
+            rd.drain()
+            times.append(t * 1000.0)
+
+        out['modes'][mode] = {
+            'trials': n,
+            'median_ms': statistics.median(times),
+            'p99_ms': pct(times, 0.99),
+            'max_ms': max(times),
+            'all_ms': [round(t, 2) for t in times],
+            'request_rtt_p99_ms': pct(rtt, 0.99),
+            'request_rtt_max_ms': max(rtt),
+        }
+        log('propagation %s: median %.2f ms, p99 %.2f ms over %d trials'
+            % (mode, out['modes'][mode]['median_ms'],
+               out['modes'][mode]['p99_ms'], n))
+
+    rd.call('CONFIG', 'SET', 'notify-keyspace-events', '')
+    rd.call('HSET', key, 'percent', '50')
+    rd.close()
+    c.close()
+    stop(p)
+
+    rows = ['propagation (HSET to the first request routed by the new '
+            'value; sync interval 1 s; rtt: the probe\'s own requests):',
+            '  %-14s %7s %10s %10s %10s %12s' % (
+                'mode', 'trials', 'median ms', 'p99 ms', 'max ms',
+                'rtt p99 ms')]
+    for mode, m in out['modes'].items():
+        rows.append('  %-14s %7d %10.2f %10.2f %10.2f %12.2f' % (
+            mode, m['trials'], m['median_ms'], m['p99_ms'], m['max_ms'],
+            m['request_rtt_p99_ms']))
+    out['table'] = '\n'.join(rows)
+    summary['propagation'] = out
+
+    extra = summary.setdefault('targets_extra', [])
+    for mode in ('notifications', 'publish'):
+        v = out['modes'][mode]['p99_ms']
+        extra.append({'target': 'propagation p99 ms, %s' % mode,
+                      'bound': '< 20', 'value': round(v, 2),
+                      'result': 'pass' if v < 20 else 'short'})
+
+
+# --- part 4: scale --------------------------------------------------------
+
+def status_json(port):
+    try:
+        st, body = http_get(port, '/canary?format=json', timeout=10)
+        return json.loads(body) if st == 200 else None
+    except (OSError, ValueError):
+        return None
+
+
+def timed_get(port, path, n):
+    ts, size = [], 0
+    for _ in range(n):
+        t0 = time.perf_counter()
+        st, body = http_get(port, path, timeout=30)
+        ts.append((time.perf_counter() - t0) * 1000.0)
+        size = len(body)
+        if st != 200:
+            raise RuntimeError('%s: status %d' % (path, st))
+    return {'median_ms': statistics.median(ts), 'max_ms': max(ts),
+            'bytes': size}
+
+
+def fill_pipe(env, cmds):
+    subprocess.run(['redis-cli', '-p', str(env.redis_port), '--pipe'],
+                   input=b''.join(Resp.encode(c) for c in cmds),
+                   capture_output=True, check=True)
+
+
+def latency_probe(port, until, deadline):
+    """Sequential keep-alive requests until until() is true; the latency
+    of each, in ms."""
+    c = Client(port, HEADERS)
+    lat = []
+    end = time.time() + deadline
+    while time.time() < end:
+        t0 = time.perf_counter()
+        c.run(1)
+        lat.append((time.perf_counter() - t0) * 1000.0)
+        if until():
+            break
+    c.close()
+    return lat
+
+
+def part_scale(env, summary):
+    nrollouts = 1000 if not QUICK else 100
+    sizes = [100000, 1000000] if not QUICK else [100000]
+    out = {'rollouts': nrollouts}
+
+    rollouts = '\n'.join(
+        '    canary_rollout r%d {\n        key      $arg_uid;\n'
+        '        stable   stable;\n        canary   canary;\n'
+        '        percent  0;\n    }\n' % i for i in range(nrollouts))
+    port = free_port()
+    prefix = os.path.join(RUN, 'front-scale')
+    prefix, conf = write_conf('front-scale', render(
+        os.path.join(HERE, 'conf', 'scale.conf'), env, prefix, port, False,
+        {'ROLLOUTS': rollouts, 'LAST': 'r%d' % (nrollouts - 1),
+         'ZONE': '512m'}))
+
+    rd = Resp(env.redis_port)
+    rd.call('DEL', 'canary:rollout:checkout:canary_users')
+    rd.call('HSET', 'canary:rollout:checkout', 'percent', '0')
+    fill_pipe(env, [('HSET', 'canary:rollout:r%d' % i, 'percent', '0')
+                    for i in range(nrollouts)])
+
+    t0 = time.time()
+    p = spawn([NGINX, '-p', prefix, '-c', conf, '-e',
+               os.path.join(prefix, 'error.log')])
+    wait_ready(port, p, 60, '/v?uid=u1')
+
+    def variants():
+        st, body = http_get(port, '/v?uid=u1')
+        return body.decode().split()
+
+    # every rollout changed in Redis in one pipelined write, then a nudge
+    t0 = time.perf_counter()
+    rd.send(*([('HSET', 'canary:rollout:r%d' % i, 'percent', '100')
+               for i in range(nrollouts)]
+              + [('PUBLISH', 'canary:changed', 'r%d' % (nrollouts - 1))]))
+    rd.drain()
+    while variants() != ['canary', 'canary']:
+        if time.perf_counter() - t0 > 30:
+            raise RuntimeError('rollouts not synced in 30 s')
+        time.sleep(0.001)
+    out['rollouts_sync_ms'] = (time.perf_counter() - t0) * 1000.0
+    log('scale: %d rollouts changed, applied in %.1f ms'
+        % (nrollouts, out['rollouts_sync_ms']))
+
+    # the sync worker's CPU for idle rounds (every rollout read each second)
+    cpu0 = worker_cpu(p)
+    time.sleep(5)
+    out['idle_sync_cpu_ms_per_s'] = (worker_cpu(p) - cpu0) * 1000.0 / 5
+
+    st = status_json(port)
+    out['status_json'] = st is not None
+    if st is not None:
+        out['zone_used_bytes_rollouts'] = st.get('zone', {}).get('used')
+        out['render_json'] = timed_get(port, '/canary?format=json', 10)
+        out['render_prometheus'] = timed_get(
+            port, '/canary?format=prometheus', 10)
+        log('scale: status with %d rollouts: JSON %.1f ms (%d bytes), '
+            'Prometheus %.1f ms (%d bytes)'
+            % (nrollouts, out['render_json']['median_ms'],
+               out['render_json']['bytes'],
+               out['render_prometheus']['median_ms'],
+               out['render_prometheus']['bytes']))
+
+    # a baseline of the probe's own latency, no sync running
+    base = latency_probe(port, lambda: False, 3)
+    out['baseline_latency'] = {'p99_ms': pct(base, 0.99),
+                               'over_20ms': sorted(round(x, 1) for x in base
+                                                   if x > 20),
+                               'max_ms': max(base), 'requests': len(base)}
+
+    out['users'] = {}
+    members = 'canary:rollout:checkout:canary_users'
+    tmp = members + ':bench-tmp'
+    for n in sizes:
+        # n members built under another name, then renamed into place at
+        # once, so that the module reads the whole set in one go
+        rd.call('DEL', tmp)
+        for i in range(0, n, 10000):
+            fill_pipe(env, [('SADD', tmp)
+                            + tuple('m%d' % j for j in
+                                    range(i, min(n, i + 10000)))])
+        # the last member must route to canary once the set is in force
+        probe = Client(port, None)
+        probe.reqs = [('GET / HTTP/1.1\r\nHost: bench\r\n'
+                       'Cookie: uid=m%d\r\n\r\n' % (n - 1)).encode()]
+        probe.i = 0
+
+        def synced():
+            return route_once(probe) == 'canary'
+
+        t0 = time.perf_counter()
+        rd.send(('RENAME', tmp, members),
+                ('PUBLISH', 'canary:changed', 'checkout'))
+        rd.drain()
+        lat = latency_probe(port, synced, 120)
+        took = (time.perf_counter() - t0) * 1000.0
+        probe.close()
+        st = status_json(port)
+        res = {'sync_ms': took,
+               'latency_over_20ms': sorted(round(x, 1) for x in lat
+                                           if x > 20),
+               'latency_p99_ms': pct(lat, 0.99), 'latency_max_ms': max(lat),
+               'requests_during_sync': len(lat),
+               'zone_used_bytes': st.get('zone', {}).get('used')
+               if st else None}
+        out['users'][str(n)] = res
+        log('scale: %d users synced in %.0f ms; %d requests meanwhile, '
+            'p99 %.2f ms, max %.2f ms; zone used %s'
+            % (n, took, len(lat), res['latency_p99_ms'],
+               res['latency_max_ms'], res['zone_used_bytes']))
+
+    rd.call('DEL', members)
+    rd.close()
+    stop(p)
+
+    rows = ['scale:',
+            '  %d rollouts: all changed, applied in %.1f ms; idle sync '
+            'rounds cost %.1f ms CPU per second'
+            % (nrollouts, out['rollouts_sync_ms'],
+               out['idle_sync_cpu_ms_per_s'])]
+    if out.get('render_json'):
+        rows.append('  status render (%d rollouts): JSON %.1f ms '
+                    '(%d bytes), Prometheus %.1f ms (%d bytes); zone used '
+                    '%s bytes' % (
+                        nrollouts, out['render_json']['median_ms'],
+                        out['render_json']['bytes'],
+                        out['render_prometheus']['median_ms'],
+                        out['render_prometheus']['bytes'],
+                        out.get('zone_used_bytes_rollouts')))
+    else:
+        rows.append('  status render: the status endpoint has no JSON yet')
+    rows.append('  probe latency without sync: p99 %.2f ms, max %.2f ms'
+                % (out['baseline_latency']['p99_ms'],
+                   out['baseline_latency']['max_ms']))
+    for n, r in out['users'].items():
+        rows.append('  %8s canary_users: synced in %7.0f ms; requests '
+                    'meanwhile p99 %.2f ms, max %.2f ms; zone used %s'
+                    % (n, r['sync_ms'], r['latency_p99_ms'],
+                       r['latency_max_ms'], r['zone_used_bytes']))
+    out['table'] = '\n'.join(rows)
+    summary['scale'] = out
+
+    big = out['users'].get('1000000') or out['users'][str(sizes[-1])]
+    summary.setdefault('targets_extra', []).append({
+        'target': 'max request latency ms while %s users sync'
+                  % sizes[-1], 'bound': '<= 20',
+        'value': round(big['latency_max_ms'], 2),
+        'result': 'pass' if big['latency_max_ms'] <= 20 else 'short'})
+
+
 # --- report ---------------------------------------------------------------
 
 def targets(summary):
@@ -616,14 +963,12 @@ def main():
             part_callgrind(env, summary)
         if 'propagation' in PARTS:
             if env.sync:
-                import bench_sync
-                bench_sync.part_propagation(env, summary)
+                part_propagation(env, summary)
             else:
                 log('propagation: skipped, the module has no canary_redis')
         if 'scale' in PARTS:
             if env.sync:
-                import bench_sync
-                bench_sync.part_scale(env, summary)
+                part_scale(env, summary)
             else:
                 log('scale: skipped, the module has no canary_redis')
     finally:
