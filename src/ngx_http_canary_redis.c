@@ -351,16 +351,6 @@ ngx_http_canary_redis_write_handler(ngx_event_t *wev)
 
 ready:
 
-    if (rc->down && !rc->quiet) {
-        ngx_log_error(NGX_LOG_NOTICE, &rc->log, 0,
-                      "canary redis: connected to %V again after %ui "
-                      "failed tries", &rc->conf->addr.name, rc->tries);
-    }
-
-    rc->down = 0;
-    rc->tries = 0;
-    rc->backoff = NGX_HTTP_CANARY_REDIS_BACKOFF_MIN;
-
     if (rc->on_ready) {
         rc->on_ready(rc);
     }
@@ -505,10 +495,16 @@ ngx_http_canary_redis_read_handler(ngx_event_t *rev)
             reply = NULL;
 
             if (redisReaderGetReply(rc->reader, &reply) != REDIS_OK) {
-                ngx_log_error((rc->quiet ? NGX_LOG_INFO : NGX_LOG_ERR),
-                              &rc->log, 0,
-                              "canary redis: %V answers garbage: %s",
-                              &rc->conf->addr.name, rc->reader->errstr);
+                /* once per outage, beside the outage's own line */
+
+                if (!rc->garbage && !rc->quiet) {
+                    ngx_log_error(NGX_LOG_ERR, &rc->log, 0,
+                                  "canary redis: %V answers garbage: %s",
+                                  &rc->conf->addr.name, rc->reader->errstr);
+                }
+
+                rc->garbage = 1;
+
                 ngx_http_canary_redis_fail(rc, 0, "protocol error");
                 return;
             }
@@ -553,6 +549,7 @@ static ngx_int_t
 ngx_http_canary_redis_dispatch(ngx_http_canary_redis_t *rc,
     redisReply *reply)
 {
+    ngx_uint_t                    generation;
     redisReply                   *kind;
     ngx_http_canary_redis_cmd_t   cmd;
 
@@ -574,9 +571,12 @@ ngx_http_canary_redis_dispatch(ngx_http_canary_redis_t *rc,
     }
 
     if (rc->npending == 0) {
-        ngx_log_error((rc->quiet ? NGX_LOG_INFO : NGX_LOG_ERR), &rc->log, 0,
-                      "canary redis: %V sent a reply to no command",
-                      &rc->conf->addr.name);
+        if (!rc->down && !rc->quiet) {
+            ngx_log_error(NGX_LOG_ERR, &rc->log, 0,
+                          "canary redis: %V sent a reply to no command",
+                          &rc->conf->addr.name);
+        }
+
         return NGX_ERROR;
     }
 
@@ -584,7 +584,27 @@ ngx_http_canary_redis_dispatch(ngx_http_canary_redis_t *rc,
     rc->pending_head = (rc->pending_head + 1) % rc->pending_size;
     rc->npending--;
 
+    generation = rc->generation;
+
     cmd.handler(rc, reply, cmd.data);
+
+    /*
+     * An outage ends with the first reply to a command, not with the
+     * connect(): a stopped server still accepts connections.
+     */
+
+    if (rc->down && rc->generation == generation) {
+        if (!rc->quiet) {
+            ngx_log_error(NGX_LOG_NOTICE, &rc->log, 0,
+                          "canary redis: %V answers again after %ui "
+                          "failed tries", &rc->conf->addr.name, rc->tries);
+        }
+
+        rc->down = 0;
+        rc->garbage = 0;
+        rc->tries = 0;
+        rc->backoff = NGX_HTTP_CANARY_REDIS_BACKOFF_MIN;
+    }
 
     return NGX_OK;
 }
@@ -601,9 +621,11 @@ ngx_http_canary_redis_hello_handler(ngx_http_canary_redis_t *rc,
     }
 
     if (reply->type == REDIS_REPLY_ERROR) {
-        ngx_log_error(NGX_LOG_ERR, &rc->log, 0,
-                      "canary redis: %s on %V refused: %*s", what,
-                      &rc->conf->addr.name, reply->len, reply->str);
+        if (!rc->down && !rc->quiet) {
+            ngx_log_error(NGX_LOG_ERR, &rc->log, 0,
+                          "canary redis: %s on %V refused: %*s", what,
+                          &rc->conf->addr.name, reply->len, reply->str);
+        }
 
         /* logged here, and as an outage: not again per try */
         rc->down = 1;
@@ -624,16 +646,6 @@ ngx_http_canary_redis_hello_handler(ngx_http_canary_redis_t *rc,
     }
 
     rc->state = NGX_HTTP_CANARY_REDIS_READY;
-
-    if (rc->down && !rc->quiet) {
-        ngx_log_error(NGX_LOG_NOTICE, &rc->log, 0,
-                      "canary redis: connected to %V again after %ui "
-                      "failed tries", &rc->conf->addr.name, rc->tries);
-    }
-
-    rc->down = 0;
-    rc->tries = 0;
-    rc->backoff = NGX_HTTP_CANARY_REDIS_BACKOFF_MIN;
 
     if (rc->on_ready) {
         rc->on_ready(rc);

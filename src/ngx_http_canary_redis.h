@@ -112,6 +112,7 @@ struct ngx_http_canary_redis_s {
 
     unsigned                          quiet:1;
     unsigned                          down:1;    /* an outage was logged */
+    unsigned                          garbage:1; /* and garbage, once */
     unsigned                          closed:1;  /* for good */
 };
 

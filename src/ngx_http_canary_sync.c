@@ -145,6 +145,8 @@ static void ngx_http_canary_sync_sscan(ngx_http_canary_sync_t *sync,
     u_char *cursor, size_t len);
 static void ngx_http_canary_sync_sscan_handler(ngx_http_canary_redis_t *rc,
     redisReply *reply, void *data);
+static void ngx_http_canary_sync_too_big(ngx_http_canary_sync_t *sync,
+    ngx_http_canary_sync_rollout_t *sr, ngx_uint_t which);
 static void ngx_http_canary_sync_set_abort(ngx_http_canary_sync_t *sync);
 static void ngx_http_canary_sync_set_publish(ngx_http_canary_sync_t *sync);
 static void ngx_http_canary_sync_close(ngx_http_canary_sync_t *sync);
@@ -256,6 +258,10 @@ ngx_http_canary_sync_init_process(ngx_cycle_t *cycle)
     ngx_http_canary_sync = sync;
 
     cmcf->sh->sync_pid = ngx_pid;
+
+    ngx_log_error(NGX_LOG_NOTICE, cycle->log, 0,
+                  "canary sync: worker %P syncs with Redis at %V every %M ms",
+                  ngx_pid, &cmcf->redis->name, cmcf->sync_interval);
 
     ngx_http_canary_redis_connect(sync->redis);
     ngx_http_canary_redis_connect(sync->sub);
@@ -1292,15 +1298,7 @@ ngx_http_canary_sync_next_set(ngx_http_canary_sync_t *sync)
 
         if (set == NULL) {
             ngx_http_canary_sync_set_abort(sync);
-            sr->too_big[which] = sr->scard[which];
-
-            (void) ngx_atomic_fetch_add(&sync->cmcf->sh->refused, 1);
-
-            ngx_log_error(NGX_LOG_ERR, sync->log, 0,
-                          "canary sync: refused \"%V\" of rollout \"%V\": "
-                          "%i members do not fit in canary_zone, the last "
-                          "good set stays in force", &sr->set_key[which],
-                          &sr->ro->name, sr->scard[which]);
+            ngx_http_canary_sync_too_big(sync, sr, which);
             continue;
         }
 
@@ -1406,17 +1404,8 @@ ngx_http_canary_sync_sscan_handler(ngx_http_canary_redis_t *rc,
     ngx_shmtx_unlock(&sync->cmcf->shpool->mutex);
 
     if (i < members->elements) {
-        sr->too_big[which] = sr->scard[which];
         ngx_http_canary_sync_set_abort(sync);
-
-        (void) ngx_atomic_fetch_add(&sync->cmcf->sh->refused, 1);
-
-        ngx_log_error(NGX_LOG_ERR, sync->log, 0,
-                      "canary sync: refused \"%V\" of rollout \"%V\": "
-                      "%i members do not fit in canary_zone, the last good "
-                      "set stays in force", &sr->set_key[which],
-                      &sr->ro->name, sr->scard[which]);
-
+        ngx_http_canary_sync_too_big(sync, sr, which);
         ngx_http_canary_sync_next_set(sync);
         return;
     }
@@ -1430,6 +1419,28 @@ ngx_http_canary_sync_sscan_handler(ngx_http_canary_redis_t *rc,
     }
 
     ngx_http_canary_sync_sscan(sync, (u_char *) cursor->str, cursor->len);
+}
+
+
+/* a set that does not fit: logged and counted once per size */
+
+static void
+ngx_http_canary_sync_too_big(ngx_http_canary_sync_t *sync,
+    ngx_http_canary_sync_rollout_t *sr, ngx_uint_t which)
+{
+    if (sr->too_big[which] == sr->scard[which]) {
+        return;
+    }
+
+    sr->too_big[which] = sr->scard[which];
+
+    (void) ngx_atomic_fetch_add(&sync->cmcf->sh->refused, 1);
+
+    ngx_log_error(NGX_LOG_ERR, sync->log, 0,
+                  "canary sync: refused \"%V\" of rollout \"%V\": %i "
+                  "members do not fit in canary_zone, the last good set "
+                  "stays in force", &sr->set_key[which], &sr->ro->name,
+                  sr->scard[which]);
 }
 
 

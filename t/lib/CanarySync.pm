@@ -25,8 +25,9 @@ sub sync_conf {
     my (%o) = @_;
     my $extra = $o{extra} // '';
     my $rollout = $o{rollout} // '';
+    my $zone = $o{zone} // '1m';
     return <<"EOF";
-canary_zone 1m;
+canary_zone $zone;
 canary_redis %%REDIS%%;
 $extra
 
