@@ -37,14 +37,16 @@ ok(routes_by($port, 5, \@keys), 'config percent before Redis has a hash');
 ok(defined wait_until(sub { $r->cli('PUBSUB', 'NUMPAT') eq '1' }, 10),
    'keyspace pattern subscribed');
 
-$r->cli('HSET', $key, 'percent', '30');
-my $t = wait_until(sub { routes_by($port, 30, \@keys) }, 5, 0.002);
+my $t = time_to_route($port, 5, 30, \@keys,
+                      sub { $r->cli('HSET', $key, 'percent', '30') });
 ok(defined $t, 'HSET applied with keyspace notifications');
 cmp_ok($t // 99, '<', 0.1, 'within 100 ms') and note(sprintf '%.1f ms', $t * 1000);
+ok(routes_by($port, 30, \@keys), 'every key routes by 30%');
 
-$r->cli('HSET', $key, 'percent', '12.5');
-$t = wait_until(sub { routes_by($port, 12.5, \@keys) }, 5, 0.002);
+$t = time_to_route($port, 30, 12.5, \@keys,
+                   sub { $r->cli('HSET', $key, 'percent', '12.5') });
 cmp_ok($t // 99, '<', 0.1, 'percent 12.5 within 100 ms');
+ok(routes_by($port, 12.5, \@keys), 'every key routes by 12.5%');
 
 # notifications off: nothing applies until the PUBLISH
 $r->cli('CONFIG', 'SET', 'notify-keyspace-events', '');
@@ -53,10 +55,11 @@ sleep 0.3;
 ok(routes_by($port, 12.5, \@keys),
    'without notifications nor PUBLISH, the 60 s interval has not come');
 
-$r->cli('PUBLISH', 'canary:changed', 'checkout');
-$t = wait_until(sub { routes_by($port, 40, \@keys) }, 5, 0.002);
+$t = time_to_route($port, 12.5, 40, \@keys,
+                   sub { $r->cli('PUBLISH', 'canary:changed', 'checkout') });
 ok(defined $t, 'PUBLISH canary:changed applied');
 cmp_ok($t // 99, '<', 0.1, 'within 100 ms') and note(sprintf '%.1f ms', $t * 1000);
+ok(routes_by($port, 40, \@keys), 'every key routes by 40%');
 
 
 # every worker: many connections, so that all 4 worker pids answer
@@ -142,9 +145,10 @@ wait_until(sub {
     ($r2->cli('INFO', 'commandstats') =~ /cmdstat_hgetall:calls=(\d+)/
      ? $1 : 0) > $syncs }, 3, 0.002);
 
-$r2->cli('HSET', $key, 'percent', '60');
-$t = wait_until(sub { routes_by($port2, 60, \@keys) }, 5, 0.005);
+$t = time_to_route($port2, 5, 60, \@keys,
+                   sub { $r2->cli('HSET', $key, 'percent', '60') });
 ok(defined $t, 'HSET applied by polling');
+ok(routes_by($port2, 60, \@keys), 'every key routes by 60%');
 cmp_ok($t // 99, '<', 1.1, 'within one interval + 100 ms')
     and note(sprintf '%.0f ms', $t * 1000);
 cmp_ok($t // 0, '>', 0.3, 'and not by a push (there is none)');

@@ -14,7 +14,7 @@ use Time::HiRes qw(sleep time);
 
 use CanaryTest;
 
-our @EXPORT = qw(sync_conf test_keys routes_by wait_until variants
+our @EXPORT = qw(time_to_route sync_conf test_keys routes_by wait_until variants
                  fake_redis log_count);
 
 
@@ -89,6 +89,29 @@ sub routes_by {
         return 0 unless $a[$i]{variant} eq $want;
     }
     return 1;
+}
+
+
+# runs $change (an HSET...), then times how long until a key whose variant
+# differs between $from and $to percent routes by $to: one request per
+# poll, so the figure is the propagation, not the time to check many keys;
+# returns seconds or undef after $timeout
+
+sub time_to_route {
+    my ($port, $from, $to, $keys, $change, $timeout) = @_;
+    my ($k) = grep { ($_->[1] < $from * 100) != ($_->[1] < $to * 100) }
+              @$keys;
+    die "no key tells $from% from $to%" unless $k;
+    my $want = $k->[1] < $to * 100 ? 'canary' : 'stable';
+    my $c = http_client($port);
+    $change->();
+    my $t0 = time;
+    while (time - $t0 < ($timeout // 5)) {
+        my ($res) = $c->pipeline(['/', 'X-User-Id' => $k->[0]]);
+        return time - $t0 if ($res->[2] // '') =~ /^\Q$want\E\|/;
+        sleep 0.001;
+    }
+    return undef;
 }
 
 
