@@ -698,6 +698,11 @@ ngx_http_canary_sync_scard(ngx_http_canary_sync_rollout_t *sr,
     n = (ngx_int_t) reply->integer;
     sr->scard[which] = n;
 
+    if (sync->set && sync->set_sr == sr && sync->set_which == which) {
+        /* being read now; the next round compares with what it gives */
+        return;
+    }
+
     snap = sr->ro->sh->snapshot;
     set = which ? snap->stable_users : snap->canary_users;
 
