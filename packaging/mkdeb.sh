@@ -39,6 +39,10 @@ die() {
 }
 
 [ -f "$SO" ] || die "no module at $SO (run make)"
+if objdump -p "$SO" | grep -Eq 'NEEDED +lib(a|ub|t)san'; then
+    die "$SO is a sanitizer build: package a plain one (make deb," \
+        "without SANITIZE=1)"
+fi
 
 
 # the nginx ABI

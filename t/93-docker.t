@@ -19,6 +19,7 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 
 use File::Path qw(make_path);
+use File::Spec;
 use File::Temp qw(tempdir);
 use POSIX qw(WNOHANG);
 use Test::More;
@@ -172,7 +173,14 @@ EOF
 make_path("$prefix/state", "$prefix/run");
 chmod 0777, "$prefix/state";
 
+# the entrypoint calls `nginx` from PATH: make that the test's nginx (a
+# sanitizer or valgrind wrapper under make test SANITIZE=1 / valgrind)
+my $bin = tempdir('canary-bin-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+symlink(File::Spec->rel2abs($CanaryTest::NGINX), "$bin/nginx")
+    or die "symlink: $!";
+
 my %env = (
+    PATH => "$bin:$ENV{PATH}",
     CANARY_REDIS => "127.0.0.1:" . $redis->port,
     CANARY_LISTEN => "127.0.0.1:$port",
     CANARY_PERCENT => 10,
