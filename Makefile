@@ -87,8 +87,14 @@ $(NGINX_BUILD)/objs/Makefile: config
 	        > $(BUILD)/configure.log 2>&1 \
 	    || { tail -30 $(BUILD)/configure.log; exit 1; }
 
-$(MODULE): $(NGINX_BUILD)/objs/Makefile $(SRCS)
+$(MODULE): $(NGINX_BUILD)/objs/Makefile $(SRCS) src/ngx_http_canary_dashboard.h
 	$(MAKE) -C $(NGINX_BUILD) -f objs/Makefile modules
+
+# the dashboard page, embedded in C; the header is committed, so building
+# needs no perl unless the page changed
+src/ngx_http_canary_dashboard.h: src/ngx_http_canary_dashboard.html \
+                                 tools/dashboard2c.pl
+	perl tools/dashboard2c.pl $< > $@.tmp && mv $@.tmp $@
 
 test: deps-test build unit fuzz-replay integration
 

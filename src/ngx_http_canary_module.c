@@ -34,6 +34,10 @@ typedef enum {
 
 static ngx_int_t ngx_http_canary_value(ngx_http_request_t *r,
     ngx_http_canary_value_t *v, ngx_str_t *value);
+static ngx_http_canary_ctx_t *ngx_http_canary_get_ctx(ngx_http_request_t *r,
+    ngx_uint_t create);
+static void ngx_http_canary_ctx_cleanup(void *data);
+static ngx_int_t ngx_http_canary_rewrite_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_canary_log_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_canary_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
@@ -70,8 +74,6 @@ static char *ngx_http_canary_compile_value(ngx_conf_t *cf, ngx_str_t *src,
     ngx_http_canary_value_t *v);
 static char *ngx_http_canary(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-static ngx_int_t ngx_http_canary_find(ngx_http_canary_main_conf_t *cmcf,
-    ngx_str_t *name);
 static ngx_int_t ngx_http_canary_check_requires(ngx_conf_t *cf,
     ngx_http_canary_main_conf_t *cmcf, ngx_uint_t index, u_char *seen,
     ngx_uint_t *path, ngx_uint_t depth, ngx_http_canary_require_t *via);
@@ -252,21 +254,125 @@ ngx_str_t  ngx_http_canary_state_names[] = {
 
 
 /*
- * The routing decision of one rollout for one request, in the order of the
- * contract: override, user lists, key, window, match, requires, segment or
- * percent.  Reads the published snapshot without a lock; the result is
- * cached in the request context, so every variable and the log phase see
- * the same answer whichever asks first.
+ * The request's context, made on first need.  A main request's context
+ * is also kept by a pool cleanup (as the realip module does), because an
+ * internal redirect clears the module contexts: found there again, the
+ * decisions and the rollout that routed the request carry on.
+ */
+
+static ngx_http_canary_ctx_t *
+ngx_http_canary_get_ctx(ngx_http_request_t *r, ngx_uint_t create)
+{
+    size_t                        size;
+    ngx_pool_cleanup_t           *cln;
+    ngx_http_canary_ctx_t        *ctx;
+    ngx_http_canary_main_conf_t  *cmcf;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_canary_module);
+
+    if (ctx) {
+        return ctx;
+    }
+
+    if (r == r->main && (r->internal || r->filter_finalize)) {
+
+        for (cln = r->pool->cleanup; cln; cln = cln->next) {
+            if (cln->handler == ngx_http_canary_ctx_cleanup) {
+                ctx = cln->data;
+                ngx_http_set_ctx(r, ctx, ngx_http_canary_module);
+                return ctx;
+            }
+        }
+    }
+
+    if (!create) {
+        return NULL;
+    }
+
+    cmcf = ngx_http_get_module_main_conf(r, ngx_http_canary_module);
+
+    size = sizeof(ngx_http_canary_ctx_t)
+           + cmcf->rollouts.nelts * sizeof(ngx_http_canary_decision_t);
+
+    if (r == r->main) {
+        cln = ngx_pool_cleanup_add(r->pool, size);
+        if (cln == NULL) {
+            return NULL;
+        }
+
+        cln->handler = ngx_http_canary_ctx_cleanup;
+        ctx = cln->data;
+        ngx_memzero(ctx, size);
+
+    } else {
+        ctx = ngx_pcalloc(r->pool, size);
+        if (ctx == NULL) {
+            return NULL;
+        }
+    }
+
+    ctx->decisions = (ngx_http_canary_decision_t *) &ctx[1];
+
+    ngx_http_set_ctx(r, ctx, ngx_http_canary_module);
+
+    return ctx;
+}
+
+
+static void
+ngx_http_canary_ctx_cleanup(void *data)
+{
+    /* nothing to free: the cleanup only marks the context */
+}
+
+
+/*
+ * The routing decision of one rollout for one request, cached in the
+ * request context, so every variable and the log phase see the same
+ * answer whichever asks first.
  */
 
 ngx_http_canary_decision_t
 ngx_http_canary_decide(ngx_http_request_t *r, ngx_uint_t index)
 {
+    ngx_http_canary_ctx_t  *ctx;
+
+    static ngx_http_canary_decision_t  none;
+
+    ctx = ngx_http_canary_get_ctx(r, 1);
+
+    if (ctx == NULL) {
+        return none;
+    }
+
+    return ngx_http_canary_evaluate(r, index, ctx->decisions, NULL, 0);
+}
+
+
+/*
+ * The evaluation, in the order of the contract: override, user lists,
+ * key, window, match, requires, segment or percent.  Reads the published
+ * snapshot without a lock; decisions[] (one per rollout) memoizes it and
+ * the rollouts it requires.
+ *
+ * With "in" NULL (the request path) the override, key and segment come
+ * from the request's variables, read only when the evaluation gets to
+ * them.  With "in" (canary_status ?explain=) they are the given values,
+ * for this rollout and for the rollouts it requires; the "match" value is
+ * still the variable of the request at hand, the status request itself,
+ * so a support engineer can set the header it reads; and "in" returns the
+ * percent compared and the match result for depth 0.
+ */
+
+ngx_http_canary_decision_t
+ngx_http_canary_evaluate(ngx_http_request_t *r, ngx_uint_t index,
+    ngx_http_canary_decision_t *decisions, ngx_http_canary_input_t *in,
+    ngx_uint_t depth)
+{
     uint32_t                      hash;
     ngx_str_t                     key, value;
     ngx_int_t                     lo, hi, mid, rc;
-    ngx_uint_t                    i, percent;
-    ngx_http_canary_ctx_t        *ctx;
+    ngx_uint_t                    i, percent, found;
     ngx_http_canary_value_t      *kv;
     ngx_http_canary_rollout_t    *ro;
     ngx_http_canary_murmur3_t     m;
@@ -275,30 +381,13 @@ ngx_http_canary_decide(ngx_http_request_t *r, ngx_uint_t index)
     ngx_http_canary_snapshot_t   *snap;
     ngx_http_canary_main_conf_t  *cmcf;
 
-    static ngx_http_canary_decision_t  none;
-
-    cmcf = ngx_http_get_module_main_conf(r, ngx_http_canary_module);
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_canary_module);
-
-    if (ctx == NULL) {
-        ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_canary_ctx_t)
-                          + cmcf->rollouts.nelts
-                            * sizeof(ngx_http_canary_decision_t));
-        if (ctx == NULL) {
-            return none;
-        }
-
-        ctx->decisions = (ngx_http_canary_decision_t *) &ctx[1];
-
-        ngx_http_set_ctx(r, ctx, ngx_http_canary_module);
-    }
-
-    d = &ctx->decisions[index];
+    d = &decisions[index];
 
     if (d->decided) {
         return *d;
     }
+
+    cmcf = ngx_http_get_module_main_conf(r, ngx_http_canary_module);
 
     d->decided = 1;
     d->variant = NGX_HTTP_CANARY_STABLE;
@@ -308,10 +397,16 @@ ngx_http_canary_decide(ngx_http_request_t *r, ngx_uint_t index)
 
     /* 1. override */
 
-    if (ro->override.set
-        && ngx_http_canary_value(r, &ro->override, &value) == NGX_OK
-        && value.len)
-    {
+    if (in) {
+        found = in->has_override;
+        value = in->override;
+
+    } else {
+        found = ro->override.set
+                && ngx_http_canary_value(r, &ro->override, &value) == NGX_OK;
+    }
+
+    if (found && value.len) {
         if ((value.len == 6 && ngx_strncasecmp(value.data,
                                                (u_char *) "always", 6) == 0)
             || (value.len == 6 && ngx_strncasecmp(value.data,
@@ -336,12 +431,19 @@ ngx_http_canary_decide(ngx_http_request_t *r, ngx_uint_t index)
 
     /* the key: the first non-empty of the "key" values */
 
-    key.len = 0;
-    kv = ro->keys.elts;
+    if (in) {
+        key = in->key;
 
-    for (i = 0; i < ro->keys.nelts; i++) {
-        if (ngx_http_canary_value(r, &kv[i], &key) == NGX_OK && key.len) {
-            break;
+    } else {
+        key.len = 0;
+        kv = ro->keys.elts;
+
+        for (i = 0; i < ro->keys.nelts; i++) {
+            if (ngx_http_canary_value(r, &kv[i], &key) == NGX_OK
+                && key.len)
+            {
+                break;
+            }
         }
     }
 
@@ -398,6 +500,10 @@ ngx_http_canary_decide(ngx_http_request_t *r, ngx_uint_t index)
 
         rc = ngx_regex_exec(ro->match->regex, &value, NULL, 0);
 
+        if (in && depth == 0) {
+            in->match = (rc >= 0);
+        }
+
         if (rc < 0) {
             if (rc != NGX_REGEX_NO_MATCHED) {
                 ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
@@ -413,25 +519,30 @@ ngx_http_canary_decide(ngx_http_request_t *r, ngx_uint_t index)
     /* 6. dependencies; cycles were refused at configuration time */
 
     for (i = 0; i < ro->nrequires; i++) {
-        req = ngx_http_canary_decide(r, ro->requires_index[i]);
+        req = ngx_http_canary_evaluate(r, ro->requires_index[i], decisions,
+                                       in, depth + 1);
 
         if (req.variant != NGX_HTTP_CANARY_CANARY) {
-            d = &ctx->decisions[index];
             d->reason = NGX_HTTP_CANARY_REASON_REQUIRES;
             return *d;
         }
     }
-
-    d = &ctx->decisions[index];
 
     /* 7. the segment's percent if it has one, else the rollout's */
 
     percent = snap->percent;
     d->reason = NGX_HTTP_CANARY_REASON_PERCENT;
 
-    if (ro->segment.set && snap->nsegments
-        && ngx_http_canary_value(r, &ro->segment, &value) == NGX_OK)
-    {
+    if (in) {
+        found = in->has_segment;
+        value = in->segment;
+
+    } else {
+        found = ro->segment.set
+                && ngx_http_canary_value(r, &ro->segment, &value) == NGX_OK;
+    }
+
+    if (found && snap->nsegments) {
         seg = snap->segments;
         lo = 0;
         hi = (ngx_int_t) snap->nsegments - 1;
@@ -454,6 +565,10 @@ ngx_http_canary_decide(ngx_http_request_t *r, ngx_uint_t index)
                 lo = mid + 1;
             }
         }
+    }
+
+    if (in && depth == 0) {
+        in->percent = percent;
     }
 
     d->variant = (d->bucket < percent) ? NGX_HTTP_CANARY_CANARY
@@ -488,9 +603,43 @@ ngx_http_canary_value(ngx_http_request_t *r, ngx_http_canary_value_t *v,
 }
 
 
+/*
+ * Notes the first "canary" location that a main request enters, before
+ * anything (error_page, try_files) can send it elsewhere: the request is
+ * counted under that rollout, with that rollout's decision, wherever it
+ * ends.
+ */
+
+static ngx_int_t
+ngx_http_canary_rewrite_handler(ngx_http_request_t *r)
+{
+    ngx_http_canary_ctx_t       *ctx;
+    ngx_http_canary_loc_conf_t  *clcf;
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_canary_module);
+
+    if (clcf->rollout == NGX_CONF_UNSET || r != r->main) {
+        return NGX_DECLINED;
+    }
+
+    ctx = ngx_http_canary_get_ctx(r, 1);
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ctx->routed == 0) {
+        ctx->routed = clcf->rollout + 1;
+    }
+
+    return NGX_DECLINED;
+}
+
+
 static ngx_int_t
 ngx_http_canary_log_handler(ngx_http_request_t *r)
 {
+    ngx_int_t                     index;
+    ngx_http_canary_ctx_t        *ctx;
     ngx_http_canary_rollout_t    *ro;
     ngx_http_canary_decision_t    d;
     ngx_http_canary_loc_conf_t   *clcf;
@@ -500,16 +649,35 @@ ngx_http_canary_log_handler(ngx_http_request_t *r)
         return NGX_OK;
     }
 
-    clcf = ngx_http_get_module_loc_conf(r, ngx_http_canary_module);
+    ctx = ngx_http_canary_get_ctx(r, 0);
 
-    if (clcf->rollout == NGX_CONF_UNSET) {
+    if (ctx && ctx->routed) {
+        index = ctx->routed - 1;
+
+    } else {
+        /* finalized before the rewrite phase, e.g. by a server "return" */
+
+        clcf = ngx_http_get_module_loc_conf(r, ngx_http_canary_module);
+        index = clcf->rollout;
+
+        if (index == NGX_CONF_UNSET) {
+            return NGX_OK;
+        }
+    }
+
+    if (ctx && ctx->counted) {
         return NGX_OK;
     }
 
-    cmcf = ngx_http_get_module_main_conf(r, ngx_http_canary_module);
-    ro = (ngx_http_canary_rollout_t *) cmcf->rollouts.elts + clcf->rollout;
+    d = ngx_http_canary_decide(r, index);
 
-    d = ngx_http_canary_decide(r, clcf->rollout);
+    ctx = ngx_http_get_module_ctx(r, ngx_http_canary_module);
+    if (ctx) {
+        ctx->counted = 1;
+    }
+
+    cmcf = ngx_http_get_module_main_conf(r, ngx_http_canary_module);
+    ro = (ngx_http_canary_rollout_t *) cmcf->rollouts.elts + index;
 
     ngx_http_canary_count(r, ro->sh, cmcf->sh->nslots, d.variant);
 
@@ -522,7 +690,9 @@ ngx_http_canary_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data)
 {
     u_char                       *p;
+    ngx_int_t                     index;
     ngx_str_t                    *s;
+    ngx_http_canary_ctx_t        *ctx;
     ngx_http_canary_rollout_t    *ro;
     ngx_http_canary_decision_t    d;
     ngx_http_canary_loc_conf_t   *clcf;
@@ -530,15 +700,29 @@ ngx_http_canary_variable(ngx_http_request_t *r,
 
     clcf = ngx_http_get_module_loc_conf(r, ngx_http_canary_module);
 
-    if (clcf->rollout == NGX_CONF_UNSET) {
-        v->not_found = 1;
-        return NGX_OK;
+    index = clcf->rollout;
+
+    if (index == NGX_CONF_UNSET) {
+
+        /*
+         * a location without "canary" that an internal redirect led to:
+         * the rollout that routed the request, the one it is counted by
+         */
+
+        ctx = ngx_http_canary_get_ctx(r, 0);
+
+        if (ctx == NULL || ctx->routed == 0) {
+            v->not_found = 1;
+            return NGX_OK;
+        }
+
+        index = ctx->routed - 1;
     }
 
     cmcf = ngx_http_get_module_main_conf(r, ngx_http_canary_module);
-    ro = (ngx_http_canary_rollout_t *) cmcf->rollouts.elts + clcf->rollout;
+    ro = (ngx_http_canary_rollout_t *) cmcf->rollouts.elts + index;
 
-    d = ngx_http_canary_decide(r, clcf->rollout);
+    d = ngx_http_canary_decide(r, index);
 
     switch (data) {
 
@@ -1185,7 +1369,7 @@ ngx_http_canary(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_http_canary_find(ngx_http_canary_main_conf_t *cmcf, ngx_str_t *name)
 {
     ngx_uint_t                  i;
@@ -1473,6 +1657,13 @@ ngx_http_canary_init(ngx_conf_t *cf)
     }
 
     *h = ngx_http_canary_log_handler;
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_REWRITE_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_canary_rewrite_handler;
 
     return NGX_OK;
 }

@@ -44,8 +44,12 @@
 #define NGX_HTTP_CANARY_STATE_PROMOTED       3
 #define NGX_HTTP_CANARY_STATE_ROLLED_BACK    4
 
-/* request time histogram: upper bounds in milliseconds, then +Inf */
-#define NGX_HTTP_CANARY_HIST_BUCKETS   16
+/*
+ * request time histogram: 23 upper bounds in milliseconds (see
+ * ngx_http_canary_stats.c), then +Inf; with the 8 other counters a
+ * variant's counters fill exactly four 64-byte cache lines
+ */
+#define NGX_HTTP_CANARY_HIST_BUCKETS   24
 
 #define NGX_HTTP_CANARY_MAX_SLOTS      64
 
@@ -240,10 +244,38 @@ typedef struct {
 } ngx_http_canary_decision_t;
 
 
+/*
+ * The request's context.  For a main request it hangs off a pool cleanup
+ * as well, so that it survives the reset of the module contexts by an
+ * internal redirect (error_page, try_files, X-Accel-Redirect): the
+ * decisions stay the same for the whole request, and the request is
+ * counted once, under the rollout of the first "canary" location it
+ * entered ("routed", index + 1; 0 when none yet).
+ */
 typedef struct {
     ngx_http_canary_decision_t     *decisions;  /* one per rollout */
+    ngx_uint_t                      routed;
     unsigned                        counted:1;
 } ngx_http_canary_ctx_t;
+
+
+/*
+ * Explicit inputs of an evaluation (the "explain" query of canary_status)
+ * instead of the request's variables, and what it found out besides the
+ * decision.
+ */
+typedef struct {
+    ngx_str_t                       key;
+    ngx_str_t                       override;
+    ngx_str_t                       segment;
+    unsigned                        has_override:1;
+    unsigned                        has_segment:1;
+
+    /* out: the percent compared with the bucket (hundredths), or -1 */
+    ngx_int_t                       percent;
+    /* out: -1 no "match" or not reached, 0 did not match, 1 matched */
+    ngx_int_t                       match;
+} ngx_http_canary_input_t;
 
 
 extern ngx_module_t  ngx_http_canary_module;
@@ -257,6 +289,11 @@ extern ngx_str_t     ngx_http_canary_state_names[];
 /* ngx_http_canary_module.c */
 ngx_http_canary_decision_t ngx_http_canary_decide(ngx_http_request_t *r,
     ngx_uint_t index);
+ngx_http_canary_decision_t ngx_http_canary_evaluate(ngx_http_request_t *r,
+    ngx_uint_t index, ngx_http_canary_decision_t *decisions,
+    ngx_http_canary_input_t *in, ngx_uint_t depth);
+ngx_int_t ngx_http_canary_find(ngx_http_canary_main_conf_t *cmcf,
+    ngx_str_t *name);
 
 /* ngx_http_canary_shm.c */
 ngx_int_t ngx_http_canary_init_zone(ngx_shm_zone_t *shm_zone, void *data);

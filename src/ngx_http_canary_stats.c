@@ -8,6 +8,23 @@
  * other worker writes, except briefly during a reload, when an old and a
  * new worker with the same number share a slot and the atomic add keeps
  * both counts.
+ *
+ * What is counted, once per main request (see the log handler in
+ * ngx_http_canary_module.c for which rollout and variant):
+ *
+ *   requests         1
+ *   responses[c]     the class of the final status, as $status logs it
+ *                    (499 for a client that went away is a 4xx)
+ *   upstream_errors  1 if the final status is 502, 503 or 504 (from nginx
+ *                    or passed on from the upstream), or if any upstream
+ *                    attempt of the request ended so: a connect failure
+ *                    leaves 502, a timeout 504, with no response from the
+ *                    peer; an attempt that failed and was retried on
+ *                    another peer (proxy_next_upstream), or whose error
+ *                    an error_page turned into another response, counts
+ *   hist[b]          the request time ($request_time) in the first bucket
+ *                    whose upper bound it does not exceed
+ *   time_sum_ms      the request time in milliseconds
  */
 
 
@@ -18,11 +35,19 @@
 #include "ngx_http_canary_module.h"
 
 
-/* upper bounds of the request time histogram, in milliseconds */
+static ngx_uint_t ngx_http_canary_upstream_error(ngx_http_request_t *r,
+    ngx_uint_t status);
+
+
+/*
+ * Upper bounds of the request time histogram, in milliseconds: fixed, so
+ * that sums across workers and nodes are exact, and at most 1.5 to 2.5
+ * apart, so that p50, p95 and p99 read from it are within one bucket.
+ */
 
 ngx_msec_t  ngx_http_canary_hist_bounds[NGX_HTTP_CANARY_HIST_BUCKETS - 1] = {
-    1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000,
-    60000
+    1, 2, 5, 10, 20, 30, 50, 75, 100, 150, 200, 300, 500, 750, 1000, 1500,
+    2000, 3000, 5000, 10000, 20000, 30000, 60000
 };
 
 
@@ -37,7 +62,14 @@ ngx_http_canary_count(ngx_http_request_t *r, ngx_http_canary_shrollout_t *shr,
 
     c = &shr->slots[ngx_worker % nslots].v[variant];
 
-    status = r->headers_out.status;
+    /* the status as the log module's $status sees it */
+
+    if (r->err_status) {
+        status = r->err_status;
+
+    } else {
+        status = r->headers_out.status;
+    }
 
     tp = ngx_timeofday();
 
@@ -59,10 +91,46 @@ ngx_http_canary_count(ngx_http_request_t *r, ngx_http_canary_shrollout_t *shr,
         (void) ngx_atomic_fetch_add(&c->responses[status / 100 - 1], 1);
     }
 
+    if (ngx_http_canary_upstream_error(r, status)) {
+        (void) ngx_atomic_fetch_add(&c->upstream_errors, 1);
+    }
+}
+
+
+static ngx_uint_t
+ngx_http_canary_upstream_error(ngx_http_request_t *r, ngx_uint_t status)
+{
+    ngx_uint_t                  i;
+    ngx_http_upstream_state_t  *state;
+
     if (status == NGX_HTTP_BAD_GATEWAY
         || status == NGX_HTTP_SERVICE_UNAVAILABLE
         || status == NGX_HTTP_GATEWAY_TIME_OUT)
     {
-        (void) ngx_atomic_fetch_add(&c->upstream_errors, 1);
+        return 1;
     }
+
+    if (r->upstream_states == NULL) {
+        return 0;
+    }
+
+    /*
+     * One entry per attempt (entries without a peer separate the upstream
+     * requests of successive internal redirects); the upstream module
+     * leaves 502 after a connect error and 504 after a timeout, the
+     * protocol modules the peer's own status otherwise.
+     */
+
+    state = r->upstream_states->elts;
+
+    for (i = 0; i < r->upstream_states->nelts; i++) {
+        if (state[i].status == NGX_HTTP_BAD_GATEWAY
+            || state[i].status == NGX_HTTP_SERVICE_UNAVAILABLE
+            || state[i].status == NGX_HTTP_GATEWAY_TIME_OUT)
+        {
+            return 1;
+        }
+    }
+
+    return 0;
 }

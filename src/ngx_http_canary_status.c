@@ -2,7 +2,18 @@
 /*
  * Copyright (C) ngx_http_canary_module authors
  *
- * The canary_status endpoint.
+ * The canary_status endpoint: the rollouts' state and per-variant
+ * counters as text, JSON, Prometheus text exposition 0.0.4 or a live HTML
+ * dashboard, and "?explain=" to evaluate one key.
+ *
+ * The answer is built in a chain of buffers: each piece is sized first
+ * (from the snapshot it will print, loaded once), then written with
+ * ngx_sprintf into a buffer with room for it, so that any number of
+ * rollouts renders whole.  Every string that comes from the
+ * configuration, Redis or the request is escaped for the format: JSON
+ * with ngx_escape_json (and U+FFFD for bytes that are not UTF-8), HTML
+ * with ngx_escape_html, Prometheus label values and quoted text with
+ * backslash, double quote and newline escaped.
  */
 
 
@@ -11,12 +22,109 @@
 #include <ngx_http.h>
 
 #include "ngx_http_canary_module.h"
+#include "ngx_http_canary_dashboard.h"
+
+
+#define NGX_HTTP_CANARY_FORMAT_TEXT     0
+#define NGX_HTTP_CANARY_FORMAT_JSON     1
+#define NGX_HTTP_CANARY_FORMAT_PROM     2
+#define NGX_HTTP_CANARY_FORMAT_HTML     3
+
+#define NGX_HTTP_CANARY_ESC_JSON        0
+#define NGX_HTTP_CANARY_ESC_HTML        1
+#define NGX_HTTP_CANARY_ESC_LABEL       2
+
+#define NGX_HTTP_CANARY_OUT_SIZE        16384
+
+/* room for one line of any format, strings and numbers aside */
+#define NGX_HTTP_CANARY_LINE            192
+
+#define NGX_HTTP_CANARY_NUM             (NGX_ATOMIC_T_LEN + 8)
+
+
+/* the answer as it is built: a chain of buffers */
+typedef struct {
+    ngx_http_request_t             *request;
+    ngx_chain_t                    *out;
+    ngx_chain_t                   **last;
+    ngx_buf_t                      *buf;
+} ngx_http_canary_out_t;
+
+
+/* one rollout as it is printed: its snapshot and summed counters */
+typedef struct {
+    ngx_http_canary_rollout_t      *rollout;
+    ngx_http_canary_snapshot_t     *snap;
+    ngx_http_canary_counters_t      sum[NGX_HTTP_CANARY_NVARIANTS];
+    ngx_atomic_uint_t               count[NGX_HTTP_CANARY_NVARIANTS];
+} ngx_http_canary_view_t;
+
+
+/* what every format shows */
+typedef struct {
+    ngx_uint_t                      nviews;
+    ngx_http_canary_view_t         *views;
+    ngx_atomic_uint_t               redis_up;
+    ngx_atomic_uint_t               syncs;
+    ngx_atomic_uint_t               sync_errors;
+    ngx_atomic_uint_t               refused;
+    ngx_atomic_uint_t               last_sync;
+    size_t                          zone_size;
+    size_t                          zone_free;
+    ngx_msec_t                      now_msec;
+    time_t                          now;
+} ngx_http_canary_report_t;
 
 
 static ngx_int_t ngx_http_canary_status_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_canary_status_format(ngx_http_request_t *r,
+    ngx_uint_t *format, ngx_str_t *value);
+static ngx_int_t ngx_http_canary_report(ngx_http_request_t *r,
+    ngx_http_canary_report_t *rp);
 static void ngx_http_canary_sum(ngx_http_canary_main_conf_t *cmcf,
     ngx_http_canary_shrollout_t *shr, ngx_uint_t variant,
     ngx_http_canary_counters_t *sum);
+static ngx_int_t ngx_http_canary_text(ngx_http_canary_out_t *o,
+    ngx_http_canary_report_t *rp);
+static ngx_int_t ngx_http_canary_json(ngx_http_canary_out_t *o,
+    ngx_http_canary_report_t *rp);
+static ngx_int_t ngx_http_canary_json_variant(ngx_http_canary_out_t *o,
+    ngx_http_canary_view_t *vw, ngx_uint_t v);
+static ngx_int_t ngx_http_canary_prom(ngx_http_canary_out_t *o,
+    ngx_http_canary_report_t *rp);
+static ngx_int_t ngx_http_canary_prom_head(ngx_http_canary_out_t *o,
+    char *name, char *type, char *help);
+static ngx_int_t ngx_http_canary_html(ngx_http_canary_out_t *o,
+    ngx_http_canary_report_t *rp);
+static ngx_int_t ngx_http_canary_explain(ngx_http_request_t *r,
+    ngx_str_t *name);
+static ngx_int_t ngx_http_canary_arg(ngx_http_request_t *r, char *name,
+    ngx_str_t *value);
+static ngx_int_t ngx_http_canary_bad_request(ngx_http_request_t *r,
+    char *what, ngx_str_t *value);
+static ngx_int_t ngx_http_canary_send(ngx_http_request_t *r,
+    ngx_http_canary_out_t *o, char *type);
+static u_char *ngx_http_canary_reserve(ngx_http_canary_out_t *o,
+    size_t size);
+static size_t ngx_http_canary_esc_len(ngx_str_t *s, ngx_uint_t type);
+static u_char *ngx_http_canary_esc(u_char *p, ngx_str_t *s, ngx_uint_t type);
+static u_char *ngx_http_canary_percent(u_char *p, ngx_uint_t percent);
+static u_char *ngx_http_canary_seconds(u_char *p, ngx_atomic_uint_t ms);
+static u_char *ngx_http_canary_quantile(u_char *p,
+    ngx_http_canary_counters_t *c, ngx_atomic_uint_t count, ngx_uint_t q);
+static ngx_str_t *ngx_http_canary_state(ngx_uint_t state);
+
+
+static ngx_str_t  ngx_http_canary_class_names[] = {
+    ngx_string("1xx"),
+    ngx_string("2xx"),
+    ngx_string("3xx"),
+    ngx_string("4xx"),
+    ngx_string("5xx")
+};
+
+
+static ngx_str_t  ngx_http_canary_state_none = ngx_string("none");
 
 
 char *
@@ -34,15 +142,13 @@ ngx_http_canary_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 static ngx_int_t
 ngx_http_canary_status_handler(ngx_http_request_t *r)
 {
-    size_t                        size;
-    ngx_int_t                     rc;
-    ngx_buf_t                    *b;
-    ngx_uint_t                    i, v;
-    ngx_chain_t                   out;
-    ngx_http_canary_rollout_t    *ro;
-    ngx_http_canary_snapshot_t   *snap;
-    ngx_http_canary_counters_t    sum;
-    ngx_http_canary_main_conf_t  *cmcf;
+    char                      *type;
+    ngx_int_t                  rc;
+    ngx_str_t                  name;
+    ngx_uint_t                 format;
+    ngx_table_elt_t           *h;
+    ngx_http_canary_out_t      o;
+    ngx_http_canary_report_t   rp;
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
         return NGX_HTTP_NOT_ALLOWED;
@@ -54,62 +160,236 @@ ngx_http_canary_status_handler(ngx_http_request_t *r)
         return rc;
     }
 
-    cmcf = ngx_http_get_module_main_conf(r, ngx_http_canary_module);
-    ro = cmcf->rollouts.elts;
+    rc = ngx_http_canary_arg(r, "explain", &name);
 
-    size = sizeof("Rollouts: \n") + NGX_INT_T_LEN;
-
-    for (i = 0; i < cmcf->rollouts.nelts; i++) {
-        size += ro[i].name.len + 128
-                + NGX_HTTP_CANARY_NVARIANTS * (64 + 8 * NGX_ATOMIC_T_LEN);
-    }
-
-    b = ngx_create_temp_buf(r->pool, size);
-    if (b == NULL) {
+    if (rc == NGX_ERROR) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    b->last = ngx_sprintf(b->last, "Rollouts: %ui\n", cmcf->rollouts.nelts);
+    if (rc == NGX_OK) {
+        return ngx_http_canary_explain(r, &name);
+    }
 
-    for (i = 0; i < cmcf->rollouts.nelts; i++) {
-        snap = ro[i].sh->snapshot;
+    rc = ngx_http_canary_status_format(r, &format, &name);
 
-        b->last = ngx_sprintf(b->last, "%V percent %ui.%02ui source %V\n",
-                              &ro[i].name, snap->percent / 100,
-                              snap->percent % 100,
-                              &ngx_http_canary_source_names[snap->source]);
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
+        return ngx_http_canary_bad_request(r, "unknown format", &name);
+    }
+
+    if (ngx_http_canary_report(r, &rp) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_memzero(&o, sizeof(ngx_http_canary_out_t));
+    o.request = r;
+    o.last = &o.out;
+
+    switch (format) {
+
+    case NGX_HTTP_CANARY_FORMAT_JSON:
+        rc = ngx_http_canary_json(&o, &rp);
+        type = "application/json";
+        break;
+
+    case NGX_HTTP_CANARY_FORMAT_PROM:
+        rc = ngx_http_canary_prom(&o, &rp);
+        type = "text/plain; version=0.0.4; charset=utf-8";
+        break;
+
+    case NGX_HTTP_CANARY_FORMAT_HTML:
+        rc = ngx_http_canary_html(&o, &rp);
+        type = "text/html; charset=utf-8";
+        break;
+
+    default: /* NGX_HTTP_CANARY_FORMAT_TEXT */
+        rc = ngx_http_canary_text(&o, &rp);
+        type = "text/plain";
+    }
+
+    if (rc != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* the answer depends on Accept when no format was asked for */
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Vary");
+    ngx_str_set(&h->value, "Accept");
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Cache-Control");
+    ngx_str_set(&h->value, "no-store");
+
+    return ngx_http_canary_send(r, &o, type);
+}
+
+
+/*
+ * ?format= if given, else the Accept header as a convenience: Prometheus
+ * (it asks for text/plain;version=0.0.4 or openmetrics), then JSON, then
+ * HTML (browsers), else text.  NGX_DECLINED for an unknown format, which
+ * is left in "value".
+ */
+
+static ngx_int_t
+ngx_http_canary_status_format(ngx_http_request_t *r, ngx_uint_t *format,
+    ngx_str_t *v)
+{
+    u_char     *s, *end;
+    ngx_int_t   rc;
+    ngx_str_t   value;
+
+    *format = NGX_HTTP_CANARY_FORMAT_TEXT;
+
+    rc = ngx_http_canary_arg(r, "format", &value);
+
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    if (rc == NGX_OK) {
+        if (value.len == 4 && ngx_strncmp(value.data, "text", 4) == 0) {
+            return NGX_OK;
+        }
+
+        if (value.len == 4 && ngx_strncmp(value.data, "json", 4) == 0) {
+            *format = NGX_HTTP_CANARY_FORMAT_JSON;
+            return NGX_OK;
+        }
+
+        if (value.len == 10
+            && ngx_strncmp(value.data, "prometheus", 10) == 0)
+        {
+            *format = NGX_HTTP_CANARY_FORMAT_PROM;
+            return NGX_OK;
+        }
+
+        if (value.len == 4 && ngx_strncmp(value.data, "html", 4) == 0) {
+            *format = NGX_HTTP_CANARY_FORMAT_HTML;
+            return NGX_OK;
+        }
+
+        *v = value;
+
+        return NGX_DECLINED;
+    }
+
+    if (r->headers_in.accept == NULL) {
+        return NGX_OK;
+    }
+
+    s = r->headers_in.accept->value.data;
+    end = s + r->headers_in.accept->value.len;
+
+    if (ngx_strlcasestrn(s, end, (u_char *) "version=0.0.4", 13 - 1)
+        || ngx_strlcasestrn(s, end, (u_char *) "openmetrics", 11 - 1))
+    {
+        *format = NGX_HTTP_CANARY_FORMAT_PROM;
+
+    } else if (ngx_strlcasestrn(s, end, (u_char *) "application/json",
+                                16 - 1))
+    {
+        *format = NGX_HTTP_CANARY_FORMAT_JSON;
+
+    } else if (ngx_strlcasestrn(s, end, (u_char *) "text/html", 9 - 1)) {
+        *format = NGX_HTTP_CANARY_FORMAT_HTML;
+    }
+
+    return NGX_OK;
+}
+
+
+/* reads everything once: each snapshot pointer, each rollout's sums */
+
+static ngx_int_t
+ngx_http_canary_report(ngx_http_request_t *r, ngx_http_canary_report_t *rp)
+{
+    ngx_uint_t                    i, v, b;
+    ngx_time_t                   *tp;
+    ngx_slab_pool_t              *shpool;
+    ngx_http_canary_view_t       *vw;
+    ngx_http_canary_shctx_t      *sh;
+    ngx_http_canary_rollout_t    *ro;
+    ngx_http_canary_main_conf_t  *cmcf;
+
+    ngx_memzero(rp, sizeof(ngx_http_canary_report_t));
+
+    cmcf = ngx_http_get_module_main_conf(r, ngx_http_canary_module);
+
+    tp = ngx_timeofday();
+    rp->now = tp->sec;
+    rp->now_msec = (ngx_msec_t) tp->sec * 1000 + tp->msec;
+
+    sh = cmcf->sh;
+
+    if (sh == NULL) {
+        /* canary_status without a canary_zone: nothing to show */
+        return NGX_OK;
+    }
+
+    rp->redis_up = sh->redis_up;
+    rp->syncs = sh->syncs;
+    rp->sync_errors = sh->sync_errors;
+    rp->refused = sh->refused;
+    rp->last_sync = sh->last_sync;
+
+    /* a racy read of the free page count is fine for a figure */
+
+    shpool = cmcf->shpool;
+    rp->zone_size = cmcf->shm_zone->shm.size;
+    rp->zone_free = shpool->pfree * ngx_pagesize;
+
+    rp->nviews = cmcf->rollouts.nelts;
+
+    if (rp->nviews == 0) {
+        return NGX_OK;
+    }
+
+    rp->views = ngx_palloc(r->pool,
+                           rp->nviews * sizeof(ngx_http_canary_view_t));
+    if (rp->views == NULL) {
+        return NGX_ERROR;
+    }
+
+    ro = cmcf->rollouts.elts;
+
+    for (i = 0; i < rp->nviews; i++) {
+        vw = &rp->views[i];
+
+        vw->rollout = &ro[i];
+        vw->snap = ro[i].sh->snapshot;
 
         for (v = 0; v < NGX_HTTP_CANARY_NVARIANTS; v++) {
-            ngx_http_canary_sum(cmcf, ro[i].sh, v, &sum);
+            ngx_http_canary_sum(cmcf, ro[i].sh, v, &vw->sum[v]);
 
-            b->last = ngx_sprintf(b->last,
-                                  " %V requests %uA 1xx %uA 2xx %uA 3xx %uA"
-                                  " 4xx %uA 5xx %uA upstream_errors %uA\n",
-                                  &ngx_http_canary_variant_names[v],
-                                  sum.requests, sum.responses[0],
-                                  sum.responses[1], sum.responses[2],
-                                  sum.responses[3], sum.responses[4],
-                                  sum.upstream_errors);
+            /*
+             * the histogram's own total, so that its +Inf bucket and its
+             * count agree even while requests are being counted
+             */
+
+            vw->count[v] = 0;
+
+            for (b = 0; b < NGX_HTTP_CANARY_HIST_BUCKETS; b++) {
+                vw->count[v] += vw->sum[v].hist[b];
+            }
         }
     }
 
-    r->headers_out.status = NGX_HTTP_OK;
-    r->headers_out.content_length_n = b->last - b->pos;
-    ngx_str_set(&r->headers_out.content_type, "text/plain");
-
-    rc = ngx_http_send_header(r);
-
-    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
-        return rc;
-    }
-
-    b->last_buf = (r == r->main) ? 1 : 0;
-    b->last_in_chain = 1;
-
-    out.buf = b;
-    out.next = NULL;
-
-    return ngx_http_output_filter(r, &out);
+    return NGX_OK;
 }
 
 
@@ -136,4 +416,1269 @@ ngx_http_canary_sum(ngx_http_canary_main_conf_t *cmcf,
             dst[k] += src[k];
         }
     }
+}
+
+
+/*
+ * Text, in the spirit of stub_status:
+ *
+ *   Rollouts: 1
+ *   Redis: up 1 syncs 12 errors 0 refused 0 last_sync 1796000000
+ *   Zone: size 1048576 used 40960 free 1007616
+ *   Rollout checkout percent 12.5 state none source config updated 17..
+ *    segment "US" 50
+ *    stable requests 9 1xx 0 2xx 5 3xx 0 4xx 2 5xx 2 upstream_errors 2
+ *    stable time_ms 1234 p50_ms 2 p95_ms 750 p99_ms 750
+ *    stable le_ms 1:3 2:2 5:0 ... 60000:0 inf:0
+ */
+
+static ngx_int_t
+ngx_http_canary_text(ngx_http_canary_out_t *o, ngx_http_canary_report_t *rp)
+{
+    u_char                      *p;
+    size_t                       size;
+    ngx_uint_t                   i, v, s, b;
+    ngx_str_t                   *name;
+    ngx_http_canary_view_t      *vw;
+    ngx_http_canary_counters_t  *c;
+    ngx_http_canary_snapshot_t  *snap;
+
+    p = ngx_http_canary_reserve(o, 3 * NGX_HTTP_CANARY_LINE
+                                   + 9 * NGX_HTTP_CANARY_NUM);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_sprintf(p, "Rollouts: %ui\n"
+                    "Redis: up %uA syncs %uA errors %uA refused %uA "
+                    "last_sync %uA\n"
+                    "Zone: size %uz used %uz free %uz\n",
+                    rp->nviews, rp->redis_up, rp->syncs, rp->sync_errors,
+                    rp->refused, rp->last_sync, rp->zone_size,
+                    rp->zone_size - rp->zone_free, rp->zone_free);
+
+    o->buf->last = p;
+
+    for (i = 0; i < rp->nviews; i++) {
+        vw = &rp->views[i];
+        snap = vw->snap;
+        name = &vw->rollout->name;
+
+        size = NGX_HTTP_CANARY_LINE + name->len + 2 * NGX_HTTP_CANARY_NUM
+               + NGX_HTTP_CANARY_NVARIANTS
+                 * (3 * NGX_HTTP_CANARY_LINE
+                    + (NGX_HTTP_CANARY_HIST_BUCKETS + 16)
+                      * NGX_HTTP_CANARY_NUM);
+
+        for (s = 0; s < snap->nsegments; s++) {
+            size += NGX_HTTP_CANARY_LINE
+                    + ngx_http_canary_esc_len(&snap->segments[s].value,
+                                              NGX_HTTP_CANARY_ESC_LABEL);
+        }
+
+        p = ngx_http_canary_reserve(o, size);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        p = ngx_sprintf(p, "Rollout %V percent ", name);
+        p = ngx_http_canary_percent(p, snap->percent);
+        p = ngx_sprintf(p, " state %V source %V updated %T\n",
+                        ngx_http_canary_state(snap->state),
+                        &ngx_http_canary_source_names[snap->source],
+                        snap->updated);
+
+        for (s = 0; s < snap->nsegments; s++) {
+            p = ngx_cpymem(p, " segment \"", sizeof(" segment \"") - 1);
+            p = ngx_http_canary_esc(p, &snap->segments[s].value,
+                                    NGX_HTTP_CANARY_ESC_LABEL);
+            *p++ = '"';
+            *p++ = ' ';
+            p = ngx_http_canary_percent(p, snap->segments[s].percent);
+            *p++ = '\n';
+        }
+
+        for (v = 0; v < NGX_HTTP_CANARY_NVARIANTS; v++) {
+            c = &vw->sum[v];
+            name = &ngx_http_canary_variant_names[v];
+
+            p = ngx_sprintf(p, " %V requests %uA 1xx %uA 2xx %uA 3xx %uA"
+                            " 4xx %uA 5xx %uA upstream_errors %uA\n",
+                            name, c->requests, c->responses[0],
+                            c->responses[1], c->responses[2],
+                            c->responses[3], c->responses[4],
+                            c->upstream_errors);
+
+            p = ngx_sprintf(p, " %V time_ms %uA p50_ms ", name,
+                            c->time_sum_ms);
+            p = ngx_http_canary_quantile(p, c, vw->count[v], 50);
+            p = ngx_cpymem(p, " p95_ms ", sizeof(" p95_ms ") - 1);
+            p = ngx_http_canary_quantile(p, c, vw->count[v], 95);
+            p = ngx_cpymem(p, " p99_ms ", sizeof(" p99_ms ") - 1);
+            p = ngx_http_canary_quantile(p, c, vw->count[v], 99);
+
+            p = ngx_sprintf(p, "\n %V le_ms", name);
+
+            for (b = 0; b < NGX_HTTP_CANARY_HIST_BUCKETS - 1; b++) {
+                p = ngx_sprintf(p, " %M:%uA", ngx_http_canary_hist_bounds[b],
+                                c->hist[b]);
+            }
+
+            p = ngx_sprintf(p, " inf:%uA\n", c->hist[b]);
+        }
+
+        o->buf->last = p;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * JSON:
+ *
+ *   {"time_ms":..,"histogram_bounds_ms":[1,2,..,60000],
+ *    "zone":{"size":..,"used":..,"free":..},
+ *    "redis":{"connected":..,"syncs":..,"sync_errors":..,
+ *             "refused_values":..,"last_sync":..|null},
+ *    "rollouts":[{"name":..,"percent":..,"state":..,"source":..,
+ *                 "updated":..,"segments":[{"value":..,"percent":..}],
+ *                 "canary_users":..,"stable_users":..,
+ *                 "variants":{"stable":{..},"canary":{..}}}]}
+ */
+
+static ngx_int_t
+ngx_http_canary_json(ngx_http_canary_out_t *o, ngx_http_canary_report_t *rp)
+{
+    u_char                      *p;
+    size_t                       size;
+    ngx_uint_t                   i, v, s, b;
+    ngx_http_canary_view_t      *vw;
+    ngx_http_canary_snapshot_t  *snap;
+
+    p = ngx_http_canary_reserve(o, 4 * NGX_HTTP_CANARY_LINE
+                                   + (NGX_HTTP_CANARY_HIST_BUCKETS + 10)
+                                     * NGX_HTTP_CANARY_NUM);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_sprintf(p, "{\"version\":1,\"time_ms\":%M,"
+                    "\"histogram_bounds_ms\":[", rp->now_msec);
+
+    for (b = 0; b < NGX_HTTP_CANARY_HIST_BUCKETS - 1; b++) {
+        p = ngx_sprintf(p, "%s%M", b ? "," : "",
+                        ngx_http_canary_hist_bounds[b]);
+    }
+
+    p = ngx_sprintf(p, "],\n\"zone\":{\"size\":%uz,\"used\":%uz,"
+                    "\"free\":%uz},\n"
+                    "\"redis\":{\"connected\":%s,\"syncs\":%uA,"
+                    "\"sync_errors\":%uA,\"refused_values\":%uA,"
+                    "\"last_sync\":",
+                    rp->zone_size, rp->zone_size - rp->zone_free,
+                    rp->zone_free, rp->redis_up ? "true" : "false",
+                    rp->syncs, rp->sync_errors, rp->refused);
+
+    if (rp->last_sync) {
+        p = ngx_sprintf(p, "%uA},\n\"rollouts\":[", rp->last_sync);
+
+    } else {
+        p = ngx_sprintf(p, "null},\n\"rollouts\":[");
+    }
+
+    o->buf->last = p;
+
+    for (i = 0; i < rp->nviews; i++) {
+        vw = &rp->views[i];
+        snap = vw->snap;
+
+        size = 2 * NGX_HTTP_CANARY_LINE + 8 * NGX_HTTP_CANARY_NUM
+               + ngx_http_canary_esc_len(&vw->rollout->name,
+                                         NGX_HTTP_CANARY_ESC_JSON);
+
+        for (s = 0; s < snap->nsegments; s++) {
+            size += 32 + NGX_HTTP_CANARY_NUM
+                    + ngx_http_canary_esc_len(&snap->segments[s].value,
+                                              NGX_HTTP_CANARY_ESC_JSON);
+        }
+
+        p = ngx_http_canary_reserve(o, size);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        p = ngx_cpymem(p, i ? ",\n{\"name\":\"" : "\n{\"name\":\"",
+                       i ? sizeof(",\n{\"name\":\"") - 1
+                         : sizeof("\n{\"name\":\"") - 1);
+        p = ngx_http_canary_esc(p, &vw->rollout->name,
+                                NGX_HTTP_CANARY_ESC_JSON);
+        p = ngx_cpymem(p, "\",\"percent\":", sizeof("\",\"percent\":") - 1);
+        p = ngx_http_canary_percent(p, snap->percent);
+        p = ngx_sprintf(p, ",\"state\":\"%V\",\"source\":\"%V\","
+                        "\"updated\":%T,\"canary_users\":%ui,"
+                        "\"stable_users\":%ui,\"segments\":[",
+                        ngx_http_canary_state(snap->state),
+                        &ngx_http_canary_source_names[snap->source],
+                        snap->updated,
+                        ngx_http_canary_set_size(snap->canary_users),
+                        ngx_http_canary_set_size(snap->stable_users));
+
+        for (s = 0; s < snap->nsegments; s++) {
+            p = ngx_cpymem(p, s ? ",{\"value\":\"" : "{\"value\":\"",
+                           s ? sizeof(",{\"value\":\"") - 1
+                             : sizeof("{\"value\":\"") - 1);
+            p = ngx_http_canary_esc(p, &snap->segments[s].value,
+                                    NGX_HTTP_CANARY_ESC_JSON);
+            p = ngx_cpymem(p, "\",\"percent\":",
+                           sizeof("\",\"percent\":") - 1);
+            p = ngx_http_canary_percent(p, snap->segments[s].percent);
+            *p++ = '}';
+        }
+
+        p = ngx_cpymem(p, "],\"variants\":{", sizeof("],\"variants\":{") - 1);
+
+        o->buf->last = p;
+
+        for (v = 0; v < NGX_HTTP_CANARY_NVARIANTS; v++) {
+            if (ngx_http_canary_json_variant(o, vw, v) != NGX_OK) {
+                return NGX_ERROR;
+            }
+        }
+
+        p = ngx_http_canary_reserve(o, 2);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        *p++ = '}';
+        *p++ = '}';
+
+        o->buf->last = p;
+    }
+
+    p = ngx_http_canary_reserve(o, 8);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    o->buf->last = ngx_cpymem(p, "\n]}\n", 4);
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_canary_json_variant(ngx_http_canary_out_t *o,
+    ngx_http_canary_view_t *vw, ngx_uint_t v)
+{
+    u_char                      *p;
+    ngx_uint_t                   b;
+    ngx_http_canary_counters_t  *c;
+
+    p = ngx_http_canary_reserve(o, NGX_HTTP_CANARY_LINE * 2
+                                   + (NGX_HTTP_CANARY_HIST_BUCKETS + 10)
+                                     * NGX_HTTP_CANARY_NUM);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    c = &vw->sum[v];
+
+    p = ngx_sprintf(p, "%s\"%V\":{\"requests\":%uA,"
+                    "\"responses\":{\"1xx\":%uA,\"2xx\":%uA,\"3xx\":%uA,"
+                    "\"4xx\":%uA,\"5xx\":%uA},\"upstream_errors\":%uA,"
+                    "\"request_time_sum_ms\":%uA,"
+                    "\"request_time_count\":%uA,"
+                    "\"request_time_histogram\":[",
+                    v ? "," : "", &ngx_http_canary_variant_names[v],
+                    c->requests, c->responses[0], c->responses[1],
+                    c->responses[2], c->responses[3], c->responses[4],
+                    c->upstream_errors, c->time_sum_ms, vw->count[v]);
+
+    for (b = 0; b < NGX_HTTP_CANARY_HIST_BUCKETS; b++) {
+        p = ngx_sprintf(p, "%s%uA", b ? "," : "", c->hist[b]);
+    }
+
+    *p++ = ']';
+    *p++ = '}';
+
+    o->buf->last = p;
+
+    return NGX_OK;
+}
+
+
+/*
+ * Prometheus text exposition format 0.0.4: every family's samples
+ * together after its HELP and TYPE lines.
+ */
+
+static ngx_int_t
+ngx_http_canary_prom(ngx_http_canary_out_t *o, ngx_http_canary_report_t *rp)
+{
+    u_char                      *p;
+    size_t                       size;
+    ngx_str_t                   *vn;
+    ngx_uint_t                   i, v, k, s, b;
+    ngx_atomic_uint_t            cum;
+    ngx_http_canary_view_t      *vw;
+    ngx_http_canary_counters_t  *c;
+    ngx_http_canary_snapshot_t  *snap;
+
+    static char  *families[][3] = {
+        { "requests_total", "counter",
+          "Requests routed in a canary location, by rollout and variant." },
+        { "responses_total", "counter",
+          "Responses by class of the final status." },
+        { "upstream_errors_total", "counter",
+          "Requests with a connect error, timeout or 502/503/504." },
+        { "request_duration_seconds", "histogram",
+          "Request time, as $request_time." }
+    };
+
+    for (k = 0; k < 4; k++) {
+
+        if (ngx_http_canary_prom_head(o, families[k][0], families[k][1],
+                                      families[k][2])
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        for (i = 0; i < rp->nviews; i++) {
+            vw = &rp->views[i];
+
+            size = NGX_HTTP_CANARY_NVARIANTS
+                   * (NGX_HTTP_CANARY_HIST_BUCKETS + 2)
+                   * (NGX_HTTP_CANARY_LINE + NGX_HTTP_CANARY_NUM
+                      + ngx_http_canary_esc_len(&vw->rollout->name,
+                                                NGX_HTTP_CANARY_ESC_LABEL));
+
+            p = ngx_http_canary_reserve(o, size);
+            if (p == NULL) {
+                return NGX_ERROR;
+            }
+
+            for (v = 0; v < NGX_HTTP_CANARY_NVARIANTS; v++) {
+                c = &vw->sum[v];
+                vn = &ngx_http_canary_variant_names[v];
+
+                switch (k) {
+
+                case 0:
+                    p = ngx_cpymem(p, "nginx_canary_requests_total"
+                                   "{rollout=\"",
+                                   sizeof("nginx_canary_requests_total"
+                                          "{rollout=\"") - 1);
+                    p = ngx_http_canary_esc(p, &vw->rollout->name,
+                                            NGX_HTTP_CANARY_ESC_LABEL);
+                    p = ngx_sprintf(p, "\",variant=\"%V\"} %uA\n",
+                                    vn, c->requests);
+                    break;
+
+                case 1:
+                    for (s = 0; s < 5; s++) {
+                        p = ngx_cpymem(p, "nginx_canary_responses_total"
+                                       "{rollout=\"",
+                                       sizeof("nginx_canary_responses_total"
+                                              "{rollout=\"") - 1);
+                        p = ngx_http_canary_esc(p, &vw->rollout->name,
+                                                NGX_HTTP_CANARY_ESC_LABEL);
+                        p = ngx_sprintf(p, "\",variant=\"%V\",code=\"%V\"}"
+                                        " %uA\n", vn,
+                                        &ngx_http_canary_class_names[s],
+                                        c->responses[s]);
+                    }
+                    break;
+
+                case 2:
+                    p = ngx_cpymem(p, "nginx_canary_upstream_errors_total"
+                                   "{rollout=\"",
+                                   sizeof("nginx_canary_upstream_errors_"
+                                          "total{rollout=\"") - 1);
+                    p = ngx_http_canary_esc(p, &vw->rollout->name,
+                                            NGX_HTTP_CANARY_ESC_LABEL);
+                    p = ngx_sprintf(p, "\",variant=\"%V\"} %uA\n",
+                                    vn, c->upstream_errors);
+                    break;
+
+                default: /* 3 */
+                    cum = 0;
+
+                    for (b = 0; b < NGX_HTTP_CANARY_HIST_BUCKETS; b++) {
+                        cum += c->hist[b];
+
+                        p = ngx_cpymem(p, "nginx_canary_request_duration_"
+                                       "seconds_bucket{rollout=\"",
+                                       sizeof("nginx_canary_request_"
+                                              "duration_seconds_bucket"
+                                              "{rollout=\"") - 1);
+                        p = ngx_http_canary_esc(p, &vw->rollout->name,
+                                                NGX_HTTP_CANARY_ESC_LABEL);
+                        p = ngx_sprintf(p, "\",variant=\"%V\",le=\"", vn);
+
+                        if (b < NGX_HTTP_CANARY_HIST_BUCKETS - 1) {
+                            p = ngx_http_canary_seconds(p,
+                                              ngx_http_canary_hist_bounds[b]);
+
+                        } else {
+                            p = ngx_cpymem(p, "+Inf", 4);
+                        }
+
+                        p = ngx_sprintf(p, "\"} %uA\n", cum);
+                    }
+
+                    p = ngx_cpymem(p, "nginx_canary_request_duration_"
+                                   "seconds_sum{rollout=\"",
+                                   sizeof("nginx_canary_request_duration_"
+                                          "seconds_sum{rollout=\"") - 1);
+                    p = ngx_http_canary_esc(p, &vw->rollout->name,
+                                            NGX_HTTP_CANARY_ESC_LABEL);
+                    p = ngx_sprintf(p, "\",variant=\"%V\"} ", vn);
+                    p = ngx_http_canary_seconds(p, c->time_sum_ms);
+
+                    p = ngx_cpymem(p, "\nnginx_canary_request_duration_"
+                                   "seconds_count{rollout=\"",
+                                   sizeof("\nnginx_canary_request_duration_"
+                                          "seconds_count{rollout=\"") - 1);
+                    p = ngx_http_canary_esc(p, &vw->rollout->name,
+                                            NGX_HTTP_CANARY_ESC_LABEL);
+                    p = ngx_sprintf(p, "\",variant=\"%V\"} %uA\n",
+                                    vn, vw->count[v]);
+                }
+            }
+
+            o->buf->last = p;
+        }
+    }
+
+    /* per rollout */
+
+    if (ngx_http_canary_prom_head(o, "percent", "gauge",
+                                  "Share of keys routed to the canary, "
+                                  "percent.")
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < rp->nviews; i++) {
+        vw = &rp->views[i];
+
+        p = ngx_http_canary_reserve(o, NGX_HTTP_CANARY_LINE
+                                       + ngx_http_canary_esc_len(
+                                             &vw->rollout->name,
+                                             NGX_HTTP_CANARY_ESC_LABEL));
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        p = ngx_cpymem(p, "nginx_canary_percent{rollout=\"",
+                       sizeof("nginx_canary_percent{rollout=\"") - 1);
+        p = ngx_http_canary_esc(p, &vw->rollout->name,
+                                NGX_HTTP_CANARY_ESC_LABEL);
+        p = ngx_cpymem(p, "\"} ", 3);
+        p = ngx_http_canary_percent(p, vw->snap->percent);
+        *p++ = '\n';
+
+        o->buf->last = p;
+    }
+
+    if (ngx_http_canary_prom_head(o, "segment_percent", "gauge",
+                                  "Percent of a segment value, from Redis.")
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < rp->nviews; i++) {
+        vw = &rp->views[i];
+        snap = vw->snap;
+
+        for (s = 0; s < snap->nsegments; s++) {
+            p = ngx_http_canary_reserve(o, NGX_HTTP_CANARY_LINE
+                        + ngx_http_canary_esc_len(&vw->rollout->name,
+                                                  NGX_HTTP_CANARY_ESC_LABEL)
+                        + ngx_http_canary_esc_len(&snap->segments[s].value,
+                                                  NGX_HTTP_CANARY_ESC_LABEL));
+            if (p == NULL) {
+                return NGX_ERROR;
+            }
+
+            p = ngx_cpymem(p, "nginx_canary_segment_percent{rollout=\"",
+                           sizeof("nginx_canary_segment_percent"
+                                  "{rollout=\"") - 1);
+            p = ngx_http_canary_esc(p, &vw->rollout->name,
+                                    NGX_HTTP_CANARY_ESC_LABEL);
+            p = ngx_cpymem(p, "\",segment=\"", sizeof("\",segment=\"") - 1);
+            p = ngx_http_canary_esc(p, &snap->segments[s].value,
+                                    NGX_HTTP_CANARY_ESC_LABEL);
+            p = ngx_cpymem(p, "\"} ", 3);
+            p = ngx_http_canary_percent(p, snap->segments[s].percent);
+            *p++ = '\n';
+
+            o->buf->last = p;
+        }
+    }
+
+    if (ngx_http_canary_prom_head(o, "rollout_info", "gauge",
+                                  "Always 1: the rollout's state and the "
+                                  "source of its values.")
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < rp->nviews; i++) {
+        vw = &rp->views[i];
+
+        p = ngx_http_canary_reserve(o, NGX_HTTP_CANARY_LINE
+                                       + ngx_http_canary_esc_len(
+                                             &vw->rollout->name,
+                                             NGX_HTTP_CANARY_ESC_LABEL));
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        p = ngx_cpymem(p, "nginx_canary_rollout_info{rollout=\"",
+                       sizeof("nginx_canary_rollout_info{rollout=\"") - 1);
+        p = ngx_http_canary_esc(p, &vw->rollout->name,
+                                NGX_HTTP_CANARY_ESC_LABEL);
+        p = ngx_sprintf(p, "\",state=\"%V\",source=\"%V\"} 1\n",
+                        ngx_http_canary_state(vw->snap->state),
+                        &ngx_http_canary_source_names[vw->snap->source]);
+
+        o->buf->last = p;
+    }
+
+    if (ngx_http_canary_prom_head(o, "rollout_updated_timestamp_seconds",
+                                  "gauge",
+                                  "When the values in force were published.")
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < rp->nviews; i++) {
+        vw = &rp->views[i];
+
+        p = ngx_http_canary_reserve(o, NGX_HTTP_CANARY_LINE
+                                       + ngx_http_canary_esc_len(
+                                             &vw->rollout->name,
+                                             NGX_HTTP_CANARY_ESC_LABEL));
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        p = ngx_cpymem(p, "nginx_canary_rollout_updated_timestamp_seconds"
+                       "{rollout=\"",
+                       sizeof("nginx_canary_rollout_updated_timestamp_"
+                              "seconds{rollout=\"") - 1);
+        p = ngx_http_canary_esc(p, &vw->rollout->name,
+                                NGX_HTTP_CANARY_ESC_LABEL);
+        p = ngx_sprintf(p, "\"} %T\n", vw->snap->updated);
+
+        o->buf->last = p;
+    }
+
+    /* module-wide */
+
+    size = 16 * NGX_HTTP_CANARY_LINE;
+
+    p = ngx_http_canary_reserve(o, size);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_sprintf(p,
+        "# HELP nginx_canary_redis_up 1 if the Redis connection is up.\n"
+        "# TYPE nginx_canary_redis_up gauge\n"
+        "nginx_canary_redis_up %uA\n"
+        "# HELP nginx_canary_syncs_total Full syncs from Redis.\n"
+        "# TYPE nginx_canary_syncs_total counter\n"
+        "nginx_canary_syncs_total %uA\n"
+        "# HELP nginx_canary_sync_errors_total Syncs that failed.\n"
+        "# TYPE nginx_canary_sync_errors_total counter\n"
+        "nginx_canary_sync_errors_total %uA\n"
+        "# HELP nginx_canary_refused_values_total Values from Redis "
+        "refused as invalid.\n"
+        "# TYPE nginx_canary_refused_values_total counter\n"
+        "nginx_canary_refused_values_total %uA\n"
+        "# HELP nginx_canary_last_sync_timestamp_seconds When the last "
+        "sync ended, 0 if never.\n"
+        "# TYPE nginx_canary_last_sync_timestamp_seconds gauge\n"
+        "nginx_canary_last_sync_timestamp_seconds %uA\n"
+        "# HELP nginx_canary_zone_size_bytes Size of the canary_zone.\n"
+        "# TYPE nginx_canary_zone_size_bytes gauge\n"
+        "nginx_canary_zone_size_bytes %uz\n"
+        "# HELP nginx_canary_zone_used_bytes Bytes of the zone in use.\n"
+        "# TYPE nginx_canary_zone_used_bytes gauge\n"
+        "nginx_canary_zone_used_bytes %uz\n"
+        "# HELP nginx_canary_zone_free_bytes Free pages of the zone, "
+        "in bytes.\n"
+        "# TYPE nginx_canary_zone_free_bytes gauge\n"
+        "nginx_canary_zone_free_bytes %uz\n",
+        rp->redis_up, rp->syncs, rp->sync_errors, rp->refused,
+        rp->last_sync, rp->zone_size, rp->zone_size - rp->zone_free,
+        rp->zone_free);
+
+    o->buf->last = p;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_canary_prom_head(ngx_http_canary_out_t *o, char *name, char *type,
+    char *help)
+{
+    u_char  *p;
+    size_t   len;
+
+    len = ngx_strlen(name);
+
+    p = ngx_http_canary_reserve(o, 2 * len + ngx_strlen(type)
+                                   + ngx_strlen(help) + 64);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    o->buf->last = ngx_sprintf(p, "# HELP nginx_canary_%s %s\n"
+                               "# TYPE nginx_canary_%s %s\n",
+                               name, help, name, type);
+
+    return NGX_OK;
+}
+
+
+/*
+ * The dashboard: the page of ngx_http_canary_dashboard.html, with the
+ * state at the time of the request rendered into it (so that it shows
+ * something without JavaScript too); its script then polls ?format=json.
+ */
+
+static ngx_int_t
+ngx_http_canary_html(ngx_http_canary_out_t *o, ngx_http_canary_report_t *rp)
+{
+    u_char                      *p;
+    size_t                       size;
+    ngx_str_t                   *name;
+    ngx_uint_t                   i, v, s;
+    ngx_http_canary_view_t      *vw;
+    ngx_http_canary_counters_t  *c;
+    ngx_http_canary_snapshot_t  *snap;
+
+    p = ngx_http_canary_reserve(o, sizeof(ngx_http_canary_dashboard_head));
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    o->buf->last = ngx_cpymem(p, ngx_http_canary_dashboard_head,
+                              sizeof(ngx_http_canary_dashboard_head) - 1);
+
+    for (i = 0; i < rp->nviews; i++) {
+        vw = &rp->views[i];
+        snap = vw->snap;
+        name = &vw->rollout->name;
+
+        size = 4 * NGX_HTTP_CANARY_LINE
+               + 2 * ngx_http_canary_esc_len(name, NGX_HTTP_CANARY_ESC_HTML)
+               + NGX_HTTP_CANARY_NVARIANTS
+                 * (NGX_HTTP_CANARY_LINE + 8 * NGX_HTTP_CANARY_NUM);
+
+        for (s = 0; s < snap->nsegments; s++) {
+            size += 64 + NGX_HTTP_CANARY_NUM
+                    + ngx_http_canary_esc_len(&snap->segments[s].value,
+                                              NGX_HTTP_CANARY_ESC_HTML);
+        }
+
+        p = ngx_http_canary_reserve(o, size);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        p = ngx_cpymem(p, "<tr><td class=\"name\">",
+                       sizeof("<tr><td class=\"name\">") - 1);
+        p = ngx_http_canary_esc(p, name, NGX_HTTP_CANARY_ESC_HTML);
+        p = ngx_cpymem(p, "</td><td>", sizeof("</td><td>") - 1);
+        p = ngx_http_canary_percent(p, snap->percent);
+        p = ngx_sprintf(p, "%%</td><td>%V</td><td>%V</td><td>",
+                        ngx_http_canary_state(snap->state),
+                        &ngx_http_canary_source_names[snap->source]);
+
+        for (s = 0; s < snap->nsegments; s++) {
+            p = ngx_http_canary_esc(p, &snap->segments[s].value,
+                                    NGX_HTTP_CANARY_ESC_HTML);
+            *p++ = ' ';
+            p = ngx_http_canary_percent(p, snap->segments[s].percent);
+            p = ngx_cpymem(p, "% ", 2);
+        }
+
+        p = ngx_cpymem(p, "</td>", sizeof("</td>") - 1);
+
+        for (v = 0; v < NGX_HTTP_CANARY_NVARIANTS; v++) {
+            c = &vw->sum[v];
+
+            p = ngx_sprintf(p, "<td>%uA</td><td>%uA</td><td>%uA</td>",
+                            c->requests, c->responses[4],
+                            c->upstream_errors);
+        }
+
+        p = ngx_cpymem(p, "</tr>\n", sizeof("</tr>\n") - 1);
+
+        o->buf->last = p;
+    }
+
+    p = ngx_http_canary_reserve(o, sizeof(ngx_http_canary_dashboard_tail));
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    o->buf->last = ngx_cpymem(p, ngx_http_canary_dashboard_tail,
+                              sizeof(ngx_http_canary_dashboard_tail) - 1);
+
+    return NGX_OK;
+}
+
+
+/*
+ * ?explain=ROLLOUT&key=K[&segment=S][&override=O]: the decision that a
+ * request with these values would get now, as JSON.  The key, override
+ * and segment are the given ones, for the rollout and for the rollouts it
+ * requires; "match" is evaluated on this status request's own variable
+ * (so its header can be set to the user's); see ngx_http_canary_evaluate().
+ */
+
+static ngx_int_t
+ngx_http_canary_explain(ngx_http_request_t *r, ngx_str_t *name)
+{
+    u_char                       *p;
+    size_t                        size;
+    ngx_int_t                     index, rc;
+    ngx_uint_t                    i, j;
+    ngx_http_canary_out_t         o;
+    ngx_http_canary_input_t       in;
+    ngx_http_canary_rollout_t    *ro;
+    ngx_http_canary_decision_t    d, *decisions;
+    ngx_http_canary_main_conf_t  *cmcf;
+
+    cmcf = ngx_http_get_module_main_conf(r, ngx_http_canary_module);
+
+    index = ngx_http_canary_find(cmcf, name);
+
+    if (index == NGX_ERROR) {
+        return ngx_http_canary_bad_request(r, "unknown rollout", name);
+    }
+
+    ngx_memzero(&in, sizeof(ngx_http_canary_input_t));
+
+    rc = ngx_http_canary_arg(r, "key", &in.key);
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
+        return ngx_http_canary_bad_request(r, "explain needs a key", NULL);
+    }
+
+    rc = ngx_http_canary_arg(r, "override", &in.override);
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    in.has_override = (rc == NGX_OK);
+
+    rc = ngx_http_canary_arg(r, "segment", &in.segment);
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    in.has_segment = (rc == NGX_OK);
+    in.percent = -1;
+    in.match = -1;
+
+    decisions = ngx_pcalloc(r->pool, cmcf->rollouts.nelts
+                                     * sizeof(ngx_http_canary_decision_t));
+    if (decisions == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    d = ngx_http_canary_evaluate(r, index, decisions, &in, 0);
+
+    ro = cmcf->rollouts.elts;
+
+    size = 4 * NGX_HTTP_CANARY_LINE
+           + ngx_http_canary_esc_len(name, NGX_HTTP_CANARY_ESC_JSON)
+           + ngx_http_canary_esc_len(&in.key, NGX_HTTP_CANARY_ESC_JSON)
+           + ngx_http_canary_esc_len(&in.override, NGX_HTTP_CANARY_ESC_JSON)
+           + ngx_http_canary_esc_len(&in.segment, NGX_HTTP_CANARY_ESC_JSON);
+
+    for (i = 0; i < ro[index].nrequires; i++) {
+        j = ro[index].requires_index[i];
+        size += NGX_HTTP_CANARY_LINE
+                + ngx_http_canary_esc_len(&ro[j].name,
+                                          NGX_HTTP_CANARY_ESC_JSON);
+    }
+
+    ngx_memzero(&o, sizeof(ngx_http_canary_out_t));
+    o.request = r;
+    o.last = &o.out;
+
+    p = ngx_http_canary_reserve(&o, size);
+    if (p == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_cpymem(p, "{\"rollout\":\"", sizeof("{\"rollout\":\"") - 1);
+    p = ngx_http_canary_esc(p, name, NGX_HTTP_CANARY_ESC_JSON);
+    p = ngx_cpymem(p, "\",\"key\":\"", sizeof("\",\"key\":\"") - 1);
+    p = ngx_http_canary_esc(p, &in.key, NGX_HTTP_CANARY_ESC_JSON);
+    p = ngx_cpymem(p, "\",\"segment\":", sizeof("\",\"segment\":") - 1);
+
+    if (in.has_segment) {
+        *p++ = '"';
+        p = ngx_http_canary_esc(p, &in.segment, NGX_HTTP_CANARY_ESC_JSON);
+        *p++ = '"';
+
+    } else {
+        p = ngx_cpymem(p, "null", 4);
+    }
+
+    p = ngx_cpymem(p, ",\"override\":", sizeof(",\"override\":") - 1);
+
+    if (in.has_override) {
+        *p++ = '"';
+        p = ngx_http_canary_esc(p, &in.override, NGX_HTTP_CANARY_ESC_JSON);
+        *p++ = '"';
+
+    } else {
+        p = ngx_cpymem(p, "null", 4);
+    }
+
+    p = ngx_cpymem(p, ",\"bucket\":", sizeof(",\"bucket\":") - 1);
+
+    if (d.has_bucket) {
+        p = ngx_sprintf(p, "%ui", (ngx_uint_t) d.bucket);
+
+    } else {
+        p = ngx_cpymem(p, "null", 4);
+    }
+
+    p = ngx_sprintf(p, ",\"variant\":\"%V\",\"reason\":\"%V\",\"percent\":",
+                    &ngx_http_canary_variant_names[d.variant],
+                    &ngx_http_canary_reason_names[d.reason]);
+
+    if (in.percent >= 0) {
+        p = ngx_http_canary_percent(p, in.percent);
+
+    } else {
+        p = ngx_cpymem(p, "null", 4);
+    }
+
+    p = ngx_cpymem(p, ",\"match\":", sizeof(",\"match\":") - 1);
+
+    if (in.match >= 0) {
+        p = ngx_sprintf(p, "%s", in.match ? "true" : "false");
+
+    } else {
+        p = ngx_cpymem(p, "null", 4);
+    }
+
+    p = ngx_cpymem(p, ",\"requires\":[", sizeof(",\"requires\":[") - 1);
+
+    for (i = 0; i < ro[index].nrequires; i++) {
+        j = ro[index].requires_index[i];
+
+        p = ngx_cpymem(p, i ? ",{\"rollout\":\"" : "{\"rollout\":\"",
+                       i ? sizeof(",{\"rollout\":\"") - 1
+                         : sizeof("{\"rollout\":\"") - 1);
+        p = ngx_http_canary_esc(p, &ro[j].name, NGX_HTTP_CANARY_ESC_JSON);
+        *p++ = '"';
+
+        if (decisions[j].decided) {
+            p = ngx_sprintf(p, ",\"variant\":\"%V\",\"reason\":\"%V\"}",
+                        &ngx_http_canary_variant_names[decisions[j].variant],
+                        &ngx_http_canary_reason_names[decisions[j].reason]);
+
+        } else {
+            /* not reached: an earlier requirement was already stable */
+            p = ngx_cpymem(p, ",\"variant\":null,\"reason\":null}",
+                           sizeof(",\"variant\":null,\"reason\":null}") - 1);
+        }
+    }
+
+    p = ngx_cpymem(p, "]}\n", 3);
+
+    o.buf->last = p;
+
+    return ngx_http_canary_send(r, &o, "application/json");
+}
+
+
+/*
+ * A query argument, decoded as a form value: "%XX" and "+" for a space.
+ * NGX_DECLINED when it is absent ("name" without "=" is absent).
+ */
+
+static ngx_int_t
+ngx_http_canary_arg(ngx_http_request_t *r, char *name, ngx_str_t *value)
+{
+    u_char     *src, *dst, *p;
+    ngx_str_t   raw;
+
+    if (ngx_http_arg(r, (u_char *) name, ngx_strlen(name), &raw) != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    dst = ngx_pnalloc(r->pool, raw.len + 1);
+    if (dst == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (p = raw.data; p < raw.data + raw.len; p++) {
+        if (*p == '+') {
+            break;
+        }
+    }
+
+    if (p < raw.data + raw.len) {
+        /* a copy, so that the request line stays as it came */
+
+        p = ngx_pnalloc(r->pool, raw.len);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(p, raw.data, raw.len);
+        raw.data = p;
+
+        for ( /* void */ ; p < raw.data + raw.len; p++) {
+            if (*p == '+') {
+                *p = ' ';
+            }
+        }
+    }
+
+    value->data = dst;
+    src = raw.data;
+
+    ngx_unescape_uri(&dst, &src, raw.len, 0);
+
+    value->len = dst - value->data;
+
+    return NGX_OK;
+}
+
+
+/*
+ * 400 with a one-line reason; the offending value is quoted with
+ * anything outside printable ASCII shown as "?", and cut at 64 bytes.
+ */
+
+static ngx_int_t
+ngx_http_canary_bad_request(ngx_http_request_t *r, char *what,
+    ngx_str_t *value)
+{
+    u_char                 *p;
+    ngx_uint_t              i;
+    ngx_http_canary_out_t   o;
+
+    ngx_memzero(&o, sizeof(ngx_http_canary_out_t));
+    o.request = r;
+    o.last = &o.out;
+
+    p = ngx_http_canary_reserve(&o, ngx_strlen(what) + 64 + 8);
+    if (p == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_sprintf(p, "%s", what);
+
+    if (value) {
+        *p++ = ' ';
+        *p++ = '"';
+
+        for (i = 0; i < value->len && i < 64; i++) {
+            *p++ = (value->data[i] >= 0x20 && value->data[i] < 0x7f
+                    && value->data[i] != '"')
+                   ? value->data[i] : '?';
+        }
+
+        *p++ = '"';
+    }
+
+    *p++ = '\n';
+
+    o.buf->last = p;
+
+    r->headers_out.status = NGX_HTTP_BAD_REQUEST;
+
+    return ngx_http_canary_send(r, &o, "text/plain");
+}
+
+
+static ngx_int_t
+ngx_http_canary_send(ngx_http_request_t *r, ngx_http_canary_out_t *o,
+    char *type)
+{
+    off_t         len;
+    ngx_int_t     rc;
+    ngx_chain_t  *cl;
+
+    len = 0;
+
+    for (cl = o->out; cl; cl = cl->next) {
+        len += cl->buf->last - cl->buf->pos;
+    }
+
+    if (r->headers_out.status == 0) {
+        r->headers_out.status = NGX_HTTP_OK;
+    }
+
+    r->headers_out.content_length_n = len;
+    r->headers_out.content_type.len = ngx_strlen(type);
+    r->headers_out.content_type.data = (u_char *) type;
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    o->buf->last_buf = (r == r->main) ? 1 : 0;
+    o->buf->last_in_chain = 1;
+
+    return ngx_http_output_filter(r, o->out);
+}
+
+
+/* room for size more bytes at o->buf->last, in a new buffer if need be */
+
+static u_char *
+ngx_http_canary_reserve(ngx_http_canary_out_t *o, size_t size)
+{
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
+
+    if (o->buf && (size_t) (o->buf->end - o->buf->last) >= size) {
+        return o->buf->last;
+    }
+
+    b = ngx_create_temp_buf(o->request->pool,
+                            ngx_max(size, NGX_HTTP_CANARY_OUT_SIZE));
+    if (b == NULL) {
+        return NULL;
+    }
+
+    cl = ngx_alloc_chain_link(o->request->pool);
+    if (cl == NULL) {
+        return NULL;
+    }
+
+    cl->buf = b;
+    cl->next = NULL;
+
+    *o->last = cl;
+    o->last = &cl->next;
+    o->buf = b;
+
+    return b->last;
+}
+
+
+/* the length of s escaped for the format */
+
+static size_t
+ngx_http_canary_esc_len(ngx_str_t *s, ngx_uint_t type)
+{
+    u_char  *p, *end, *q;
+    size_t   len;
+
+    if (type == NGX_HTTP_CANARY_ESC_HTML) {
+        return s->len + ngx_escape_html(NULL, s->data, s->len);
+    }
+
+    len = 0;
+    p = s->data;
+    end = p + s->len;
+
+    while (p < end) {
+
+        if (*p < 0x80) {
+            if (type == NGX_HTTP_CANARY_ESC_JSON) {
+                len += 1 + ngx_escape_json(NULL, p, 1);
+
+            } else {
+                len += (*p == '\\' || *p == '"' || *p == '\n') ? 2 : 1;
+            }
+
+            p++;
+            continue;
+        }
+
+        q = p;
+
+        if (ngx_utf8_decode(&q, end - p) <= 0x10ffff) {
+            len += q - p;
+            p = q;
+            continue;
+        }
+
+        /* not UTF-8: U+FFFD */
+
+        len += (type == NGX_HTTP_CANARY_ESC_JSON) ? sizeof("\\ufffd") - 1
+                                                  : 3;
+        p++;
+    }
+
+    return len;
+}
+
+
+static u_char *
+ngx_http_canary_esc(u_char *dst, ngx_str_t *s, ngx_uint_t type)
+{
+    u_char  *p, *end, *q, *run;
+
+    if (type == NGX_HTTP_CANARY_ESC_HTML) {
+        return (u_char *) ngx_escape_html(dst, s->data, s->len);
+    }
+
+    p = s->data;
+    end = p + s->len;
+    run = p;
+
+    while (p < end) {
+
+        if (*p < 0x80) {
+            if (type == NGX_HTTP_CANARY_ESC_LABEL
+                && (*p == '\\' || *p == '"' || *p == '\n'))
+            {
+                dst = ngx_cpymem(dst, run, p - run);
+                *dst++ = '\\';
+                *dst++ = (*p == '\n') ? 'n' : *p;
+                run = p + 1;
+            }
+
+            p++;
+            continue;
+        }
+
+        q = p;
+
+        if (ngx_utf8_decode(&q, end - p) <= 0x10ffff) {
+            p = q;
+            continue;
+        }
+
+        if (type == NGX_HTTP_CANARY_ESC_JSON) {
+            dst = (u_char *) ngx_escape_json(dst, run, p - run);
+            dst = ngx_cpymem(dst, "\\ufffd", sizeof("\\ufffd") - 1);
+
+        } else {
+            dst = ngx_cpymem(dst, run, p - run);
+            dst = ngx_cpymem(dst, "\xef\xbf\xbd", 3);
+        }
+
+        p++;
+        run = p;
+    }
+
+    if (type == NGX_HTTP_CANARY_ESC_JSON) {
+        return (u_char *) ngx_escape_json(dst, run, p - run);
+    }
+
+    return ngx_cpymem(dst, run, p - run);
+}
+
+
+/* hundredths of a percent as a number: 12.5, 0.01, 100 */
+
+static u_char *
+ngx_http_canary_percent(u_char *p, ngx_uint_t percent)
+{
+    if (percent % 100 == 0) {
+        return ngx_sprintf(p, "%ui", percent / 100);
+    }
+
+    if (percent % 10 == 0) {
+        return ngx_sprintf(p, "%ui.%ui", percent / 100, percent % 100 / 10);
+    }
+
+    return ngx_sprintf(p, "%ui.%02ui", percent / 100, percent % 100);
+}
+
+
+/* milliseconds as seconds: 0.001, 0.075, 1.5, 60 */
+
+static u_char *
+ngx_http_canary_seconds(u_char *p, ngx_atomic_uint_t ms)
+{
+    ngx_atomic_uint_t  frac;
+
+    p = ngx_sprintf(p, "%uA", ms / 1000);
+
+    frac = ms % 1000;
+
+    if (frac == 0) {
+        return p;
+    }
+
+    if (frac % 100 == 0) {
+        return ngx_sprintf(p, ".%uA", frac / 100);
+    }
+
+    if (frac % 10 == 0) {
+        return ngx_sprintf(p, ".%02uA", frac / 10);
+    }
+
+    return ngx_sprintf(p, ".%03uA", frac);
+}
+
+
+/*
+ * The upper bound in milliseconds of the bucket that holds the q-th
+ * percentile, "inf" beyond the last bound, "-" without requests.
+ */
+
+static u_char *
+ngx_http_canary_quantile(u_char *p, ngx_http_canary_counters_t *c,
+    ngx_atomic_uint_t count, ngx_uint_t q)
+{
+    ngx_uint_t         b;
+    ngx_atomic_uint_t  rank, cum;
+
+    if (count == 0) {
+        *p++ = '-';
+        return p;
+    }
+
+    rank = (count * q + 99) / 100;
+    cum = 0;
+
+    for (b = 0; b < NGX_HTTP_CANARY_HIST_BUCKETS - 1; b++) {
+        cum += c->hist[b];
+
+        if (cum >= rank) {
+            return ngx_sprintf(p, "%M", ngx_http_canary_hist_bounds[b]);
+        }
+    }
+
+    return ngx_cpymem(p, "inf", 3);
+}
+
+
+static ngx_str_t *
+ngx_http_canary_state(ngx_uint_t state)
+{
+    if (state == NGX_HTTP_CANARY_STATE_NONE) {
+        return &ngx_http_canary_state_none;
+    }
+
+    return &ngx_http_canary_state_names[state];
 }

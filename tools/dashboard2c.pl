@@ -1,0 +1,57 @@
+#!/usr/bin/perl
+
+# Turns src/ngx_http_canary_dashboard.html into the C header that embeds
+# it: the page before the "<!--ROWS-->" line and the page after it, as two
+# C strings; the status handler prints the rollouts' rows in between.
+#
+#   perl tools/dashboard2c.pl src/ngx_http_canary_dashboard.html \
+#       > src/ngx_http_canary_dashboard.h
+#
+# `make` runs it when the page changes; t/31-dashboard-header.t checks
+# that the committed header is what it makes.
+
+use strict;
+use warnings;
+
+my $file = shift or die "usage: $0 page.html\n";
+open my $fh, '<', $file or die "$file: $!\n";
+my @lines = <$fh>;
+close $fh;
+
+my ($mark) = grep { $lines[$_] =~ /^\s*<!--ROWS-->\s*$/ } 0 .. $#lines;
+die "$file: no <!--ROWS--> line\n" unless defined $mark;
+
+sub cstring {
+    my ($name, @l) = @_;
+    my $out = "static const char  $name\[\] =\n";
+    for my $l (@l) {
+        my $s = $l;
+        $s =~ s/\\/\\\\/g;
+        $s =~ s/"/\\"/g;
+        $s =~ s/\?/\\?/g;
+        $s =~ s/\t/\\t/g;
+        $s =~ s/\n/\\n/g;
+        $out .= "    \"$s\"\n";
+    }
+    $out .= "    \"\"" unless @l;
+    $out =~ s/\n\z//;
+    return "$out;\n";
+}
+
+print <<'HEAD';
+
+/*
+ * Generated from src/ngx_http_canary_dashboard.html by
+ * tools/dashboard2c.pl: edit the page, then run `make`.
+ */
+
+
+#ifndef _NGX_HTTP_CANARY_DASHBOARD_H_INCLUDED_
+#define _NGX_HTTP_CANARY_DASHBOARD_H_INCLUDED_
+
+
+HEAD
+print cstring('ngx_http_canary_dashboard_head', @lines[0 .. $mark - 1]);
+print "\n\n";
+print cstring('ngx_http_canary_dashboard_tail', @lines[$mark + 1 .. $#lines]);
+print "\n\n#endif /* _NGX_HTTP_CANARY_DASHBOARD_H_INCLUDED_ */\n";
