@@ -23,7 +23,7 @@
 #define NGX_HTTP_CANARY_POLICY_MAX_STEPS   100
 
 /* request time histogram buckets, as NGX_HTTP_CANARY_HIST_BUCKETS */
-#define NGX_HTTP_CANARY_POLICY_HIST        16
+#define NGX_HTTP_CANARY_POLICY_HIST        24
 
 /* the largest max_p99: the histogram's last finite bound */
 #define NGX_HTTP_CANARY_POLICY_MAX_P99     60000

@@ -20,8 +20,8 @@
 
 /* the bounds of ngx_http_canary_stats.c, in ms */
 static const uint64_t  bounds[] = {
-    1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000,
-    60000
+    1, 2, 5, 10, 20, 30, 50, 75, 100, 150, 200, 300, 500, 750, 1000, 1500,
+    2000, 3000, 5000, 10000, 20000, 30000, 60000
 };
 
 #define NBOUNDS  (sizeof(bounds) / sizeof(bounds[0]))
@@ -292,9 +292,9 @@ test_p99(void **state)
     memset(h, 0, sizeof(h));
     assert_int_equal(ngx_http_canary_p99(h, bounds, NBOUNDS), 0);
 
-    /* all 100 in (1000, 2500]: the 99th is 99/100 of the way up */
-    h[10] = 100;
-    assert_int_equal(ngx_http_canary_p99(h, bounds, NBOUNDS), 2485);
+    /* all 100 in (1000, 1500]: the 99th is 99/100 of the way up */
+    h[15] = 100;
+    assert_int_equal(ngx_http_canary_p99(h, bounds, NBOUNDS), 1495);
 
     /* 99 fast, 1 slow: the 99th request is still a fast one */
     memset(h, 0, sizeof(h));
@@ -302,15 +302,15 @@ test_p99(void **state)
     h[12] = 1;
     assert_int_equal(ngx_http_canary_p99(h, bounds, NBOUNDS), 5);
 
-    /* 98 fast, 2 slow: the 99th is a slow one, in (2500, 5000] */
+    /* 98 fast, 2 slow: the 99th is a slow one, in (3000, 5000] */
     h[2] = 98;
-    h[11] = 2;
+    h[18] = 2;
     h[12] = 0;
-    assert_int_equal(ngx_http_canary_p99(h, bounds, NBOUNDS), 3750);
+    assert_int_equal(ngx_http_canary_p99(h, bounds, NBOUNDS), 4000);
 
     /* the unbounded bucket */
     memset(h, 0, sizeof(h));
-    h[15] = 10;
+    h[23] = 10;
     assert_true(ngx_http_canary_p99(h, bounds, NBOUNDS)
                 == NGX_HTTP_CANARY_P99_INF);
 
@@ -372,14 +372,14 @@ test_judge(void **state)
                      NGX_HTTP_CANARY_VERDICT_HOLD);
     assert_non_null(strstr(j.reason, "too few requests: canary had 99"));
 
-    /* slow: p99 2485ms */
-    figures(&c, 100, 0, 10);
+    /* slow: p99 2990ms, in (2000, 3000] */
+    figures(&c, 100, 0, 17);
     assert_int_equal(ngx_http_canary_judge(&p, &s, &c, bounds, NBOUNDS, &j),
                      NGX_HTTP_CANARY_VERDICT_FAIL);
-    assert_string_equal(j.reason, "p99 2485ms above 2000ms");
+    assert_string_equal(j.reason, "p99 2990ms above 2000ms");
 
     /* both */
-    figures(&c, 100, 50, 15);
+    figures(&c, 100, 50, 23);
     assert_int_equal(ngx_http_canary_judge(&p, &s, &c, bounds, NBOUNDS, &j),
                      NGX_HTTP_CANARY_VERDICT_FAIL);
     assert_string_equal(j.reason, "error rate 50.0000% above 0.1000%; "
@@ -441,16 +441,16 @@ test_judge_vs_stable(void **state)
     assert_int_equal(ngx_http_canary_judge(&p, &s, &c, bounds, NBOUNDS, &j),
                      NGX_HTTP_CANARY_VERDICT_PASS);
 
-    /* p99: stable in (250, 500] (p99 497), canary in (500, 1000]: 995 */
-    figures(&s, 1000, 0, 8);
-    figures(&c, 100, 0, 9);
+    /* p99: stable in (300, 500] (p99 498), canary in (750, 1000]: 997 */
+    figures(&s, 1000, 0, 12);
+    figures(&c, 100, 0, 14);
     assert_int_equal(ngx_http_canary_judge(&p, &s, &c, bounds, NBOUNDS, &j),
                      NGX_HTTP_CANARY_VERDICT_FAIL);
-    assert_string_equal(j.reason, "p99 995ms above 100ms and above 547ms "
-                                  "allowed by stable's 497ms");
+    assert_string_equal(j.reason, "p99 997ms above 100ms and above 548ms "
+                                  "allowed by stable's 498ms");
 
     /* both slow alike: hold */
-    figures(&c, 100, 0, 8);
+    figures(&c, 100, 0, 12);
     assert_int_equal(ngx_http_canary_judge(&p, &s, &c, bounds, NBOUNDS, &j),
                      NGX_HTTP_CANARY_VERDICT_HOLD);
 
