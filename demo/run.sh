@@ -291,7 +291,8 @@ EOF
         echo "    open http://127.0.0.1:$PORT/canary?format=html"
     fi
     if has explain; then
-        echo "    $c/'canary?explain=demo&key=alice'    # why alice gets what she gets"
+        echo "    curl -s 'http://127.0.0.1:$PORT/canary?explain=demo&key=alice'" \
+             "  # why alice gets what she gets"
     fi
     echo
 }
