@@ -1,0 +1,392 @@
+#!/usr/bin/perl
+
+# The HTML dashboard in a real browser: headless chromium, driven over the
+# DevTools protocol on a pipe (--remote-debugging-pipe), loads
+# /canary?format=html from the test nginx, waits for its first poll, then
+# traffic with a known mix is sent and, once the page has polled again,
+# the rollout names, percents, states and per-variant numbers it shows are
+# compared with ?format=json: totals exactly, the error rate and p50/p99
+# as computed from the histogram.  A rollout and a segment whose names
+# hold <script> and quotes show as text, run nothing, and stay valid JSON.
+# A screenshot is saved in the test's temp folder.
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::Bin/lib";
+
+use File::Temp qw(tempdir);
+use IO::Select;
+use JSON::PP;
+use MIME::Base64 qw(decode_base64);
+use POSIX ();
+use Test::More;
+use Time::HiRes qw(sleep time);
+use CanaryTest;
+
+need_module();
+
+my ($chromium) = grep { -x } map { "$_/chromium" } split /:/, $ENV{PATH};
+$chromium ||= (grep { -x } qw(/usr/bin/chromium /usr/bin/chromium-browser))[0];
+
+unless ($chromium) {
+    diag 'chromium is missing: apt-get install chromium (make test does)';
+    plan skip_all => 'chromium is not installed, the dashboard is untested';
+}
+
+
+# --- a minimal DevTools protocol client over --remote-debugging-pipe ---
+
+package Cdp;
+
+use IO::Select;
+use JSON::PP;
+use POSIX ();
+use Time::HiRes qw(time);
+
+sub new {
+    my ($class, $bin, $profile) = @_;
+
+    pipe(my $cmd_r, my $cmd_w) or die "pipe: $!";
+    pipe(my $res_r, my $res_w) or die "pipe: $!";
+
+    my $pid = fork // die "fork: $!";
+    if ($pid == 0) {
+        # via 10 and 11, so that 3 and 4 are new descriptors that
+        # exec keeps open (a pipe already on 3 is close-on-exec)
+        POSIX::dup2(fileno $cmd_r, 10) // POSIX::_exit(126);
+        POSIX::dup2(fileno $res_w, 11) // POSIX::_exit(126);
+        POSIX::dup2(10, 3) // POSIX::_exit(126);
+        POSIX::dup2(11, 4) // POSIX::_exit(126);
+        POSIX::close($_) for 10, 11;
+        open STDOUT, '>>', "$profile.log";
+        open STDERR, '>>', "$profile.log";
+        exec $bin, '--headless', '--no-sandbox', '--disable-gpu',
+            '--disable-quic', '--no-first-run',
+            '--disable-background-networking', '--disable-component-update',
+            '--disable-sync', "--user-data-dir=$profile",
+            '--remote-debugging-pipe', '--window-size=1280,1000',
+            'about:blank'
+            or POSIX::_exit(127);
+    }
+
+    close $cmd_r;
+    close $res_w;
+    binmode $cmd_w;
+    binmode $res_r;
+
+    my $self = bless { pid => $pid, w => $cmd_w, r => $res_r, id => 0,
+                       buf => '', json => JSON::PP->new->utf8 }, $class;
+    return $self;
+}
+
+# send a command (in a session if given), wait for its answer
+
+sub call {
+    my ($self, $method, $params, $session, $timeout) = @_;
+    my $id = ++$self->{id};
+    my $msg = { id => $id, method => $method, params => $params // {} };
+    $msg->{sessionId} = $session if $session;
+    my $out = $self->{json}->encode($msg) . "\0";
+    local $SIG{PIPE} = 'IGNORE';
+    syswrite($self->{w}, $out) == length $out or die "cdp write: $!";
+
+    my $end = time + ($timeout // 30);
+    while (1) {
+        while ((my $i = index $self->{buf}, "\0") >= 0) {
+            my $text = substr $self->{buf}, 0, $i, '';
+            substr $self->{buf}, 0, 1, '';
+            my $m = $self->{json}->decode($text);
+            next unless defined $m->{id} && $m->{id} == $id;
+            die "cdp $method: $m->{error}{message}" if $m->{error};
+            return $m->{result};
+        }
+        my $left = $end - time;
+        die "cdp: no answer to $method" if $left <= 0;
+        IO::Select->new($self->{r})->can_read($left) or next;
+        my $n = sysread($self->{r}, $self->{buf}, 1 << 20,
+                        length $self->{buf});
+        die "cdp: chromium went away during $method" unless $n;
+    }
+}
+
+sub close {
+    my ($self) = @_;
+    eval { $self->call('Browser.close', {}, undef, 5) };
+    my $end = time + 5;
+    while (time < $end) {
+        return if waitpid($self->{pid}, POSIX::WNOHANG()) == $self->{pid};
+        select undef, undef, undef, 0.05;
+    }
+    kill 'KILL', $self->{pid};
+    waitpid($self->{pid}, 0);
+}
+
+package main;
+
+
+# --- nginx with two rollouts, one with a hostile name, and Redis for a
+# hostile segment value ---
+
+my $evil = q{<script>window.pwned=1</script><img/src=x/onerror=window.pwned=2>'};
+my $evil_segment = q{<script>window.pwned=3</script>"US"'};
+
+my $redis = start_redis();
+
+my $conf = <<'EOF';
+variables_hash_bucket_size 256;     # $canary_variant_<the long name>
+
+upstream app_stable { server 127.0.0.1:%%PORT_B%%; }
+upstream app_canary { server 127.0.0.1:%%PORT_B%%; }
+
+server {
+    listen 127.0.0.1:%%PORT_B%%;
+    location ~ ok$   { return 200 "ok\n"; }
+    location ~ 500$  { return 500; }
+}
+
+canary_zone 1m;
+canary_redis 127.0.0.1:%%REDIS%%;
+canary_sync_interval 200ms;
+
+canary_rollout checkout {
+    key      $http_x_user_id;
+    stable   app_stable;
+    canary   app_canary;
+    percent  12.5;
+    override $http_x_canary;
+    segment  $http_x_country;
+}
+
+canary_rollout "%%EVIL%%" {
+    key      $http_x_user_id;
+    stable   app_stable;
+    canary   app_canary;
+    percent  3;
+}
+
+server {
+    listen 127.0.0.1:%%PORT%%;
+
+    location / {
+        canary checkout;
+        proxy_pass http://$canary_upstream;
+    }
+
+    location = /canary { canary_status; }
+    location = /favicon.ico { return 204; }
+}
+EOF
+
+$redis->cli('HSET', 'canary:rollout:checkout', 'percent', '12.5',
+            "percent:$evil_segment", '50');
+
+my $ng = start_nginx($conf, vars => { EVIL => $evil, REDIS => $redis->port });
+my $port = $ng->port;
+
+sub status_json {
+    my (undef, undef, $body) = http_get($port, '/canary?format=json');
+    return decode_json($body);
+}
+
+# the segment arrives through the sync
+
+my $j;
+my $end = time + 10;
+while (time < $end) {
+    $j = status_json();
+    last if @{ $j->{rollouts}[0]{segments} };
+    sleep 0.1;
+}
+is_deeply($j->{rollouts}[0]{segments}, [{ value => $evil_segment, percent => 50 }],
+          'the hostile segment value is intact in JSON');
+
+my (undef, undef, $raw_html) = http_get($port, '/canary?format=html');
+ok(index($raw_html, '&lt;script&gt;window.pwned=1&lt;/script&gt;') >= 0,
+   'raw HTML: the rollout name escaped');
+ok(index($raw_html, '&lt;script&gt;window.pwned=3&lt;/script&gt;&quot;US&quot;') >= 0,
+   'raw HTML: the segment escaped');
+ok($raw_html !~ /<script>window\.pwned/, 'raw HTML: no injected script');
+
+my (undef, undef, $prom) = http_get($port, '/canary?format=prometheus');
+ok(index($prom, 'segment="<script>window.pwned=3</script>\"US\"\'"} 50') >= 0,
+   'Prometheus: the segment label escaped');
+
+
+# --- the browser ---
+
+my $tmp = tempdir('canary-chromium-XXXXXX', TMPDIR => 1,
+                  CLEANUP => !$ENV{CANARY_KEEP});
+my $cdp = Cdp->new($chromium, "$tmp/profile");
+
+my $target = $cdp->call('Target.createTarget', { url => 'about:blank' });
+my $sid = $cdp->call('Target.attachToTarget',
+                     { targetId => $target->{targetId}, flatten => JSON::PP::true })
+          ->{sessionId};
+
+$cdp->call('Emulation.setDeviceMetricsOverride',
+           { width => 1280, height => 1000, deviceScaleFactor => 1,
+             mobile => JSON::PP::false }, $sid);
+$cdp->call('Page.enable', {}, $sid);
+$cdp->call('Page.navigate',
+           { url => "http://127.0.0.1:$port/canary?format=html" }, $sid);
+
+sub js {
+    my ($expr) = @_;
+    my $r = $cdp->call('Runtime.evaluate',
+                       { expression => $expr,
+                         returnByValue => JSON::PP::true }, $sid);
+    die "js: $r->{exceptionDetails}{text}: $expr" if $r->{exceptionDetails};
+    return $r->{result}{value};
+}
+
+sub polls {
+    return js(q{+(document.body && document.body.getAttribute('data-polls')) || 0});
+}
+
+sub wait_polls {
+    my ($n) = @_;
+    my $end = time + 20;
+    while (time < $end) {
+        my $p = eval { polls() } // 0;
+        return $p if $p >= $n;
+        sleep 0.1;
+    }
+    return eval { polls() } // 0;
+}
+
+my $p0 = wait_polls(1);
+cmp_ok($p0, '>=', 1, 'the dashboard polled ?format=json');
+
+
+# traffic with a known mix after the first poll: stable 40 fast 200s,
+# canary 30 200s and 10 500s
+
+my @reqs = ((map { ['/ok', 'X-Canary' => 'never', 'X-User-Id' => "s$_"] } 1 .. 40),
+            (map { ['/ok', 'X-Canary' => 'always', 'X-User-Id' => "c$_"] } 1 .. 30),
+            (map { ['/e500', 'X-Canary' => 'always', 'X-User-Id' => "e$_"] } 1 .. 10));
+my @res = http_client($port)->pipeline(@reqs);
+is(scalar(grep { $_->[0] == 200 } @res), 70, '70 requests answered 200');
+is(scalar(grep { $_->[0] == 500 } @res), 10, '10 requests answered 500');
+
+# every request counted, then two more polls, so the page has them all
+
+$end = time + 10;
+while (time < $end) {
+    $j = status_json();
+    my $c = $j->{rollouts}[0]{variants};
+    last if $c->{stable}{requests} + $c->{canary}{requests} >= 80;
+    sleep 0.05;
+}
+my $p1 = polls();
+cmp_ok(wait_polls($p1 + 2), '>=', $p1 + 2, 'the dashboard polled again');
+
+$j = status_json();
+
+my $shown = js(<<'JS');
+(function () {
+  var out = [];
+  document.querySelectorAll('section.rollout').forEach(function (s) {
+    var r = { name: s.querySelector('.name').textContent,
+              percent: s.querySelector('.percent').textContent,
+              segments: s.querySelector('.segments').textContent,
+              state: s.querySelector('.tag').textContent, v: {} };
+    s.querySelectorAll('.variant').forEach(function (v) {
+      var x = {};
+      v.querySelectorAll('[data-field]').forEach(function (f) {
+        x[f.getAttribute('data-field')] = { text: f.textContent,
+                                            value: f.getAttribute('data-value') };
+      });
+      x.points = v.querySelector('polyline.rate').getAttribute('points') || '';
+      r.v[v.getAttribute('data-variant')] = x;
+    });
+    out.push(r);
+  });
+  return { rollouts: out, pwned: window.pwned === undefined ? null : window.pwned,
+           error: document.getElementById('error').textContent };
+})()
+JS
+
+is($shown->{pwned}, undef, 'no injected script or handler ran');
+is($shown->{error}, '', 'no poll error shown');
+
+is_deeply([map { $_->{name} } @{ $shown->{rollouts} }],
+          [map { $_->{name} } @{ $j->{rollouts} }],
+          'the rollout names shown are the JSON\'s, in order, as text');
+is_deeply([map { $_->{percent} } @{ $shown->{rollouts} }],
+          [map { "$_->{percent}%" } @{ $j->{rollouts} }],
+          'the percents shown are the JSON\'s');
+is_deeply([map { $_->{state} } @{ $shown->{rollouts} }],
+          [map { "state $_->{state}" } @{ $j->{rollouts} }], 'the states');
+like($shown->{rollouts}[0]{segments}, qr/\Q$evil_segment\E 50%/,
+     'the hostile segment shows as text');
+
+# the same quantile as the page and as histogram_quantile()
+
+sub quantile {
+    my ($q, $hist, $bounds) = @_;
+    my $total = 0;
+    $total += $_ for @$hist;
+    return undef unless $total;
+    my ($rank, $cum) = ($q * $total, 0);
+    for my $i (0 .. $#$hist) {
+        if ($hist->[$i] > 0 && $cum + $hist->[$i] >= $rank) {
+            return 'inf' if $i >= @$bounds;
+            my $lower = $i ? $bounds->[$i - 1] : 0;
+            return $lower + ($bounds->[$i] - $lower) * ($rank - $cum) / $hist->[$i];
+        }
+        $cum += $hist->[$i];
+    }
+    return 'inf';
+}
+
+my $c = $j->{rollouts}[0]{variants};
+my $s = $shown->{rollouts}[0]{v};
+
+for my $v (qw(stable canary)) {
+    is($s->{$v}{requests}{text}, $c->{$v}{requests}, "$v: requests shown");
+    is($s->{$v}{'5xx'}{text}, $c->{$v}{responses}{'5xx'}, "$v: 5xx shown");
+    is($s->{$v}{upstream_errors}{text}, $c->{$v}{upstream_errors},
+       "$v: upstream errors shown");
+
+    # all of the traffic fell between the first poll and the last one,
+    # within the 10 s window: the window's figures are the totals'
+    my $want_err = 100 * $c->{$v}{responses}{'5xx'} / $c->{$v}{requests};
+    ok(abs($s->{$v}{errors}{value} - $want_err) < 1e-9,
+       "$v: error rate $s->{$v}{errors}{text} is 5xx / requests");
+    for my $q ([p50 => 0.5], [p99 => 0.99]) {
+        my $want = quantile($q->[1], $c->{$v}{request_time_histogram},
+                            $j->{histogram_bounds_ms});
+        ok(abs($s->{$v}{ $q->[0] }{value} - $want) < 1e-9,
+           "$v: $q->[0] $s->{$v}{$q->[0]}{text} from the histogram ($want)");
+    }
+    cmp_ok($s->{$v}{rate}{value}, '>', 0, "$v: a request rate shown");
+    like($s->{$v}{points}, qr/\d,\d/, "$v: the rate chart has points");
+}
+is($c->{stable}{requests}, 40, 'JSON: 40 stable');
+is($c->{canary}{requests}, 40, 'JSON: 40 canary');
+is($s->{canary}{errors}{text}, '25.00%', 'canary: 25.00% errors');
+is($s->{stable}{errors}{text}, '0.00%', 'stable: 0.00% errors');
+
+my $e = $shown->{rollouts}[1];
+is($e->{name}, $evil, 'the hostile rollout name shows as text');
+is($e->{v}{stable}{requests}{text}, '0', 'its counters');
+
+
+# a screenshot in the test's temp folder
+
+my $png = $cdp->call('Page.captureScreenshot', { format => 'png' }, $sid);
+my $file = $ng->prefix . '/dashboard.png';
+open my $fh, '>:raw', $file or die "$file: $!";
+print $fh decode_base64($png->{data});
+close $fh;
+ok(-s $file > 1000, "screenshot saved: $file");
+diag "screenshot: $file" if $ENV{CANARY_KEEP};
+if ($ENV{CANARY_SCREENSHOT}) {
+    system('cp', $file, $ENV{CANARY_SCREENSHOT});
+}
+
+$cdp->close;
+
+done();
