@@ -1532,8 +1532,9 @@ ngx_http_canary_sync_set_publish(ngx_http_canary_sync_t *sync)
 
     ngx_log_error(NGX_LOG_NOTICE, sync->log, 0,
                   "canary sync: rollout \"%V\" %V now has %ui members "
-                  "(%ui SSCAN batches)", &sr->ro->name,
-                  &ngx_http_canary_which_names[which], n, sync->set_batches);
+                  "in %uz bytes of the zone (%ui SSCAN batches)",
+                  &sr->ro->name, &ngx_http_canary_which_names[which], n,
+                  ngx_http_canary_set_bytes(set), sync->set_batches);
 
     sync->changed = 1;
     ngx_http_canary_state_write(sync);
