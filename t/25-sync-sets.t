@@ -77,7 +77,8 @@ until (reason('m99999') eq 'canary/canary_users') {
 is(reason('m99999'), 'canary/canary_users', '100,000 members loaded');
 ok(!$bad, "requests answered while loading ($n)");
 ok(defined wait_until(sub {
-       $ng->error_log =~ /canary_users now has 100002 members \((\d+) SSCAN/
+       $ng->error_log =~ /canary_users\ now\ has\ 100002\ members
+                          \ in\ \d+\ bytes\ of\ the\ zone\ \((\d+)\ SSCAN/x
    }, 10), 'in SSCAN batches');
 is(reason('m1'), 'canary/canary_users', 'first member');
 is(reason('m100001'), 'stable/percent', 'not a member');
