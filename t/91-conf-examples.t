@@ -5,7 +5,8 @@
 # wrapper conf-examples/nginx.conf, with the module path, log and pid paths
 # pointed into a temporary prefix and every listen on a free loopback
 # port. The wrapper itself is checked by being the main file each time.
-# The minimal example also runs for real against two local backends.
+# The minimal, tester-override and feature-flags examples also run for
+# real against local backends (country-first.conf: t/13-country-first.t).
 
 use strict;
 use warnings;
@@ -94,8 +95,12 @@ sub run_example {
         $body =~ s/\Q$from\E/$to/ or die "$name: no '$from'";
     }
     $body .= <<'EOF';
-server { listen 127.0.0.1:%%PORT_S%%; return 200 "stable $http_x_canary\n"; }
-server { listen 127.0.0.1:%%PORT_C%%; return 200 "canary $http_x_canary\n"; }
+server { listen 127.0.0.1:%%PORT_S%%;
+         add_header X-Features-Seen $http_x_features;
+         return 200 "stable $http_x_canary\n"; }
+server { listen 127.0.0.1:%%PORT_C%%;
+         add_header X-Features-Seen $http_x_features;
+         return 200 "canary $http_x_canary\n"; }
 EOF
     return start_nginx($body);
 }
@@ -132,5 +137,29 @@ is($b, "canary canary\n", '... or by cookie');
                          'X-Canary' => 'never');
 is($b, "stable stable\n", '... the header wins over the cookie');
 is($h->{'x-canary-reason'}, 'override', '... reason override');
+
+# feature flags: one header with every flag, each by its own salt;
+# one_click only for users who have new_search
+
+my $flags_ok = 0;
+my %flag_seen;
+$ng = run_example('feature-flags.conf');
+for my $u (map { "f$_" } 1 .. 300) {
+    my %want;
+    $want{new_search} = murmur3_32("new_search:$u") % 10000 < 2500;
+    $want{dark_mode} = murmur3_32("dark_mode:$u") % 10000 < 5000;
+    $want{one_click} = $want{new_search}
+                       && murmur3_32("one_click:$u") % 10000 < 100;
+    my $line = join ',', map { "$_=" . ($want{$_} ? 'canary' : 'stable') }
+                         qw(new_search dark_mode one_click);
+    my (undef, $h) = http_get($ng->port, '/', Cookie => "uid=$u");
+    $flags_ok++ if ($h->{'x-features-seen'} // '') eq $line;
+    $flag_seen{$_}++ for grep { $want{$_} } keys %want;
+}
+is($flags_ok, 300, 'feature-flags.conf: X-Features carries every flag');
+ok($flag_seen{new_search} && $flag_seen{dark_mode},
+   '... with users on both sides');
+
+# country-first.conf runs step by step in t/13-country-first.t
 
 done();

@@ -5,8 +5,9 @@
 #    or a short list of shell tools, every COPY source exists, and the
 #    runtime stage installs no compiler;
 #  - the build stage's steps, run literally on a clean copy of the tree,
-#    build the module and the Debian package (skipped with
-#    CANARY_SKIP_DOCKER_BUILD=1: it compiles the module once more);
+#    build the module and the Debian package (it compiles the module once
+#    more: skipped while the build procedure is unchanged since it last
+#    passed, or with CANARY_SKIP_DOCKER_BUILD=1);
 #  - the entrypoint, run directly against a local nginx prefix, writes a
 #    working configuration from CANARY_REDIS and friends: nginx routes,
 #    takes its percent from that Redis, serves the status page; bad values
@@ -115,8 +116,29 @@ like($dockerfile, qr{^ENTRYPOINT \["canary-entrypoint"\]}m, 'entrypoint');
 
 # --- the build stage's steps on a clean copy of the tree
 
+# It costs a configure and a compile (minutes on shared cores), so it is
+# skipped when what it verifies, the build procedure, is unchanged since
+# the last run that passed here: the Dockerfile, Makefiles, config,
+# packaging and the names of the source files.
+# CANARY_FORCE_DOCKER_BUILD=1 runs it anyway.
+
+use Digest::SHA qw(sha256_hex);
+
+my $stamp = "$repo/build/docker-build-check.stamp";
+my $procedure = sha256_hex(join "\0",
+    (map { ($_, CanaryTest::read_file($_)) }
+         grep { -f } "$repo/Dockerfile", "$repo/.dockerignore",
+                     "$repo/Makefile", "$repo/config", "$repo/VERSION",
+                     sort(glob("$repo/mk/*.mk")),
+                     sort(glob("$repo/packaging/*"))),
+    sort(glob("$repo/src/*")));
+
 SKIP: {
     skip 'CANARY_SKIP_DOCKER_BUILD=1', 2 if $ENV{CANARY_SKIP_DOCKER_BUILD};
+    skip 'build procedure unchanged since it last passed (build/'
+         . 'docker-build-check.stamp; CANARY_FORCE_DOCKER_BUILD=1 forces)', 2
+        if !$ENV{CANARY_FORCE_DOCKER_BUILD}
+           && CanaryTest::read_file($stamp) eq $procedure;
 
     my $copy = tempdir('canary-docker-XXXXXX', TMPDIR => 1,
                        CLEANUP => !$ENV{CANARY_KEEP});
@@ -140,8 +162,9 @@ SKIP: {
         last;
     }
     ok($ok, 'the build stage\'s make steps succeed on a clean copy');
-    ok(glob("$copy/dist/libnginx-mod-http-canary_*.deb"),
-       'and leave the package where the runtime stage takes it');
+    my ($deb) = glob("$copy/dist/libnginx-mod-http-canary_*.deb");
+    ok($deb, 'and leave the package where the runtime stage takes it');
+    CanaryTest::write_file($stamp, $procedure) if $ok && $deb && -d "$repo/build";
 }
 
 # --- the entrypoint against a local prefix
