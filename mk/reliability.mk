@@ -12,7 +12,7 @@
 # seeds in t/fuzz/<name>/, the name in FUZZ_TARGETS.
 
 DEPS_FUZZ    := clang libclang-rt-dev
-FUZZ_TARGETS ?= percent time murmur3 auto
+FUZZ_TARGETS ?= percent time murmur3 auto escape
 FUZZ_SECONDS ?= 60
 FUZZ_CC      ?= clang
 FUZZ_DIR     := $(TOP)/build/fuzz

@@ -118,6 +118,8 @@ struct ngx_http_canary_shrollout_s {
     ngx_http_canary_shrollout_t    *next;
     ngx_uint_t                      config_percent;
     ngx_str_t                       name;
+    ngx_atomic_t                    synced;     /* when Redis last gave its
+                                                   values, unix seconds */
 };
 
 

@@ -796,6 +796,8 @@ ngx_http_canary_sync_apply(ngx_http_canary_sync_t *sync,
         ngx_str_null(&sr->error);
     }
 
+    ro->sh->synced = ngx_time();
+
     ngx_memzero(&v, sizeof(ngx_http_canary_values_t));
 
     v.percent = ro->percent;
