@@ -314,6 +314,7 @@ ngx_int_t ngx_http_canary_retire_set_locked(
 /* ngx_http_canary_set.c */
 ngx_http_canary_set_t *ngx_http_canary_set_create_locked(
     ngx_slab_pool_t *shpool, ngx_uint_t expected);
+ngx_int_t ngx_http_canary_set_clear(ngx_http_canary_set_t *set);
 ngx_int_t ngx_http_canary_set_add_locked(ngx_slab_pool_t *shpool,
     ngx_http_canary_set_t *set, u_char *data, size_t len);
 ngx_uint_t ngx_http_canary_set_contains(ngx_http_canary_set_t *set,

@@ -22,6 +22,9 @@
 #define NGX_HTTP_CANARY_SET_MIN      16
 #define NGX_HTTP_CANARY_ARENA_SIZE   (64 * 1024)
 
+/* the most of a table zeroed in one call of ngx_http_canary_set_clear() */
+#define NGX_HTTP_CANARY_SET_CLEAR    (256 * 1024)
+
 
 typedef struct {
     uint32_t                        hash;
@@ -43,6 +46,7 @@ struct ngx_http_canary_set_s {
     ngx_uint_t                      n;
     ngx_uint_t                      mask;
     size_t                          bytes;
+    size_t                          cleared;    /* of the table, in bytes */
     ngx_http_canary_set_entry_t    *table;
     ngx_http_canary_arena_t        *arena;
 };
@@ -54,10 +58,19 @@ static u_char *ngx_http_canary_set_copy_locked(ngx_slab_pool_t *shpool,
     ngx_http_canary_set_t *set, u_char *data, size_t len);
 
 
+/*
+ * A large table is not zeroed here: the first touch of a page of the zone
+ * costs a page fault, and zeroing the 4 MiB table of 100,000 members at
+ * once kept the sync worker from its other events for 20 ms of CPU, 50 to
+ * 500 ms of wall time on a busy machine.  The builder zeroes it a slice per
+ * event-loop turn with ngx_http_canary_set_clear() before adding members.
+ */
+
 ngx_http_canary_set_t *
 ngx_http_canary_set_create_locked(ngx_slab_pool_t *shpool,
     ngx_uint_t expected)
 {
+    size_t                  len;
     ngx_uint_t              size;
     ngx_http_canary_set_t  *set;
 
@@ -72,12 +85,17 @@ ngx_http_canary_set_create_locked(ngx_slab_pool_t *shpool,
         return NULL;
     }
 
-    set->table = ngx_slab_calloc_locked(shpool,
-                                     size
-                                     * sizeof(ngx_http_canary_set_entry_t));
+    len = size * sizeof(ngx_http_canary_set_entry_t);
+
+    set->table = ngx_slab_alloc_locked(shpool, len);
     if (set->table == NULL) {
         ngx_slab_free_locked(shpool, set);
         return NULL;
+    }
+
+    if (len <= NGX_HTTP_CANARY_SET_CLEAR) {
+        ngx_memzero(set->table, len);
+        set->cleared = len;
     }
 
     set->mask = size - 1;
@@ -85,6 +103,27 @@ ngx_http_canary_set_create_locked(ngx_slab_pool_t *shpool,
                  + size * sizeof(ngx_http_canary_set_entry_t);
 
     return set;
+}
+
+
+/*
+ * Zeroes the next slice of a new set's table: NGX_AGAIN while some is
+ * left, NGX_OK once members can be added.  No lock is needed: the set is
+ * not published, and only its builder knows it.
+ */
+
+ngx_int_t
+ngx_http_canary_set_clear(ngx_http_canary_set_t *set)
+{
+    size_t  len, n;
+
+    len = (set->mask + 1) * sizeof(ngx_http_canary_set_entry_t);
+    n = ngx_min(len - set->cleared, NGX_HTTP_CANARY_SET_CLEAR);
+
+    ngx_memzero((u_char *) set->table + set->cleared, n);
+    set->cleared += n;
+
+    return (set->cleared < len) ? NGX_AGAIN : NGX_OK;
 }
 
 
@@ -100,6 +139,12 @@ ngx_http_canary_set_add_locked(ngx_slab_pool_t *shpool,
 
     if (len == 0 || len > NGX_MAX_UINT32_VALUE) {
         return NGX_DECLINED;
+    }
+
+    if (set->cleared < (set->mask + 1) * sizeof(ngx_http_canary_set_entry_t))
+    {
+        /* a builder that did not clear the table first: at once */
+        while (ngx_http_canary_set_clear(set) == NGX_AGAIN) { /* void */ }
     }
 
     if (2 * (set->n + 1) > set->mask + 1) {
@@ -232,6 +277,7 @@ ngx_http_canary_set_grow_locked(ngx_slab_pool_t *shpool,
 
     set->bytes += (size - (set->mask + 1))
                   * sizeof(ngx_http_canary_set_entry_t);
+    set->cleared = size * sizeof(ngx_http_canary_set_entry_t);
     set->table = table;
     set->mask = mask;
 

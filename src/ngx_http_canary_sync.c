@@ -83,6 +83,7 @@ typedef struct {
     ngx_uint_t                      set_which;
     ngx_http_canary_set_t          *set;
     ngx_uint_t                      set_batches;
+    ngx_event_t                     set_clear;
 
     ngx_err_t                       state_err;
 } ngx_http_canary_sync_t;
@@ -148,6 +149,8 @@ static void ngx_http_canary_sync_sscan_handler(ngx_http_canary_redis_t *rc,
 static void ngx_http_canary_sync_too_big(ngx_http_canary_sync_t *sync,
     ngx_http_canary_sync_rollout_t *sr, ngx_uint_t which);
 static void ngx_http_canary_sync_set_abort(ngx_http_canary_sync_t *sync);
+static void ngx_http_canary_sync_set_clear(ngx_http_canary_sync_t *sync);
+static void ngx_http_canary_sync_set_clear_handler(ngx_event_t *ev);
 static void ngx_http_canary_sync_set_publish(ngx_http_canary_sync_t *sync);
 static void ngx_http_canary_sync_close(ngx_http_canary_sync_t *sync);
 static void ngx_http_canary_state_write(ngx_http_canary_sync_t *sync);
@@ -255,6 +258,11 @@ ngx_http_canary_sync_init_process(ngx_cycle_t *cycle)
     sync->timer.log = cycle->log;
     sync->timer.cancelable = 1;
 
+    sync->set_clear.handler = ngx_http_canary_sync_set_clear_handler;
+    sync->set_clear.data = sync;
+    sync->set_clear.log = cycle->log;
+    sync->set_clear.cancelable = 1;
+
     ngx_http_canary_sync = sync;
 
     cmcf->sh->sync_pid = ngx_pid;
@@ -293,6 +301,10 @@ ngx_http_canary_sync_close(ngx_http_canary_sync_t *sync)
 
     if (sync->timer.timer_set) {
         ngx_del_timer(&sync->timer);
+    }
+
+    if (sync->set_clear.timer_set) {
+        ngx_del_timer(&sync->set_clear);
     }
 
     ngx_http_canary_redis_close(sync->redis);
@@ -1311,9 +1323,45 @@ ngx_http_canary_sync_next_set(ngx_http_canary_sync_t *sync)
 
         sync->set = set;
 
-        ngx_http_canary_sync_sscan(sync, (u_char *) "0", 1);
+        ngx_http_canary_sync_set_clear(sync);
         return;
     }
+}
+
+
+/*
+ * A new set's table is zeroed a slice per event-loop turn (a 1 ms timer
+ * between slices lets the worker serve), then read with SSCAN.
+ */
+
+static void
+ngx_http_canary_sync_set_clear(ngx_http_canary_sync_t *sync)
+{
+    if (ngx_http_canary_set_clear(sync->set) == NGX_AGAIN) {
+        ngx_add_timer(&sync->set_clear, 1);
+        return;
+    }
+
+    ngx_http_canary_sync_sscan(sync, (u_char *) "0", 1);
+}
+
+
+static void
+ngx_http_canary_sync_set_clear_handler(ngx_event_t *ev)
+{
+    ngx_http_canary_sync_t  *sync = ev->data;
+
+    if (sync->set == NULL) {
+        return;
+    }
+
+    if (sync->closed || ngx_exiting || ngx_terminate) {
+        sync->set_sr->dirty |= 1 << sync->set_which;
+        ngx_http_canary_sync_set_abort(sync);
+        return;
+    }
+
+    ngx_http_canary_sync_set_clear(sync);
 }
 
 
@@ -1454,6 +1502,10 @@ ngx_http_canary_sync_too_big(ngx_http_canary_sync_t *sync,
 static void
 ngx_http_canary_sync_set_abort(ngx_http_canary_sync_t *sync)
 {
+    if (sync->set_clear.timer_set) {
+        ngx_del_timer(&sync->set_clear);
+    }
+
     if (sync->set) {
         ngx_shmtx_lock(&sync->cmcf->shpool->mutex);
         ngx_http_canary_set_free_locked(sync->cmcf->shpool, sync->set);
