@@ -144,6 +144,25 @@ class Env:
         self.status = has_directive('canary_status')
 
 
+# Under callgrind, two marker requests bound what is counted: GET /zero
+# reaches ngx_http_send_response (return with text), where callgrind
+# zeroes its counters; GET /dump reaches ngx_http_named_location, where it
+# dumps them.  Neither function is on the path of a proxied request.
+MARKS = '''
+        location = /zero {
+            return  200 "zero\\n";
+        }
+
+        location = /dump {
+            try_files  /nonexistent @dump;
+        }
+
+        location @dump {
+            return  200 "dump\\n";
+        }
+'''
+
+
 def render(path, env, prefix, port, single, extra=None):
     with open(path) as f:
         text = f.read()
@@ -155,7 +174,7 @@ def render(path, env, prefix, port, single, extra=None):
 
     main += ('pcre_jit          on;\n'
              'pid               %s/nginx.pid;\n'
-             'error_log         %s/error.log warn;\n'
+             'error_log         %s/error.log notice;\n'
              'worker_rlimit_nofile  8192;\n\n'
              'events {\n    worker_connections  4096;\n}\n'
              % (prefix, prefix))
@@ -181,6 +200,7 @@ def render(path, env, prefix, port, single, extra=None):
         'REDIS_PORT': str(env.redis_port),
         'CANARY_REDIS': redis.rstrip('\n'),
         'LUA_INTERVAL': '3600' if single else '1',
+        'MARKS': MARKS if single else '',
     }
     subst.update(extra or {})
 
@@ -255,11 +275,15 @@ def start_redis(env):
         time.sleep(0.05)
     redis(env, 'HSET', 'canary:rollout:checkout', 'percent', '50')
     redis(env, 'HSET', 'canary:rollout:search', 'percent', '100')
+    redis(env, 'HSET', 'canary:rollout:checkout_all', 'percent', '50',
+          'percent:US', '50', 'percent:FR', '10')
     if env.sync:
         # (e): user sets that the bench's uids are not in, so that every
         # later rule is evaluated too
-        fill_set(env, 'canary:rollout:checkout:canary_users', 'c', 10000)
-        fill_set(env, 'canary:rollout:checkout:stable_users', 's', 10000)
+        fill_set(env, 'canary:rollout:checkout_all:canary_users', 'c',
+                 10000)
+        fill_set(env, 'canary:rollout:checkout_all:stable_users', 's',
+                 10000)
     return p
 
 
@@ -451,53 +475,105 @@ def part_wrk(env, summary):
 
 # --- part 2: callgrind ----------------------------------------------------
 
-def callgrind_total(path):
-    with open(path) as f:
-        for line in f:
-            if line.startswith('totals:') or line.startswith('summary:'):
-                return int(line.split()[1])
-    raise RuntimeError('no totals in ' + path)
+def callgrind_dumps(out):
+    """Totals of the dumps that --dump-before wrote, in order."""
+    totals = []
+    for f in sorted(os.listdir(RUN)):
+        m = re.match(re.escape(os.path.basename(out)) + r'\.(\d+)$', f)
+        if not m:
+            continue
+        with open(os.path.join(RUN, f)) as fh:
+            text = fh.read()
+        if 'dump-before' not in text.split('\nevents:', 1)[0]:
+            continue
+        t = re.search(r'^(?:totals|summary):\s+(\d+)', text, re.M)
+        totals.append((int(m.group(1)), int(t.group(1)) if t else 0))
+    return [t for _, t in sorted(totals)]
 
 
-def callgrind_run(env, v, n, tag):
+def settle(prefix, quiet=1.0, deadline=15.0):
+    """Wait until the error log has not grown for `quiet` seconds: the
+    sync worker's first rounds (and user set reads) are over."""
+    path = os.path.join(prefix, 'error.log')
+    end = time.time() + deadline
+    last, since = -1, time.time()
+    while time.time() < end:
+        size = os.path.getsize(path) if os.path.exists(path) else 0
+        if size != last:
+            last, since = size, time.time()
+        elif time.time() - since >= quiet:
+            return
+        time.sleep(0.1)
+
+
+def mark(port, path):
+    st, body = http_get(port, path, timeout=60)
+    if st != 200:
+        raise RuntimeError('%s: status %d' % (path, st))
+
+
+def callgrind_run(env, v):
     for attempt in range(3):
         try:
-            return callgrind_once(env, v, n, tag)
+            return callgrind_once(env, v)
         except RuntimeError as e:
-            log('callgrind %s %s: %s, again' % (v, tag, e))
-    raise RuntimeError('callgrind %s %s failed three times' % (v, tag))
+            log('callgrind %s: %s, again' % (v, e))
+    raise RuntimeError('callgrind %s failed three times' % v)
 
 
-def callgrind_once(env, v, n, tag):
-    out = os.path.join(RUN, 'callgrind.%s.%s.out' % (v, tag))
+def callgrind_once(env, v):
+    """One nginx under callgrind: warm-up, then counted windows of 0, N
+    and 2N requests on one keep-alive connection; instructions per
+    request from the differences, so the markers' own cost cancels."""
+    out = os.path.join(RUN, 'callgrind.%s.out' % v)
+    for f in os.listdir(RUN):
+        if f.startswith(os.path.basename(out)):
+            os.unlink(os.path.join(RUN, f))
     vg = ['valgrind', '--tool=callgrind', '--callgrind-out-file=' + out,
           '--smc-check=all-non-file', '--trace-children=no',
+          '--zero-before=ngx_http_send_response',
+          '--dump-before=ngx_http_named_location',
           '--log-file=' + out + '.log']
     p, port, prefix = start_front(env, v, single=True, valgrind=vg)
     c = Client(port, HEADERS)
     c.run(CG_WARM)
-    c.canary = 0
-    c.run(n)
+    settle(prefix)
+    c.run(10)
+
+    shares = []
+    for n in (0, CG_N, 2 * CG_N):
+        mark(port, '/zero')
+        c.canary = 0
+        c.run(n)
+        mark(port, '/dump')
+        if n:
+            shares.append(c.canary / float(n))
     c.close()
     # nginx under valgrind has been seen to miss a SIGQUIT; SIGTERM also
-    # exits (and writes the profile) in single-process mode
+    # exits in single-process mode
     stop(p, signal.SIGQUIT, 15, signal.SIGTERM)
-    return callgrind_total(out), c.canary / float(n)
+
+    dumps = callgrind_dumps(out)
+    if len(dumps) != 3:
+        raise RuntimeError('%d dumps, not 3' % len(dumps))
+    z, t1, t2 = dumps
+    return {'window_0': z, 'window_n': t1, 'window_2n': t2,
+            'per_request_n': (t1 - z) / float(CG_N),
+            'per_request_2n': (t2 - z) / float(2 * CG_N),
+            'canary_share': statistics.mean(shares)}
 
 
 def part_callgrind(env, summary):
     out = {'warmup': CG_WARM, 'n': CG_N, 'variants': {}}
     for v in VARIANTS:
-        per = []
-        for i in range(CG_RUNS):
-            t1, _ = callgrind_run(env, v, CG_N, 'n%d' % i)
-            t2, share = callgrind_run(env, v, 2 * CG_N, '2n%d' % i)
-            per.append((t2 - t1) / float(CG_N))
+        runs = [callgrind_run(env, v) for _ in range(CG_RUNS)]
+        per = [r['per_request_2n'] for r in runs]
         ir = statistics.median(per)
         out['variants'][v] = {'name': NAMES[v], 'ir_per_request': ir,
-                              'runs': per, 'canary_share': share}
-        log('callgrind %s: %.0f instructions per request, canary share %.2f'
-            % (v, ir, share))
+                              'runs': runs}
+        log('callgrind %s: %.0f instructions per request (%.0f over N), '
+            'canary share %.2f' % (v, ir, runs[0]['per_request_n'],
+                                   runs[0]['canary_share']))
 
     ir = {v: out['variants'][v]['ir_per_request'] for v in out['variants']}
     if 'a' in ir:
