@@ -49,7 +49,7 @@ typedef struct {
     ngx_str_t                       key;
     ngx_str_t                       set_key[2];
 
-    /* "field\0value\0" of what the last round refused: logged once */
+    /* what the last HGETALL refused, see ..._refuse(): logged once */
     ngx_str_t                       refused;
     ngx_str_t                       refused_new;
     ngx_str_t                       error;
@@ -86,6 +86,7 @@ typedef struct {
     ngx_event_t                     set_clear;
 
     ngx_err_t                       state_err;
+    u_char                         *channels;
 } ngx_http_canary_sync_t;
 
 
@@ -388,12 +389,19 @@ ngx_http_canary_sync_sub_ready(ngx_http_canary_redis_t *rc)
     sync->ping = 0;
     prefix = &sync->cmcf->redis->prefix;
 
-    p = ngx_pnalloc(ngx_cycle->pool,
-                    sizeof("__keyspace@65535__:*") + 2 * prefix->len
-                    + sizeof("changed") + prefix->len);
-    if (p == NULL) {
-        return;
+    /* room for both names, allocated once for the worker's life */
+
+    if (sync->channels == NULL) {
+        sync->channels = ngx_pnalloc(ngx_cycle->pool,
+                                     sizeof("__keyspace@65535__:*")
+                                     + 2 * prefix->len + sizeof("changed")
+                                     + prefix->len);
+        if (sync->channels == NULL) {
+            return;
+        }
     }
+
+    p = sync->channels;
 
     argv[0] = "SUBSCRIBE";
     argvlen[0] = sizeof("SUBSCRIBE") - 1;
@@ -990,50 +998,44 @@ static void
 ngx_http_canary_sync_refuse(ngx_http_canary_sync_t *sync,
     ngx_http_canary_sync_rollout_t *sr, ngx_str_t *field, ngx_str_t *value)
 {
-    u_char     *p, *last, *end, *n;
-    size_t      len;
+    u_char     *p, *last, *n;
+    size_t      len, flen, vlen;
     ngx_uint_t  seen;
     u_char      buf[NGX_HTTP_CANARY_LOG_VALUE_MAX * 4 + 4];
+
+    /*
+     * The list holds {field length, value length, field, value} entries
+     * (values may hold any byte, a NUL too).
+     */
 
     seen = 0;
     p = sr->refused.data;
     last = p + sr->refused.len;
 
-    while (p && p < last) {
-        end = ngx_strlchr(p, last, '\0');
-        if (end == NULL) {
+    while (p && (size_t) (last - p) >= 2 * sizeof(size_t)) {
+        ngx_memcpy(&flen, p, sizeof(size_t));
+        ngx_memcpy(&vlen, p + sizeof(size_t), sizeof(size_t));
+        p += 2 * sizeof(size_t);
+
+        if ((size_t) (last - p) < flen + vlen) {
             break;
         }
 
-        len = end - p;
-        n = end + 1;
-
-        if (len == field->len && ngx_memcmp(p, field->data, len) == 0) {
-            p = n;
-            end = p + value->len;
-
-            if (end < last && *end == '\0'
-                && ngx_memcmp(p, value->data, value->len) == 0)
-            {
-                seen = 1;
-                break;
-            }
-        }
-
-        /* skip the value */
-
-        p = n;
-        end = ngx_strlchr(p, last, '\0');
-        if (end == NULL) {
+        if (flen == field->len && vlen == value->len
+            && ngx_memcmp(p, field->data, flen) == 0
+            && ngx_memcmp(p + flen, value->data, vlen) == 0)
+        {
+            seen = 1;
             break;
         }
 
-        p = end + 1;
+        p += flen + vlen;
     }
 
     /* remembered for the next round */
 
-    len = sr->refused_new.len + field->len + value->len + 2;
+    len = sr->refused_new.len + 2 * sizeof(size_t) + field->len
+          + value->len;
     n = ngx_alloc(len, sync->log);
 
     if (n) {
@@ -1044,10 +1046,10 @@ ngx_http_canary_sync_refuse(ngx_http_canary_sync_t *sync,
             ngx_free(sr->refused_new.data);
         }
 
+        p = ngx_cpymem(p, &field->len, sizeof(size_t));
+        p = ngx_cpymem(p, &value->len, sizeof(size_t));
         p = ngx_cpymem(p, field->data, field->len);
-        *p++ = '\0';
         p = ngx_cpymem(p, value->data, value->len);
-        *p++ = '\0';
 
         sr->refused_new.data = n;
         sr->refused_new.len = len;

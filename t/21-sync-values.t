@@ -49,6 +49,13 @@ for my $bad ('abc', '-1', '101', '1.234', '50%', '', '100.01', ' 5',
     is(log_count($ng, $re), 1, "\"$bad\" logged once, not every round");
 }
 
+# bytes that could forge log lines are escaped in the log
+$r->cli('HSET', $key, 'percent', "5\nforged \"x\"");
+ok(defined wait_until(sub {
+       log_count($ng, refused_re('5\x0aforged \x22x\x22', 'percent')) == 1 },
+       5), 'a value with a newline and quotes is logged escaped');
+ok(routes_by($port, 20, \@keys), 'percent 20 stays in force');
+
 # the other fields still apply while percent is refused
 $r->cli('HSET', $key, 'percent', 'abc', 'percent:US', '50');
 ok(defined wait_until(sub {
