@@ -226,13 +226,13 @@ def http_get(port, path='/', headers=None, timeout=2.0):
     req += '\r\n'
     with socket.create_connection(('127.0.0.1', port), timeout) as s:
         s.sendall(req.encode())
-        data = b''
+        chunks = []
         while True:
-            chunk = s.recv(65536)
+            chunk = s.recv(262144)
             if not chunk:
                 break
-            data += chunk
-    head, _, body = data.partition(b'\r\n\r\n')
+            chunks.append(chunk)
+    head, _, body = b''.join(chunks).partition(b'\r\n\r\n')
     status = int(head.split(b' ', 2)[1])
     return status, body
 
