@@ -123,6 +123,13 @@ static ngx_command_t  ngx_http_canary_commands[] = {
       0,
       NULL },
 
+    { ngx_string("canary_node_id"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_canary_main_conf_t, node_id),
+      NULL },
+
     { ngx_string("canary_rollout"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_BLOCK|NGX_CONF_TAKE1,
       ngx_http_canary_rollout_block,
@@ -1649,6 +1656,10 @@ ngx_http_canary_init(ngx_conf_t *cf)
         }
     }
 
+    if (ngx_http_canary_auto_check_conf(cf, ccf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
 
     h = ngx_array_push(&cmcf->phases[NGX_HTTP_LOG_PHASE].handlers);
@@ -1672,12 +1683,17 @@ ngx_http_canary_init(ngx_conf_t *cf)
 static ngx_int_t
 ngx_http_canary_init_process(ngx_cycle_t *cycle)
 {
-    return ngx_http_canary_sync_init_process(cycle);
+    if (ngx_http_canary_sync_init_process(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_canary_auto_init_process(cycle);
 }
 
 
 static void
 ngx_http_canary_exit_process(ngx_cycle_t *cycle)
 {
+    ngx_http_canary_auto_exit_process(cycle);
     ngx_http_canary_sync_exit_process(cycle);
 }

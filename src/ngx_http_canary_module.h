@@ -109,6 +109,34 @@ typedef struct {
 } ngx_http_canary_snapshot_t;
 
 
+/*
+ * An automatic rollout's state as Redis holds it, for the status page:
+ * written by the sync worker's auto controller, read by the status
+ * handler, both under the zone's mutex.
+ */
+typedef struct {
+    ngx_uint_t                      step;       /* 1-based, 0: none */
+    ngx_uint_t                      nsteps;
+    ngx_uint_t                      failures;
+    uint64_t                        since;      /* unix ms */
+    uint64_t                        checked;    /* unix ms */
+    uint64_t                        decided_at; /* unix ms */
+    uint64_t                        interval;   /* unix ms, judged */
+    ngx_uint_t                      nodes;
+    uint64_t                        requests[NGX_HTTP_CANARY_NVARIANTS];
+    uint64_t                        errors[NGX_HTTP_CANARY_NVARIANTS];
+    uint64_t                        error_rate[NGX_HTTP_CANARY_NVARIANTS];
+    uint64_t                        p99[NGX_HTTP_CANARY_NVARIANTS];
+    time_t                          updated;
+    size_t                          decision_len;
+    size_t                          reason_len;
+    size_t                          decided_by_len;
+    u_char                          decision[16];
+    u_char                          reason[NGX_HTTP_CANARY_REASON_LEN];
+    u_char                          decided_by[64];
+} ngx_http_canary_auto_status_t;
+
+
 /* a rollout as kept in the shared zone; found again by name on reload */
 typedef struct ngx_http_canary_shrollout_s  ngx_http_canary_shrollout_t;
 
@@ -120,6 +148,7 @@ struct ngx_http_canary_shrollout_s {
     ngx_str_t                       name;
     ngx_atomic_t                    synced;     /* when Redis last gave its
                                                    values, unix seconds */
+    ngx_http_canary_auto_status_t  *autost;     /* "auto" only */
 };
 
 
@@ -146,6 +175,7 @@ typedef struct {
     ngx_atomic_t                    refused;
     ngx_atomic_t                    last_sync;      /* unix seconds */
     ngx_atomic_t                    sync_pid;       /* the writer */
+    ngx_atomic_t                    auto_leader;    /* holds the lease */
 } ngx_http_canary_shctx_t;
 
 
@@ -222,6 +252,7 @@ typedef struct {
     ngx_http_canary_redis_t        *redis_conn; /* in the sync worker */
     ngx_msec_t                      sync_interval;
     ngx_str_t                       state_file;
+    ngx_str_t                       node_id;    /* canary_node_id */
 } ngx_http_canary_main_conf_t;
 
 
@@ -347,6 +378,15 @@ void ngx_http_canary_count(ngx_http_request_t *r,
 /* ngx_http_canary_auto.c */
 char *ngx_http_canary_auto_directive(ngx_conf_t *cf,
     ngx_http_canary_rollout_t *ro);
+ngx_int_t ngx_http_canary_auto_check_conf(ngx_conf_t *cf,
+    ngx_http_canary_main_conf_t *cmcf);
+ngx_int_t ngx_http_canary_auto_init_process(ngx_cycle_t *cycle);
+void ngx_http_canary_auto_exit_process(ngx_cycle_t *cycle);
+size_t ngx_http_canary_auto_status_size(ngx_http_canary_rollout_t *ro);
+u_char *ngx_http_canary_auto_status_json(ngx_http_canary_main_conf_t *cmcf,
+    ngx_http_canary_rollout_t *ro, u_char *p, u_char *last);
+u_char *ngx_http_canary_auto_status_text(ngx_http_canary_main_conf_t *cmcf,
+    ngx_http_canary_rollout_t *ro, u_char *p, u_char *last);
 
 /* ngx_http_canary_status.c */
 char *ngx_http_canary_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);

@@ -195,6 +195,16 @@ ngx_http_canary_shm_rollout(ngx_http_canary_main_conf_t *cmcf,
         sh->rollouts = shr;
     }
 
+    /* what the status page shows of an automatic rollout */
+
+    if (ro->policy && shr->autost == NULL) {
+        shr->autost = ngx_slab_calloc_locked(shpool,
+                                       sizeof(ngx_http_canary_auto_status_t));
+        if (shr->autost == NULL) {
+            return NULL;
+        }
+    }
+
     snap = shr->snapshot;
 
     if (snap && (snap->source != NGX_HTTP_CANARY_SOURCE_CONFIG

@@ -104,6 +104,8 @@ static ngx_int_t ngx_http_canary_bad_request(ngx_http_request_t *r,
     char *what, ngx_str_t *value);
 static ngx_int_t ngx_http_canary_send(ngx_http_request_t *r,
     ngx_http_canary_out_t *o, char *type);
+static ngx_int_t ngx_http_canary_auto_block(ngx_http_canary_out_t *o,
+    ngx_http_canary_view_t *vw, ngx_uint_t json);
 static u_char *ngx_http_canary_reserve(ngx_http_canary_out_t *o,
     size_t size);
 static size_t ngx_http_canary_esc_len(ngx_str_t *s, ngx_uint_t type);
@@ -528,6 +530,10 @@ ngx_http_canary_text(ngx_http_canary_out_t *o, ngx_http_canary_report_t *rp)
         }
 
         o->buf->last = p;
+
+        if (ngx_http_canary_auto_block(o, vw, 0) != NGX_OK) {
+            return NGX_ERROR;
+        }
     }
 
     return NGX_OK;
@@ -636,7 +642,21 @@ ngx_http_canary_json(ngx_http_canary_out_t *o, ngx_http_canary_report_t *rp)
             *p++ = '}';
         }
 
-        p = ngx_cpymem(p, "],\"variants\":{", sizeof("],\"variants\":{") - 1);
+        *p++ = ']';
+        *p++ = ',';
+
+        o->buf->last = p;
+
+        if (ngx_http_canary_auto_block(o, vw, 1) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        p = ngx_http_canary_reserve(o, sizeof("\"variants\":{"));
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        p = ngx_cpymem(p, "\"variants\":{", sizeof("\"variants\":{") - 1);
 
         o->buf->last = p;
 
@@ -1454,6 +1474,43 @@ ngx_http_canary_send(ngx_http_request_t *r, ngx_http_canary_out_t *o,
     o->buf->last_in_chain = 1;
 
     return ngx_http_output_filter(r, o->out);
+}
+
+
+/*
+ * An automatic rollout's step, time to the next decision and last
+ * decision with its figures (ngx_http_canary_auto.c): text lines, or the
+ * JSON member "auto":{...}, followed by a comma.
+ */
+
+static ngx_int_t
+ngx_http_canary_auto_block(ngx_http_canary_out_t *o,
+    ngx_http_canary_view_t *vw, ngx_uint_t json)
+{
+    u_char                       *p;
+    size_t                        size;
+    ngx_http_canary_main_conf_t  *cmcf;
+
+    size = ngx_http_canary_auto_status_size(vw->rollout);
+
+    if (size == 0) {
+        return NGX_OK;
+    }
+
+    p = ngx_http_canary_reserve(o, size);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    cmcf = ngx_http_get_module_main_conf(o->request, ngx_http_canary_module);
+
+    o->buf->last = json
+                   ? ngx_http_canary_auto_status_json(cmcf, vw->rollout, p,
+                                                      p + size)
+                   : ngx_http_canary_auto_status_text(cmcf, vw->rollout, p,
+                                                      p + size);
+
+    return NGX_OK;
 }
 
 
