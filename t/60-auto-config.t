@@ -16,11 +16,13 @@ use CanaryTest;
 need_module();
 
 sub conf {
-    my ($auto) = @_;
+    my ($auto, $redis) = @_;
+    $redis //= 'canary_redis 127.0.0.1:1;';
     return <<"EOF";
 upstream s { server 127.0.0.1:1; }
 upstream c { server 127.0.0.1:2; }
 canary_zone 1m;
+$redis
 canary_rollout checkout {
     key \$http_x_user_id;
     stable s;
@@ -101,6 +103,13 @@ my @good = (
 for my $args (@good) {
     my ($rc, $out) = nginx_t(conf("auto $args;"));
     is($rc, 0, "auto $args: nginx -t passes") or diag $out;
+}
+
+{
+    my ($rc, $out) = nginx_t(conf('auto step=10 interval=1m;', ''));
+    isnt($rc, 0, '"auto" without canary_redis fails');
+    like($out, qr/"auto" in canary_rollout "checkout" needs "canary_redis" in \S+nginx\.conf:\d+/,
+         '"auto" without canary_redis is named, with its line');
 }
 
 {
