@@ -302,14 +302,24 @@ ngx_http_canary_get_ctx(ngx_http_request_t *r, ngx_uint_t create)
            + cmcf->rollouts.nelts * sizeof(ngx_http_canary_decision_t);
 
     if (r == r->main) {
-        cln = ngx_pool_cleanup_add(r->pool, size);
+
+        /*
+         * what ngx_pool_cleanup_add() does, but in one allocation with
+         * the context: this is on every routed request's path
+         */
+
+        cln = ngx_palloc(r->pool, sizeof(ngx_pool_cleanup_t) + size);
         if (cln == NULL) {
             return NULL;
         }
 
-        cln->handler = ngx_http_canary_ctx_cleanup;
-        ctx = cln->data;
+        ctx = (ngx_http_canary_ctx_t *) &cln[1];
         ngx_memzero(ctx, size);
+
+        cln->handler = ngx_http_canary_ctx_cleanup;
+        cln->data = ctx;
+        cln->next = r->pool->cleanup;
+        r->pool->cleanup = cln;
 
     } else {
         ctx = ngx_pcalloc(r->pool, size);
@@ -670,18 +680,20 @@ ngx_http_canary_log_handler(ngx_http_request_t *r)
         if (index == NGX_CONF_UNSET) {
             return NGX_OK;
         }
+
+        ctx = ngx_http_canary_get_ctx(r, 1);
+        if (ctx == NULL) {
+            return NGX_OK;
+        }
     }
 
-    if (ctx && ctx->counted) {
+    if (ctx->counted) {
         return NGX_OK;
     }
 
-    d = ngx_http_canary_decide(r, index);
+    ctx->counted = 1;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_canary_module);
-    if (ctx) {
-        ctx->counted = 1;
-    }
+    d = ngx_http_canary_evaluate(r, index, ctx->decisions, NULL, 0);
 
     cmcf = ngx_http_get_module_main_conf(r, ngx_http_canary_module);
     ro = (ngx_http_canary_rollout_t *) cmcf->rollouts.elts + index;
