@@ -31,15 +31,26 @@ chmod 0777, $dir;
 
 my %port = map { $_ => free_port() } qw(APP STABLE CANARY REDIS);
 
-local $ENV{DEMO_DIR} = "$dir/demo";
-local $ENV{DEMO_PORT} = $port{APP};
-local $ENV{DEMO_STABLE_PORT} = $port{STABLE};
-local $ENV{DEMO_CANARY_PORT} = $port{CANARY};
-local $ENV{DEMO_REDIS_PORT} = $port{REDIS};
-local $ENV{DEMO_PERCENT} = 10;
-local $ENV{CANARY_MODULE} = module_path();
+# not `local`: the END block below must still see them
+$ENV{DEMO_DIR} = "$dir/demo";
+$ENV{DEMO_PORT} = $port{APP};
+$ENV{DEMO_STABLE_PORT} = $port{STABLE};
+$ENV{DEMO_CANARY_PORT} = $port{CANARY};
+$ENV{DEMO_REDIS_PORT} = $port{REDIS};
+$ENV{DEMO_PERCENT} = 10;
+$ENV{CANARY_MODULE} = module_path();
 
-END { system($script, 'stop') if $script && $dir; }
+# whatever happens (a failed assertion, a croak in a client), stop this
+# test's demo: its nginx and redis are daemons and would outlive us
+my $fg_pid;
+END {
+    local $?;
+    if ($fg_pid && kill 0, $fg_pid) {
+        kill 'INT', $fg_pid;
+        waitpid($fg_pid, 0);
+    }
+    system($script, 'stop') if $script && $ENV{DEMO_DIR};
+}
 
 sub listening {
     my ($p) = @_;
@@ -122,10 +133,10 @@ like($body, qr/demo/, 'status page names the demo rollout');
 
 if ($has_redis) {
     # the percentage is changed from Redis, without a reload
-    my @cli = ('redis-cli', '-h', '127.0.0.1', '-p', $port{REDIS});
-    system(@cli, 'HSET', 'canary:rollout:demo', 'percent', '100') == 0
-        or fail('redis-cli HSET');
-    system(@cli, 'PUBLISH', 'canary:changed', 'demo');
+    my $cli = "redis-cli -h 127.0.0.1 -p $port{REDIS}";
+    my $out = `$cli HSET canary:rollout:demo percent 100 2>&1`;
+    is($? >> 8, 0, 'redis-cli HSET') or diag($out);
+    `$cli PUBLISH canary:changed demo`;
     ok(wait_until(sub {
         my (undef, undef, $b) = http_get($port{APP}, '/',
                                          Cookie => 'uid=user1');
@@ -146,7 +157,7 @@ ok(!-e "$dir/demo/logs/nginx.pid" && !-e "$dir/demo/redis/redis.pid",
 
 # foreground start, stopped with Ctrl-C
 
-my $pid = fork // die "fork: $!";
+my $pid = $fg_pid = fork // die "fork: $!";
 if ($pid == 0) {
     open STDOUT, '>', "$dir/fg.out";
     open STDERR, '>&', \*STDOUT;
@@ -165,6 +176,7 @@ my $rc;
 ok(wait_until(sub {
     return 0 unless waitpid($pid, WNOHANG) == $pid;
     $rc = $? >> 8;
+    undef $fg_pid;
     return 1;
 }, 20), 'Ctrl-C ends the script');
 is($rc, 0, '... with status 0');
