@@ -246,18 +246,40 @@ unlike($conf, qr/@[A-Z_]+@/, 'no placeholder left');
 # run it the way the container does: entrypoint, then nginx in the
 # foreground
 
-my $pid = fork // die "fork: $!";
-if ($pid == 0) {
-    @ENV{keys %env} = values %env;
-    open STDOUT, '>>', "$prefix/logs/stderr.log";
-    open STDERR, '>&', \*STDOUT;
-    exec $entry, $CanaryTest::NGINX, '-p', "$prefix/", '-c', 'nginx.conf',
-         '-g', 'daemon off;'
-        or POSIX::_exit(127);
+# free_port() can race with the other test suites on this machine: when
+# nginx says the port was taken, start again on another one (only then)
+
+sub start_container {
+    my $pid = fork // die "fork: $!";
+    if ($pid == 0) {
+        @ENV{keys %env} = values %env;
+        open STDOUT, '>>', "$prefix/logs/stderr.log";
+        open STDERR, '>&', \*STDOUT;
+        exec $entry, $CanaryTest::NGINX, '-p', "$prefix/", '-c',
+             'nginx.conf', '-g', 'daemon off;'
+            or POSIX::_exit(127);
+    }
+    return $pid;
 }
 
-ok(CanaryTest::wait_port($port, 20, sub { waitpid($pid, WNOHANG) == 0 }),
-   'nginx started by the entrypoint listens')
+my ($pid, $up);
+for my $try (1 .. 3) {
+    $pid = start_container();
+    $up = CanaryTest::wait_port($port, 20,
+                                sub { waitpid($pid, WNOHANG) == 0 })
+          && eval { (http_get($port, '/canary'))[0] == 200 };
+    last if $up;
+    my $log = CanaryTest::read_file("$prefix/logs/stderr.log")
+              . CanaryTest::read_file("$prefix/logs/error.log");
+    kill 'QUIT', $pid;
+    waitpid($pid, 0);
+    last unless $log =~ /Address already in use/ && $try < 3;
+    diag("port $port was taken by someone else, trying another");
+    $port = free_port();
+    $env{CANARY_LISTEN} = "127.0.0.1:$port";
+    CanaryTest::write_file("$prefix/logs/error.log", '');
+}
+ok($up, 'nginx started by the entrypoint listens and answers')
     or diag(CanaryTest::read_file("$prefix/logs/stderr.log")
             . CanaryTest::read_file("$prefix/logs/error.log"));
 
