@@ -74,6 +74,18 @@ ngx_http_canary_set_create_locked(ngx_slab_pool_t *shpool,
     ngx_uint_t              size;
     ngx_http_canary_set_t  *set;
 
+    /*
+     * "expected" comes from Redis (SCARD): a count that could not fit in
+     * the zone is refused before it can overflow the table's size, or
+     * loop forever doubling it
+     */
+
+    if (expected > (ngx_uint_t) (shpool->end - shpool->start)
+                   / (2 * sizeof(ngx_http_canary_set_entry_t)))
+    {
+        return NULL;
+    }
+
     size = NGX_HTTP_CANARY_SET_MIN;
 
     while (size < 2 * expected) {
