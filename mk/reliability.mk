@@ -12,7 +12,7 @@
 # seeds in t/fuzz/<name>/, the name in FUZZ_TARGETS.
 
 DEPS_FUZZ    := clang libclang-rt-dev
-FUZZ_TARGETS ?= percent time murmur3 auto escape
+FUZZ_TARGETS ?= percent time murmur3 auto escape redis
 FUZZ_SECONDS ?= 60
 FUZZ_CC      ?= clang
 FUZZ_DIR     := $(TOP)/build/fuzz
@@ -31,6 +31,55 @@ SAN_FLAGS    := -fsanitize=address,undefined -fno-sanitize-recover=all \
 deps-fuzz:
 	$(call apt_install,$(DEPS_FUZZ))
 
+# Targets that need nginx (the Redis replies through the sync worker's
+# code): a whole nginx tree (NGINX_FULL_SRC: the nginx-1.22.1 sources, as
+# from nginx.org or `apt-get source nginx`; Debian's nginx-dev has only the
+# headers) configured with few modules and this one built in, compiled by
+# clang with the fuzzers' sanitizers and coverage, in build/nginx-fuzz.
+# The target includes the .c file it tests (for its static functions) and
+# links every nginx object but main().
+
+NGINX_FULL_SRC  ?= $(firstword $(wildcard /work/ref $(TOP)/../nginx-1.22.1))
+NGINX_FUZZ      := $(TOP)/build/nginx-fuzz
+NGINX_FUZZ_CC   := -g -O1 -fsanitize=fuzzer-no-link,address,undefined \
+                   -fno-sanitize-recover=all -fno-omit-frame-pointer
+NGINX_FUZZ_INCS := $(addprefix -I $(NGINX_FUZZ)/,src/core src/event \
+                   src/event/modules src/os/unix objs src/http \
+                   src/http/modules) -Isrc
+
+$(NGINX_FUZZ)/objs/Makefile: config
+	@test -n "$(NGINX_FULL_SRC)" || { echo "make fuzz: set" \
+	    "NGINX_FULL_SRC=/path/to/nginx-1.22.1 (full sources)"; exit 1; }
+	rm -rf $(NGINX_FUZZ)
+	cp -r $(NGINX_FULL_SRC) $(NGINX_FUZZ)
+	cd $(NGINX_FUZZ) && c=./configure; [ -x $$c ] || c=auto/configure; \
+	    $$c --with-cc=$(FUZZ_CC) --with-cc-opt='$(NGINX_FUZZ_CC)' \
+	        --with-ld-opt='-fsanitize=fuzzer-no-link,address,undefined' \
+	        --without-http-cache $$($$c --help \
+	            | grep -oE -- '--without-http_[a-z0-9_]+_module' \
+	            | grep -v rewrite | sort -u) \
+	        --add-module=$(TOP) > $(TOP)/build/fuzz-configure.log 2>&1 \
+	    || { tail -20 $(TOP)/build/fuzz-configure.log; exit 1; }
+
+$(FUZZ_DIR)/redis: fuzz/fuzz_redis.c $(NGINX_FUZZ)/objs/Makefile $(SRCS)
+	@mkdir -p $(FUZZ_DIR)
+	nice $(MAKE) -C $(NGINX_FUZZ) -f objs/Makefile binary > /dev/null
+	cd $(NGINX_FUZZ) && objcopy --redefine-sym main=ngx_fuzz_nginx_main \
+	    objs/src/core/nginx.o objs/nginx-nomain.o
+	@# nginx's own ngx_murmur_hash2() shifts a byte into the sign bit of
+	@# an int (undefined, harmless): not this module's to report
+	cd $(NGINX_FUZZ) && $(FUZZ_CC) -c $(NGINX_FUZZ_CC) -fno-sanitize=shift \
+	    $(NGINX_FUZZ_INCS) -o objs/ngx_murmurhash-noshift.o \
+	    src/core/ngx_murmurhash.c
+	$(FUZZ_CC) $(NGINX_FUZZ_CC) -fsanitize=fuzzer $(NGINX_FUZZ_INCS) \
+	    -o $@ $< $(NGINX_FUZZ)/objs/nginx-nomain.o \
+	    $(NGINX_FUZZ)/objs/ngx_murmurhash-noshift.o \
+	    $$(find $(NGINX_FUZZ)/objs/src -name '*.o' ! -name nginx.o \
+	        ! -name ngx_murmurhash.o) \
+	    $(NGINX_FUZZ)/objs/ngx_modules.o \
+	    $$(ls $(NGINX_FUZZ)/objs/addon/src/*.o | grep -v _sync.o) \
+	    -lhiredis -lpcre2-8 -lcrypt -lpthread
+
 $(FUZZ_DIR)/%: fuzz/fuzz_%.c $(FUZZ_DEPS)
 	@mkdir -p $(FUZZ_DIR)
 	$(FUZZ_CC) -g -O1 -fsanitize=fuzzer $(SAN_FLAGS) -Isrc -o $@ \
@@ -46,11 +95,28 @@ fuzz-build: deps-fuzz $(addprefix $(FUZZ_DIR)/,$(FUZZ_TARGETS))
 fuzz: fuzz-build
 	fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
-fuzz-replay: $(addprefix $(FUZZ_DIR)/replay-,$(FUZZ_TARGETS))
-	@set -e; for t in $(FUZZ_TARGETS); do \
+# the targets built with nginx replay through their libFuzzer binary
+# (clang and the full nginx sources needed); the others with $(CC)
+FUZZ_NGINX_TARGETS := redis
+FUZZ_PURE_TARGETS  := $(filter-out $(FUZZ_NGINX_TARGETS),$(FUZZ_TARGETS))
+
+fuzz-replay: $(addprefix $(FUZZ_DIR)/replay-,$(FUZZ_PURE_TARGETS))
+	@set -e; for t in $(FUZZ_PURE_TARGETS); do \
 	    UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	    $(FUZZ_DIR)/replay-$$t t/fuzz/$$t/*; \
 	done
+	@if [ -n "$(NGINX_FULL_SRC)" ] && command -v $(FUZZ_CC) > /dev/null; \
+	then \
+	    set -e; for t in $(FUZZ_NGINX_TARGETS); do \
+	        $(MAKE) --no-print-directory $(FUZZ_DIR)/$$t > /dev/null; \
+	        $(FUZZ_DIR)/$$t t/fuzz/$$t/* > $(FUZZ_DIR)/replay-$$t.log 2>&1 \
+	        || { tail -30 $(FUZZ_DIR)/replay-$$t.log; exit 1; }; \
+	        echo "$(FUZZ_DIR)/$$t: $$(ls t/fuzz/$$t | wc -l) inputs replayed"; \
+	    done; \
+	else \
+	    echo "fuzz-replay: $(FUZZ_NGINX_TARGETS) skipped (needs clang and" \
+	         "NGINX_FULL_SRC=/path/to/nginx-1.22.1)"; \
+	fi
 
 
 # make test SANITIZE=1 (or make test-asan): the module (and the unit tests

@@ -1010,7 +1010,7 @@ ngx_http_canary_sync_refuse(ngx_http_canary_sync_t *sync,
 
     seen = 0;
     p = sr->refused.data;
-    last = p + sr->refused.len;
+    last = p ? p + sr->refused.len : NULL;    /* NULL + 0 is undefined */
 
     while (p && (size_t) (last - p) >= 2 * sizeof(size_t)) {
         ngx_memcpy(&flen, p, sizeof(size_t));
