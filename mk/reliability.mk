@@ -159,3 +159,16 @@ valgrind: build
 	t/lib/valgrind-report $(VALGRIND_DIR) | tee $(TOP)/build/valgrind.report
 	@# the kept temp prefixes of this run
 	xargs -r -n1 dirname < $(VALGRIND_DIR)/dirs | sort -u | xargs -r rm -rf
+
+
+# make chaos [CHAOS_DOWN=3] [CHAOS_SCALE=1]: each fault under load (see
+# t/lib/CanaryChaos.pm), then a table (also in build/chaos.txt)
+
+CHAOS_DOWN  ?= 3
+CHAOS_SCALE ?= 1
+
+.PHONY: chaos
+
+chaos: deps-test build
+	CANARY_MODULE=$(MODULE) CANARY_NGINX=$(NGINX) \
+	    perl t/chaos/run.pl --down $(CHAOS_DOWN) --scale $(CHAOS_SCALE)
