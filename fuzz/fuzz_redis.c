@@ -244,6 +244,37 @@ fz_reply(unsigned op, redisReply *reply)
 }
 
 
+/*
+ * hiredis 0.14 allocates a multi-bulk reply's element array as soon as it
+ * reads its header ("*100000000" costs 800 MB at once, whatever follows):
+ * a known limit of the library, not of this module (see the README), left
+ * out here so that the fuzzer looks for the module's bugs.
+ */
+
+static int
+fz_huge_count(const uint8_t *p, size_t n)
+{
+    size_t    i;
+    uint64_t  v;
+
+    for (i = 0; i < n; i++) {
+        if (p[i] != '*') {
+            continue;
+        }
+
+        for (v = 0, i++; i < n && p[i] >= '0' && p[i] <= '9'; i++) {
+            v = v * 10 + (p[i] - '0');
+
+            if (v > 1024 * 1024) {
+                return 1;
+            }
+        }
+    }
+
+    return 0;
+}
+
+
 static void
 fz_state_file(const uint8_t *p, size_t n)
 {
@@ -315,8 +346,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             fz_state_file(data, n);
             fz_check();
 
-        } else if (redisReaderFeed(reader, (const char *) data, n)
-                   == REDIS_OK)
+        } else if (!fz_huge_count(data, n)
+                   && redisReaderFeed(reader, (const char *) data, n)
+                      == REDIS_OK)
         {
             for ( ;; ) {
                 r = NULL;

@@ -79,6 +79,7 @@ typedef struct {
 static ngx_int_t ngx_http_canary_status_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_canary_status_format(ngx_http_request_t *r,
     ngx_uint_t *format, ngx_str_t *value);
+static ngx_table_elt_t *ngx_http_canary_status_accept(ngx_http_request_t *r);
 static ngx_int_t ngx_http_canary_report(ngx_http_request_t *r,
     ngx_http_canary_report_t *rp);
 static void ngx_http_canary_sum(ngx_http_canary_main_conf_t *cmcf,
@@ -251,9 +252,10 @@ static ngx_int_t
 ngx_http_canary_status_format(ngx_http_request_t *r, ngx_uint_t *format,
     ngx_str_t *v)
 {
-    u_char     *s, *end;
-    ngx_int_t   rc;
-    ngx_str_t   value;
+    u_char           *s, *end;
+    ngx_int_t         rc;
+    ngx_str_t         value;
+    ngx_table_elt_t  *accept;
 
     *format = NGX_HTTP_CANARY_FORMAT_TEXT;
 
@@ -290,12 +292,14 @@ ngx_http_canary_status_format(ngx_http_request_t *r, ngx_uint_t *format,
         return NGX_DECLINED;
     }
 
-    if (r->headers_in.accept == NULL) {
+    accept = ngx_http_canary_status_accept(r);
+
+    if (accept == NULL) {
         return NGX_OK;
     }
 
-    s = r->headers_in.accept->value.data;
-    end = s + r->headers_in.accept->value.len;
+    s = accept->value.data;
+    end = s + accept->value.len;
 
     if (ngx_strlcasestrn(s, end, (u_char *) "version=0.0.4", 13 - 1)
         || ngx_strlcasestrn(s, end, (u_char *) "openmetrics", 11 - 1))
@@ -312,6 +316,50 @@ ngx_http_canary_status_format(ngx_http_request_t *r, ngx_uint_t *format,
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * The Accept header: r->headers_in.accept exists only when nginx is built
+ * with NGX_HTTP_HEADERS (gzip, realip, dav...); otherwise it is looked up.
+ */
+
+static ngx_table_elt_t *
+ngx_http_canary_status_accept(ngx_http_request_t *r)
+{
+#if (NGX_HTTP_HEADERS)
+
+    return r->headers_in.accept;
+
+#else
+
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return NULL;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == 6
+            && ngx_strncasecmp(h[i].key.data, (u_char *) "accept", 6) == 0)
+        {
+            return &h[i];
+        }
+    }
+
+#endif
 }
 
 
