@@ -83,6 +83,7 @@ typedef struct {
     ngx_uint_t                      set_which;
     ngx_http_canary_set_t          *set;
     ngx_uint_t                      set_batches;
+    ngx_uint_t                      set_scanning;
     ngx_event_t                     set_clear;
 
     ngx_err_t                       state_err;
@@ -111,6 +112,8 @@ static void ngx_http_canary_sync_ignore(ngx_http_canary_redis_t *rc,
     redisReply *reply, void *data);
 static void ngx_http_canary_sync_pong(ngx_http_canary_redis_t *rc,
     redisReply *reply, void *data);
+static void ngx_http_canary_sync_touch(ngx_http_canary_sync_t *sync,
+    ngx_http_canary_sync_rollout_t *sr, ngx_uint_t which);
 static void ngx_http_canary_sync_start(ngx_http_canary_sync_t *sync);
 static void ngx_http_canary_sync_hash(ngx_http_canary_redis_t *rc,
     redisReply *reply, void *data);
@@ -530,7 +533,8 @@ ngx_http_canary_sync_push(ngx_http_canary_redis_t *rc, redisReply *reply)
                 && ngx_strncmp(sr->ro->name.data, payload->str,
                                payload->len) == 0)
             {
-                sr->dirty = 3;
+                ngx_http_canary_sync_touch(sync, sr, 0);
+                ngx_http_canary_sync_touch(sync, sr, 1);
             }
         }
 
@@ -554,7 +558,7 @@ ngx_http_canary_sync_push(ngx_http_canary_redis_t *rc, redisReply *reply)
                         && ngx_strncmp(sr->set_key[j].data, s.data, s.len)
                            == 0)
                     {
-                        sr->dirty |= 1 << j;
+                        ngx_http_canary_sync_touch(sync, sr, j);
                     }
                 }
             }
@@ -571,6 +575,25 @@ ngx_http_canary_sync_push(ngx_http_canary_redis_t *rc, redisReply *reply)
     }
 
     ngx_http_canary_sync_start(sync);
+}
+
+
+/*
+ * A push names a set: read it again, unless its read has not sent its
+ * first SSCAN yet (that SSCAN sees the change the message reports).
+ */
+
+static void
+ngx_http_canary_sync_touch(ngx_http_canary_sync_t *sync,
+    ngx_http_canary_sync_rollout_t *sr, ngx_uint_t which)
+{
+    if (sync->set && sync->set_sr == sr && sync->set_which == which
+        && !sync->set_scanning)
+    {
+        return;
+    }
+
+    sr->dirty |= 1 << which;
 }
 
 
@@ -1316,6 +1339,7 @@ ngx_http_canary_sync_next_set(ngx_http_canary_sync_t *sync)
         sync->set_sr = sr;
         sync->set_which = which;
         sync->set_batches = 0;
+        sync->set_scanning = 0;
 
         if (set == NULL) {
             ngx_http_canary_sync_set_abort(sync);
@@ -1344,6 +1368,7 @@ ngx_http_canary_sync_set_clear(ngx_http_canary_sync_t *sync)
         return;
     }
 
+    sync->set_scanning = 1;
     ngx_http_canary_sync_sscan(sync, (u_char *) "0", 1);
 }
 

@@ -210,9 +210,17 @@ SKIP: {
     my $d = $used1 - $used0;
     diag sprintf 'zone used: %d -> %d bytes, %.1f bytes per member',
                  $used0, $used1, $d / $N;
+    # each full read leaves a copy for 30 s (the published set, or one
+    # retired for the grace period): a push that arrives after the first
+    # SSCAN has gone out makes the sync worker read the set once more,
+    # since the change it reports may have come after that SSCAN began
+    my $copies = () = $ng->error_log
+                      =~ /rollout "big" canary_users now has $N members/g;
+    $copies ||= 1;
     # the zone counts whole pages: the small set header shares one
-    ok($d >= $bytes - 4096 && $d <= $bytes + 64 * 1024,
-       "zone use grew by $d bytes for a set of $bytes");
+    ok($d >= $copies * $bytes - 4096
+       && $d <= $copies * $bytes + 64 * 1024,
+       "zone use grew by $d bytes for $copies read(s) of a set of $bytes");
 }
 
 
