@@ -168,6 +168,19 @@ ok(wait_for('/geo', { 'X-User-Id' => 'u2', 'X-Country' => 'FR' },
 case('/geo', { 'X-User-Id' => 'u2', 'X-Country' => 'DE' }, 'stable segment',
      'percent:DE 0 holds DE back');
 
+# a segment percent that does not parse is refused, naming key, field and
+# value; that segment keeps its last good percent
+cli('HSET', 'canary:rollout:geo', 'percent:DE', '150', 'percent:NZ', '100');
+changed('geo');
+ok(wait_for('/geo', { 'X-User-Id' => 'u2', 'X-Country' => 'NZ' },
+            'canary segment'), 'percent:NZ 100 applied beside a bad value');
+ok(scalar(grep {
+       /\[error\].*refused/ && /"150"/ && /"percent:DE"/
+       && /"canary:rollout:geo"/
+   } split /\n/, $ng->error_log), 'percent:DE 150 refused in the log');
+case('/geo', { 'X-User-Id' => 'u2', 'X-Country' => 'DE' }, 'stable segment',
+     'percent:DE keeps its last good 0');
+
 
 # --- time window: start/end around the current time ---------------------
 
