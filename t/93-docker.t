@@ -263,6 +263,21 @@ sub start_container {
 }
 
 my ($pid, $up);
+
+# whatever happens, do not leave this nginx behind
+END {
+    local $?;
+    if ($pid && waitpid($pid, WNOHANG) == 0) {
+        kill 'QUIT', $pid;
+        my $end = time + 5;
+        sleep 0.05 while waitpid($pid, WNOHANG) == 0 && time < $end;
+        if (kill 0, $pid) {
+            kill 'KILL', $pid;
+            waitpid($pid, 0);
+        }
+    }
+}
+
 for my $try (1 .. 3) {
     $pid = start_container();
     $up = CanaryTest::wait_port($port, 20,
