@@ -147,11 +147,11 @@ sub load_start {
     if ($pid == 0) {
         my %r = (requests => 0, failed => 0, misrouted => 0, noanswer => 0,
                  canary => 0, stable => 0);
-        my $stop = 0;
-        local $SIG{TERM} = sub { $stop = 1 };
+        # stopped by a file, not a signal: a signal would interrupt a
+        # request after nginx counted it and before its answer was read
         my $end = time + $secs;
         my ($conn, $i);
-        while (!$stop && $i++ < $max && time < $end) {
+        while (!-e "$file.stop" && $i++ < $max && time < $end) {
             my $key = $KEYS[$i % @KEYS];
             my $a = request(\$conn, $port, $key);
             if (!$a) {
@@ -175,7 +175,7 @@ sub load_start {
 
 sub load_stop {
     my ($h) = @_;
-    kill 'TERM', $h->{pid};
+    CanaryTest::write_file("$h->{file}.stop", '');
     waitpid $h->{pid}, 0;
     my %r = map { split / / } split /\n/, CanaryTest::read_file($h->{file});
     return \%r;
