@@ -55,6 +55,7 @@ typedef struct {
 typedef struct {
     ngx_http_canary_rollout_t      *rollout;
     ngx_http_canary_snapshot_t     *snap;
+    time_t                          synced;     /* 0: never from Redis */
     ngx_http_canary_counters_t      sum[NGX_HTTP_CANARY_NVARIANTS];
     ngx_atomic_uint_t               count[NGX_HTTP_CANARY_NVARIANTS];
 } ngx_http_canary_view_t;
@@ -422,6 +423,7 @@ ngx_http_canary_report(ngx_http_request_t *r, ngx_http_canary_report_t *rp)
 
         vw->rollout = &ro[i];
         vw->snap = ro[i].sh->snapshot;
+        vw->synced = (time_t) ro[i].sh->synced;
 
         for (v = 0; v < NGX_HTTP_CANARY_NVARIANTS; v++) {
             ngx_http_canary_sum(cmcf, ro[i].sh, v, &vw->sum[v]);
@@ -533,10 +535,10 @@ ngx_http_canary_text(ngx_http_canary_out_t *o, ngx_http_canary_report_t *rp)
 
         p = ngx_sprintf(p, "Rollout %V percent ", name);
         p = ngx_http_canary_percent(p, snap->percent);
-        p = ngx_sprintf(p, " state %V source %V updated %T\n",
+        p = ngx_sprintf(p, " state %V source %V updated %T last_sync %T\n",
                         ngx_http_canary_state(snap->state),
                         &ngx_http_canary_source_names[snap->source],
-                        snap->updated);
+                        snap->updated, vw->synced);
 
         for (s = 0; s < snap->nsegments; s++) {
             p = ngx_cpymem(p, " segment \"", sizeof(" segment \"") - 1);
@@ -670,11 +672,12 @@ ngx_http_canary_json(ngx_http_canary_out_t *o, ngx_http_canary_report_t *rp)
         p = ngx_cpymem(p, "\",\"percent\":", sizeof("\",\"percent\":") - 1);
         p = ngx_http_canary_percent(p, snap->percent);
         p = ngx_sprintf(p, ",\"state\":\"%V\",\"source\":\"%V\","
-                        "\"updated\":%T,\"canary_users\":%ui,"
+                        "\"updated\":%T,\"last_sync\":%T,"
+                        "\"canary_users\":%ui,"
                         "\"stable_users\":%ui,\"segments\":[",
                         ngx_http_canary_state(snap->state),
                         &ngx_http_canary_source_names[snap->source],
-                        snap->updated,
+                        snap->updated, vw->synced,
                         ngx_http_canary_set_size(snap->canary_users),
                         ngx_http_canary_set_size(snap->stable_users));
 
@@ -1046,6 +1049,37 @@ ngx_http_canary_prom(ngx_http_canary_out_t *o, ngx_http_canary_report_t *rp)
         p = ngx_http_canary_esc(p, &vw->rollout->name,
                                 NGX_HTTP_CANARY_ESC_LABEL);
         p = ngx_sprintf(p, "\"} %T\n", vw->snap->updated);
+
+        o->buf->last = p;
+    }
+
+    if (ngx_http_canary_prom_head(o, "rollout_last_sync_timestamp_seconds",
+                                  "gauge",
+                                  "When Redis last gave the rollout's "
+                                  "values, 0 if never.")
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < rp->nviews; i++) {
+        vw = &rp->views[i];
+
+        p = ngx_http_canary_reserve(o, NGX_HTTP_CANARY_LINE
+                                       + ngx_http_canary_esc_len(
+                                             &vw->rollout->name,
+                                             NGX_HTTP_CANARY_ESC_LABEL));
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        p = ngx_cpymem(p, "nginx_canary_rollout_last_sync_timestamp_seconds"
+                       "{rollout=\"",
+                       sizeof("nginx_canary_rollout_last_sync_timestamp_"
+                              "seconds{rollout=\"") - 1);
+        p = ngx_http_canary_esc(p, &vw->rollout->name,
+                                NGX_HTTP_CANARY_ESC_LABEL);
+        p = ngx_sprintf(p, "\"} %T\n", vw->synced);
 
         o->buf->last = p;
     }

@@ -401,6 +401,9 @@ for my $v (qw(stable canary)) {
 }
 is($s->{'nginx_canary_percent{rollout="checkout"}'}, 50, 'prometheus: percent');
 is($s->{'nginx_canary_redis_up{}'}, 0, 'prometheus: redis_up');
+is($s->{'nginx_canary_rollout_last_sync_timestamp_seconds{rollout="checkout"}'},
+   0, 'prometheus: no Redis, no last sync');
+is(rollout($j, 'checkout')->{last_sync}, 0, 'JSON: no Redis, last_sync 0');
 for my $m (qw(syncs_total sync_errors_total refused_values_total
               zone_used_bytes zone_free_bytes))
 {

@@ -201,6 +201,7 @@ while (time < $end) {
 }
 is_deeply($j->{rollouts}[0]{segments}, [{ value => $evil_segment, percent => 50 }],
           'the hostile segment value is intact in JSON');
+cmp_ok($j->{rollouts}[0]{last_sync}, '>', 0, 'JSON: the rollout\'s last sync');
 
 my (undef, undef, $raw_html) = http_get($port, '/canary?format=html');
 ok(index($raw_html, '&lt;script&gt;window.pwned=1&lt;/script&gt;') >= 0,
