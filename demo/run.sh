@@ -323,6 +323,9 @@ do_start() {
     chmod 0777 "$DIR" "$DIR"/{logs,state,temp} "$DIR"/temp/*
     write_conf
 
+    # from here on, an interrupt at any moment stops what was started
+    trap 'echo; do_stop; exit 130' INT TERM HUP
+
     start_redis || { do_stop; exit 1; }
     if has 'ngx_string("canary_redis")'; then
         rcli HSET canary:rollout:demo percent "$PERCENT" >/dev/null
@@ -332,15 +335,16 @@ do_start() {
     usage_text
 
     if [ "$detach" = --detach ]; then
+        trap - INT TERM HUP
         echo "  Stop it with: make demo-stop (or $0 stop)"
         echo
         return 0
     fi
 
+    trap 'echo; do_stop; exit 0' INT TERM HUP
+
     echo "  Ctrl-C (or make demo-stop in another terminal) stops it all."
     echo
-
-    trap 'echo; do_stop; exit 0' INT TERM HUP
 
     # until stopped here or by `demo/run.sh stop` elsewhere
     while alive "$NGINX_PID" && alive "$REDIS_PID"; do
