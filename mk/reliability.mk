@@ -39,7 +39,7 @@ deps-fuzz:
 # The target includes the .c file it tests (for its static functions) and
 # links every nginx object but main().
 
-NGINX_FULL_SRC  ?= $(firstword $(wildcard /work/ref $(TOP)/../nginx-1.22.1))
+NGINX_FULL_SRC  ?= $(firstword $(wildcard $(TOP)/../nginx-1.22.1))
 NGINX_FUZZ      := $(TOP)/build/nginx-fuzz
 NGINX_FUZZ_CC   := -g -O1 -fsanitize=fuzzer-no-link,address,undefined \
                    -fno-sanitize-recover=all -fno-omit-frame-pointer
