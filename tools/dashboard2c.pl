@@ -21,6 +21,36 @@ close $fh;
 my ($mark) = grep { $lines[$_] =~ /^\s*<!--ROWS-->\s*$/ } 0 .. $#lines;
 die "$file: no <!--ROWS--> line\n" unless defined $mark;
 
+# Splits an escaped line into pieces that fit 80 columns as "    \"...\"",
+# after a space where there is one, never inside an escape sequence; the
+# compiler joins adjacent literals, so the bytes are the same.
+sub fold {
+    my ($s) = @_;
+    my @units = $s =~ /(\\.|.)/gs;
+    my (@pieces, @cur, $len, $space);
+    $len = 0;
+    while (@units) {
+        my $u = shift @units;
+        if ($len + length($u) > 74) {
+            my @rest;
+            if (defined $space && $space < $#cur) {
+                @rest = splice @cur, $space + 1;
+            }
+            push @pieces, join '', @cur;
+            @cur = @rest;
+            $len = 0;
+            $len += length for @cur;
+            undef $space;
+            for my $i (0 .. $#cur) { $space = $i if $cur[$i] eq ' '; }
+        }
+        push @cur, $u;
+        $len += length $u;
+        $space = $#cur if $u eq ' ';
+    }
+    push @pieces, join '', @cur;
+    return @pieces;
+}
+
 sub cstring {
     my ($name, @l) = @_;
     my $out = "static const char  $name\[\] =\n";
@@ -31,7 +61,7 @@ sub cstring {
         $s =~ s/\?/\\?/g;
         $s =~ s/\t/\\t/g;
         $s =~ s/\n/\\n/g;
-        $out .= "    \"$s\"\n";
+        $out .= "    \"$_\"\n" for fold($s);
     }
     $out .= "    \"\"" unless @l;
     $out =~ s/\n\z//;
