@@ -1111,22 +1111,18 @@ ngx_http_canary_prom(ngx_http_canary_out_t *o, ngx_http_canary_report_t *rp)
 
     for (i = 0; i < rp->nviews; i++) {
         vw = &rp->views[i];
+        rl = &lab[i * NGX_HTTP_CANARY_NVARIANTS];
+        len = ngx_http_canary_rollout_label(rl);
 
-        p = ngx_http_canary_reserve(o, NGX_HTTP_CANARY_LINE
-                                       + ngx_http_canary_esc_len(
-                                             &vw->rollout->name,
-                                             NGX_HTTP_CANARY_ESC_LABEL));
+        p = ngx_http_canary_reserve(o, NGX_HTTP_CANARY_LINE + len);
         if (p == NULL) {
             return NGX_ERROR;
         }
 
-        p = ngx_cpymem(p, "nginx_canary_rollout_last_sync_timestamp_seconds"
-                       "{rollout=\"",
-                       sizeof("nginx_canary_rollout_last_sync_timestamp_"
-                              "seconds{rollout=\"") - 1);
-        p = ngx_http_canary_esc(p, &vw->rollout->name,
-                                NGX_HTTP_CANARY_ESC_LABEL);
-        p = ngx_sprintf(p, "\"} %T\n", vw->synced);
+        p = ngx_http_canary_cpy(p,
+                  "nginx_canary_rollout_last_sync_timestamp_seconds{");
+        p = ngx_cpymem(p, rl->data, len);
+        p = ngx_sprintf(p, "} %T\n", vw->synced);
 
         o->buf->last = p;
     }
