@@ -32,6 +32,9 @@
 
 #define NGX_HTTP_CANARY_REDIS_RECV         16384
 
+/* reads per event-loop turn; then the rest waits for the next turn */
+#define NGX_HTTP_CANARY_REDIS_TURN         16
+
 
 static void ngx_http_canary_redis_reconnect_handler(ngx_event_t *ev);
 static void ngx_http_canary_redis_write_handler(ngx_event_t *wev);
@@ -443,7 +446,7 @@ ngx_http_canary_redis_read_handler(ngx_event_t *rev)
 {
     void                     *reply;
     ssize_t                   n;
-    ngx_uint_t                generation;
+    ngx_uint_t                generation, reads;
     ngx_connection_t         *c;
     ngx_http_canary_redis_t  *rc;
     u_char                    buf[NGX_HTTP_CANARY_REDIS_RECV];
@@ -469,7 +472,19 @@ ngx_http_canary_redis_read_handler(ngx_event_t *rev)
 
     generation = rc->generation;
 
-    for ( ;; ) {
+    for (reads = 0; /* void */ ; reads++) {
+
+        if (reads == NGX_HTTP_CANARY_REDIS_TURN) {
+            /*
+             * A peer that writes as fast as the worker reads (a flood of
+             * messages on the subscribed connection) must not keep the
+             * worker from its requests: carry on in the next turn.
+             */
+
+            ngx_post_event(rev, &ngx_posted_events);
+            break;
+        }
+
         n = c->recv(c, buf, sizeof(buf));
 
         if (n == NGX_AGAIN) {
