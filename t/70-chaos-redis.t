@@ -29,16 +29,7 @@ for my $c (grep { $_->[0] !~ /^(?:reload|kill)-/ } chaos_cases()) {
     ok($r->{monotonic}, "$name: counters never went down");
     is($r->{extra}, 0, "$name: counters exact")
         or diag("counted $r->{counted}, answered $r->{answered}");
-    {
-        # Known bug, open in issue 7: after the huge-replies server the
-        # sync worker can stay idle (no round is sent again, nothing is
-        # logged) while a forked child of the fake server keeps the
-        # connection open; routing stays on the last good state, but new
-        # Redis values no longer apply until a reload.
-        local $TODO = 'sync wedges after huge replies (issue 7)'
-            if $name eq 'huge-replies';
-        ok(defined $r->{recovery}, "$name: sync resumed");
-    }
+    ok(defined $r->{recovery}, "$name: sync resumed");
     # one outage, one line (and one more when the case ends); the huge
     # server answers some commands well between timeouts: several outages
     next if $name eq 'huge-replies';

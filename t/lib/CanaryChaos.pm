@@ -271,6 +271,9 @@ sub fake_server {
     my $pid = fork // die "fork: $!";
     return ($pid, close $srv) if $pid;
 
+    # a group of its own, so that stopping it also ends the children that
+    # serve its accepted connections (see stop_pid)
+    POSIX::setpgid(0, 0);
     $SIG{CHLD} = 'IGNORE';
     my @garbage = (
         "this is not RESP\r\n", "*-5\r\n", "\$-7\r\n", ":12abc\r\n",
@@ -333,6 +336,7 @@ sub fake_server {
 sub stop_pid {
     my ($pid) = @_;
     return unless $pid;
+    kill 'KILL', -$pid;    # a fake server's group: its connections too
     kill 'KILL', $pid;
     waitpid $pid, 0;
 }
