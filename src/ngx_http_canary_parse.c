@@ -20,17 +20,17 @@ static int ngx_http_canary_hex(unsigned char c);
 
 
 int
-ngx_http_canary_parse_percent(const unsigned char *p, size_t len,
-    uint32_t *hundredths)
+ngx_http_canary_parse_decimal(const unsigned char *p, size_t len,
+    size_t int_digits, size_t frac, uint64_t *value)
 {
-    size_t    i, dot, frac;
-    uint32_t  value;
+    size_t    i, dot, n;
+    uint64_t  v;
 
-    if (len == 0 || len > 6) {
+    if (len == 0) {
         return -1;
     }
 
-    value = 0;
+    v = 0;
     dot = len;
 
     for (i = 0; i < len; i++) {
@@ -48,24 +48,41 @@ ngx_http_canary_parse_percent(const unsigned char *p, size_t len,
             return -1;
         }
 
-        value = value * 10 + (p[i] - '0');
+        if (i >= int_digits + frac + 1) {
+            /* more digits than any accepted value has */
+            return -1;
+        }
+
+        v = v * 10 + (p[i] - '0');
     }
 
-    frac = (dot == len) ? 0 : len - dot - 1;
+    n = (dot == len) ? 0 : len - dot - 1;
 
-    if (dot > 3 || frac > 2) {
+    if (dot > int_digits || n > frac) {
         return -1;
     }
 
-    while (frac++ < 2) {
-        value *= 10;
+    while (n++ < frac) {
+        v *= 10;
     }
 
-    if (value > 10000) {
+    *value = v;
+
+    return 0;
+}
+
+
+int
+ngx_http_canary_parse_percent(const unsigned char *p, size_t len,
+    uint32_t *hundredths)
+{
+    uint64_t  v;
+
+    if (ngx_http_canary_parse_decimal(p, len, 3, 2, &v) != 0 || v > 10000) {
         return -1;
     }
 
-    *hundredths = value;
+    *hundredths = (uint32_t) v;
 
     return 0;
 }

@@ -18,6 +18,14 @@
 #include <time.h>
 
 
+/*
+ * A non-negative decimal "12.5" as a whole number of 10^-frac units
+ * (frac 2: 1250): at most int_digits digits before the dot, at most frac
+ * after it, no sign, no empty side of the dot.
+ */
+int ngx_http_canary_parse_decimal(const unsigned char *p, size_t len,
+    size_t int_digits, size_t frac, uint64_t *value);
+
 /* percent in hundredths: "12.5" -> 1250; 0..100 with at most 2 decimals */
 int ngx_http_canary_parse_percent(const unsigned char *p, size_t len,
     uint32_t *hundredths);

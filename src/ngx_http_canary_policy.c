@@ -520,46 +520,15 @@ ngx_http_canary_parse_duration(const unsigned char *p, size_t len,
 int
 ngx_http_canary_parse_rate(const unsigned char *p, size_t len, uint32_t *ppm)
 {
-    size_t    i, dot, frac;
     uint64_t  v;
 
     if (len < 2 || p[len - 1] != '%') {
         return -1;
     }
 
-    len--;
-    v = 0;
-    dot = len;
-
-    for (i = 0; i < len; i++) {
-
-        if (p[i] == '.') {
-            if (dot != len || i == 0 || i == len - 1) {
-                return -1;
-            }
-
-            dot = i;
-            continue;
-        }
-
-        if (!ngx_http_canary_isdigit(p[i])) {
-            return -1;
-        }
-
-        v = v * 10 + (p[i] - '0');
-    }
-
-    frac = (dot == len) ? 0 : len - dot - 1;
-
-    if (dot > 3 || frac > 4) {
-        return -1;
-    }
-
-    while (frac++ < 4) {
-        v *= 10;
-    }
-
-    if (v > 1000000) {
+    if (ngx_http_canary_parse_decimal(p, len - 1, 3, 4, &v) != 0
+        || v > 1000000)
+    {
         return -1;
     }
 
@@ -575,46 +544,15 @@ static int
 ngx_http_canary_parse_ratio(const unsigned char *p, size_t len,
     uint64_t *hundredths)
 {
-    size_t    i, dot, frac;
     uint64_t  v;
 
     if (len < 2 || p[len - 1] != 'x' || len > 8) {
         return -1;
     }
 
-    len--;
-    v = 0;
-    dot = len;
-
-    for (i = 0; i < len; i++) {
-
-        if (p[i] == '.') {
-            if (dot != len || i == 0 || i == len - 1) {
-                return -1;
-            }
-
-            dot = i;
-            continue;
-        }
-
-        if (!ngx_http_canary_isdigit(p[i])) {
-            return -1;
-        }
-
-        v = v * 10 + (p[i] - '0');
-    }
-
-    frac = (dot == len) ? 0 : len - dot - 1;
-
-    if (frac > 2) {
-        return -1;
-    }
-
-    while (frac++ < 2) {
-        v *= 10;
-    }
-
-    if (v == 0 || v > 100000) {
+    if (ngx_http_canary_parse_decimal(p, len - 1, 7, 2, &v) != 0
+        || v == 0 || v > 100000)
+    {
         return -1;
     }
 

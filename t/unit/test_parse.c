@@ -82,6 +82,40 @@ test_percent_bad(void **state)
 }
 
 
+static int
+decimal(const char *s, size_t int_digits, size_t frac, uint64_t *v)
+{
+    return ngx_http_canary_parse_decimal((const unsigned char *) s,
+                                         strlen(s), int_digits, frac, v);
+}
+
+
+/* the fixed-point reader behind percent, error rates and ratios */
+static void
+test_decimal(void **state)
+{
+    uint64_t  v;
+
+    (void) state;
+
+    assert_int_equal(decimal("0.1", 3, 4, &v), 0);
+    assert_int_equal(v, 1000);
+    assert_int_equal(decimal("100.0000", 3, 4, &v), 0);
+    assert_int_equal(v, 1000000);
+    assert_int_equal(decimal("1234567", 7, 2, &v), 0);
+    assert_int_equal(v, 123456700);
+
+    assert_int_equal(decimal("1000", 3, 4, &v), -1);
+    assert_int_equal(decimal("0.00001", 3, 4, &v), -1);
+    assert_int_equal(decimal("99999999999999999999999", 3, 4, &v), -1);
+    assert_int_equal(decimal(".5", 3, 2, &v), -1);
+    assert_int_equal(decimal("5.", 3, 2, &v), -1);
+    assert_int_equal(decimal("", 3, 2, &v), -1);
+    assert_int_equal(decimal("1.2.3", 3, 2, &v), -1);
+    assert_int_equal(decimal("-1", 3, 2, &v), -1);
+}
+
+
 static void
 test_time(void **state)
 {
@@ -207,6 +241,7 @@ main(void)
     const struct CMUnitTest  tests[] = {
         cmocka_unit_test(test_percent_good),
         cmocka_unit_test(test_percent_bad),
+        cmocka_unit_test(test_decimal),
         cmocka_unit_test(test_time),
         cmocka_unit_test(test_state),
         cmocka_unit_test(test_escape),
