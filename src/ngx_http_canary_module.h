@@ -311,6 +311,16 @@ typedef struct {
 } ngx_http_canary_input_t;
 
 
+/*
+ * The one process that talks to Redis and writes the zone after start:
+ * worker 0, or the single process.  The sync and the auto controller both
+ * run there.
+ */
+#define ngx_http_canary_sync_process()                                       \
+    (ngx_process == NGX_PROCESS_SINGLE                                       \
+     || (ngx_process == NGX_PROCESS_WORKER && ngx_worker == 0))
+
+
 extern ngx_module_t  ngx_http_canary_module;
 
 extern ngx_str_t     ngx_http_canary_variant_names[];

@@ -183,9 +183,7 @@ ngx_http_canary_sync_init_process(ngx_cycle_t *cycle)
     ngx_http_canary_sync_rollout_t  *sr;
     ngx_http_canary_main_conf_t     *cmcf;
 
-    if (ngx_process != NGX_PROCESS_SINGLE
-        && !(ngx_process == NGX_PROCESS_WORKER && ngx_worker == 0))
-    {
+    if (!ngx_http_canary_sync_process()) {
         return NGX_OK;
     }
 
