@@ -141,10 +141,16 @@ sub log_count {
 sub fake_redis {
     my ($port, $reply) = @_;
     $reply //= "this is not RESP\r\n";
-    my $srv = IO::Socket::INET->new(
-        LocalAddr => '127.0.0.1', LocalPort => $port, Proto => 'tcp',
-        Listen => 16, ReuseAddr => 1)
-        or die "fake redis on $port: $!";
+    # the Redis it replaces may still be closing its listener: retry the
+    # bind for up to 5 s
+    my $srv;
+    for (1 .. 100) {
+        $srv = IO::Socket::INET->new(
+            LocalAddr => '127.0.0.1', LocalPort => $port, Proto => 'tcp',
+            Listen => 16, ReuseAddr => 1) and last;
+        sleep 0.05;
+    }
+    $srv or die "fake redis on $port: $!";
     my $pid = fork // die "fork: $!";
     if ($pid == 0) {
         $SIG{CHLD} = 'IGNORE';
