@@ -40,6 +40,7 @@ unless ($chromium) {
 
 package Cdp;
 
+use Fcntl ();
 use IO::Select;
 use JSON::PP;
 use POSIX ();
@@ -53,13 +54,15 @@ sub new {
 
     my $pid = fork // die "fork: $!";
     if ($pid == 0) {
-        # via 10 and 11, so that 3 and 4 are new descriptors that
-        # exec keeps open (a pipe already on 3 is close-on-exec)
-        POSIX::dup2(fileno $cmd_r, 10) // POSIX::_exit(126);
-        POSIX::dup2(fileno $res_w, 11) // POSIX::_exit(126);
-        POSIX::dup2(10, 3) // POSIX::_exit(126);
-        POSIX::dup2(11, 4) // POSIX::_exit(126);
-        POSIX::close($_) for 10, 11;
+        # the pipes to 3 and 4, where chromium looks for them: first to
+        # new descriptors above 4 (F_DUPFD), so that neither dup2 can
+        # overwrite the other pipe whatever numbers pipe() gave, then
+        # down; dup2 clears close-on-exec on 3 and 4
+        my $in  = fcntl($cmd_r, Fcntl::F_DUPFD(), 5) // POSIX::_exit(126);
+        my $out = fcntl($res_w, Fcntl::F_DUPFD(), 5) // POSIX::_exit(126);
+        POSIX::dup2($in, 3) // POSIX::_exit(126);
+        POSIX::dup2($out, 4) // POSIX::_exit(126);
+        POSIX::close($_) for $in, $out;
         open STDOUT, '>>', "$profile.log";
         open STDERR, '>>', "$profile.log";
         exec $bin, '--headless', '--no-sandbox', '--disable-gpu',
@@ -77,6 +80,7 @@ sub new {
     binmode $res_r;
 
     my $self = bless { pid => $pid, w => $cmd_w, r => $res_r, id => 0,
+                       log => "$profile.log",
                        buf => '', json => JSON::PP->new->utf8 }, $class;
     return $self;
 }
@@ -103,12 +107,23 @@ sub call {
             return $m->{result};
         }
         my $left = $end - time;
-        die "cdp: no answer to $method" if $left <= 0;
+        die "cdp: no answer to $method" . $self->log_tail if $left <= 0;
         IO::Select->new($self->{r})->can_read($left) or next;
         my $n = sysread($self->{r}, $self->{buf}, 1 << 20,
                         length $self->{buf});
-        die "cdp: chromium went away during $method" unless $n;
+        die "cdp: chromium went away during $method" . $self->log_tail
+            unless $n;
     }
+}
+
+# the end of chromium's own log, for a failure's message
+
+sub log_tail {
+    my ($self) = @_;
+    open my $fh, '<', $self->{log} or return '';
+    my @lines = <$fh>;
+    splice @lines, 0, -20;
+    return join '', "\nchromium's log ($self->{log}):\n", @lines;
 }
 
 sub close {
