@@ -4,7 +4,8 @@
  *
  * libFuzzer target: what Redis answers, through hiredis' redisReader, to
  * the state in the shared zone -- the sync worker's own code
- * (ngx_http_canary_sync.c, included here for its static functions), on a
+ * (ngx_http_canary_sync.c and ngx_http_canary_users.c, included here for
+ * their static functions), on a
  * real slab pool, built against a whole nginx tree compiled with the same
  * sanitizers (make fuzz builds it in build/nginx-fuzz).
  *
@@ -18,6 +19,7 @@
  *     3  SSCAN ... (a set being built)         ..._sync_sscan_handler()
  *     4  a push message (message, pmessage)    ngx_http_canary_sync_push()
  *     5  the state file's bytes, not RESP      ngx_http_canary_state_parse()
+ *     6  a users file's bytes, not RESP        ngx_http_canary_users_parse()
  *
  * The first input byte sets the rollout's config percent and hash.  After
  * every reply the published snapshot must hold: percent 0..100% (whole
@@ -27,6 +29,7 @@
 
 
 #include "ngx_http_canary_sync.c"
+#include "ngx_http_canary_users.c"
 
 
 #define FZ_ZONE  (256 * 1024)
@@ -147,6 +150,8 @@ fz_setup(const uint8_t flags)
     fz_sync.sub = &fz_sub;
     fz_sync.rollouts = fz_sr;
     fz_sync.nrollouts = 1;
+    fz_sync.users.fd = NGX_INVALID_FILE;
+    fz_sync.users.log = &fz_log;
 
     ngx_http_canary_sync = &fz_sync;
 }
@@ -311,6 +316,45 @@ fz_state_file(const uint8_t *p, size_t n)
 }
 
 
+/* a users file: its set, if it parses, published as the rollout's */
+
+static void
+fz_users_file(const uint8_t *p, size_t n)
+{
+    u_char                 *copy;
+    ngx_uint_t              which;
+    ngx_http_canary_set_t  *set;
+
+    if (n < 1) {
+        return;
+    }
+
+    which = p[0] & 1;
+    p++;
+    n--;
+
+    copy = malloc(n ? n : 1);
+    if (copy == NULL) {
+        return;
+    }
+
+    ngx_memcpy(copy, p, n);
+
+    set = ngx_http_canary_users_parse(&fz_cmcf, &fz_cmcf.state_file,
+                                      &fz_ro.name, which, copy, n, &fz_log);
+    if (set) {
+        if (ngx_http_canary_set_size(set) == 0) {
+            abort();
+        }
+
+        (void) ngx_http_canary_sync_set_swap(&fz_cmcf, &fz_ro, which, set,
+                                             &fz_log);
+    }
+
+    free(copy);
+}
+
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -333,7 +377,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
 
     while (size >= 3) {
-        op = data[0] % 6;
+        op = data[0] % 7;
         n = (size_t) data[1] << 8 | data[2];
         data += 3;
         size -= 3;
@@ -344,6 +388,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
         if (op == 5) {
             fz_state_file(data, n);
+            fz_check();
+
+        } else if (op == 6) {
+            fz_users_file(data, n);
             fz_check();
 
         } else if (!fz_huge_count(data, n)

@@ -77,7 +77,8 @@ $(FUZZ_DIR)/redis: fuzz/fuzz_redis.c $(NGINX_FUZZ)/objs/Makefile $(SRCS)
 	    $$(find $(NGINX_FUZZ)/objs/src -name '*.o' ! -name nginx.o \
 	        ! -name ngx_murmurhash.o) \
 	    $(NGINX_FUZZ)/objs/ngx_modules.o \
-	    $$(ls $(NGINX_FUZZ)/objs/addon/src/*.o | grep -v _sync.o) \
+	    $$(ls $(NGINX_FUZZ)/objs/addon/src/*.o \
+	        | grep -v -e _sync.o -e _users.o) \
 	    -lhiredis -lpcre2-8 -lcrypt -lpthread
 
 $(FUZZ_DIR)/%: fuzz/fuzz_%.c $(FUZZ_DEPS)

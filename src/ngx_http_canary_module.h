@@ -137,6 +137,22 @@ typedef struct {
 } ngx_http_canary_auto_status_t;
 
 
+/*
+ * A user set's file beside the state file, being written by the sync
+ * worker; see ngx_http_canary_users.c.
+ */
+typedef struct {
+    ngx_fd_t                        fd;         /* NGX_INVALID_FILE: none */
+    ngx_str_t                       path;
+    ngx_str_t                       tmp;
+    u_char                         *buf;
+    size_t                          len;
+    ngx_uint_t                      n;          /* members written */
+    ngx_err_t                       err;        /* the last one logged */
+    ngx_log_t                      *log;
+} ngx_http_canary_users_file_t;
+
+
 /* a rollout as kept in the shared zone; found again by name on reload */
 typedef struct ngx_http_canary_shrollout_s  ngx_http_canary_shrollout_t;
 
@@ -364,6 +380,17 @@ ngx_uint_t ngx_http_canary_set_size(ngx_http_canary_set_t *set);
 size_t ngx_http_canary_set_bytes(ngx_http_canary_set_t *set);
 void ngx_http_canary_set_free_locked(ngx_slab_pool_t *shpool,
     ngx_http_canary_set_t *set);
+
+/* ngx_http_canary_users.c */
+void ngx_http_canary_users_open(ngx_http_canary_users_file_t *uf,
+    ngx_str_t *state_file, ngx_str_t *name, ngx_uint_t which);
+void ngx_http_canary_users_add(ngx_http_canary_users_file_t *uf,
+    u_char *data, size_t len);
+void ngx_http_canary_users_commit(ngx_http_canary_users_file_t *uf);
+void ngx_http_canary_users_abort(ngx_http_canary_users_file_t *uf);
+ngx_http_canary_set_t *ngx_http_canary_users_load(
+    ngx_http_canary_main_conf_t *cmcf, ngx_str_t *name, ngx_uint_t which,
+    ngx_log_t *log);
 
 /* ngx_http_canary_sync.c */
 ngx_int_t ngx_http_canary_sync_init_process(ngx_cycle_t *cycle);

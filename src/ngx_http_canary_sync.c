@@ -85,6 +85,7 @@ typedef struct {
     ngx_uint_t                      set_batches;
     ngx_uint_t                      set_scanning;
     ngx_event_t                     set_clear;
+    ngx_http_canary_users_file_t    users;      /* the set's file */
 
     ngx_err_t                       state_err;
     u_char                         *channels;
@@ -156,8 +157,13 @@ static void ngx_http_canary_sync_set_abort(ngx_http_canary_sync_t *sync);
 static void ngx_http_canary_sync_set_clear(ngx_http_canary_sync_t *sync);
 static void ngx_http_canary_sync_set_clear_handler(ngx_event_t *ev);
 static void ngx_http_canary_sync_set_publish(ngx_http_canary_sync_t *sync);
+static ngx_int_t ngx_http_canary_sync_set_swap(
+    ngx_http_canary_main_conf_t *cmcf, ngx_http_canary_rollout_t *ro,
+    ngx_uint_t which, ngx_http_canary_set_t *set, ngx_log_t *log);
 static void ngx_http_canary_sync_close(ngx_http_canary_sync_t *sync);
 static void ngx_http_canary_state_write(ngx_http_canary_sync_t *sync);
+static void ngx_http_canary_state_load_values(
+    ngx_http_canary_main_conf_t *cmcf, ngx_log_t *log);
 static ngx_int_t ngx_http_canary_state_parse(
     ngx_http_canary_main_conf_t *cmcf, u_char *p, size_t len,
     ngx_http_canary_values_t *vals, ngx_pool_t *pool, ngx_log_t *log);
@@ -211,11 +217,24 @@ ngx_http_canary_sync_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
+    sync->users.fd = NGX_INVALID_FILE;
+    sync->users.log = cycle->log;
+
     ro = cmcf->rollouts.elts;
 
     for (i = 0; i < sync->nrollouts; i++) {
         sr = &sync->rollouts[i];
         sr->ro = &ro[i];
+
+        /*
+         * Sets from the users files, before any sync since the start: read
+         * again, even if Redis has as many members now
+         */
+
+        if (cmcf->sh->syncs == 0) {
+            sr->dirty = (ro[i].sh->snapshot->canary_users ? 1 : 0)
+                        | (ro[i].sh->snapshot->stable_users ? 2 : 0);
+        }
 
         if (ngx_http_canary_key(cycle->pool, &sr->key, &cmcf->redis->prefix,
                                 &ro[i].name, "")
@@ -313,6 +332,11 @@ ngx_http_canary_sync_close(ngx_http_canary_sync_t *sync)
     ngx_http_canary_redis_close(sync->sub);
 
     ngx_http_canary_sync_set_abort(sync);
+
+    if (sync->users.buf) {
+        ngx_free(sync->users.buf);
+        sync->users.buf = NULL;
+    }
 
     sync->cmcf->redis_conn = NULL;
 }
@@ -1347,6 +1371,9 @@ ngx_http_canary_sync_next_set(ngx_http_canary_sync_t *sync)
 
         sync->set = set;
 
+        ngx_http_canary_users_open(&sync->users, &sync->cmcf->state_file,
+                                   &sr->ro->name, which);
+
         ngx_http_canary_sync_set_clear(sync);
         return;
     }
@@ -1490,6 +1517,17 @@ ngx_http_canary_sync_sscan_handler(ngx_http_canary_redis_t *rc,
         return;
     }
 
+    /* the batch to the users file too, out of the mutex */
+
+    for (i = 0; i < members->elements; i++) {
+        m = members->element[i];
+
+        if (m->type == REDIS_REPLY_STRING && m->len) {
+            ngx_http_canary_users_add(&sync->users, (u_char *) m->str,
+                                      m->len);
+        }
+    }
+
     sync->set_batches++;
 
     if (cursor->len == 1 && cursor->str[0] == '0') {
@@ -1531,6 +1569,8 @@ ngx_http_canary_sync_set_abort(ngx_http_canary_sync_t *sync)
         ngx_del_timer(&sync->set_clear);
     }
 
+    ngx_http_canary_users_abort(&sync->users);
+
     if (sync->set) {
         ngx_shmtx_lock(&sync->cmcf->shpool->mutex);
         ngx_http_canary_set_free_locked(sync->cmcf->shpool, sync->set);
@@ -1546,12 +1586,9 @@ static void
 ngx_http_canary_sync_set_publish(ngx_http_canary_sync_t *sync)
 {
     ngx_uint_t                       which, n;
-    ngx_http_canary_set_t           *set, *old;
-    ngx_http_canary_snapshot_t      *cur, *snap;
+    ngx_http_canary_set_t           *set;
     ngx_http_canary_sync_rollout_t  *sr;
-    ngx_http_canary_main_conf_t     *cmcf;
 
-    cmcf = sync->cmcf;
     sr = sync->set_sr;
     which = sync->set_which;
     set = sync->set;
@@ -1561,19 +1598,69 @@ ngx_http_canary_sync_set_publish(ngx_http_canary_sync_t *sync)
 
     n = ngx_http_canary_set_size(set);
 
+    switch (ngx_http_canary_sync_set_swap(sync->cmcf, sr->ro, which, set,
+                                          sync->log))
+    {
+    case NGX_OK:
+        break;
+
+    case NGX_DECLINED:
+        /* empty, as before; the file says so too */
+        ngx_http_canary_users_commit(&sync->users);
+        return;
+
+    default:
+        ngx_http_canary_users_abort(&sync->users);
+        return;
+    }
+
+    ngx_http_canary_users_commit(&sync->users);
+
+    sr->too_big[which] = -1;
+
+    ngx_log_error(NGX_LOG_NOTICE, sync->log, 0,
+                  "canary sync: rollout \"%V\" %V now has %ui members "
+                  "in %uz bytes of the zone (%ui SSCAN batches)",
+                  &sr->ro->name, &ngx_http_canary_which_names[which], n,
+                  ngx_http_canary_set_bytes(n ? set : NULL),
+                  sync->set_batches);
+
+    sync->changed = 1;
+    ngx_http_canary_state_write(sync);
+    sync->changed = 0;
+}
+
+
+/*
+ * A new snapshot of the rollout with set (NULL when empty, which frees
+ * it) as its canary or stable users; the old set is retired.  NGX_DECLINED:
+ * no set before and none now, nothing published.
+ */
+
+static ngx_int_t
+ngx_http_canary_sync_set_swap(ngx_http_canary_main_conf_t *cmcf,
+    ngx_http_canary_rollout_t *ro, ngx_uint_t which,
+    ngx_http_canary_set_t *set, ngx_log_t *log)
+{
+    ngx_http_canary_set_t       *old;
+    ngx_http_canary_snapshot_t  *cur, *snap;
+
     ngx_shmtx_lock(&cmcf->shpool->mutex);
 
-    if (n == 0) {
-        ngx_http_canary_set_free_locked(cmcf->shpool, set);
+    if (ngx_http_canary_set_size(set) == 0) {
+        if (set) {
+            ngx_http_canary_set_free_locked(cmcf->shpool, set);
+        }
+
         set = NULL;
     }
 
-    cur = sr->ro->sh->snapshot;
+    cur = ro->sh->snapshot;
     old = which ? cur->stable_users : cur->canary_users;
 
     if (old == NULL && set == NULL) {
         ngx_shmtx_unlock(&cmcf->shpool->mutex);
-        return;
+        return NGX_DECLINED;
     }
 
     snap = ngx_http_canary_sync_copy_locked(cmcf->shpool, cur, NULL);
@@ -1585,11 +1672,11 @@ ngx_http_canary_sync_set_publish(ngx_http_canary_sync_t *sync)
 
         ngx_shmtx_unlock(&cmcf->shpool->mutex);
 
-        ngx_log_error(NGX_LOG_ERR, sync->log, 0,
+        ngx_log_error(NGX_LOG_ERR, log, 0,
                       "canary sync: no room in canary_zone for rollout "
                       "\"%V\", the last good state stays in force",
-                      &sr->ro->name);
-        return;
+                      &ro->name);
+        return NGX_ERROR;
     }
 
     if (which) {
@@ -1599,7 +1686,7 @@ ngx_http_canary_sync_set_publish(ngx_http_canary_sync_t *sync)
         snap->canary_users = set;
     }
 
-    (void) ngx_http_canary_publish(cmcf, sr->ro->sh, snap);
+    (void) ngx_http_canary_publish(cmcf, ro->sh, snap);
 
     if (old) {
         (void) ngx_http_canary_retire_set_locked(cmcf, old);
@@ -1607,17 +1694,7 @@ ngx_http_canary_sync_set_publish(ngx_http_canary_sync_t *sync)
 
     ngx_shmtx_unlock(&cmcf->shpool->mutex);
 
-    sr->too_big[which] = -1;
-
-    ngx_log_error(NGX_LOG_NOTICE, sync->log, 0,
-                  "canary sync: rollout \"%V\" %V now has %ui members "
-                  "in %uz bytes of the zone (%ui SSCAN batches)",
-                  &sr->ro->name, &ngx_http_canary_which_names[which], n,
-                  ngx_http_canary_set_bytes(set), sync->set_batches);
-
-    sync->changed = 1;
-    ngx_http_canary_state_write(sync);
-    sync->changed = 0;
+    return NGX_OK;
 }
 
 
@@ -1632,7 +1709,7 @@ ngx_http_canary_sync_set_publish(ngx_http_canary_sync_t *sync)
  *     end
  *
  * Only rollouts whose values came from Redis (or from this file) are
- * written.  User sets are not kept in the file.
+ * written.  User sets have files of their own, see ngx_http_canary_users.c.
  */
 
 static void
@@ -1770,11 +1847,41 @@ failed:
 
 /*
  * At start, when the zone is new: the state file's values, published with
- * source "state_file".  A file that does not parse is ignored as a whole.
+ * source "state_file", and the user sets of the users files beside it.  A
+ * file that does not parse is ignored as a whole.
  */
 
 void
 ngx_http_canary_state_load(ngx_http_canary_main_conf_t *cmcf, ngx_log_t *log)
+{
+    ngx_uint_t                  i, which;
+    ngx_http_canary_set_t      *set;
+    ngx_http_canary_rollout_t  *ro;
+
+    if (cmcf->state_file.len == 0) {
+        return;
+    }
+
+    ngx_http_canary_state_load_values(cmcf, log);
+
+    ro = cmcf->rollouts.elts;
+
+    for (i = 0; i < cmcf->rollouts.nelts; i++) {
+        for (which = 0; which < 2; which++) {
+            set = ngx_http_canary_users_load(cmcf, &ro[i].name, which, log);
+
+            if (set) {
+                (void) ngx_http_canary_sync_set_swap(cmcf, &ro[i], which, set,
+                                                     log);
+            }
+        }
+    }
+}
+
+
+static void
+ngx_http_canary_state_load_values(ngx_http_canary_main_conf_t *cmcf,
+    ngx_log_t *log)
 {
     u_char                     *buf;
     ssize_t                     n;
