@@ -9,7 +9,7 @@
  *     canary_users 1 <canary|stable> <escaped rollout name>
  *     <escaped member>
  *     ...
- *     end <number of members>
+ *     end <number of member lines>
  *
  * The sync worker writes it while it reads the set with SSCAN: each
  * batch's new members are appended to "<file>.tmp" (one write per 64 KiB,
@@ -18,10 +18,11 @@
  * A set that is refused or whose read breaks off leaves the old file.
  *
  * The master reads it when it creates the zone, after the state file.  A
- * file with a line that does not parse, a member given twice, another
- * rollout's name (the crc32 of two names may meet) or an "end" line whose
- * count is not the number of members (a truncated file) is ignored as a
- * whole with an error naming the line.
+ * file with a line that does not parse or is empty, another rollout's
+ * name (the crc32 of two names may meet) or an "end" line whose count is
+ * not the number of member lines (a truncated file) is ignored as a whole
+ * with an error naming the line.  SSCAN may give a member twice, and so
+ * may the file: the set takes it once.
  */
 
 
@@ -388,7 +389,7 @@ ngx_http_canary_users_parse(ngx_http_canary_main_conf_t *cmcf,
     int                       ntok;
     u_char                   *last, *eol, *s;
     size_t                    slen;
-    ngx_int_t                 rc, count, members;
+    ngx_int_t                 rc, count, lines;
     ngx_uint_t                line;
     const char               *why;
     ngx_http_canary_set_t    *set;
@@ -463,12 +464,20 @@ ngx_http_canary_users_parse(ngx_http_canary_main_conf_t *cmcf,
 
         eol = ngx_strlchr(p, last, '\n');
 
-        if (ngx_http_canary_unescape(p, eol - p, p, &slen) != 0) {
+        if (ngx_http_canary_unescape(p, eol - p, p, &slen) != 0
+            || slen == 0)
+        {
             rc = NGX_DECLINED;
             break;
         }
 
+        /* SSCAN may give a member twice, and so may the file: once */
+
         rc = ngx_http_canary_set_add_locked(cmcf->shpool, set, p, slen);
+        if (rc == NGX_DECLINED) {
+            rc = NGX_OK;
+        }
+
         p = eol + 1;
     }
 
@@ -488,20 +497,20 @@ ngx_http_canary_users_parse(ngx_http_canary_main_conf_t *cmcf,
             return NULL;
         }
 
-        why = "a bad or repeated member";
+        why = "a bad or empty member";
         goto invalid;
     }
 
     ngx_shmtx_unlock(&cmcf->shpool->mutex);
 
-    members = (ngx_int_t) ngx_http_canary_set_size(set);
+    lines = line - 1;
 
-    if (members == 0 || members != count) {
+    if (lines == 0 || lines != count) {
         ngx_shmtx_lock(&cmcf->shpool->mutex);
         ngx_http_canary_set_free_locked(cmcf->shpool, set);
         ngx_shmtx_unlock(&cmcf->shpool->mutex);
 
-        if (members == count) {
+        if (lines == count) {
             /* Redis had no such set when it was written */
             return NULL;
         }
@@ -512,9 +521,9 @@ ngx_http_canary_users_parse(ngx_http_canary_main_conf_t *cmcf,
     }
 
     ngx_log_error(NGX_LOG_NOTICE, log, 0,
-                  "canary: rollout \"%V\" starts with %i %V users from "
-                  "\"%V\"", name, count, &ngx_http_canary_users_which[which],
-                  path);
+                  "canary: rollout \"%V\" starts with %ui %V users from "
+                  "\"%V\"", name, ngx_http_canary_set_size(set),
+                  &ngx_http_canary_users_which[which], path);
 
     return set;
 

@@ -146,11 +146,11 @@ for my $bad (["canary_users 1 stable checkout\ns1\n",
              ["canary_users 1 canary checkout\ns1\nend 1\n",
               qr/ line 1: another rollout's or set's file/],
              ["canary_users 1 stable checkout\ns1\ns%zz\nend 2\n",
-              qr/ line 3: a bad or repeated member/],
-             ["canary_users 1 stable checkout\ns1\ns1\nend 2\n",
-              qr/ line 3: a bad or repeated member/],
+              qr/ line 3: a bad or empty member/],
+             ["canary_users 1 stable checkout\ns1\n\nend 2\n",
+              qr/ line 3: a bad or empty member/],
              ["canary_users 1 stable checkout\ns 1\nend 1\n",
-              qr/ line 2: a bad or repeated member/],
+              qr/ line 2: a bad or empty member/],
              ["end 0\n", qr/ line 1: no "canary_users 1" line/])
 {
     CanaryTest::write_file($sfile, $bad->[0]);
@@ -165,6 +165,16 @@ for my $bad (["canary_users 1 stable checkout\ns1\n",
 }
 
 is(CanaryTest::read_file($cfile), $good, 'the good file is untouched');
+
+
+# SSCAN may give a member twice, so the file may hold it twice: taken once
+
+CanaryTest::write_file($sfile, "canary_users 1 stable checkout\ns1\ns1\ns2\nend 3\n");
+$ng = start_nginx($conf, vars => \%vars);
+is(variant_of($ng->port, $_), 'stable stable_users', "a member given twice: $_ stable")
+    for 's1', 's2';
+like($ng->error_log, qr/starts with 2 stable users/, 'two members');
+$ng->stop;
 
 
 # a set that no longer fits the zone (the zone was made smaller): refused
