@@ -41,6 +41,9 @@ static ngx_int_t ngx_http_canary_rewrite_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_canary_log_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_canary_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_canary_add_variant_variables(ngx_conf_t *cf,
+    ngx_http_canary_main_conf_t *cmcf, ngx_http_canary_rollout_t *ro);
+static ngx_uint_t ngx_http_canary_variable_word(u_char *p, size_t len);
 static ngx_int_t ngx_http_canary_variant_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 
@@ -859,12 +862,10 @@ ngx_http_canary_rollout_block(ngx_conf_t *cf, ngx_command_t *cmd,
 {
     ngx_http_canary_main_conf_t *cmcf = conf;
 
-    u_char                     *p;
     char                       *rv;
-    ngx_str_t                  *value, name;
+    ngx_str_t                  *value;
     ngx_uint_t                  i;
     ngx_conf_t                  save;
-    ngx_http_variable_t        *var;
     ngx_http_canary_rollout_t  *ro;
 
     value = cf->args->elts;
@@ -965,27 +966,129 @@ ngx_http_canary_rollout_block(ngx_conf_t *cf, ngx_command_t *cmd,
     ngx_http_canary_murmur3_update(&ro->salted, ro->salt.data, ro->salt.len);
     ngx_http_canary_murmur3_update(&ro->salted, (u_char *) ":", 1);
 
-    /* $canary_variant_<name>: this rollout's variant, on demand */
+    /*
+     * $canary_variant_<name>: this rollout's variant, on demand.  nginx
+     * ends a variable's name in a string at any byte but a letter, a digit
+     * or '_', so a name with others ("new-checkout") gets a second name
+     * with '_' for each ("$canary_variant_new_checkout"); two rollouts
+     * may not share one.
+     */
+
+    if (ngx_http_canary_add_variant_variables(cf, cmcf, ro) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_canary_add_variant_variables(ngx_conf_t *cf,
+    ngx_http_canary_main_conf_t *cmcf, ngx_http_canary_rollout_t *ro)
+{
+    u_char                     *p;
+    ngx_str_t                   name, word, other;
+    ngx_uint_t                  i, changed;
+    ngx_http_variable_t        *var;
+    ngx_http_canary_rollout_t  *rollouts;
 
     name.len = sizeof("canary_variant_") - 1 + ro->name.len;
-    name.data = ngx_pnalloc(cf->pool, name.len);
+    name.data = ngx_pnalloc(cf->pool, 2 * name.len);
     if (name.data == NULL) {
-        return NGX_CONF_ERROR;
+        return NGX_ERROR;
     }
 
     p = ngx_cpymem(name.data, "canary_variant_",
                    sizeof("canary_variant_") - 1);
     ngx_memcpy(p, ro->name.data, ro->name.len);
 
+    word.len = name.len;
+    word.data = name.data + name.len;
+    ngx_memcpy(word.data, name.data, name.len);
+
+    changed = ngx_http_canary_variable_word(
+                  word.data + sizeof("canary_variant_") - 1, ro->name.len);
+
+    /* no other rollout's name may give the same word */
+
+    rollouts = cmcf->rollouts.elts;
+
+    for (i = 0; i < ro->index; i++) {
+        other.len = rollouts[i].name.len;
+
+        if (other.len != ro->name.len) {
+            continue;
+        }
+
+        other.data = ngx_pnalloc(cf->pool, other.len);
+        if (other.data == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(other.data, rollouts[i].name.data, other.len);
+        (void) ngx_http_canary_variable_word(other.data, other.len);
+
+        if (ngx_strncmp(other.data,
+                        word.data + sizeof("canary_variant_") - 1,
+                        other.len)
+            == 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "canary_rollout \"%V\" and \"%V\" would "
+                               "both be \"$%V\", rename one",
+                               &rollouts[i].name, &ro->name, &word);
+            return NGX_ERROR;
+        }
+    }
+
     var = ngx_http_add_variable(cf, &name, 0);
     if (var == NULL) {
-        return NGX_CONF_ERROR;
+        return NGX_ERROR;
     }
 
     var->get_handler = ngx_http_canary_variant_variable;
     var->data = ro->index;
 
-    return NGX_CONF_OK;
+    if (!changed) {
+        return NGX_OK;
+    }
+
+    var = ngx_http_add_variable(cf, &word, 0);
+    if (var == NULL) {
+        return NGX_ERROR;
+    }
+
+    var->get_handler = ngx_http_canary_variant_variable;
+    var->data = ro->index;
+
+    return NGX_OK;
+}
+
+
+/* '_' for every byte nginx would end a variable's name at; 1 if any */
+
+static ngx_uint_t
+ngx_http_canary_variable_word(u_char *p, size_t len)
+{
+    u_char      c;
+    ngx_uint_t  changed;
+
+    changed = 0;
+
+    for ( /* void */ ; len; p++, len--) {
+        c = *p;
+
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+            || (c >= '0' && c <= '9') || c == '_')
+        {
+            continue;
+        }
+
+        *p = '_';
+        changed = 1;
+    }
+
+    return changed;
 }
 
 

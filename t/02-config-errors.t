@@ -67,6 +67,15 @@ my @bad = (
 
     ['unknown hash', qr/sha1/,
      $zone . rollout(hash => 'sha1', mark => 'hash') . server()],
+
+    (map {
+        my ($a, $b) = @$_;
+        ["rollouts \"$a\" and \"$b\" share a variable name",
+         qr/"\Q$a\E" and "\Q$b\E" would both be "\$canary_variant_new_checkout"/,
+         $zone . rollout(name => $a) . rollout(name => $b) =~ s/^\}$/} #!/mr
+         . server("canary $b;")]
+    } ['new-checkout', 'new.checkout'], ['new_checkout', 'new-checkout'],
+      ['new-checkout', 'new_checkout']),
 );
 
 my @good = (
@@ -82,6 +91,9 @@ my @good = (
      . server('canary u;')],
     ['$canary_variant_NAME outside a canary location',
      $zone . rollout() . server('add_header X-F $canary_variant_checkout;')],
+    ['$canary_variant_new_checkout for rollout "new-checkout"',
+     $zone . rollout(name => 'new-checkout')
+     . server('add_header X-F $canary_variant_new_checkout;')],
 );
 
 for my $case (@bad) {

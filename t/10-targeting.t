@@ -89,6 +89,8 @@ canary_rollout fb    { key $http_x_user_id; stable app_stable;
                        canary app_canary; percent 50; }
 canary_rollout fc    { key $http_x_user_id; stable app_stable;
                        canary app_canary; percent 90; salt flag-c; }
+canary_rollout new-fd { key $http_x_user_id; stable app_stable;
+                       canary app_canary; percent 30; }
 
 server {
     listen 127.0.0.1:%%PORT%%;
@@ -114,7 +116,7 @@ server {
     location = /flags {
         proxy_pass http://app_flags;
         proxy_set_header X-Flags
-            "fa=$canary_variant_fa,fb=$canary_variant_fb,fc=$canary_variant_fc";
+            "fa=$canary_variant_fa,fb=$canary_variant_fb,fc=$canary_variant_fc,fd=$canary_variant_new_fd";
     }
 }
 EOF
@@ -273,24 +275,25 @@ my (@bad, %n);
 for my $i (0 .. $#keys) {
     my $k = $keys[$i];
     my %want;
-    for my $f (['fa', 'fa', 1000], ['fb', 'fb', 5000], ['fc', 'flag-c', 9000])
+    for my $f (['fa', 'fa', 1000], ['fb', 'fb', 5000], ['fc', 'flag-c', 9000],
+               ['fd', 'new-fd', 3000])
     {
         my ($name, $salt, $limit) = @$f;
         $want{$name} = murmur3_32("$salt:$k") % 10000 < $limit
                        ? 'canary' : 'stable';
         $n{$name}++ if $want{$name} eq 'canary';
     }
-    my $want = "fa=$want{fa},fb=$want{fb},fc=$want{fc}\n";
+    my $want = "fa=$want{fa},fb=$want{fb},fc=$want{fc},fd=$want{fd}\n";
     push @bad, [$k, $res[$i][2], $want] if $res[$i][2] ne $want;
 }
-ok(!@bad, 'X-Flags carries fa, fb and fc for 2000 users')
+ok(!@bad, 'X-Flags carries fa, fb, fc and new-fd (as $canary_variant_new_fd) for 2000 users')
     or diag explain [@bad[0 .. 4]];
 ok($n{fa} > 100 && $n{fa} < 300 && $n{fb} > 850 && $n{fb} < 1150
    && $n{fc} > 1700 && $n{fc} < 1900,
    "flag shares near 10/50/90%: $n{fa} $n{fb} $n{fc} of 2000");
 
 my ($st, undef, $nokey) = http_get($port, '/flags');
-is($nokey, "fa=stable,fb=stable,fc=stable\n", 'no key: every flag stable');
+is($nokey, "fa=stable,fb=stable,fc=stable,fd=stable\n", 'no key: every flag stable');
 
 
 # configuration errors: nginx -t fails naming the directive's file:line
