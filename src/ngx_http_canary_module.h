@@ -192,6 +192,11 @@ typedef struct {
     ngx_atomic_t                    last_sync;      /* unix seconds */
     ngx_atomic_t                    sync_pid;       /* the writer */
     ngx_atomic_t                    auto_leader;    /* holds the lease */
+
+    /* the user set being read, and by whom: freed by the next sync
+       worker if its builder died before publishing it */
+    ngx_http_canary_set_t          *building;
+    ngx_pid_t                       building_pid;
 } ngx_http_canary_shctx_t;
 
 

@@ -146,6 +146,7 @@ static ngx_http_canary_snapshot_t *ngx_http_canary_sync_copy_locked(
     ngx_http_canary_values_t *v);
 static int ngx_libc_cdecl ngx_http_canary_segment_cmp(const void *a,
     const void *b);
+static void ngx_http_canary_sync_orphan_locked(ngx_http_canary_sync_t *sync);
 static void ngx_http_canary_sync_next_set(ngx_http_canary_sync_t *sync);
 static void ngx_http_canary_sync_sscan(ngx_http_canary_sync_t *sync,
     u_char *cursor, size_t len);
@@ -287,6 +288,10 @@ ngx_http_canary_sync_init_process(ngx_cycle_t *cycle)
     ngx_http_canary_sync = sync;
 
     cmcf->sh->sync_pid = ngx_pid;
+
+    ngx_shmtx_lock(&cmcf->shpool->mutex);
+    ngx_http_canary_sync_orphan_locked(sync);
+    ngx_shmtx_unlock(&cmcf->shpool->mutex);
 
     ngx_log_error(NGX_LOG_NOTICE, cycle->log, 0,
                   "canary sync: worker %P syncs with Redis at %V every %M ms",
@@ -1322,6 +1327,38 @@ ngx_http_canary_segment_cmp(const void *a, const void *b)
 }
 
 
+/*
+ * A set a sync worker was building when it died (SIGKILL, a crash) is in
+ * the zone and in no snapshot: freed here, by the next sync worker, once
+ * its builder is gone (after a reload the old worker may still be at it,
+ * and frees its own set when it exits).  The mutex is held.
+ */
+
+static void
+ngx_http_canary_sync_orphan_locked(ngx_http_canary_sync_t *sync)
+{
+    ngx_pid_t                 pid;
+    ngx_http_canary_shctx_t  *sh;
+
+    sh = sync->cmcf->sh;
+    pid = sh->building_pid;
+
+    if (sh->building == NULL || pid == ngx_pid
+        || kill(pid, 0) == 0 || ngx_errno != NGX_ESRCH)
+    {
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_NOTICE, sync->log, 0,
+                  "canary sync: freed the user set of %ui members that "
+                  "worker %P left half-built",
+                  ngx_http_canary_set_size(sh->building), pid);
+
+    ngx_http_canary_set_free_locked(sync->cmcf->shpool, sh->building);
+    sh->building = NULL;
+}
+
+
 /* user sets: the next one to read, if any */
 
 static void
@@ -1354,8 +1391,16 @@ ngx_http_canary_sync_next_set(ngx_http_canary_sync_t *sync)
         }
 
         ngx_shmtx_lock(&sync->cmcf->shpool->mutex);
+
+        ngx_http_canary_sync_orphan_locked(sync);
+
         set = ngx_http_canary_set_create_locked(sync->cmcf->shpool,
                                                 sr->scard[which]);
+        if (set) {
+            sync->cmcf->sh->building = set;
+            sync->cmcf->sh->building_pid = ngx_pid;
+        }
+
         ngx_shmtx_unlock(&sync->cmcf->shpool->mutex);
 
         sync->set_sr = sr;
@@ -1573,6 +1618,11 @@ ngx_http_canary_sync_set_abort(ngx_http_canary_sync_t *sync)
 
     if (sync->set) {
         ngx_shmtx_lock(&sync->cmcf->shpool->mutex);
+
+        if (sync->cmcf->sh->building == sync->set) {
+            sync->cmcf->sh->building = NULL;
+        }
+
         ngx_http_canary_set_free_locked(sync->cmcf->shpool, sync->set);
         ngx_shmtx_unlock(&sync->cmcf->shpool->mutex);
     }
@@ -1646,6 +1696,10 @@ ngx_http_canary_sync_set_swap(ngx_http_canary_main_conf_t *cmcf,
     ngx_http_canary_snapshot_t  *cur, *snap;
 
     ngx_shmtx_lock(&cmcf->shpool->mutex);
+
+    if (set && cmcf->sh->building == set) {
+        cmcf->sh->building = NULL;
+    }
 
     if (ngx_http_canary_set_size(set) == 0) {
         if (set) {

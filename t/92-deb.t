@@ -38,7 +38,7 @@ sub run {
 }
 
 # a plain build even inside `make test SANITIZE=1`
-my ($rc, $out) = run("env -u MAKEFLAGS -u MAKELEVEL -u MFLAGS "
+my ($rc, $out) = run("env -u MAKEFLAGS -u MAKELEVEL -u MFLAGS -u SANITIZE "
                      . "make -s -C '$repo' deb DEB_OUT='$tmp/out'");
 is($rc, 0, 'make deb') or diag($out);
 
