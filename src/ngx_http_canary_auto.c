@@ -696,7 +696,7 @@ ngx_http_canary_auto_counts(ngx_http_canary_auto_t *ctl,
             c = &ar->ro->sh->slots[s].v[v];
 
             counts[v][0] += c->requests;
-            counts[v][1] += c->responses[4];
+            counts[v][1] += c->errors;
 
             for (k = 0; k < NGX_HTTP_CANARY_HIST_BUCKETS; k++) {
                 counts[v][2 + k] += c->hist[k];

@@ -64,8 +64,12 @@ typedef struct {
     ngx_atomic_t                    requests;
     ngx_atomic_t                    responses[5];      /* 1xx .. 5xx */
     ngx_atomic_t                    upstream_errors;
+    ngx_atomic_t                    errors;     /* 5xx or upstream error */
     ngx_atomic_t                    time_sum_ms;
     ngx_atomic_t                    hist[NGX_HTTP_CANARY_HIST_BUCKETS];
+
+    /* 33 counters of 8 bytes, padded to 320: five cache lines */
+    ngx_atomic_t                    pad[7];
 } ngx_http_canary_counters_t;
 
 

@@ -22,6 +22,8 @@
  *                    peer; an attempt that failed and was retried on
  *                    another peer (proxy_next_upstream), or whose error
  *                    an error_page turned into another response, counts
+ *   errors           1 if the final status is 5xx or the request had an
+ *                    upstream error as above: what "auto" judges
  *   hist[b]          the request time ($request_time) in the first bucket
  *                    whose upper bound it does not exceed
  *   time_sum_ms      the request time in milliseconds
@@ -93,6 +95,10 @@ ngx_http_canary_count(ngx_http_request_t *r, ngx_http_canary_shrollout_t *shr,
 
     if (ngx_http_canary_upstream_error(r, status)) {
         (void) ngx_atomic_fetch_add(&c->upstream_errors, 1);
+        (void) ngx_atomic_fetch_add(&c->errors, 1);
+
+    } else if (status >= 500 && status < 600) {
+        (void) ngx_atomic_fetch_add(&c->errors, 1);
     }
 }
 

@@ -492,7 +492,7 @@ ngx_http_canary_sum(ngx_http_canary_main_conf_t *cmcf,
  *   Zone: size 1048576 used 40960 free 1007616
  *   Rollout checkout percent 12.5 state none source config updated 17..
  *    segment "US" 50
- *    stable requests 9 1xx 0 2xx 5 3xx 0 4xx 2 5xx 2 upstream_errors 2
+ *    stable requests 9 1xx 0 2xx 5 3xx 0 4xx 2 5xx 2 upstream_errors 2 errors 2
  *    stable time_ms 1234 p50_ms 2 p95_ms 750 p99_ms 750
  *    stable le_ms 1:3 2:2 5:0 ... 60000:0 inf:0
  */
@@ -568,11 +568,12 @@ ngx_http_canary_text(ngx_http_canary_out_t *o, ngx_http_canary_report_t *rp)
             name = &ngx_http_canary_variant_names[v];
 
             p = ngx_sprintf(p, " %V requests %uA 1xx %uA 2xx %uA 3xx %uA"
-                            " 4xx %uA 5xx %uA upstream_errors %uA\n",
+                            " 4xx %uA 5xx %uA upstream_errors %uA"
+                            " errors %uA\n",
                             name, c->requests, c->responses[0],
                             c->responses[1], c->responses[2],
                             c->responses[3], c->responses[4],
-                            c->upstream_errors);
+                            c->upstream_errors, c->errors);
 
             p = ngx_sprintf(p, " %V time_ms %uA p50_ms ", name,
                             c->time_sum_ms);
@@ -626,7 +627,7 @@ ngx_http_canary_json(ngx_http_canary_out_t *o, ngx_http_canary_report_t *rp)
     ngx_http_canary_snapshot_t  *snap;
 
     p = ngx_http_canary_reserve(o, 4 * NGX_HTTP_CANARY_LINE
-                                   + (NGX_HTTP_CANARY_HIST_BUCKETS + 10)
+                                   + (NGX_HTTP_CANARY_HIST_BUCKETS + 11)
                                      * NGX_HTTP_CANARY_NUM);
     if (p == NULL) {
         return NGX_ERROR;
@@ -761,7 +762,7 @@ ngx_http_canary_json_variant(ngx_http_canary_out_t *o,
     ngx_http_canary_counters_t  *c;
 
     p = ngx_http_canary_reserve(o, NGX_HTTP_CANARY_LINE * 2
-                                   + (NGX_HTTP_CANARY_HIST_BUCKETS + 10)
+                                   + (NGX_HTTP_CANARY_HIST_BUCKETS + 11)
                                      * NGX_HTTP_CANARY_NUM);
     if (p == NULL) {
         return NGX_ERROR;
@@ -772,13 +773,14 @@ ngx_http_canary_json_variant(ngx_http_canary_out_t *o,
     p = ngx_sprintf(p, "%s\"%V\":{\"requests\":%uA,"
                     "\"responses\":{\"1xx\":%uA,\"2xx\":%uA,\"3xx\":%uA,"
                     "\"4xx\":%uA,\"5xx\":%uA},\"upstream_errors\":%uA,"
-                    "\"request_time_sum_ms\":%uA,"
+                    "\"errors\":%uA,\"request_time_sum_ms\":%uA,"
                     "\"request_time_count\":%uA,"
                     "\"request_time_histogram\":[",
                     v ? "," : "", &ngx_http_canary_variant_names[v],
                     c->requests, c->responses[0], c->responses[1],
                     c->responses[2], c->responses[3], c->responses[4],
-                    c->upstream_errors, c->time_sum_ms, vw->count[v]);
+                    c->upstream_errors, c->errors, c->time_sum_ms,
+                    vw->count[v]);
 
     for (b = 0; b < NGX_HTTP_CANARY_HIST_BUCKETS; b++) {
         p = ngx_sprintf(p, "%s%uA", b ? "," : "", c->hist[b]);
@@ -820,13 +822,17 @@ ngx_http_canary_prom(ngx_http_canary_out_t *o, ngx_http_canary_report_t *rp)
           "Responses by class of the final status." },
         { "upstream_errors_total", "counter",
           "Requests with a connect error, timeout or 502/503/504." },
+        { "errors_total", "counter",
+          "Requests answered 5xx or with an upstream error, as auto "
+          "judges." },
         { "request_duration_seconds", "histogram",
           "Request time, as $request_time." }
     };
 
     /* lines per rollout and variant in each family */
 
-    static ngx_uint_t  lines[] = { 1, 5, 1, NGX_HTTP_CANARY_HIST_BUCKETS + 2 };
+    static ngx_uint_t  lines[] = { 1, 5, 1, 1,
+                                   NGX_HTTP_CANARY_HIST_BUCKETS + 2 };
 
     /*
      * Everything that repeats is made once: the "le" values, and for each
@@ -886,7 +892,7 @@ ngx_http_canary_prom(ngx_http_canary_out_t *o, ngx_http_canary_report_t *rp)
         }
     }
 
-    for (k = 0; k < 4; k++) {
+    for (k = 0; k < sizeof(lines) / sizeof(lines[0]); k++) {
 
         if (ngx_http_canary_prom_head(o, families[k][0], families[k][1],
                                       families[k][2])
@@ -946,7 +952,15 @@ ngx_http_canary_prom(ngx_http_canary_out_t *o, ngx_http_canary_report_t *rp)
                     *p++ = '\n';
                     break;
 
-                default: /* 3 */
+                case 3:
+                    p = ngx_http_canary_cpy(p, "nginx_canary_errors_total{");
+                    p = ngx_cpymem(p, rl->data, rl->len);
+                    p = ngx_http_canary_cpy(p, "} ");
+                    p = ngx_http_canary_uint(p, c->errors);
+                    *p++ = '\n';
+                    break;
+
+                default: /* 4 */
                     cum = 0;
 
                     for (b = 0; b < NGX_HTTP_CANARY_HIST_BUCKETS; b++) {

@@ -182,13 +182,16 @@ sub expected {
     my ($mult) = @_;
     my %e;
     for my $v (keys %plan) {
-        my $e = $e{$v} = { requests => 0, upstream_errors => 0,
+        my $e = $e{$v} = { requests => 0, upstream_errors => 0, errors => 0,
                            map { ("${_}xx" => 0) } 1 .. 5 };
         for my $path (keys %{ $plan{$v} }) {
             my ($n, $status, $ue) = @{ $plan{$v}{$path} };
             $e->{requests} += $n * $mult;
             $e->{ int($status / 100) . 'xx' } += $n * $mult;
             $e->{upstream_errors} += $n * $mult * $ue;
+            # what auto judges: 5xx, or an upstream error whatever the
+            # answer (the error_page'd 200 of /ep/x)
+            $e->{errors} += $n * $mult if $status >= 500 || $ue;
         }
     }
     return \%e;
@@ -258,6 +261,7 @@ sub check_json {
         my $c = $r->{variants}{$v};
         my %got = (requests => $c->{requests},
                    upstream_errors => $c->{upstream_errors},
+                   errors => $c->{errors},
                    map { ($_ => $c->{responses}{$_}) } map { "${_}xx" } 1 .. 5);
         is_deeply(\%got, $e->{$v}, "$what: JSON counts of $v");
     }
@@ -267,13 +271,14 @@ sub text_counts {
     my ($text) = @_;
     my %t;
     my $re = '^ (stable|canary) requests (\d+) 1xx (\d+) 2xx (\d+) 3xx (\d+)'
-             . ' 4xx (\d+) 5xx (\d+) upstream_errors (\d+)$';
+             . ' 4xx (\d+) 5xx (\d+) upstream_errors (\d+) errors (\d+)$';
     while ($text =~ /$re/mg)
     {
         # the first rollout block is checkout's
         next if $t{$1};
         $t{$1} = { requests => $2, '1xx' => $3, '2xx' => $4, '3xx' => $5,
-                   '4xx' => $6, '5xx' => $7, upstream_errors => $8 };
+                   '4xx' => $6, '5xx' => $7, upstream_errors => $8,
+                   errors => $9 };
     }
     return \%t;
 }
@@ -382,6 +387,8 @@ for my $v (qw(stable canary)) {
        "prometheus: $v requests");
     is($s->{"nginx_canary_upstream_errors_total{$l}"},
        $e->{$v}{upstream_errors}, "prometheus: $v upstream errors");
+    is($s->{"nginx_canary_errors_total{$l}"}, $e->{$v}{errors},
+       "prometheus: $v errors (5xx or upstream error)");
     is_deeply([map { $s->{qq{nginx_canary_responses_total{$l,code="${_}xx"}}} }
                1 .. 5],
               [map { $e->{$v}{"${_}xx"} } 1 .. 5], "prometheus: $v classes");

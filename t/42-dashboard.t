@@ -368,9 +368,11 @@ for my $v (qw(stable canary)) {
 
     # all of the traffic fell between the first poll and the last one,
     # within the 10 s window: the window's figures are the totals'
-    my $want_err = 100 * $c->{$v}{responses}{'5xx'} / $c->{$v}{requests};
+    is($c->{$v}{errors}, $c->{$v}{responses}{'5xx'},
+       "$v: JSON errors are the 5xx (no upstream error here)");
+    my $want_err = 100 * $c->{$v}{errors} / $c->{$v}{requests};
     ok(abs($s->{$v}{errors}{value} - $want_err) < 1e-9,
-       "$v: error rate $s->{$v}{errors}{text} is 5xx / requests");
+       "$v: error rate $s->{$v}{errors}{text} is errors / requests");
     for my $q ([p50 => 0.5], [p99 => 0.99]) {
         my $want = quantile($q->[1], $c->{$v}{request_time_histogram},
                             $j->{histogram_bounds_ms});

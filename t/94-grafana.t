@@ -104,7 +104,7 @@ like($all, qr/nginx_canary_percent\{rollout="\$rollout"\}/,
      'percent over time');
 like($all, qr/sum by \(variant\) \(rate\(nginx_canary_requests_total/,
      'request rate per variant');
-like($all, qr/code="5xx".*\/\s*sum by \(variant\) \(rate\(nginx_canary_requests_total/,
+like($all, qr/rate\(nginx_canary_errors_total\{rollout="\$rollout"\}.*\/\s*sum by \(variant\) \(rate\(nginx_canary_requests_total/,
      'error rate per variant');
 like($all, qr/histogram_quantile\(0\.99, sum by \(variant, le\)/,
      'p99 per variant');
