@@ -815,24 +815,34 @@ ngx_http_canary_prom(ngx_http_canary_out_t *o, ngx_http_canary_report_t *rp)
     u_char                       lebuf[NGX_HTTP_CANARY_HIST_BUCKETS
                                        * NGX_HTTP_CANARY_NUM];
 
-    static char  *families[][3] = {
-        { "requests_total", "counter",
-          "Requests routed in a canary location, by rollout and variant." },
-        { "responses_total", "counter",
-          "Responses by class of the final status." },
-        { "upstream_errors_total", "counter",
-          "Requests with a connect error, timeout or 502/503/504." },
-        { "errors_total", "counter",
+    /*
+     * The families of rollout and variant series, each with its lines per
+     * rollout and variant; a one-line counter names its field
+     */
+
+    static struct {
+        ngx_str_t    name;
+        char        *type;
+        char        *help;
+        ngx_uint_t   lines;
+        size_t       field;
+    } families[] = {
+        { ngx_string("requests_total"), "counter",
+          "Requests routed in a canary location, by rollout and variant.",
+          1, offsetof(ngx_http_canary_counters_t, requests) },
+        { ngx_string("responses_total"), "counter",
+          "Responses by class of the final status.", 5, 0 },
+        { ngx_string("upstream_errors_total"), "counter",
+          "Requests with a connect error, timeout or 502/503/504.",
+          1, offsetof(ngx_http_canary_counters_t, upstream_errors) },
+        { ngx_string("errors_total"), "counter",
           "Requests answered 5xx or with an upstream error, as auto "
-          "judges." },
-        { "request_duration_seconds", "histogram",
-          "Request time, as $request_time." }
+          "judges.",
+          1, offsetof(ngx_http_canary_counters_t, errors) },
+        { ngx_string("request_duration_seconds"), "histogram",
+          "Request time, as $request_time.",
+          NGX_HTTP_CANARY_HIST_BUCKETS + 2, 0 }
     };
-
-    /* lines per rollout and variant in each family */
-
-    static ngx_uint_t  lines[] = { 1, 5, 1, 1,
-                                   NGX_HTTP_CANARY_HIST_BUCKETS + 2 };
 
     /*
      * Everything that repeats is made once: the "le" values, and for each
@@ -892,10 +902,10 @@ ngx_http_canary_prom(ngx_http_canary_out_t *o, ngx_http_canary_report_t *rp)
         }
     }
 
-    for (k = 0; k < sizeof(lines) / sizeof(lines[0]); k++) {
+    for (k = 0; k < sizeof(families) / sizeof(families[0]); k++) {
 
-        if (ngx_http_canary_prom_head(o, families[k][0], families[k][1],
-                                      families[k][2])
+        if (ngx_http_canary_prom_head(o, (char *) families[k].name.data,
+                                      families[k].type, families[k].help)
             != NGX_OK)
         {
             return NGX_ERROR;
@@ -914,20 +924,28 @@ ngx_http_canary_prom(ngx_http_canary_out_t *o, ngx_http_canary_report_t *rp)
                               "{,le=\"\"} \n") - 1
                        + rl->len + 2 * NGX_HTTP_CANARY_NUM;
 
-                p = ngx_http_canary_reserve(o, lines[k] * line);
+                p = ngx_http_canary_reserve(o, families[k].lines * line);
                 if (p == NULL) {
                     return NGX_ERROR;
                 }
 
-                switch (k) {
-
-                case 0:
-                    p = ngx_http_canary_cpy(p, "nginx_canary_requests_total{");
+                if (families[k].lines == 1) {
+                    p = ngx_http_canary_cpy(p, "nginx_canary_");
+                    p = ngx_cpymem(p, families[k].name.data,
+                                   families[k].name.len);
+                    *p++ = '{';
                     p = ngx_cpymem(p, rl->data, rl->len);
                     p = ngx_http_canary_cpy(p, "} ");
-                    p = ngx_http_canary_uint(p, c->requests);
+                    p = ngx_http_canary_uint(p,
+                            *(ngx_atomic_t *) ((u_char *) c
+                                               + families[k].field));
                     *p++ = '\n';
-                    break;
+
+                    o->buf->last = p;
+                    continue;
+                }
+
+                switch (k) {
 
                 case 1:
                     for (s = 0; s < 5; s++) {
@@ -943,24 +961,7 @@ ngx_http_canary_prom(ngx_http_canary_out_t *o, ngx_http_canary_report_t *rp)
                     }
                     break;
 
-                case 2:
-                    p = ngx_http_canary_cpy(p,
-                                      "nginx_canary_upstream_errors_total{");
-                    p = ngx_cpymem(p, rl->data, rl->len);
-                    p = ngx_http_canary_cpy(p, "} ");
-                    p = ngx_http_canary_uint(p, c->upstream_errors);
-                    *p++ = '\n';
-                    break;
-
-                case 3:
-                    p = ngx_http_canary_cpy(p, "nginx_canary_errors_total{");
-                    p = ngx_cpymem(p, rl->data, rl->len);
-                    p = ngx_http_canary_cpy(p, "} ");
-                    p = ngx_http_canary_uint(p, c->errors);
-                    *p++ = '\n';
-                    break;
-
-                default: /* 4 */
+                default: /* the histogram */
                     cum = 0;
 
                     for (b = 0; b < NGX_HTTP_CANARY_HIST_BUCKETS; b++) {
