@@ -56,8 +56,6 @@
 #define NGX_HTTP_CANARY_AUTO_MAX_ARGS   128
 #define NGX_HTTP_CANARY_AUTO_ARGS_BUF   8192
 
-/* requests, errors, then the histogram */
-#define NGX_HTTP_CANARY_AUTO_NFIG       (2 + NGX_HTTP_CANARY_HIST_BUCKETS)
 
 
 /* the fields of the rollout hash read by every poll, in this order */
@@ -127,9 +125,7 @@ typedef struct {
     ngx_str_t                       history;    /* ...:history */
     ngx_str_t                       fig;        /* ...:fig: */
 
-    uint64_t                        base[NGX_HTTP_CANARY_NVARIANTS]
-                                        [NGX_HTTP_CANARY_AUTO_NFIG];
-    uint64_t                        flushed;    /* interval last flushed */
+    uint64_t                        flushed;    /* boundary last seen */
     uint64_t                        next_poll;
     uint64_t                        asked;      /* interval last judged */
     uint64_t                        judging;    /* in the poll in flight */
@@ -587,7 +583,7 @@ ngx_http_canary_auto_tick(ngx_event_t *ev)
         start = now / interval * interval;
 
         if (ar->flushed < start) {
-            ngx_http_canary_auto_flush(ctl, ar, start - interval);
+            ngx_http_canary_auto_flush(ctl, ar, start);
             ar->flushed = start;
         }
 
@@ -706,29 +702,51 @@ ngx_http_canary_auto_counts(ngx_http_canary_auto_t *ctl,
 }
 
 
-/* adds this node's figures since the last flush to the fleet's */
+/*
+ * At an interval boundary (start): adds this node's figures of the
+ * interval that just ended to the fleet's.  The counters at the last
+ * boundary are in the zone; a boundary another worker 0 has flushed
+ * already (the old one, in the moments of a reload) is not flushed again,
+ * and after a gap (a new zone, worker 0 down for an interval or more) the
+ * node counts from now.
+ */
 
 static void
 ngx_http_canary_auto_flush(ngx_http_canary_auto_t *ctl,
-    ngx_http_canary_auto_rollout_t *ar, uint64_t interval)
+    ngx_http_canary_auto_rollout_t *ar, uint64_t start)
 {
     u_char                        key[NGX_MAX_ERROR_STR];
     size_t                        keylen;
     uint64_t                      cur[NGX_HTTP_CANARY_NVARIANTS]
                                      [NGX_HTTP_CANARY_AUTO_NFIG];
-    uint64_t                      d;
-    ngx_uint_t                    v, k, first;
+    uint64_t                      base[NGX_HTTP_CANARY_NVARIANTS]
+                                      [NGX_HTTP_CANARY_AUTO_NFIG];
+    uint64_t                      d, interval, last;
+    ngx_uint_t                    v, k;
     ngx_http_canary_auto_args_t  *a;
+    ngx_http_canary_auto_base_t  *ab;
 
     static const char  *names[] = { "req", "err" };
 
-    first = (ar->flushed == 0);
+    ab = ar->ro->sh->autobase;
+    interval = start - ar->policy->interval;
 
     ngx_http_canary_auto_counts(ctl, ar, cur);
 
-    if (first) {
-        /* a new process: count from now on */
-        ngx_memcpy(ar->base, cur, sizeof(cur));
+    ngx_shmtx_lock(&ctl->cmcf->shpool->mutex);
+
+    last = ab->flushed;
+
+    if (last < start) {
+        ngx_memcpy(base, ab->base, sizeof(base));
+        ngx_memcpy(ab->base, cur, sizeof(cur));
+        ab->flushed = start;
+    }
+
+    ngx_shmtx_unlock(&ctl->cmcf->shpool->mutex);
+
+    if (last != interval) {
+        /* flushed already, or a gap: nothing of the interval to add */
         return;
     }
 
@@ -743,8 +761,8 @@ ngx_http_canary_auto_flush(ngx_http_canary_auto_t *ctl,
     for (v = 0; v < NGX_HTTP_CANARY_NVARIANTS; v++) {
         for (k = 0; k < NGX_HTTP_CANARY_AUTO_NFIG; k++) {
 
-            d = cur[v][k] >= ar->base[v][k] ? cur[v][k] - ar->base[v][k]
-                                            : cur[v][k];
+            d = cur[v][k] >= base[v][k] ? cur[v][k] - base[v][k]
+                                        : cur[v][k];
             if (d == 0) {
                 continue;
             }
@@ -769,8 +787,6 @@ ngx_http_canary_auto_flush(ngx_http_canary_auto_t *ctl,
                                              NULL);
         }
     }
-
-    ngx_memcpy(ar->base, cur, sizeof(cur));
 
     ngx_http_canary_auto_args_init(a);
     ngx_http_canary_auto_arg(a, "HINCRBY", 7);

@@ -141,6 +141,24 @@ typedef struct {
 } ngx_http_canary_auto_status_t;
 
 
+/* the figures of an interval: requests, errors, then the histogram */
+#define NGX_HTTP_CANARY_AUTO_NFIG  (2 + NGX_HTTP_CANARY_HIST_BUCKETS)
+
+/*
+ * What this node has added to the fleet's figures of an automatic
+ * rollout: its counters at the last interval boundary it flushed, and
+ * that boundary.  In the zone, under its mutex: the worker 0 that follows
+ * a reload or a crash carries on from there, so the requests of the
+ * interval it starts in are not lost, and each boundary is flushed once
+ * whichever worker 0 sees it first.
+ */
+typedef struct {
+    uint64_t                        flushed;    /* unix ms, 0: never */
+    uint64_t                        base[NGX_HTTP_CANARY_NVARIANTS]
+                                        [NGX_HTTP_CANARY_AUTO_NFIG];
+} ngx_http_canary_auto_base_t;
+
+
 /*
  * A user set's file beside the state file, being written by the sync
  * worker; see ngx_http_canary_users.c.
@@ -169,6 +187,7 @@ struct ngx_http_canary_shrollout_s {
     ngx_atomic_t                    synced;     /* when Redis last gave its
                                                    values, unix seconds */
     ngx_http_canary_auto_status_t  *autost;     /* "auto" only */
+    ngx_http_canary_auto_base_t    *autobase;   /* "auto" only */
 };
 
 

@@ -205,6 +205,14 @@ ngx_http_canary_shm_rollout(ngx_http_canary_main_conf_t *cmcf,
         }
     }
 
+    if (ro->policy && shr->autobase == NULL) {
+        shr->autobase = ngx_slab_calloc_locked(shpool,
+                                         sizeof(ngx_http_canary_auto_base_t));
+        if (shr->autobase == NULL) {
+            return NULL;
+        }
+    }
+
     snap = shr->snapshot;
 
     if (snap && (snap->source != NGX_HTTP_CANARY_SOURCE_CONFIG
