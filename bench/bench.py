@@ -26,6 +26,7 @@ d,e), CANARY_MODULE, NGINX, BENCH_OUT (build/bench.json).
 Prints a table and writes the JSON summary.
 """
 
+import glob
 import json
 import os
 import re
@@ -788,6 +789,22 @@ def latency_probe(port, until, deadline):
     return lat
 
 
+def users_file(state, n):
+    """The size of the canary_users file beside the state file once it
+    holds n members (None if it does not within 10 s)."""
+    end = time.time() + 10
+    while time.time() < end:
+        for f in glob.glob(state + '.canary_users.*'):
+            if f.endswith('.tmp'):
+                continue
+            with open(f, 'rb') as fh:
+                data = fh.read()
+            if data.endswith(b'\nend %d\n' % n):
+                return len(data)
+        time.sleep(0.05)
+    return None
+
+
 def part_scale(env, summary):
     nrollouts = 1000 if not QUICK else 100
     sizes = [100000, 1000000] if not QUICK else [100000]
@@ -799,10 +816,19 @@ def part_scale(env, summary):
         '        percent  0;\n    }\n' % i for i in range(nrollouts))
     port = free_port()
     prefix = os.path.join(RUN, 'front-scale')
+
+    # a state file, as in production: the users file is written while the
+    # set syncs, in a folder the worker user may write
+    state_dir = os.path.join(RUN, 'scale-state')
+    shutil.rmtree(state_dir, ignore_errors=True)
+    os.makedirs(state_dir)
+    os.chmod(state_dir, 0o777)
+    state = os.path.join(state_dir, 'canary.state')
+
     prefix, conf = write_conf('front-scale', render(
         os.path.join(HERE, 'conf', 'scale.conf'), env, prefix, port, False,
         {'ROLLOUTS': rollouts, 'LAST': 'r%d' % (nrollouts - 1),
-         'ZONE': '512m'}))
+         'ZONE': '512m', 'STATE': state}))
 
     rd = Resp(env.redis_port)
     rd.call('DEL', 'canary:rollout:checkout:canary_users')
@@ -887,7 +913,9 @@ def part_scale(env, summary):
         took = (time.perf_counter() - t0) * 1000.0
         probe.close()
         st = status_json(port)
+        ufile = users_file(state, n)
         res = {'sync_ms': took,
+               'users_file_bytes': ufile,
                'latency_over_20ms': sorted(round(x, 1) for x in lat
                                            if x > 20),
                'latency_p99_ms': pct(lat, 0.99), 'latency_max_ms': max(lat),
@@ -896,9 +924,9 @@ def part_scale(env, summary):
                if st else None}
         out['users'][str(n)] = res
         log('scale: %d users synced in %.0f ms; %d requests meanwhile, '
-            'p99 %.2f ms, max %.2f ms; zone used %s'
+            'p99 %.2f ms, max %.2f ms; zone used %s; users file %s bytes'
             % (n, took, len(lat), res['latency_p99_ms'],
-               res['latency_max_ms'], res['zone_used_bytes']))
+               res['latency_max_ms'], res['zone_used_bytes'], ufile))
 
     rd.call('DEL', members)
     rd.close()
@@ -925,9 +953,11 @@ def part_scale(env, summary):
                    out['baseline_latency']['max_ms']))
     for n, r in out['users'].items():
         rows.append('  %8s canary_users: synced in %7.0f ms; requests '
-                    'meanwhile p99 %.2f ms, max %.2f ms; zone used %s'
+                    'meanwhile p99 %.2f ms, max %.2f ms; zone used %s; '
+                    'users file %s bytes'
                     % (n, r['sync_ms'], r['latency_p99_ms'],
-                       r['latency_max_ms'], r['zone_used_bytes']))
+                       r['latency_max_ms'], r['zone_used_bytes'],
+                       r['users_file_bytes']))
     out['table'] = '\n'.join(rows)
     summary['scale'] = out
 
