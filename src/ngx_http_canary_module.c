@@ -1041,25 +1041,17 @@ ngx_http_canary_add_variant_variables(ngx_conf_t *cf,
         }
     }
 
-    var = ngx_http_add_variable(cf, &name, 0);
-    if (var == NULL) {
-        return NGX_ERROR;
+    /* the name, and the word when it differs */
+
+    for (i = 0; i < 1 + changed; i++) {
+        var = ngx_http_add_variable(cf, i ? &word : &name, 0);
+        if (var == NULL) {
+            return NGX_ERROR;
+        }
+
+        var->get_handler = ngx_http_canary_variant_variable;
+        var->data = ro->index;
     }
-
-    var->get_handler = ngx_http_canary_variant_variable;
-    var->data = ro->index;
-
-    if (!changed) {
-        return NGX_OK;
-    }
-
-    var = ngx_http_add_variable(cf, &word, 0);
-    if (var == NULL) {
-        return NGX_ERROR;
-    }
-
-    var->get_handler = ngx_http_canary_variant_variable;
-    var->data = ro->index;
 
     return NGX_OK;
 }
