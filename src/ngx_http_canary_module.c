@@ -44,6 +44,7 @@ static ngx_int_t ngx_http_canary_variable(ngx_http_request_t *r,
 static ngx_int_t ngx_http_canary_add_variant_variables(ngx_conf_t *cf,
     ngx_http_canary_main_conf_t *cmcf, ngx_http_canary_rollout_t *ro);
 static ngx_uint_t ngx_http_canary_variable_word(u_char *p, size_t len);
+static u_char ngx_http_canary_word_char(u_char c);
 static ngx_int_t ngx_http_canary_variant_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 
@@ -987,7 +988,8 @@ ngx_http_canary_add_variant_variables(ngx_conf_t *cf,
     ngx_http_canary_main_conf_t *cmcf, ngx_http_canary_rollout_t *ro)
 {
     u_char                     *p;
-    ngx_str_t                   name, word, other;
+    size_t                      k;
+    ngx_str_t                   name, word, *other;
     ngx_uint_t                  i, changed;
     ngx_http_variable_t        *var;
     ngx_http_canary_rollout_t  *rollouts;
@@ -1013,30 +1015,26 @@ ngx_http_canary_add_variant_variables(ngx_conf_t *cf,
 
     rollouts = cmcf->rollouts.elts;
 
-    for (i = 0; i < ro->index; i++) {
-        other.len = rollouts[i].name.len;
+    p = word.data + sizeof("canary_variant_") - 1;
 
-        if (other.len != ro->name.len) {
+    for (i = 0; i < ro->index; i++) {
+        other = &rollouts[i].name;
+
+        if (other->len != ro->name.len) {
             continue;
         }
 
-        other.data = ngx_pnalloc(cf->pool, other.len);
-        if (other.data == NULL) {
-            return NGX_ERROR;
+        for (k = 0; k < other->len; k++) {
+            if (ngx_http_canary_word_char(other->data[k]) != p[k]) {
+                break;
+            }
         }
 
-        ngx_memcpy(other.data, rollouts[i].name.data, other.len);
-        (void) ngx_http_canary_variable_word(other.data, other.len);
-
-        if (ngx_strncmp(other.data,
-                        word.data + sizeof("canary_variant_") - 1,
-                        other.len)
-            == 0)
-        {
+        if (k == other->len) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "canary_rollout \"%V\" and \"%V\" would "
                                "both be \"$%V\", rename one",
-                               &rollouts[i].name, &ro->name, &word);
+                               other, &ro->name, &word);
             return NGX_ERROR;
         }
     }
@@ -1068,19 +1066,28 @@ ngx_http_canary_variable_word(u_char *p, size_t len)
     changed = 0;
 
     for ( /* void */ ; len; p++, len--) {
-        c = *p;
+        c = ngx_http_canary_word_char(*p);
 
-        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
-            || (c >= '0' && c <= '9') || c == '_')
-        {
-            continue;
+        if (c != *p) {
+            *p = c;
+            changed = 1;
         }
-
-        *p = '_';
-        changed = 1;
     }
 
     return changed;
+}
+
+
+static u_char
+ngx_http_canary_word_char(u_char c)
+{
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+        || (c >= '0' && c <= '9') || c == '_')
+    {
+        return c;
+    }
+
+    return '_';
 }
 
 

@@ -54,6 +54,14 @@
 #define NGX_HTTP_CANARY_MAX_SLOTS      64
 
 
+/* the counters below but the padding, and the padding's atomics */
+#define NGX_HTTP_CANARY_NCOUNTERS  (9 + NGX_HTTP_CANARY_HIST_BUCKETS)
+#define NGX_HTTP_CANARY_COUNTERS_PAD                                         \
+    ((ngx_align(NGX_HTTP_CANARY_NCOUNTERS * sizeof(ngx_atomic_t),            \
+                NGX_CPU_CACHE_LINE)                                          \
+      - NGX_HTTP_CANARY_NCOUNTERS * sizeof(ngx_atomic_t))                    \
+     / sizeof(ngx_atomic_t))
+
 /*
  * Counters of one variant as written by one worker slot.  Every field is
  * added to with an atomic add: a slot normally has one writer, but during
@@ -68,8 +76,8 @@ typedef struct {
     ngx_atomic_t                    time_sum_ms;
     ngx_atomic_t                    hist[NGX_HTTP_CANARY_HIST_BUCKETS];
 
-    /* 33 counters of 8 bytes, padded to 320: five cache lines */
-    ngx_atomic_t                    pad[7];
+    /* to the next multiple of the cache line (on x86_64 5 lines, 320) */
+    ngx_atomic_t                    pad[NGX_HTTP_CANARY_COUNTERS_PAD];
 } ngx_http_canary_counters_t;
 
 
