@@ -57,7 +57,6 @@
 #define NGX_HTTP_CANARY_AUTO_ARGS_BUF   8192
 
 
-
 /* the fields of the rollout hash read by every poll, in this order */
 enum {
     ngx_http_canary_f_percent = 0,
