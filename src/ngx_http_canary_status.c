@@ -627,7 +627,7 @@ ngx_http_canary_json(ngx_http_canary_out_t *o, ngx_http_canary_report_t *rp)
     ngx_http_canary_snapshot_t  *snap;
 
     p = ngx_http_canary_reserve(o, 4 * NGX_HTTP_CANARY_LINE
-                                   + (NGX_HTTP_CANARY_HIST_BUCKETS + 11)
+                                   + (NGX_HTTP_CANARY_HIST_BUCKETS + 10)
                                      * NGX_HTTP_CANARY_NUM);
     if (p == NULL) {
         return NGX_ERROR;
