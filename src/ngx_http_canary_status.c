@@ -807,7 +807,7 @@ ngx_http_canary_prom(ngx_http_canary_out_t *o, ngx_http_canary_report_t *rp)
     size_t                       len, line;
     ngx_str_t                   *lab, *rl, *vn;
     ngx_str_t                    le[NGX_HTTP_CANARY_HIST_BUCKETS];
-    ngx_uint_t                   i, v, k, s, b;
+    ngx_uint_t                   i, v, k, s, b, n;
     ngx_atomic_uint_t            cum;
     ngx_http_canary_view_t      *vw;
     ngx_http_canary_counters_t  *c;
@@ -842,6 +842,24 @@ ngx_http_canary_prom(ngx_http_canary_out_t *o, ngx_http_canary_report_t *rp)
         { ngx_string("request_duration_seconds"), "histogram",
           "Request time, as $request_time.",
           NGX_HTTP_CANARY_HIST_BUCKETS + 2, 0 }
+    };
+
+    /* the per-rollout gauges, in this order (see the switch below) */
+
+    static struct {
+        ngx_str_t    name;
+        char        *help;
+    } gauges[] = {
+        { ngx_string("percent"),
+          "Share of keys routed to the canary, percent." },
+        { ngx_string("segment_percent"),
+          "Percent of a segment value, from Redis." },
+        { ngx_string("rollout_info"),
+          "Always 1: the rollout's state and the source of its values." },
+        { ngx_string("rollout_updated_timestamp_seconds"),
+          "When the values in force were published." },
+        { ngx_string("rollout_last_sync_timestamp_seconds"),
+          "When Redis last gave the rollout's values, 0 if never." }
     };
 
     /*
@@ -999,147 +1017,82 @@ ngx_http_canary_prom(ngx_http_canary_out_t *o, ngx_http_canary_report_t *rp)
         }
     }
 
-    /* per rollout: the rollout="<escaped name>" prefix of the labels */
+    /*
+     * Per rollout, gauges: the rollout="<escaped name>" prefix of the
+     * labels, and one line per rollout (per segment for segment_percent)
+     */
 
-    if (ngx_http_canary_prom_head(o, "percent", "gauge",
-                                  "Share of keys routed to the canary, "
-                                  "percent.")
-        != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
+    for (k = 0; k < sizeof(gauges) / sizeof(gauges[0]); k++) {
 
-    for (i = 0; i < rp->nviews; i++) {
-        vw = &rp->views[i];
-        rl = &lab[i * NGX_HTTP_CANARY_NVARIANTS];
-        len = ngx_http_canary_rollout_label(rl);
-
-        p = ngx_http_canary_reserve(o, NGX_HTTP_CANARY_LINE + len);
-        if (p == NULL) {
+        if (ngx_http_canary_prom_head(o, (char *) gauges[k].name.data,
+                                      "gauge", gauges[k].help)
+            != NGX_OK)
+        {
             return NGX_ERROR;
         }
 
-        p = ngx_http_canary_cpy(p, "nginx_canary_percent{");
-        p = ngx_cpymem(p, rl->data, len);
-        p = ngx_http_canary_cpy(p, "} ");
-        p = ngx_http_canary_percent(p, vw->snap->percent);
-        *p++ = '\n';
+        for (i = 0; i < rp->nviews; i++) {
+            vw = &rp->views[i];
+            snap = vw->snap;
+            rl = &lab[i * NGX_HTTP_CANARY_NVARIANTS];
+            len = ngx_http_canary_rollout_label(rl);
 
-        o->buf->last = p;
-    }
+            n = (k == 1) ? snap->nsegments : 1;
 
-    if (ngx_http_canary_prom_head(o, "segment_percent", "gauge",
-                                  "Percent of a segment value, from Redis.")
-        != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
+            for (s = 0; s < n; s++) {
+                line = NGX_HTTP_CANARY_LINE + len;
 
-    for (i = 0; i < rp->nviews; i++) {
-        vw = &rp->views[i];
-        snap = vw->snap;
-        rl = &lab[i * NGX_HTTP_CANARY_NVARIANTS];
-        len = ngx_http_canary_rollout_label(rl);
+                if (k == 1) {
+                    line += ngx_http_canary_esc_len(&snap->segments[s].value,
+                                                    NGX_HTTP_CANARY_ESC_LABEL);
+                }
 
-        for (s = 0; s < snap->nsegments; s++) {
-            p = ngx_http_canary_reserve(o, NGX_HTTP_CANARY_LINE + len
-                        + ngx_http_canary_esc_len(&snap->segments[s].value,
-                                                  NGX_HTTP_CANARY_ESC_LABEL));
-            if (p == NULL) {
-                return NGX_ERROR;
+                p = ngx_http_canary_reserve(o, line);
+                if (p == NULL) {
+                    return NGX_ERROR;
+                }
+
+                p = ngx_http_canary_cpy(p, "nginx_canary_");
+                p = ngx_cpymem(p, gauges[k].name.data, gauges[k].name.len);
+                *p++ = '{';
+                p = ngx_cpymem(p, rl->data, len);
+
+                switch (k) {
+
+                case 0:
+                    p = ngx_http_canary_cpy(p, "} ");
+                    p = ngx_http_canary_percent(p, snap->percent);
+                    *p++ = '\n';
+                    break;
+
+                case 1:
+                    p = ngx_http_canary_cpy(p, ",segment=\"");
+                    p = ngx_http_canary_esc(p, &snap->segments[s].value,
+                                            NGX_HTTP_CANARY_ESC_LABEL);
+                    p = ngx_http_canary_cpy(p, "\"} ");
+                    p = ngx_http_canary_percent(p,
+                                                snap->segments[s].percent);
+                    *p++ = '\n';
+                    break;
+
+                case 2:
+                    p = ngx_sprintf(p, ",state=\"%V\",source=\"%V\"} 1\n",
+                                    ngx_http_canary_state(snap->state),
+                                    &ngx_http_canary_source_names
+                                        [snap->source]);
+                    break;
+
+                case 3:
+                    p = ngx_sprintf(p, "} %T\n", snap->updated);
+                    break;
+
+                default: /* 4 */
+                    p = ngx_sprintf(p, "} %T\n", vw->synced);
+                }
+
+                o->buf->last = p;
             }
-
-            p = ngx_http_canary_cpy(p, "nginx_canary_segment_percent{");
-            p = ngx_cpymem(p, rl->data, len);
-            p = ngx_http_canary_cpy(p, ",segment=\"");
-            p = ngx_http_canary_esc(p, &snap->segments[s].value,
-                                    NGX_HTTP_CANARY_ESC_LABEL);
-            p = ngx_cpymem(p, "\"} ", 3);
-            p = ngx_http_canary_percent(p, snap->segments[s].percent);
-            *p++ = '\n';
-
-            o->buf->last = p;
         }
-    }
-
-    if (ngx_http_canary_prom_head(o, "rollout_info", "gauge",
-                                  "Always 1: the rollout's state and the "
-                                  "source of its values.")
-        != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    for (i = 0; i < rp->nviews; i++) {
-        vw = &rp->views[i];
-        rl = &lab[i * NGX_HTTP_CANARY_NVARIANTS];
-        len = ngx_http_canary_rollout_label(rl);
-
-        p = ngx_http_canary_reserve(o, NGX_HTTP_CANARY_LINE + len);
-        if (p == NULL) {
-            return NGX_ERROR;
-        }
-
-        p = ngx_http_canary_cpy(p, "nginx_canary_rollout_info{");
-        p = ngx_cpymem(p, rl->data, len);
-        p = ngx_sprintf(p, ",state=\"%V\",source=\"%V\"} 1\n",
-                        ngx_http_canary_state(vw->snap->state),
-                        &ngx_http_canary_source_names[vw->snap->source]);
-
-        o->buf->last = p;
-    }
-
-    if (ngx_http_canary_prom_head(o, "rollout_updated_timestamp_seconds",
-                                  "gauge",
-                                  "When the values in force were published.")
-        != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    for (i = 0; i < rp->nviews; i++) {
-        vw = &rp->views[i];
-        rl = &lab[i * NGX_HTTP_CANARY_NVARIANTS];
-        len = ngx_http_canary_rollout_label(rl);
-
-        p = ngx_http_canary_reserve(o, NGX_HTTP_CANARY_LINE + len);
-        if (p == NULL) {
-            return NGX_ERROR;
-        }
-
-        p = ngx_http_canary_cpy(p,
-                  "nginx_canary_rollout_updated_timestamp_seconds{");
-        p = ngx_cpymem(p, rl->data, len);
-        p = ngx_sprintf(p, "} %T\n", vw->snap->updated);
-
-        o->buf->last = p;
-    }
-
-    if (ngx_http_canary_prom_head(o, "rollout_last_sync_timestamp_seconds",
-                                  "gauge",
-                                  "When Redis last gave the rollout's "
-                                  "values, 0 if never.")
-        != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    for (i = 0; i < rp->nviews; i++) {
-        vw = &rp->views[i];
-        rl = &lab[i * NGX_HTTP_CANARY_NVARIANTS];
-        len = ngx_http_canary_rollout_label(rl);
-
-        p = ngx_http_canary_reserve(o, NGX_HTTP_CANARY_LINE + len);
-        if (p == NULL) {
-            return NGX_ERROR;
-        }
-
-        p = ngx_http_canary_cpy(p,
-                  "nginx_canary_rollout_last_sync_timestamp_seconds{");
-        p = ngx_cpymem(p, rl->data, len);
-        p = ngx_sprintf(p, "} %T\n", vw->synced);
-
-        o->buf->last = p;
     }
 
     /* module-wide */
