@@ -673,28 +673,32 @@ ngx_http_canary_auto_lease_handler(ngx_http_canary_redis_t *rc,
 }
 
 
-/* this node's counters of the rollout, summed over the worker slots */
+/*
+ * this node's counters of the rollout, summed over the worker slots, on
+ * two sides: stable, and canary (every arm)
+ */
 
 static void
 ngx_http_canary_auto_counts(ngx_http_canary_auto_t *ctl,
     ngx_http_canary_auto_rollout_t *ar,
     uint64_t counts[][NGX_HTTP_CANARY_AUTO_NFIG])
 {
-    ngx_uint_t                   s, v, k;
+    ngx_uint_t                   s, v, k, side;
     ngx_http_canary_counters_t  *c;
 
     ngx_memzero(counts, NGX_HTTP_CANARY_NVARIANTS
                         * NGX_HTTP_CANARY_AUTO_NFIG * sizeof(uint64_t));
 
     for (s = 0; s < ctl->cmcf->sh->nslots; s++) {
-        for (v = 0; v < NGX_HTTP_CANARY_NVARIANTS; v++) {
-            c = &ar->ro->sh->slots[s].v[v];
+        for (v = 0; v < ar->ro->nvariants; v++) {
+            c = ngx_http_canary_counters(ar->ro, s, v);
+            side = v ? NGX_HTTP_CANARY_CANARY : NGX_HTTP_CANARY_STABLE;
 
-            counts[v][0] += c->requests;
-            counts[v][1] += c->errors;
+            counts[side][0] += c->requests;
+            counts[side][1] += c->errors;
 
             for (k = 0; k < NGX_HTTP_CANARY_HIST_BUCKETS; k++) {
-                counts[v][2 + k] += c->hist[k];
+                counts[side][2 + k] += c->hist[k];
             }
         }
     }

@@ -33,6 +33,11 @@
 static ngx_http_canary_shrollout_t *ngx_http_canary_shm_rollout(
     ngx_http_canary_main_conf_t *cmcf, ngx_http_canary_rollout_t *ro,
     ngx_log_t *log);
+static ngx_int_t ngx_http_canary_shm_counters(
+    ngx_http_canary_main_conf_t *cmcf, ngx_http_canary_shrollout_t *shr,
+    ngx_http_canary_rollout_t *ro);
+static ngx_uint_t ngx_http_canary_shm_config_same(
+    ngx_http_canary_snapshot_t *snap, ngx_http_canary_rollout_t *ro);
 static ngx_int_t ngx_http_canary_retire_locked(
     ngx_http_canary_main_conf_t *cmcf, void *data, ngx_uint_t type);
 
@@ -154,7 +159,7 @@ static ngx_http_canary_shrollout_t *
 ngx_http_canary_shm_rollout(ngx_http_canary_main_conf_t *cmcf,
     ngx_http_canary_rollout_t *ro, ngx_log_t *log)
 {
-    size_t                        size;
+    ngx_uint_t                    a;
     ngx_slab_pool_t              *shpool;
     ngx_http_canary_shctx_t      *sh;
     ngx_http_canary_snapshot_t   *snap;
@@ -183,16 +188,12 @@ ngx_http_canary_shm_rollout(ngx_http_canary_main_conf_t *cmcf,
         shr->name.data = (u_char *) &shr[1];
         ngx_memcpy(shr->name.data, ro->name.data, ro->name.len);
 
-        size = sh->nslots * sizeof(ngx_http_canary_slot_t);
-
-        shr->slots = ngx_slab_calloc_locked(shpool, size);
-        if (shr->slots == NULL) {
-            ngx_slab_free_locked(shpool, shr);
-            return NULL;
-        }
-
         shr->next = sh->rollouts;
         sh->rollouts = shr;
+    }
+
+    if (ngx_http_canary_shm_counters(cmcf, shr, ro) != NGX_OK) {
+        return NULL;
     }
 
     /* what the status page shows of an automatic rollout */
@@ -216,7 +217,8 @@ ngx_http_canary_shm_rollout(ngx_http_canary_main_conf_t *cmcf,
     snap = shr->snapshot;
 
     if (snap && (snap->source != NGX_HTTP_CANARY_SOURCE_CONFIG
-                 || shr->config_percent == ro->percent))
+                 || shr->config_percent == ro->percent)
+        && ngx_http_canary_shm_config_same(snap, ro))
     {
         return shr;
     }
@@ -226,9 +228,27 @@ ngx_http_canary_shm_rollout(ngx_http_canary_main_conf_t *cmcf,
         return NULL;
     }
 
-    snap->percent = ro->percent;
-    snap->source = NGX_HTTP_CANARY_SOURCE_CONFIG;
-    shr->config_percent = ro->percent;
+    if (snap->source == NGX_HTTP_CANARY_SOURCE_CONFIG
+        || shr->config_percent != ro->percent)
+    {
+        snap->percent = ro->percent;
+        snap->source = NGX_HTTP_CANARY_SOURCE_CONFIG;
+        shr->config_percent = ro->percent;
+    }
+
+    /*
+     * the arms are the configuration's: their weights until Redis says
+     * otherwise (the next sync applies its weight:<arm> fields again)
+     */
+
+    snap->total = 0;
+    snap->arms_off = 0;
+    ngx_memzero(snap->weight, sizeof(snap->weight));
+
+    for (a = 0; a + 1 < ro->nvariants; a++) {
+        snap->weight[a] = ro->variants[a + 1].weight;
+        snap->total += snap->weight[a];
+    }
 
     if (ngx_http_canary_publish(cmcf, shr, snap) != NGX_OK) {
         return NULL;
@@ -239,6 +259,150 @@ ngx_http_canary_shm_rollout(ngx_http_canary_main_conf_t *cmcf,
                    &shr->name, ro->percent);
 
     return shr;
+}
+
+
+/*
+ * Whether the snapshot's allocation can stay: the same arms with the
+ * configuration's weights, or, from Redis or the state file, as many arms.
+ */
+
+static ngx_uint_t
+ngx_http_canary_shm_config_same(ngx_http_canary_snapshot_t *snap,
+    ngx_http_canary_rollout_t *ro)
+{
+    ngx_uint_t  a, total;
+
+    total = 0;
+
+    for (a = 0; a + 1 < ro->nvariants; a++) {
+        if (snap->source == NGX_HTTP_CANARY_SOURCE_CONFIG
+            && snap->weight[a] != ro->variants[a + 1].weight)
+        {
+            return 0;
+        }
+
+        total += snap->weight[a];
+    }
+
+    for ( /* void */ ; a < NGX_HTTP_CANARY_MAX_ARMS; a++) {
+        if (snap->weight[a] || (snap->arms_off & (1 << a))) {
+            return 0;
+        }
+    }
+
+    return snap->total == total;
+}
+
+
+/*
+ * The rollout's counters, nslots x nvariants, for its variants now.  A
+ * reload that keeps the variants (names, in order) keeps the counters; one
+ * that changes them gets new counters, with the figures of every variant
+ * whose name stays (stable always does).  The old ones are never freed:
+ * old workers finishing their requests still write to them, through
+ * their configuration's ro->counters.
+ */
+
+static ngx_int_t
+ngx_http_canary_shm_counters(ngx_http_canary_main_conf_t *cmcf,
+    ngx_http_canary_shrollout_t *shr, ngx_http_canary_rollout_t *ro)
+{
+    u_char                      *p, *q, *end;
+    size_t                       len;
+    ngx_str_t                    name;
+    ngx_uint_t                   v, o, s, nslots;
+    ngx_http_canary_counters_t  *counters;
+
+    len = 0;
+
+    for (v = 0; v < ro->nvariants; v++) {
+        len += ro->variants[v].name.len + 1;
+    }
+
+    if (shr->counters && shr->nvariants == ro->nvariants
+        && shr->variants.len == len)
+    {
+        p = shr->variants.data;
+
+        for (v = 0; v < ro->nvariants; v++) {
+            name = ro->variants[v].name;
+
+            if (ngx_strncmp(p, name.data, name.len) != 0
+                || p[name.len] != ',')
+            {
+                break;
+            }
+
+            p += name.len + 1;
+        }
+
+        if (v == ro->nvariants) {
+            ro->counters = shr->counters;
+            return NGX_OK;
+        }
+    }
+
+    nslots = cmcf->sh->nslots;
+
+    counters = ngx_slab_calloc_locked(cmcf->shpool,
+                                      nslots * ro->nvariants
+                                      * sizeof(ngx_http_canary_counters_t));
+    if (counters == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_slab_alloc_locked(cmcf->shpool, len);
+    if (p == NULL) {
+        ngx_slab_free_locked(cmcf->shpool, counters);
+        return NGX_ERROR;
+    }
+
+    /* the figures of the variants that stay, found by name */
+
+    if (shr->counters) {
+        q = shr->variants.data;
+        end = q + shr->variants.len;
+
+        for (o = 0; o < shr->nvariants && q < end; o++) {
+            name.data = q;
+
+            while (q < end && *q != ',') {
+                q++;
+            }
+
+            name.len = q++ - name.data;
+
+            for (v = 0; v < ro->nvariants; v++) {
+                if (ro->variants[v].name.len == name.len
+                    && ngx_strncmp(ro->variants[v].name.data, name.data,
+                                   name.len) == 0)
+                {
+                    for (s = 0; s < nslots; s++) {
+                        counters[s * ro->nvariants + v]
+                            = shr->counters[s * shr->nvariants + o];
+                    }
+
+                    break;
+                }
+            }
+        }
+    }
+
+    shr->variants.data = p;
+    shr->variants.len = len;
+
+    for (v = 0; v < ro->nvariants; v++) {
+        p = ngx_cpymem(p, ro->variants[v].name.data,
+                       ro->variants[v].name.len);
+        *p++ = ',';
+    }
+
+    shr->nvariants = ro->nvariants;
+    shr->counters = counters;
+    ro->counters = counters;
+
+    return NGX_OK;
 }
 
 

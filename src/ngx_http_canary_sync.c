@@ -101,6 +101,8 @@ typedef struct {
     ngx_uint_t                      source;
     ngx_uint_t                      nsegments;
     ngx_http_canary_segment_t      *segments;
+    uint32_t                        arms_off;
+    uint32_t                        weight[NGX_HTTP_CANARY_MAX_ARMS];
 } ngx_http_canary_values_t;
 
 
@@ -131,6 +133,12 @@ static ngx_int_t ngx_http_canary_sync_field(ngx_http_canary_sync_t *sync,
     ngx_http_canary_sync_rollout_t *sr, ngx_str_t *field, ngx_str_t *value,
     ngx_http_canary_snapshot_t *cur, ngx_http_canary_values_t *v,
     ngx_array_t *segments);
+static void ngx_http_canary_values_init(ngx_http_canary_values_t *v,
+    ngx_http_canary_rollout_t *ro);
+static ngx_int_t ngx_http_canary_sync_arm_field(
+    ngx_http_canary_sync_t *sync, ngx_http_canary_sync_rollout_t *sr,
+    ngx_str_t *field, ngx_str_t *value, ngx_http_canary_snapshot_t *cur,
+    ngx_http_canary_values_t *v);
 static void ngx_http_canary_sync_refuse(ngx_http_canary_sync_t *sync,
     ngx_http_canary_sync_rollout_t *sr, ngx_str_t *field, ngx_str_t *value);
 static void ngx_http_canary_sync_error(ngx_http_canary_sync_t *sync,
@@ -868,10 +876,7 @@ ngx_http_canary_sync_apply(ngx_http_canary_sync_t *sync,
 
     ro->sh->synced = ngx_time();
 
-    ngx_memzero(&v, sizeof(ngx_http_canary_values_t));
-
-    v.percent = ro->percent;
-    v.source = NGX_HTTP_CANARY_SOURCE_CONFIG;
+    ngx_http_canary_values_init(&v, ro);
 
     if (reply->elements == 0) {
         /* no hash: the config's values */
@@ -1022,6 +1027,13 @@ ngx_http_canary_sync_field(ngx_http_canary_sync_t *sync,
         return NGX_OK;
     }
 
+    if ((field->len > 7 && ngx_strncmp(field->data, "weight:", 7) == 0)
+        || (field->len > 4 && ngx_strncmp(field->data, "arm:", 4) == 0))
+    {
+        return ngx_http_canary_sync_arm_field(sync, sr, field, value, cur,
+                                              v);
+    }
+
     if (field->len == 5 && ngx_strncmp(field->data, "state", 5) == 0) {
 
         if (ngx_http_canary_parse_state(value->data, value->len, &state)
@@ -1037,6 +1049,79 @@ ngx_http_canary_sync_field(ngx_http_canary_sync_t *sync,
     }
 
     /* other fields (the auto controller's "step", ...) are not ours */
+
+    return NGX_OK;
+}
+
+
+/* the configuration's values: its percent, its arms' weights, all on */
+
+static void
+ngx_http_canary_values_init(ngx_http_canary_values_t *v,
+    ngx_http_canary_rollout_t *ro)
+{
+    ngx_uint_t  a;
+
+    ngx_memzero(v, sizeof(ngx_http_canary_values_t));
+
+    v->percent = ro->percent;
+    v->source = NGX_HTTP_CANARY_SOURCE_CONFIG;
+
+    for (a = 0; a + 1 < ro->nvariants; a++) {
+        v->weight[a] = ro->variants[a + 1].weight;
+    }
+}
+
+
+/*
+ * "weight:<arm>" 0..10000 and "arm:<arm>" on|off.  A field naming no arm
+ * of the rollout is refused like a bad value: it is most likely a typo
+ * that would otherwise be silently ignored.
+ */
+
+static ngx_int_t
+ngx_http_canary_sync_arm_field(ngx_http_canary_sync_t *sync,
+    ngx_http_canary_sync_rollout_t *sr, ngx_str_t *field, ngx_str_t *value,
+    ngx_http_canary_snapshot_t *cur, ngx_http_canary_values_t *v)
+{
+    size_t      skip;
+    ngx_int_t   arm;
+    ngx_uint_t  a;
+
+    skip = (field->data[0] == 'w') ? 7 : 4;
+
+    arm = ngx_http_canary_find_arm(sr->ro, field->data + skip,
+                                   field->len - skip);
+
+    if (arm == NGX_ERROR) {
+        ngx_http_canary_sync_refuse(sync, sr, field, value);
+        return NGX_OK;
+    }
+
+    a = arm - 1;
+
+    if (skip == 7) {
+        if (ngx_http_canary_parse_weight(value->data, value->len,
+                                         &v->weight[a])
+            != 0)
+        {
+            ngx_http_canary_sync_refuse(sync, sr, field, value);
+            v->weight[a] = cur->weight[a];
+        }
+
+        return NGX_OK;
+    }
+
+    if (value->len == 2 && ngx_strncmp(value->data, "on", 2) == 0) {
+        v->arms_off &= ~(1 << a);
+
+    } else if (value->len == 3 && ngx_strncmp(value->data, "off", 3) == 0) {
+        v->arms_off |= 1 << a;
+
+    } else {
+        ngx_http_canary_sync_refuse(sync, sr, field, value);
+        v->arms_off |= cur->arms_off & (1 << a);
+    }
 
     return NGX_OK;
 }
@@ -1244,7 +1329,9 @@ ngx_http_canary_sync_same(ngx_http_canary_snapshot_t *cur,
 
     if (cur->percent != v->percent || cur->start != v->start
         || cur->end != v->end || cur->state != v->state
-        || cur->source != v->source || cur->nsegments != v->nsegments)
+        || cur->source != v->source || cur->nsegments != v->nsegments
+        || cur->arms_off != v->arms_off
+        || ngx_memcmp(cur->weight, v->weight, sizeof(v->weight)) != 0)
     {
         return 0;
     }
@@ -1310,6 +1397,13 @@ ngx_http_canary_sync_copy_locked(ngx_slab_pool_t *shpool,
         snap->end = v->end;
         snap->state = v->state;
         snap->source = v->source;
+        snap->arms_off = v->arms_off;
+        snap->total = 0;
+
+        for (i = 0; i < NGX_HTTP_CANARY_MAX_ARMS; i++) {
+            snap->weight[i] = v->weight[i];
+            snap->total += v->weight[i];
+        }
     }
 
     return snap;
@@ -1800,6 +1894,11 @@ ngx_http_canary_state_write(ngx_http_canary_sync_t *sync)
             size += sizeof("segment   100.00\n") + ro[i].name.len
                     + 3 * snap->segments[j].value.len;
         }
+
+        for (j = 1; j < ro[i].nvariants; j++) {
+            size += sizeof("arm   10000 off\n") + ro[i].name.len
+                    + ro[i].variants[j].name.len;
+        }
     }
 
     buf = ngx_alloc(size, sync->log);
@@ -1830,6 +1929,21 @@ ngx_http_canary_state_write(ngx_http_canary_sync_t *sync)
             p += ngx_http_canary_escape(p, snap->segments[j].value.data,
                                         snap->segments[j].value.len);
             *p++ = '\n';
+        }
+
+        /* the arms whose allocation Redis changed */
+
+        for (j = 1; j < ro[i].nvariants; j++) {
+            if (snap->weight[j - 1] == ro[i].variants[j].weight
+                && !(snap->arms_off & (1 << (j - 1))))
+            {
+                continue;
+            }
+
+            p = ngx_sprintf(p, "arm %V %V %uD %s\n", &ro[i].name,
+                            &ro[i].variants[j].name, snap->weight[j - 1],
+                            (snap->arms_off & (1 << (j - 1))) ? "off"
+                                                              : "on");
         }
     }
 
@@ -2000,13 +2114,17 @@ ngx_http_canary_state_load_values(ngx_http_canary_main_conf_t *cmcf,
         goto done;
     }
 
+    ro = cmcf->rollouts.elts;
+
+    for (i = 0; i < cmcf->rollouts.nelts; i++) {
+        ngx_http_canary_values_init(&vals[i], &ro[i]);
+    }
+
     if (ngx_http_canary_state_parse(cmcf, buf, n, vals, pool, log)
         != NGX_OK)
     {
         goto done;
     }
-
-    ro = cmcf->rollouts.elts;
 
     for (i = 0; i < cmcf->rollouts.nelts; i++) {
         if (vals[i].source == NGX_HTTP_CANARY_SOURCE_STATE_FILE) {
@@ -2033,9 +2151,9 @@ ngx_http_canary_state_parse(ngx_http_canary_main_conf_t *cmcf, u_char *p,
     u_char                     *last, *eol, *s;
     size_t                      slen;
     time_t                      start, end;
-    uint32_t                    pct;
+    uint32_t                    pct, w;
     unsigned                    state;
-    ngx_int_t                   idx;
+    ngx_int_t                   idx, arm;
     ngx_uint_t                  line, i, ended;
     const char                 *why;
     ngx_array_t                *segs;
@@ -2159,6 +2277,43 @@ ngx_http_canary_state_parse(ngx_http_canary_main_conf_t *cmcf, u_char *p,
             vals[idx].end = end;
             vals[idx].state = state;
             vals[idx].source = NGX_HTTP_CANARY_SOURCE_STATE_FILE;
+
+            continue;
+        }
+
+        if (ntok == 5 && tok[0].len == 3
+            && ngx_strncmp(tok[0].data, "arm", 3) == 0)
+        {
+            if (ngx_http_canary_parse_weight(tok[3].data, tok[3].len, &w)
+                || !((tok[4].len == 2
+                      && ngx_strncmp(tok[4].data, "on", 2) == 0)
+                     || (tok[4].len == 3
+                         && ngx_strncmp(tok[4].data, "off", 3) == 0)))
+            {
+                why = "bad arm weight or state";
+                goto invalid;
+            }
+
+            if (idx < 0
+                || vals[idx].source != NGX_HTTP_CANARY_SOURCE_STATE_FILE)
+            {
+                continue;
+            }
+
+            /* an arm no longer in the configuration is skipped */
+
+            arm = ngx_http_canary_find_arm(&ro[idx],
+                                           (u_char *) tok[2].data,
+                                           tok[2].len);
+            if (arm == NGX_ERROR) {
+                continue;
+            }
+
+            vals[idx].weight[arm - 1] = w;
+
+            if (tok[4].len == 3) {
+                vals[idx].arms_off |= 1 << (arm - 1);
+            }
 
             continue;
         }
