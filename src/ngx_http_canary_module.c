@@ -394,7 +394,7 @@ ngx_http_canary_evaluate(ngx_http_request_t *r, ngx_uint_t index,
     ngx_http_canary_decision_t *decisions, ngx_http_canary_input_t *in,
     ngx_uint_t depth)
 {
-    uint32_t                      hash;
+    uint32_t                      hash, mask;
     ngx_str_t                     key, value;
     ngx_int_t                     lo, hi, mid, rc;
     ngx_uint_t                    i, percent, found;
@@ -510,6 +510,26 @@ ngx_http_canary_evaluate(ngx_http_request_t *r, ngx_uint_t index,
         d->variant = NGX_HTTP_CANARY_CANARY;
         d->reason = NGX_HTTP_CANARY_REASON_CANARY_USERS;
         return *d;
+    }
+
+    /* users:<arm> sets, the arms' own canary_users */
+
+    if (snap->arm_users_mask) {
+        for (i = 0, mask = snap->arm_users_mask; mask; i++, mask >>= 1) {
+            if ((mask & 1)
+                && i + 1 < ro->nvariants
+                && ngx_http_canary_set_contains(snap->arm_users[i], &key))
+            {
+                if (snap->arms_off & (1 << i)) {
+                    d->reason = NGX_HTTP_CANARY_REASON_ARM_OFF;
+                    return *d;
+                }
+
+                d->variant = i + 1;
+                d->reason = NGX_HTTP_CANARY_REASON_CANARY_USERS;
+                return *d;
+            }
+        }
     }
 
     if (snap->stable_users
@@ -947,6 +967,7 @@ ngx_http_canary_rollout_block(ngx_conf_t *cf, ngx_command_t *cmd,
     ngx_str_t                  *value;
     ngx_uint_t                  i;
     ngx_conf_t                  save;
+    ngx_http_canary_variant_t  *var;
     ngx_http_canary_rollout_t  *ro;
 
     value = cf->args->elts;
@@ -1031,6 +1052,17 @@ ngx_http_canary_rollout_block(ngx_conf_t *cf, ngx_command_t *cmd,
 
     for (i = 1; i < ro->nvariants; i++) {
         ro->total += ro->variants[i].weight;
+
+        /* the name of its users file, see ngx_http_canary_users.c */
+
+        var = &ro->variants[i];
+        var->users.len = ro->name.len + 1 + var->name.len;
+        var->users.data = ngx_pnalloc(cf->pool, var->users.len);
+        if (var->users.data == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_sprintf(var->users.data, "%V:%V", &ro->name, &var->name);
     }
 
     ngx_conf_init_uint_value(ro->percent, 0);

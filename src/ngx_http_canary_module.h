@@ -124,11 +124,27 @@ typedef struct {
     ngx_http_canary_set_t          *canary_users;
     ngx_http_canary_set_t          *stable_users;
 
+    /* users:<arm> sets, bit a of the mask for arm a + 1 */
+    uint32_t                        arm_users_mask;
+    ngx_http_canary_set_t          *arm_users[NGX_HTTP_CANARY_MAX_ARMS];
+
     /* the allocation: each arm's weight, their sum, the arms off */
     uint32_t                        total;
     uint32_t                        arms_off;   /* bit a: arm a + 1 */
     uint32_t                        weight[NGX_HTTP_CANARY_MAX_ARMS];
 } ngx_http_canary_snapshot_t;
+
+
+/*
+ * A rollout's user sets, "which": 0 canary_users (the first arm),
+ * 1 stable_users, 2 + a users:<arm a + 1>
+ */
+#define NGX_HTTP_CANARY_NSETS          (2 + NGX_HTTP_CANARY_MAX_ARMS)
+
+#define ngx_http_canary_snapshot_set(snap, which)                            \
+    (*((which) == 0 ? &(snap)->canary_users                                  \
+       : (which) == 1 ? &(snap)->stable_users                                \
+       : &(snap)->arm_users[(which) - 2]))
 
 
 /*
@@ -292,6 +308,7 @@ typedef struct {
     ngx_str_t                       name;
     ngx_str_t                       upstream;
     ngx_uint_t                      weight;     /* 0 for stable */
+    ngx_str_t                       users;      /* "<rollout>:<arm>" */
     ngx_str_t                       file;       /* "variant" arms only */
     ngx_uint_t                      line;
 } ngx_http_canary_variant_t;

@@ -627,8 +627,9 @@ ngx_http_canary_text(ngx_http_canary_out_t *o, ngx_http_canary_report_t *rp)
 
 /*
  * The arms of a rollout with more than one, or whose allocation Redis
- * changed: text lines " arm blue weight 1 on", or a JSON
- * "arms":[{"name":..,"upstream":..,"weight":..,"on":..}], member.  A
+ * changed: text lines " arm blue weight 1 on users 0", or a JSON
+ * "arms":[{"name":..,"upstream":..,"weight":..,"on":..,"users":..}],
+ * member (users: the members of its users:<arm> set).  A
  * two-sided rollout as configured shows none, as before arms existed.
  */
 
@@ -656,7 +657,7 @@ ngx_http_canary_arms_size(ngx_http_canary_view_t *vw)
     for (v = 1; v < vw->rollout->nvariants; v++) {
         var = &vw->rollout->variants[v];
 
-        size += 64 + NGX_HTTP_CANARY_NUM
+        size += 80 + 2 * NGX_HTTP_CANARY_NUM
                 + 3 * var->name.len + 6 * var->upstream.len;
     }
 
@@ -667,7 +668,7 @@ ngx_http_canary_arms_size(ngx_http_canary_view_t *vw)
 static u_char *
 ngx_http_canary_arms(u_char *p, ngx_http_canary_view_t *vw, ngx_uint_t json)
 {
-    ngx_uint_t                  v, on;
+    ngx_uint_t                  v, on, users;
     ngx_http_canary_variant_t  *var;
 
     if (!ngx_http_canary_arms_shown(vw)) {
@@ -682,9 +683,12 @@ ngx_http_canary_arms(u_char *p, ngx_http_canary_view_t *vw, ngx_uint_t json)
         var = &vw->rollout->variants[v];
         on = !(vw->snap->arms_off & (1 << (v - 1)));
 
+        users = ngx_http_canary_set_size(vw->snap->arm_users[v - 1]);
+
         if (!json) {
-            p = ngx_sprintf(p, " arm %V weight %uD %s\n", &var->name,
-                            vw->snap->weight[v - 1], on ? "on" : "off");
+            p = ngx_sprintf(p, " arm %V weight %uD %s users %ui\n",
+                            &var->name, vw->snap->weight[v - 1],
+                            on ? "on" : "off", users);
             continue;
         }
 
@@ -694,8 +698,9 @@ ngx_http_canary_arms(u_char *p, ngx_http_canary_view_t *vw, ngx_uint_t json)
         p = ngx_http_canary_esc(p, &var->name, NGX_HTTP_CANARY_ESC_JSON);
         p = ngx_http_canary_cpy(p, "\",\"upstream\":\"");
         p = ngx_http_canary_esc(p, &var->upstream, NGX_HTTP_CANARY_ESC_JSON);
-        p = ngx_sprintf(p, "\",\"weight\":%uD,\"on\":%s}",
-                        vw->snap->weight[v - 1], on ? "true" : "false");
+        p = ngx_sprintf(p, "\",\"weight\":%uD,\"on\":%s,\"users\":%ui}",
+                        vw->snap->weight[v - 1], on ? "true" : "false",
+                        users);
     }
 
     if (json) {

@@ -44,20 +44,39 @@
 #define NGX_HTTP_CANARY_STATE_MAX      (64 * 1024 * 1024)
 
 
+typedef struct ngx_http_canary_sync_rollout_s
+    ngx_http_canary_sync_rollout_t;
+
+
+/* a user set of a rollout, what its SCARD reply is handed */
 typedef struct {
+    ngx_http_canary_sync_rollout_t *sr;
+    ngx_uint_t                      which;
+} ngx_http_canary_sync_setref_t;
+
+
+/*
+ * A rollout as the sync worker reads it; its user sets ("which", see
+ * ngx_http_canary_snapshot_set()) are canary_users, stable_users, and one
+ * users:<arm> set for each arm.
+ */
+struct ngx_http_canary_sync_rollout_s {
     ngx_http_canary_rollout_t      *ro;
     ngx_str_t                       key;
-    ngx_str_t                       set_key[2];
+    ngx_uint_t                      nsets;
+    ngx_str_t                       set_key[NGX_HTTP_CANARY_NSETS];
+    ngx_str_t                       set_name[NGX_HTTP_CANARY_NSETS];
+    ngx_http_canary_sync_setref_t   ref[NGX_HTTP_CANARY_NSETS];
 
     /* what the last HGETALL refused, see ..._refuse(): logged once */
     ngx_str_t                       refused;
     ngx_str_t                       refused_new;
     ngx_str_t                       error;
 
-    ngx_int_t                       scard[2];
-    ngx_int_t                       too_big[2];
-    unsigned                        dirty:2;
-} ngx_http_canary_sync_rollout_t;
+    ngx_int_t                       scard[NGX_HTTP_CANARY_NSETS];
+    ngx_int_t                       too_big[NGX_HTTP_CANARY_NSETS];
+    uint32_t                        dirty;      /* bit "which" */
+};
 
 
 typedef struct {
@@ -120,9 +139,7 @@ static void ngx_http_canary_sync_touch(ngx_http_canary_sync_t *sync,
 static void ngx_http_canary_sync_start(ngx_http_canary_sync_t *sync);
 static void ngx_http_canary_sync_hash(ngx_http_canary_redis_t *rc,
     redisReply *reply, void *data);
-static void ngx_http_canary_sync_scard_canary(ngx_http_canary_redis_t *rc,
-    redisReply *reply, void *data);
-static void ngx_http_canary_sync_scard_stable(ngx_http_canary_redis_t *rc,
+static void ngx_http_canary_sync_scard_reply(ngx_http_canary_redis_t *rc,
     redisReply *reply, void *data);
 static void ngx_http_canary_sync_scard(ngx_http_canary_sync_rollout_t *sr,
     ngx_uint_t which, redisReply *reply);
@@ -183,17 +200,15 @@ static u_char *ngx_http_canary_log_value(u_char *buf, ngx_str_t *value);
 
 static ngx_http_canary_sync_t  *ngx_http_canary_sync;
 
-static ngx_str_t  ngx_http_canary_which_names[] = {
-    ngx_string("canary_users"),
-    ngx_string("stable_users")
-};
-
+static ngx_str_t  ngx_http_canary_empty = ngx_string("");
 
 ngx_int_t
 ngx_http_canary_sync_init_process(ngx_cycle_t *cycle)
 {
+    u_char                          *p;
     ngx_uint_t                       i, j;
     ngx_http_canary_sync_t          *sync;
+    ngx_http_canary_variant_t       *var;
     ngx_http_canary_rollout_t       *ro;
     ngx_http_canary_sync_rollout_t  *sr;
     ngx_http_canary_main_conf_t     *cmcf;
@@ -234,6 +249,7 @@ ngx_http_canary_sync_init_process(ngx_cycle_t *cycle)
     for (i = 0; i < sync->nrollouts; i++) {
         sr = &sync->rollouts[i];
         sr->ro = &ro[i];
+        sr->nsets = 1 + ro[i].nvariants;
 
         /*
          * Sets from the users files, before any sync since the start: read
@@ -241,8 +257,11 @@ ngx_http_canary_sync_init_process(ngx_cycle_t *cycle)
          */
 
         if (cmcf->sh->syncs == 0) {
-            sr->dirty = (ro[i].sh->snapshot->canary_users ? 1 : 0)
-                        | (ro[i].sh->snapshot->stable_users ? 2 : 0);
+            for (j = 0; j < sr->nsets; j++) {
+                if (ngx_http_canary_snapshot_set(ro[i].sh->snapshot, j)) {
+                    sr->dirty |= 1 << j;
+                }
+            }
         }
 
         if (ngx_http_canary_key(cycle->pool, &sr->key, &cmcf->redis->prefix,
@@ -252,17 +271,45 @@ ngx_http_canary_sync_init_process(ngx_cycle_t *cycle)
             return NGX_ERROR;
         }
 
-        for (j = 0; j < 2; j++) {
+        for (j = 0; j < sr->nsets; j++) {
+            sr->ref[j].sr = sr;
+            sr->ref[j].which = j;
+            sr->scard[j] = -1;
+            sr->too_big[j] = -1;
+
+            if (j < 2) {
+                sr->set_name[j] = ro[i].name;
+
+                if (ngx_http_canary_key(cycle->pool, &sr->set_key[j],
+                                        &cmcf->redis->prefix, &ro[i].name,
+                                        j ? ":stable_users" : ":canary_users")
+                    != NGX_OK)
+                {
+                    return NGX_ERROR;
+                }
+
+                continue;
+            }
+
+            /* <prefix>rollout:<name>:users:<arm> */
+
+            var = &ro[i].variants[j - 1];
+            sr->set_name[j] = var->users;
+
+            p = ngx_pnalloc(cycle->pool, sizeof(":users:") + var->name.len);
+            if (p == NULL) {
+                return NGX_ERROR;
+            }
+
+            ngx_sprintf(p, ":users:%V%Z", &var->name);
+
             if (ngx_http_canary_key(cycle->pool, &sr->set_key[j],
                                     &cmcf->redis->prefix, &ro[i].name,
-                                    j ? ":stable_users" : ":canary_users")
+                                    (char *) p)
                 != NGX_OK)
             {
                 return NGX_ERROR;
             }
-
-            sr->scard[j] = -1;
-            sr->too_big[j] = -1;
         }
     }
 
@@ -568,8 +615,9 @@ ngx_http_canary_sync_push(ngx_http_canary_redis_t *rc, redisReply *reply)
                 && ngx_strncmp(sr->ro->name.data, payload->str,
                                payload->len) == 0)
             {
-                ngx_http_canary_sync_touch(sync, sr, 0);
-                ngx_http_canary_sync_touch(sync, sr, 1);
+                for (j = 0; j < sr->nsets; j++) {
+                    ngx_http_canary_sync_touch(sync, sr, j);
+                }
             }
         }
 
@@ -588,7 +636,7 @@ ngx_http_canary_sync_push(ngx_http_canary_redis_t *rc, redisReply *reply)
             for (i = 0; i < sync->nrollouts; i++) {
                 sr = &sync->rollouts[i];
 
-                for (j = 0; j < 2; j++) {
+                for (j = 0; j < sr->nsets; j++) {
                     if (sr->set_key[j].len == s.len
                         && ngx_strncmp(sr->set_key[j].data, s.data, s.len)
                            == 0)
@@ -636,7 +684,7 @@ static void
 ngx_http_canary_sync_start(ngx_http_canary_sync_t *sync)
 {
     size_t                           argvlen[2];
-    ngx_uint_t                       i;
+    ngx_uint_t                       i, j;
     const char                      *argv[2];
     ngx_http_canary_sync_rollout_t  *sr;
 
@@ -670,31 +718,26 @@ ngx_http_canary_sync_start(ngx_http_canary_sync_t *sync)
 
         argv[0] = "SCARD";
         argvlen[0] = sizeof("SCARD") - 1;
-        argv[1] = (const char *) sr->set_key[0].data;
-        argvlen[1] = sr->set_key[0].len;
 
-        if (ngx_http_canary_redis_send(sync->redis, 2, argv, argvlen,
-                                       ngx_http_canary_sync_scard_canary, sr)
-            != NGX_OK)
-        {
-            sync->failed = 1;
-            break;
+        for (j = 0; j < sr->nsets; j++) {
+            argv[1] = (const char *) sr->set_key[j].data;
+            argvlen[1] = sr->set_key[j].len;
+
+            if (ngx_http_canary_redis_send(sync->redis, 2, argv, argvlen,
+                                           ngx_http_canary_sync_scard_reply,
+                                           &sr->ref[j])
+                != NGX_OK)
+            {
+                sync->failed = 1;
+                break;
+            }
+
+            sync->waiting++;
         }
 
-        sync->waiting++;
-
-        argv[1] = (const char *) sr->set_key[1].data;
-        argvlen[1] = sr->set_key[1].len;
-
-        if (ngx_http_canary_redis_send(sync->redis, 2, argv, argvlen,
-                                       ngx_http_canary_sync_scard_stable, sr)
-            != NGX_OK)
-        {
-            sync->failed = 1;
+        if (sync->failed) {
             break;
         }
-
-        sync->waiting++;
     }
 
     /* the first count stood for the loop above */
@@ -723,33 +766,18 @@ ngx_http_canary_sync_hash(ngx_http_canary_redis_t *rc, redisReply *reply,
 
 
 static void
-ngx_http_canary_sync_scard_canary(ngx_http_canary_redis_t *rc,
+ngx_http_canary_sync_scard_reply(ngx_http_canary_redis_t *rc,
     redisReply *reply, void *data)
 {
+    ngx_http_canary_sync_setref_t  *ref = data;
+
     ngx_http_canary_sync_t  *sync = rc->data;
 
     if (reply == NULL) {
         sync->failed = 1;
 
     } else {
-        ngx_http_canary_sync_scard(data, 0, reply);
-    }
-
-    ngx_http_canary_sync_reply_done(sync);
-}
-
-
-static void
-ngx_http_canary_sync_scard_stable(ngx_http_canary_redis_t *rc,
-    redisReply *reply, void *data)
-{
-    ngx_http_canary_sync_t  *sync = rc->data;
-
-    if (reply == NULL) {
-        sync->failed = 1;
-
-    } else {
-        ngx_http_canary_sync_scard(data, 1, reply);
+        ngx_http_canary_sync_scard(ref->sr, ref->which, reply);
     }
 
     ngx_http_canary_sync_reply_done(sync);
@@ -782,7 +810,7 @@ ngx_http_canary_sync_scard(ngx_http_canary_sync_rollout_t *sr,
     }
 
     snap = sr->ro->sh->snapshot;
-    set = which ? snap->stable_users : snap->canary_users;
+    set = ngx_http_canary_snapshot_set(snap, which);
 
     if ((ngx_uint_t) n != ngx_http_canary_set_size(set)
         && n != sr->too_big[which])
@@ -1475,7 +1503,10 @@ ngx_http_canary_sync_next_set(ngx_http_canary_sync_t *sync)
             continue;
         }
 
-        which = (sr->dirty & 1) ? 0 : 1;
+        for (which = 0; !(sr->dirty & (1 << which)); which++) {
+            /* void */
+        }
+
         sr->dirty &= ~(1 << which);
 
         if (sr->scard[which] < 0) {
@@ -1511,7 +1542,8 @@ ngx_http_canary_sync_next_set(ngx_http_canary_sync_t *sync)
         sync->set = set;
 
         ngx_http_canary_users_open(&sync->users, &sync->cmcf->state_file,
-                                   &sr->ro->name, which);
+                                   &sr->set_name[which],
+                                   ngx_min(which, 2));
 
         ngx_http_canary_sync_set_clear(sync);
         return;
@@ -1763,9 +1795,13 @@ ngx_http_canary_sync_set_publish(ngx_http_canary_sync_t *sync)
     sr->too_big[which] = -1;
 
     ngx_log_error(NGX_LOG_NOTICE, sync->log, 0,
-                  "canary sync: rollout \"%V\" %V now has %ui members "
+                  "canary sync: rollout \"%V\" %s%V now has %ui members "
                   "in %uz bytes of the zone (%ui SSCAN batches)",
-                  &sr->ro->name, &ngx_http_canary_which_names[which], n,
+                  &sr->ro->name,
+                  which == 0 ? "canary_users" : which == 1 ? "stable_users"
+                                                           : "users:",
+                  which < 2 ? &ngx_http_canary_empty
+                            : &sr->ro->variants[which - 1].name, n,
                   ngx_http_canary_set_bytes(n ? set : NULL),
                   sync->set_batches);
 
@@ -1804,7 +1840,7 @@ ngx_http_canary_sync_set_swap(ngx_http_canary_main_conf_t *cmcf,
     }
 
     cur = ro->sh->snapshot;
-    old = which ? cur->stable_users : cur->canary_users;
+    old = ngx_http_canary_snapshot_set(cur, which);
 
     if (old == NULL && set == NULL) {
         ngx_shmtx_unlock(&cmcf->shpool->mutex);
@@ -1827,11 +1863,15 @@ ngx_http_canary_sync_set_swap(ngx_http_canary_main_conf_t *cmcf,
         return NGX_ERROR;
     }
 
-    if (which) {
-        snap->stable_users = set;
+    ngx_http_canary_snapshot_set(snap, which) = set;
 
-    } else {
-        snap->canary_users = set;
+    if (which >= 2) {
+        if (set) {
+            snap->arm_users_mask |= 1 << (which - 2);
+
+        } else {
+            snap->arm_users_mask &= ~(1 << (which - 2));
+        }
     }
 
     (void) ngx_http_canary_publish(cmcf, ro->sh, snap);
@@ -2035,8 +2075,12 @@ ngx_http_canary_state_load(ngx_http_canary_main_conf_t *cmcf, ngx_log_t *log)
     ro = cmcf->rollouts.elts;
 
     for (i = 0; i < cmcf->rollouts.nelts; i++) {
-        for (which = 0; which < 2; which++) {
-            set = ngx_http_canary_users_load(cmcf, &ro[i].name, which, log);
+        for (which = 0; which < 1 + ro[i].nvariants; which++) {
+            set = ngx_http_canary_users_load(cmcf,
+                                             which < 2
+                                             ? &ro[i].name
+                                             : &ro[i].variants[which - 1].users,
+                                             ngx_min(which, 2), log);
 
             if (set) {
                 (void) ngx_http_canary_sync_set_swap(cmcf, &ro[i], which, set,

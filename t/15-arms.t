@@ -353,6 +353,34 @@ for my $o (['green', 'green'], ['red', 'red'], ['canary', 'blue'],
 }
 
 
+# users:<arm> sets pin users to an arm, before stable_users; an arm that
+# is off sends its pinned users to stable too
+
+my @pin = grep { $w[$_]{variant} eq 'stable' } 0 .. 1999;
+my @g = map { $keys[$_] } @pin[0 .. 2];
+my @rd = map { $keys[$_] } @pin[3 .. 4];
+$r->cli('SADD', "$hkey:users:green", @g);
+$r->cli('SADD', "$hkey:users:red", @rd);
+$r->cli('SADD', "$hkey:stable_users", @g, @rd);
+ok(defined wait_until(sub {
+       my @a = ask($port, '/', [@g, @rd]);
+       join(' ', map { "$_->{variant}/$_->{reason}" } @a) eq
+       join(' ', ('green/canary_users') x 3, ('red/canary_users') x 2) },
+       10), 'users:green and users:red pin their users (weight 0 or not)');
+(undef, undef, $body) = http_get($port, "/canary?explain=home&key=$g[0]");
+$x = decode_json($body);
+is("$x->{variant} $x->{reason}", 'green canary_users', 'explain: pinned');
+$r->cli('HSET', $hkey, 'arm:red', 'off');
+ok(defined wait_until(sub {
+       my @a = ask($port, '/', [@rd]);
+       !grep { "$_->{variant}/$_->{reason}" ne 'stable/arm_off' } @a }, 10),
+   'arm:red off: its pinned users go to stable, arm_off');
+$r->cli('HDEL', $hkey, 'arm:red');
+ok(defined wait_until(sub {
+       my @a = ask($port, '/', [@rd]);
+       !grep { "$_->{variant}" ne 'red' } @a }, 10), 'arm:red on again');
+
+
 # a two-sided rollout as before; arm:canary off sends its users to stable
 
 my @t = ask($port, '/two', [@keys[0 .. 999]]);
@@ -393,8 +421,9 @@ for my $v (qw(stable blue green red)) {
        "JSON: $v 2xx");
 }
 is_deeply([map { "$_->{name} $_->{upstream} $_->{weight} "
-                 . ($_->{on} ? 'on' : 'off') } @{ $home->{arms} }],
-          ['blue h_blue 3 on', 'green h_green 1 on', 'red h_red 0 on'],
+                 . ($_->{on} ? 'on' : 'off') . " $_->{users}" }
+               @{ $home->{arms} }],
+          ['blue h_blue 3 on 0', 'green h_green 1 on 3', 'red h_red 0 on 2'],
           'JSON: the arms, their weights and states');
 is_deeply([sort keys %{ $two->{variants} }], [qw(canary stable)],
           'JSON: a two-sided rollout has stable and canary');
@@ -407,7 +436,7 @@ for my $v (qw(stable blue green red)) {
     like($body, qr/^ \Q$v\E requests $tally{home}{$v} 1xx 0 2xx $tally{home}{$v} /m,
          "text: $v requests");
 }
-like($body, qr/^ arm blue weight 3 on\n arm green weight 1 on\n arm red weight 0 on$/m,
+like($body, qr/^ arm blue weight 3 on users 0\n arm green weight 1 on users 3\n arm red weight 0 on users 2$/m,
      'text: the arms');
 
 (undef, undef, $body) = http_get($port, '/canary?format=prometheus');
