@@ -18,7 +18,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 
-use File::Temp ();
+use File::Temp qw(tempdir);
 use JSON::PP;
 use List::Util qw(sum);
 use Test::More;
@@ -37,7 +37,7 @@ upstream h_red    { server 127.0.0.1:4; }
 canary_zone 1m;
 canary_redis %%REDIS%%;
 canary_sync_interval 100ms;
-canary_state_file %%PREFIX%%/canary.state;
+canary_state_file %%SF%%;
 
 canary_rollout home {
     key      $http_x_user_id;
@@ -202,7 +202,12 @@ my @keys = map { "user-$_" } 1 .. 20000;
 my $hkey = 'canary:rollout:home';
 
 my $r = start_redis();
-my %vars = (REDIS => '127.0.0.1:' . $r->port, LISTEN => 'reuseport');
+my $dir = tempdir('canary-arms-XXXXXX', TMPDIR => 1,
+                  CLEANUP => !$ENV{CANARY_KEEP});
+chmod 0777, $dir;
+my $sf = "$dir/canary.state";
+my %vars = (REDIS => '127.0.0.1:' . $r->port, LISTEN => 'reuseport',
+            SF => $sf);
 my $ng = start_nginx($conf, workers => 4, vars => \%vars);
 my $port = $ng->port;
 
@@ -254,7 +259,8 @@ cmp_ok(scalar keys %seen, '>=', 2, 'answered by ' . keys(%seen) . ' workers');
 
 # a second nginx (1 worker) on the same Redis: the same arms
 
-my $ng2 = start_nginx($conf, vars => { %vars, LISTEN => '' });
+my $ng2 = start_nginx($conf, vars => { %vars, LISTEN => '',
+                                       SF => "$dir/other.state" });
 ok(defined wait_until(sub {
        my (undef, undef, $b) = http_get($ng2->port, '/canary?format=json');
        ($b // '') =~ /"name":"home","percent":40\b/ }, 10),
@@ -457,17 +463,30 @@ SKIP: {
 }
 
 
-# the state file keeps the allocation: a restart without Redis routes
-# by it
+# the state file keeps the allocation and the users files the pinned
+# users: a restart with Redis down routes as before
 
 $r->cli('HSET', $hkey, 'arm:green', 'off');
 ok(defined wait_until(sub {
-       (CanaryTest::read_file($ng->prefix . '/canary.state') // '')
-           =~ /^arm home green 1 off$/m }, 10),
+       (CanaryTest::read_file($sf) // '') =~ /^arm home green 1 off$/m }, 10),
    'state file: the arm that is off');
-my $state = CanaryTest::read_file($ng->prefix . '/canary.state');
+my $state = CanaryTest::read_file($sf);
 like($state, qr/^arm home blue 3 on$/m, 'state file: a changed weight');
 like($state, qr/^arm home red 0 on$/m, 'state file: weight 0');
 unlike($state, qr/^arm two /m, 'state file: nothing for the two-sided one');
+
+my @before = ask($port, '/', [@keys[0 .. 1999], @g, @rd]);
+$ng->stop;
+$r->stop;
+$ng = start_nginx($conf, workers => 2, vars => \%vars);
+like($ng->error_log, qr/starts with 3 arm users/, 'users:green from its file');
+my @after = ask($ng->port, '/', [@keys[0 .. 1999], @g, @rd]);
+my @d = grep { "$before[$_]{variant} $before[$_]{reason}"
+               ne "$after[$_]{variant} $after[$_]{reason}" } 0 .. $#after;
+ok(!@d, 'after a restart with Redis down: the same answers for '
+        . scalar(@after) . ' keys, the pinned ones too')
+    or diag explain [map { [$before[$_], $after[$_]] } @d[0 .. 2]];
+is(scalar(grep { $_->{reason} eq 'arm_off' } @after[0 .. 1999]) > 100, 1,
+   'green still off');
 
 done();
