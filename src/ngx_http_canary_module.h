@@ -186,9 +186,12 @@ typedef struct {
  * interval it starts in are not lost, and each boundary is flushed once
  * whichever worker 0 sees it first.
  */
+/* the rows of figures: stable, canary (every arm), then each arm's own */
+#define NGX_HTTP_CANARY_AUTO_ROWS  (2 + NGX_HTTP_CANARY_MAX_ARMS)
+
 typedef struct {
     uint64_t                        flushed;    /* unix ms, 0: never */
-    uint64_t                        base[NGX_HTTP_CANARY_NVARIANTS]
+    uint64_t                        base[NGX_HTTP_CANARY_AUTO_ROWS]
                                         [NGX_HTTP_CANARY_AUTO_NFIG];
 } ngx_http_canary_auto_base_t;
 
