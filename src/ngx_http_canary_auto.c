@@ -205,7 +205,7 @@ static void ngx_http_canary_auto_apply(ngx_http_canary_auto_rollout_t *ar,
 static ngx_uint_t ngx_http_canary_auto_arms(
     ngx_http_canary_auto_rollout_t *ar, ngx_http_canary_figures_t *figs,
     ngx_http_canary_figures_t *canary, uint64_t interval, uint64_t nodes,
-    uint64_t now);
+    uint64_t now, u_char *held);
 static void ngx_http_canary_auto_arm_off(ngx_http_canary_auto_rollout_t *ar,
     ngx_uint_t arm, ngx_http_canary_judgement_t *j, uint64_t interval,
     uint64_t nodes, uint64_t now);
@@ -1429,6 +1429,7 @@ ngx_http_canary_auto_decide(ngx_http_canary_auto_rollout_t *ar,
     u_char                           reason[NGX_HTTP_CANARY_REASON_LEN];
     u_char                          *p;
     u_char                          *colon;
+    u_char                           held[NGX_HTTP_CANARY_REASON_LEN];
     uint64_t                         step, failures, v, nodes;
     ngx_str_t                        name;
     ngx_int_t                        arm;
@@ -1513,15 +1514,27 @@ ngx_http_canary_auto_decide(ngx_http_canary_auto_rollout_t *ar,
 
     /* with arms: each is judged, a failing one switched off */
 
+    held[0] = '\0';
+
     if (ar->ro->nvariants > 2) {
         (void) ngx_http_canary_auto_arms(ar, figs,
                                          &figs[NGX_HTTP_CANARY_CANARY],
-                                         interval, nodes, now);
+                                         interval, nodes, now, held);
     }
 
     ngx_http_canary_judge(ar->policy, &figs[NGX_HTTP_CANARY_STABLE],
                           &figs[NGX_HTTP_CANARY_CANARY], ar->ctl->bounds,
                           NGX_HTTP_CANARY_HIST_BUCKETS - 1, &j);
+
+    /*
+     * an arm left on that cannot be judged yet (too few requests) holds
+     * the step: its failure must not be blamed on the others
+     */
+
+    if (held[0] && j.verdict != NGX_HTTP_CANARY_VERDICT_PASS) {
+        j.verdict = NGX_HTTP_CANARY_VERDICT_HOLD;
+        ngx_cpystrn((u_char *) j.reason, held, sizeof(j.reason));
+    }
 
     (void) ngx_http_canary_auto_uint(f[ngx_http_canary_f_step], &step);
 
@@ -1607,14 +1620,16 @@ ngx_http_canary_auto_decide(ngx_http_canary_auto_rollout_t *ar,
  * is not the rollout's any more); when some but not all of them fail, the
  * failing ones are switched off and left out of it too; when all fail,
  * the rollout is judged (and fails) as a whole.  Returns the number of
- * arms switched off.
+ * arms switched off.  "held" gets the reason of the first arm left on
+ * that cannot be judged yet, if any.
  */
 
 static ngx_uint_t
 ngx_http_canary_auto_arms(ngx_http_canary_auto_rollout_t *ar,
     ngx_http_canary_figures_t *figs, ngx_http_canary_figures_t *canary,
-    uint64_t interval, uint64_t nodes, uint64_t now)
+    uint64_t interval, uint64_t nodes, uint64_t now, u_char *held)
 {
+    u_char                       *p;
     uint32_t                      off, failing;
     ngx_uint_t                    a, k, narms, on, n;
     ngx_http_canary_judgement_t   j[NGX_HTTP_CANARY_MAX_ARMS];
@@ -1669,6 +1684,15 @@ ngx_http_canary_auto_arms(ngx_http_canary_auto_rollout_t *ar,
 
         if (off & (1 << a)) {
             continue;
+        }
+
+        if (held[0] == '\0'
+            && j[a].verdict == NGX_HTTP_CANARY_VERDICT_HOLD)
+        {
+            p = ngx_snprintf(held, NGX_HTTP_CANARY_REASON_LEN - 1,
+                             "arm \"%V\": %s", &ar->ro->variants[a + 1].name,
+                             j[a].reason);
+            *p = '\0';
         }
 
         canary->requests += figs[2 + a].requests;
