@@ -6,7 +6,8 @@ Parts (BENCH_PARTS, comma separated, default all):
   wrk         throughput and latency, interleaved rounds of wrk against
               (a) plain proxy_pass, (b) split_clients, (c) this module at
               50% with counters, (d) the OpenResty way, (e) the module with
-              every targeting rule; ratios of paired rounds, medians
+              every targeting rule, (f) the module with three arms 1:1:2
+              at 50% exposure; ratios of paired rounds, medians
   callgrind   instructions per request on a single-process front nginx
               under valgrind --tool=callgrind: two runs with N and 2N
               requests after the same warm-up, (Ir(2N) - Ir(N)) / N
@@ -21,7 +22,7 @@ client keeps its connections alive and rotates user ids in the uid cookie.
 Environment: BENCH_ROUNDS (11), BENCH_DURATION (2, seconds per wrk run),
 BENCH_CONNS (32), BENCH_CG_N (2000), BENCH_CG_WARM (500), BENCH_CG_RUNS (1),
 BENCH_QUICK=1 (short everything, for development), BENCH_VARIANTS (a,b,c,
-d,e), CANARY_MODULE, NGINX, BENCH_OUT (build/bench.json).
+d,e,f), CANARY_MODULE, NGINX, BENCH_OUT (build/bench.json).
 
 Prints a table and writes the JSON summary.
 """
@@ -63,7 +64,7 @@ CG_WARM = env_int('BENCH_CG_WARM', 500, 200)
 CG_RUNS = env_int('BENCH_CG_RUNS', 1, 1)
 PARTS = os.environ.get('BENCH_PARTS',
                        'wrk,callgrind,propagation,scale').split(',')
-VARIANTS = os.environ.get('BENCH_VARIANTS', 'a,b,c,d,e').split(',')
+VARIANTS = os.environ.get('BENCH_VARIANTS', 'a,b,c,d,e,f').split(',')
 
 NAMES = {
     'a': 'plain proxy_pass',
@@ -71,10 +72,11 @@ NAMES = {
     'c': 'canary module 50%',
     'd': 'Lua (OpenResty way)',
     'e': 'canary, all rules',
+    'f': 'canary, three arms 1:1:2',
 }
 CONF = {
     'a': 'a-plain.conf', 'b': 'b-split.conf', 'c': 'c-module.conf',
-    'd': 'd-lua.conf', 'e': 'e-rules.conf',
+    'd': 'd-lua.conf', 'e': 'e-rules.conf', 'f': 'f-arms.conf',
 }
 
 # every variant gets the same request; the headers are what (e)'s rules
@@ -584,6 +586,8 @@ def part_callgrind(env, summary):
         out['c/b'] = ir['c'] / ir['b']
     if 'd' in ir and 'c' in ir:
         out['c/d'] = ir['c'] / ir['d']
+    if 'f' in ir and 'c' in ir:
+        out['f_minus_c'] = ir['f'] - ir['c']
     summary['callgrind'] = out
 
 
