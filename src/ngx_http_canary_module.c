@@ -435,14 +435,12 @@ ngx_http_canary_evaluate(ngx_http_request_t *r, ngx_uint_t index,
 
         /* an arm's name (exact), then always|canary, never|stable */
 
-        if (ro->nvariants > 2) {
-            rc = ngx_http_canary_find_arm(ro, value.data, value.len);
+        rc = ngx_http_canary_find_arm(ro, value.data, value.len);
 
-            if (rc != NGX_ERROR) {
-                d->variant = rc;
-                d->reason = NGX_HTTP_CANARY_REASON_OVERRIDE;
-                return *d;
-            }
+        if (rc != NGX_ERROR) {
+            d->variant = rc;
+            d->reason = NGX_HTTP_CANARY_REASON_OVERRIDE;
+            return *d;
         }
 
         if ((value.len == 6 && ngx_strncasecmp(value.data,

@@ -56,12 +56,25 @@ canary_rollout two {
     percent 50;
 }
 
+canary_rollout one {
+    key      $http_x_user_id;
+    stable   h_stable;
+    variant  solo h_red;
+    percent  0;
+    override $http_x_canary;
+}
+
 server {
     listen 127.0.0.1:%%PORT%% %%LISTEN%%;
 
     location / {
         canary home;
         return 200 "$canary_variant|$canary_reason|$canary_upstream|$canary_variant_home|$pid\n";
+    }
+
+    location /one {
+        canary one;
+        return 200 "$canary_variant|$canary_reason|$canary_upstream|$canary_variant_one|$pid\n";
     }
 
     location /two {
@@ -385,6 +398,15 @@ $r->cli('HDEL', $hkey, 'arm:red');
 ok(defined wait_until(sub {
        my @a = ask($port, '/', [@rd]);
        !grep { "$_->{variant}" ne 'red' } @a }, 10), 'arm:red on again');
+
+
+# a rollout of one arm not named canary: override by its name, or canary
+
+for my $o (['solo', 'solo'], ['canary', 'solo'], ['nosuch', 'stable']) {
+    my (undef, undef, $b) = http_get($port, '/one', 'X-User-Id' => 'k1',
+                                     'X-Canary' => $o->[0]);
+    like($b, qr/^\Q$o->[1]\E\|/, "one arm: override $o->[0] -> $o->[1]");
+}
 
 
 # a two-sided rollout as before; arm:canary off sends its users to stable
