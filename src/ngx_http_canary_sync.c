@@ -13,6 +13,7 @@
  *     HGETALL <prefix>rollout:<name>
  *     SCARD   <prefix>rollout:<name>:canary_users
  *     SCARD   <prefix>rollout:<name>:stable_users
+ *     SCARD   <prefix>rollout:<name>:users:<arm>    (with arms, each)
  *
  * Each field is parsed strictly; a bad value is refused (one error line,
  * counted in sh->refused, logged again only if the value changes) and the
@@ -249,7 +250,8 @@ ngx_http_canary_sync_init_process(ngx_cycle_t *cycle)
     for (i = 0; i < sync->nrollouts; i++) {
         sr = &sync->rollouts[i];
         sr->ro = &ro[i];
-        sr->nsets = 1 + ro[i].nvariants;
+        /* a two-sided rollout reads canary_users and stable_users only */
+        sr->nsets = (ro[i].nvariants > 2) ? 1 + ro[i].nvariants : 2;
 
         /*
          * Sets from the users files, before any sync since the start: read
@@ -2062,7 +2064,7 @@ failed:
 void
 ngx_http_canary_state_load(ngx_http_canary_main_conf_t *cmcf, ngx_log_t *log)
 {
-    ngx_uint_t                  i, which;
+    ngx_uint_t                  i, n, which;
     ngx_http_canary_set_t      *set;
     ngx_http_canary_rollout_t  *ro;
 
@@ -2075,7 +2077,9 @@ ngx_http_canary_state_load(ngx_http_canary_main_conf_t *cmcf, ngx_log_t *log)
     ro = cmcf->rollouts.elts;
 
     for (i = 0; i < cmcf->rollouts.nelts; i++) {
-        for (which = 0; which < 1 + ro[i].nvariants; which++) {
+        n = (ro[i].nvariants > 2) ? 1 + ro[i].nvariants : 2;
+
+        for (which = 0; which < n; which++) {
             set = ngx_http_canary_users_load(cmcf,
                                              which < 2
                                              ? &ro[i].name
