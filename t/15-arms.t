@@ -511,4 +511,64 @@ ok(!@d, 'after a restart with Redis down: the same answers for '
 is(scalar(grep { $_->{reason} eq 'arm_off' } @after[0 .. 1999]) > 100, 1,
    'green still off');
 
+
+# a reload that changes the arms (green gone, purple new, another order)
+# keeps the counters of the variants whose names stay
+
+sub counts {
+    my ($port) = @_;
+    my (undef, undef, $b) = http_get($port, '/canary?format=json');
+    my ($h) = grep { $_->{name} eq 'home' } @{ decode_json($b)->{rollouts} };
+    return { map { $_ => $h->{variants}{$_}{requests} }
+             keys %{ $h->{variants} } };
+}
+
+sleep 0.2;
+my $c1 = counts($ng->port);
+is_deeply($c1, { map { $_ => $tally{ $ng->port }{home}{$_} // 0 }
+                 qw(stable blue green red) },
+          'after the restart: the counts of what it answered');
+
+(my $conf2 = $conf) =~ s{    variant  blue  h_blue;
+    variant  green h_green weight=1;
+    variant  red   h_red   weight=2;}{    variant  red    h_red   weight=2;
+    variant  blue   h_blue;
+    variant  purple h_green weight=1;} or die 'conf2';
+ok($ng->reload(body => $conf2), 'reload with red, blue, purple');
+my $c2 = counts($ng->port);
+is_deeply($c2, { stable => $c1->{stable}, red => $c1->{red},
+                 blue => $c1->{blue}, purple => 0 },
+          'stable, red and blue keep their counts; purple starts at 0');
+
+# the allocation follows the arms by name: red and blue keep what the
+# state file said (0 and 3), purple takes its configured weight
+
+my %t2 = %{ $tally{ $ng->port }{home} };
+my (undef, undef, $jb) = http_get($ng->port, '/canary?format=json');
+my ($hj) = grep { $_->{name} eq 'home' } @{ decode_json($jb)->{rollouts} };
+is_deeply([map { "$_->{name} $_->{weight} " . ($_->{on} ? 'on' : 'off') }
+           @{ $hj->{arms} }], ['red 0 on', 'blue 3 on', 'purple 1 on'],
+          'after the reload: the arms by name, in the new order');
+@names = qw(red blue purple);
+$up{purple} = 'h_green';
+my %pinned = map { $_ => 1 } @g, @rd;
+my @free = grep { !$pinned{$_} } @keys[0 .. 1999];
+my @rl = ask($ng->port, '/', \@free);
+@bad = mismatches(\@rl, \@free, 40, [0, 3, 1]);
+ok(!@bad, 'after the reload: every key as the formula says for 0:3:1')
+    or diag explain [map { [$free[$_], $rl[$_]] } @bad[0 .. 2]];
+my @pr = ask($ng->port, '/', \@rd);
+ok(!grep({ "$_->{variant} $_->{reason}" ne 'red canary_users' } @pr),
+   'users:red still pins its users to red');
+
+ask($ng->port, '/', [@keys[0 .. 999]], 'X-Canary' => 'purple');
+ask($ng->port, '/', [@keys[0 .. 499]], 'X-Canary' => 'red');
+sleep 0.2;
+my $c3 = counts($ng->port);
+my %t3 = %{ $tally{ $ng->port }{home} };
+is_deeply($c3, { map { $_ => $c2->{$_} + ($t3{$_} // 0) - ($t2{$_} // 0) }
+                 qw(stable red blue purple) },
+          'every variant counted on exactly after the reload');
+cmp_ok($c3->{purple}, '>=', 1000, 'purple counted');
+
 done();
