@@ -1797,7 +1797,7 @@ ngx_http_canary_auto_arm_off(ngx_http_canary_auto_rollout_t *ar,
     ngx_http_canary_auto_arg(a, reason, ngx_strlen(reason));
 
     ngx_log_error(NGX_LOG_ERR, ctl->log, 0,
-                  "canary auto: \"%V\" arm \"%V\" switched off: %s",
+                  "canary auto: \"%V\" switching arm \"%V\" off: %s",
                   &ar->ro->name, name, reason);
 
     (void) ngx_http_canary_auto_send(ctl, a, ngx_http_canary_auto_ignore,

@@ -200,7 +200,7 @@ my ($alert) = grep { $_->{event} eq 'arm_off' } alerts();
 is("$alert->{rollout} $alert->{arm}", 'exp green', 'the alert names the arm');
 
 like($na->error_log . $nb->error_log,
-     qr/canary auto: "exp" arm "green" switched off/,
+     qr/canary auto: "exp" switching arm "green" off: arm "green" failed/,
      'the leader logs it');
 
 # the ramp carries on with blue
