@@ -126,6 +126,7 @@ fz_setup(const uint8_t flags)
     /* two arms, so that weight:<arm> and arm:<arm> fields are parsed */
 
     fz_ro.nvariants = 3;
+    fz_ro.narms = 2;
     ngx_str_set(&fz_ro.variants[0].name, "stable");
     ngx_str_set(&fz_ro.variants[1].name, "canary");
     ngx_str_set(&fz_ro.variants[2].name, "blue");

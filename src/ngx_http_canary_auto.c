@@ -722,7 +722,7 @@ ngx_http_canary_auto_counts(ngx_http_canary_auto_t *ctl,
                         * NGX_HTTP_CANARY_AUTO_NFIG * sizeof(uint64_t));
 
     for (s = 0; s < ctl->cmcf->sh->nslots; s++) {
-        for (v = 0; v < ar->ro->nvariants; v++) {
+        for (v = 0; v <= ar->ro->narms; v++) {
             c = ngx_http_canary_counters(ar->ro, s, v);
             side = v ? NGX_HTTP_CANARY_CANARY : NGX_HTTP_CANARY_STABLE;
 
@@ -733,7 +733,7 @@ ngx_http_canary_auto_counts(ngx_http_canary_auto_t *ctl,
                 counts[side][2 + k] += c->hist[k];
             }
 
-            if (v == 0 || ar->ro->nvariants == 2) {
+            if (v == 0 || ar->ro->narms == 1) {
                 continue;
             }
 
@@ -806,7 +806,7 @@ ngx_http_canary_auto_flush(ngx_http_canary_auto_t *ctl,
 
     a = &ngx_http_canary_auto_args;
 
-    rows = (ar->ro->nvariants > 2) ? 1 + ar->ro->nvariants : 2;
+    rows = (ar->ro->narms > 1) ? 2 + ar->ro->narms : 2;
 
     for (v = 0; v < rows; v++) {
         for (k = 0; k < NGX_HTTP_CANARY_AUTO_NFIG; k++) {
@@ -1477,7 +1477,7 @@ ngx_http_canary_auto_decide(ngx_http_canary_auto_rollout_t *ar,
 
             arm = ngx_http_canary_find_arm(ar->ro, name.data + 4,
                                            colon - 1 - (name.data + 4));
-            if (arm == NGX_ERROR || ar->ro->nvariants == 2) {
+            if (arm == NGX_ERROR || ar->ro->narms == 1) {
                 continue;
             }
 
@@ -1516,7 +1516,7 @@ ngx_http_canary_auto_decide(ngx_http_canary_auto_rollout_t *ar,
 
     held[0] = '\0';
 
-    if (ar->ro->nvariants > 2) {
+    if (ar->ro->narms > 1) {
         (void) ngx_http_canary_auto_arms(ar, figs,
                                          &figs[NGX_HTTP_CANARY_CANARY],
                                          interval, nodes, now, held);
@@ -1634,7 +1634,7 @@ ngx_http_canary_auto_arms(ngx_http_canary_auto_rollout_t *ar,
     ngx_uint_t                    a, k, narms, on, n;
     ngx_http_canary_judgement_t   j[NGX_HTTP_CANARY_MAX_ARMS];
 
-    narms = ar->ro->nvariants - 1;
+    narms = ar->ro->narms;
     off = ar->ro->sh->snapshot->arms_off;
     failing = 0;
     on = 0;

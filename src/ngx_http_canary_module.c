@@ -515,7 +515,7 @@ ngx_http_canary_evaluate(ngx_http_request_t *r, ngx_uint_t index,
     if (snap->arm_users_mask) {
         for (i = 0, mask = snap->arm_users_mask; mask; i++, mask >>= 1) {
             if ((mask & 1)
-                && i + 1 < ro->nvariants
+                && i < ro->narms
                 && ngx_http_canary_set_contains(snap->arm_users[i], &key))
             {
                 if (snap->arms_off & (1 << i)) {
@@ -642,7 +642,7 @@ ngx_http_canary_evaluate(ngx_http_request_t *r, ngx_uint_t index,
      * allocation are independent; one arm needs no hash
      */
 
-    if (snap->arms_off == 0 && ro->nvariants == 2 && snap->total) {
+    if (snap->arms_off == 0 && ro->narms == 1 && snap->total) {
         d->variant = NGX_HTTP_CANARY_CANARY;
         return *d;
     }
@@ -656,8 +656,7 @@ ngx_http_canary_evaluate(ngx_http_request_t *r, ngx_uint_t index,
     ngx_http_canary_murmur3_update(&m, key.data, key.len);
     hash = ngx_http_canary_murmur3_final(&m);
 
-    i = ngx_http_canary_arm(hash, snap->weight, ro->nvariants - 1,
-                            snap->total);
+    i = ngx_http_canary_arm(hash, snap->weight, ro->narms, snap->total);
 
     if (snap->arms_off & (1 << i)) {
         d->reason = NGX_HTTP_CANARY_REASON_ARM_OFF;
@@ -678,7 +677,7 @@ ngx_http_canary_find_arm(ngx_http_canary_rollout_t *ro, u_char *name,
 {
     ngx_uint_t  v;
 
-    for (v = 1; v < ro->nvariants; v++) {
+    for (v = 1; v <= ro->narms; v++) {
         if (ro->variants[v].name.len == len
             && ngx_strncmp(ro->variants[v].name.data, name, len) == 0)
         {
@@ -1039,7 +1038,7 @@ ngx_http_canary_rollout_block(ngx_conf_t *cf, ngx_command_t *cmd,
         return NGX_CONF_ERROR;
     }
 
-    if (ro->nvariants < 2) {
+    if (ro->narms == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "no \"canary\" or \"variant\" in "
                            "canary_rollout \"%V\"", &ro->name);
@@ -1048,7 +1047,7 @@ ngx_http_canary_rollout_block(ngx_conf_t *cf, ngx_command_t *cmd,
 
     ro->total = 0;
 
-    for (i = 1; i < ro->nvariants; i++) {
+    for (i = 1; i <= ro->narms; i++) {
         ro->total += ro->variants[i].weight;
 
         /* the name of its users file, see ngx_http_canary_users.c */
@@ -1400,7 +1399,7 @@ ngx_http_canary_add_arm(ngx_conf_t *cf, ngx_http_canary_rollout_t *ro,
 {
     ngx_http_canary_variant_t  *var;
 
-    if (ro->nvariants == NGX_HTTP_CANARY_MAX_VARIANTS) {
+    if (ro->narms == NGX_HTTP_CANARY_MAX_ARMS) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "too many variants in canary_rollout \"%V\", "
                            "at most %d", &ro->name,
@@ -1415,6 +1414,7 @@ ngx_http_canary_add_arm(ngx_conf_t *cf, ngx_http_canary_rollout_t *ro,
     }
 
     var = &ro->variants[ro->nvariants++];
+    ro->narms++;
 
     var->name = *name;
     var->upstream = *upstream;
@@ -2023,7 +2023,7 @@ ngx_http_canary_init(ngx_conf_t *cf)
 
     for (i = 0; i < ccf->rollouts.nelts; i++) {
 
-        for (j = 1; j < ro[i].nvariants; j++) {
+        for (j = 1; j <= ro[i].narms; j++) {
             if (ro[i].variants[j].line
                 && ngx_http_canary_check_upstream(cf, &ro[i],
                                                   &ro[i].variants[j])

@@ -27,6 +27,7 @@
 #define NGX_HTTP_CANARY_CANARY         1
 #define NGX_HTTP_CANARY_NVARIANTS      2
 #define NGX_HTTP_CANARY_MAX_ARMS       16
+/* stable and the arms; a pseudo-variant after the arms needs one more */
 #define NGX_HTTP_CANARY_MAX_VARIANTS   (1 + NGX_HTTP_CANARY_MAX_ARMS)
 #define NGX_HTTP_CANARY_MAX_WEIGHT     10000
 
@@ -321,7 +322,8 @@ typedef struct {
     ngx_str_t                       name;
     ngx_uint_t                      index;
     ngx_array_t                     keys;       /* ngx_http_canary_value_t */
-    ngx_uint_t                      nvariants;  /* 1 + arms */
+    ngx_uint_t                      nvariants;  /* 1 + arms (+ others) */
+    ngx_uint_t                      narms;      /* variants 1 .. narms */
     ngx_http_canary_variant_t       variants[NGX_HTTP_CANARY_MAX_VARIANTS];
     ngx_uint_t                      total;      /* the arms' weights */
     ngx_uint_t                      percent;

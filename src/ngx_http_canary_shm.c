@@ -340,7 +340,7 @@ ngx_http_canary_shm_arms(ngx_http_canary_main_conf_t *cmcf,
     ngx_memzero(snap->weight, sizeof(snap->weight));
     ngx_memzero(snap->arm_users, sizeof(snap->arm_users));
 
-    for (a = 0; a + 1 < ro->nvariants; a++) {
+    for (a = 0; a < ro->narms; a++) {
         o = map[a + 1];
 
         if (o > 0 && !config) {
@@ -381,7 +381,7 @@ ngx_http_canary_shm_config_same(ngx_http_canary_snapshot_t *snap,
 
     total = 0;
 
-    for (a = 0; a + 1 < ro->nvariants; a++) {
+    for (a = 0; a < ro->narms; a++) {
         if (snap->source == NGX_HTTP_CANARY_SOURCE_CONFIG
             && snap->weight[a] != ro->variants[a + 1].weight)
         {

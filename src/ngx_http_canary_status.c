@@ -636,7 +636,7 @@ ngx_http_canary_text(ngx_http_canary_out_t *o, ngx_http_canary_report_t *rp)
 static ngx_uint_t
 ngx_http_canary_arms_shown(ngx_http_canary_view_t *vw)
 {
-    return vw->rollout->nvariants > 2 || vw->snap->arms_off
+    return vw->rollout->narms > 1 || vw->snap->arms_off
            || vw->snap->weight[0] != vw->rollout->variants[1].weight;
 }
 
@@ -654,7 +654,7 @@ ngx_http_canary_arms_size(ngx_http_canary_view_t *vw)
 
     size = 16;
 
-    for (v = 1; v < vw->rollout->nvariants; v++) {
+    for (v = 1; v <= vw->rollout->narms; v++) {
         var = &vw->rollout->variants[v];
 
         size += 80 + 2 * NGX_HTTP_CANARY_NUM
@@ -679,7 +679,7 @@ ngx_http_canary_arms(u_char *p, ngx_http_canary_view_t *vw, ngx_uint_t json)
         p = ngx_http_canary_cpy(p, "\"arms\":[");
     }
 
-    for (v = 1; v < vw->rollout->nvariants; v++) {
+    for (v = 1; v <= vw->rollout->narms; v++) {
         var = &vw->rollout->variants[v];
         on = !(vw->snap->arms_off & (1 << (v - 1)));
 

@@ -251,7 +251,7 @@ ngx_http_canary_sync_init_process(ngx_cycle_t *cycle)
         sr = &sync->rollouts[i];
         sr->ro = &ro[i];
         /* a two-sided rollout reads canary_users and stable_users only */
-        sr->nsets = (ro[i].nvariants > 2) ? 1 + ro[i].nvariants : 2;
+        sr->nsets = (ro[i].narms > 1) ? 2 + ro[i].narms : 2;
 
         /*
          * Sets from the users files, before any sync since the start: read
@@ -1097,7 +1097,7 @@ ngx_http_canary_values_init(ngx_http_canary_values_t *v,
     v->percent = ro->percent;
     v->source = NGX_HTTP_CANARY_SOURCE_CONFIG;
 
-    for (a = 0; a + 1 < ro->nvariants; a++) {
+    for (a = 0; a < ro->narms; a++) {
         v->weight[a] = ro->variants[a + 1].weight;
     }
 }
@@ -1937,7 +1937,7 @@ ngx_http_canary_state_write(ngx_http_canary_sync_t *sync)
                     + 3 * snap->segments[j].value.len;
         }
 
-        for (j = 1; j < ro[i].nvariants; j++) {
+        for (j = 1; j <= ro[i].narms; j++) {
             size += sizeof("arm   10000 off\n") + ro[i].name.len
                     + ro[i].variants[j].name.len;
         }
@@ -1975,7 +1975,7 @@ ngx_http_canary_state_write(ngx_http_canary_sync_t *sync)
 
         /* the arms whose allocation Redis changed */
 
-        for (j = 1; j < ro[i].nvariants; j++) {
+        for (j = 1; j <= ro[i].narms; j++) {
             if (snap->weight[j - 1] == ro[i].variants[j].weight
                 && !(snap->arms_off & (1 << (j - 1))))
             {
@@ -2077,7 +2077,7 @@ ngx_http_canary_state_load(ngx_http_canary_main_conf_t *cmcf, ngx_log_t *log)
     ro = cmcf->rollouts.elts;
 
     for (i = 0; i < cmcf->rollouts.nelts; i++) {
-        n = (ro[i].nvariants > 2) ? 1 + ro[i].nvariants : 2;
+        n = (ro[i].narms > 1) ? 2 + ro[i].narms : 2;
 
         for (which = 0; which < n; which++) {
             set = ngx_http_canary_users_load(cmcf,
