@@ -1298,6 +1298,7 @@ ngx_http_canary_html(ngx_http_canary_out_t *o, ngx_http_canary_report_t *rp)
     size_t                       size;
     ngx_str_t                   *name;
     ngx_uint_t                   i, v, s;
+    ngx_atomic_uint_t            requests, errors5xx, upstream;
     ngx_http_canary_view_t      *vw;
     ngx_http_canary_counters_t  *c;
     ngx_http_canary_snapshot_t  *snap;
@@ -1350,13 +1351,25 @@ ngx_http_canary_html(ngx_http_canary_out_t *o, ngx_http_canary_report_t *rp)
 
         p = ngx_cpymem(p, "</td>", sizeof("</td>") - 1);
 
-        for (v = 0; v < vw->nvariants; v++) {
-            c = &vw->sum[v];
+        /* the table's columns: stable, then canary (every arm) */
 
-            p = ngx_sprintf(p, "<td>%uA</td><td>%uA</td><td>%uA</td>",
-                            c->requests, c->responses[4],
-                            c->upstream_errors);
+        c = &vw->sum[NGX_HTTP_CANARY_STABLE];
+
+        p = ngx_sprintf(p, "<td>%uA</td><td>%uA</td><td>%uA</td>",
+                        c->requests, c->responses[4], c->upstream_errors);
+
+        requests = 0;
+        errors5xx = 0;
+        upstream = 0;
+
+        for (v = 1; v <= vw->rollout->narms; v++) {
+            requests += vw->sum[v].requests;
+            errors5xx += vw->sum[v].responses[4];
+            upstream += vw->sum[v].upstream_errors;
         }
+
+        p = ngx_sprintf(p, "<td>%uA</td><td>%uA</td><td>%uA</td>",
+                        requests, errors5xx, upstream);
 
         p = ngx_cpymem(p, "</tr>\n", sizeof("</tr>\n") - 1);
 

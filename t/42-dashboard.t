@@ -243,6 +243,9 @@ ok(index($raw_html, '&lt;script&gt;window.pwned=1&lt;/script&gt;') >= 0,
 ok(index($raw_html, '&lt;script&gt;window.pwned=3&lt;/script&gt;&quot;US&quot;') >= 0,
    'raw HTML: the segment escaped');
 ok($raw_html !~ /<script>window\.pwned/, 'raw HTML: no injected script');
+my ($home_row) = $raw_html =~ m{(<tr><td class="name">home</td>.*?</tr>)};
+is(scalar(() = ($home_row // '') =~ /<td/g), 11,
+   'raw HTML: the rollout with arms fills the table\'s 11 columns');
 
 my (undef, undef, $prom) = http_get($port, '/canary?format=prometheus');
 ok(index($prom, 'segment="<script>window.pwned=3</script>\"US\"\'"} 50') >= 0,
