@@ -24,7 +24,8 @@
  * The first input byte sets the rollout's config percent and hash.  After
  * every reply the published snapshot must hold: percent 0..100% (whole
  * percents for the unleash hash), segments sorted (a hostile reply may repeat a field), each 0..100%,
- * and the last good values when a value was refused.
+ * weights 0..10000 for the rollout's two arms only (canary, blue) and
+ * their sum, and the last good values when a value was refused.
  */
 
 
@@ -182,6 +183,7 @@ fz_setup(const uint8_t flags)
 static void
 fz_check(void)
 {
+    uint32_t                     total;
     ngx_uint_t                   i;
     ngx_http_canary_snapshot_t  *snap;
 
@@ -193,6 +195,26 @@ fz_check(void)
         || snap->source > NGX_HTTP_CANARY_SOURCE_STATE_FILE
         || (snap->nsegments && snap->segments == NULL))
     {
+        abort();
+    }
+
+    /* the allocation: weights 0..10000 of known arms, their sum */
+
+    total = 0;
+
+    for (i = 0; i < NGX_HTTP_CANARY_MAX_ARMS; i++) {
+        if (snap->weight[i] > NGX_HTTP_CANARY_MAX_WEIGHT
+            || (i >= fz_ro.narms
+                && (snap->weight[i] || (snap->arms_off & (1 << i))
+                    || snap->arm_users[i])))
+        {
+            abort();
+        }
+
+        total += snap->weight[i];
+    }
+
+    if (total != snap->total) {
         abort();
     }
 
