@@ -49,46 +49,64 @@ ngx_http_canary_murmur3_init(ngx_http_canary_murmur3_t *m)
 }
 
 
-void
-ngx_http_canary_murmur3_update(ngx_http_canary_murmur3_t *m,
+static inline void
+ngx_http_canary_murmur3_feed(ngx_http_canary_murmur3_t *m,
     const unsigned char *p, size_t n)
 {
-    uint32_t              k1, h1;
+    uint32_t              w, h1, tail, ntail, shift;
     const unsigned char  *end;
 
-    m->len += (uint32_t) n;
+    /*
+     * In locals: a store through m could alias p, locals cannot.  The
+     * "ntail" bytes left over from before (the salt's, on the request
+     * path) stay in front of every block: each 4 bytes read complete the
+     * pending block and leave as many bytes pending again.
+     */
+
     h1 = m->h1;
+    tail = m->tail;
+    ntail = m->ntail;
     end = p + n;
 
-    /* complete a block left over from the previous call */
+    if (ntail == 0) {
+        while (end - p >= 4) {
+            w = (uint32_t) p[0] | (uint32_t) p[1] << 8
+                | (uint32_t) p[2] << 16 | (uint32_t) p[3] << 24;
+            h1 = ngx_http_canary_mix_h1(h1, w);
+            p += 4;
+        }
 
-    while (m->ntail && p < end) {
-        m->tail |= (uint32_t) *p++ << (8 * m->ntail);
+    } else {
+        shift = 8 * ntail;
 
-        if (++m->ntail == 4) {
-            h1 = ngx_http_canary_mix_h1(h1, m->tail);
-            m->tail = 0;
-            m->ntail = 0;
+        while (end - p >= 4) {
+            w = (uint32_t) p[0] | (uint32_t) p[1] << 8
+                | (uint32_t) p[2] << 16 | (uint32_t) p[3] << 24;
+            h1 = ngx_http_canary_mix_h1(h1, tail | w << shift);
+            tail = w >> (32 - shift);
+            p += 4;
         }
     }
 
-    while (end - p >= 4) {
-        k1 = (uint32_t) p[0] | (uint32_t) p[1] << 8
-             | (uint32_t) p[2] << 16 | (uint32_t) p[3] << 24;
-        h1 = ngx_http_canary_mix_h1(h1, k1);
-        p += 4;
-    }
-
     while (p < end) {
-        m->tail |= (uint32_t) *p++ << (8 * m->ntail++);
+        tail |= (uint32_t) *p++ << (8 * ntail);
+
+        if (++ntail == 4) {
+            h1 = ngx_http_canary_mix_h1(h1, tail);
+            tail = 0;
+            ntail = 0;
+        }
     }
 
     m->h1 = h1;
+    m->tail = tail;
+    m->ntail = ntail;
+    m->len += (uint32_t) n;
 }
 
 
-uint32_t
-ngx_http_canary_murmur3_final(const ngx_http_canary_murmur3_t *m)
+static inline uint32_t
+ngx_http_canary_murmur3_end(const ngx_http_canary_murmur3_t *m)
 {
     uint32_t  h1;
 
@@ -107,6 +125,39 @@ ngx_http_canary_murmur3_final(const ngx_http_canary_murmur3_t *m)
     h1 ^= h1 >> 16;
 
     return h1;
+}
+
+
+void
+ngx_http_canary_murmur3_update(ngx_http_canary_murmur3_t *m,
+    const unsigned char *p, size_t n)
+{
+    ngx_http_canary_murmur3_feed(m, p, n);
+}
+
+
+uint32_t
+ngx_http_canary_murmur3_final(const ngx_http_canary_murmur3_t *m)
+{
+    return ngx_http_canary_murmur3_end(m);
+}
+
+
+/*
+ * The request path's hash: a copy of the salted state, the key, the end,
+ * in one call and in registers.
+ */
+
+uint32_t
+ngx_http_canary_murmur3_key(const ngx_http_canary_murmur3_t *salted,
+    const unsigned char *p, size_t n)
+{
+    ngx_http_canary_murmur3_t  m;
+
+    m = *salted;
+    ngx_http_canary_murmur3_feed(&m, p, n);
+
+    return ngx_http_canary_murmur3_end(&m);
 }
 
 

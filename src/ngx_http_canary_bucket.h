@@ -38,6 +38,8 @@ void ngx_http_canary_murmur3_init(ngx_http_canary_murmur3_t *m);
 void ngx_http_canary_murmur3_update(ngx_http_canary_murmur3_t *m,
     const unsigned char *p, size_t n);
 uint32_t ngx_http_canary_murmur3_final(const ngx_http_canary_murmur3_t *m);
+uint32_t ngx_http_canary_murmur3_key(const ngx_http_canary_murmur3_t *salted,
+    const unsigned char *p, size_t n);
 uint32_t ngx_http_canary_murmur3(const unsigned char *p, size_t n);
 
 /*
