@@ -32,11 +32,16 @@ typedef enum {
 } ngx_http_canary_var_e;
 
 
-static ngx_int_t ngx_http_canary_value(ngx_http_request_t *r,
+static ngx_inline ngx_int_t ngx_http_canary_value(ngx_http_request_t *r,
     ngx_http_canary_value_t *v, ngx_str_t *value);
 static ngx_http_canary_ctx_t *ngx_http_canary_get_ctx(ngx_http_request_t *r,
     ngx_uint_t create);
 static void ngx_http_canary_ctx_cleanup(void *data);
+static ngx_inline ngx_http_canary_decision_t ngx_http_canary_decision(
+    ngx_http_request_t *r, ngx_uint_t index);
+static ngx_inline ngx_http_canary_decision_t ngx_http_canary_decide_plain(
+    ngx_http_request_t *r, ngx_uint_t index,
+    ngx_http_canary_decision_t *decisions);
 static ngx_int_t ngx_http_canary_rewrite_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_canary_log_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_canary_variable(ngx_http_request_t *r,
@@ -275,9 +280,12 @@ static ngx_http_canary_ctx_t *
 ngx_http_canary_get_ctx(ngx_http_request_t *r, ngx_uint_t create)
 {
     size_t                        size;
+    ngx_uint_t                    i, n;
     ngx_pool_cleanup_t           *cln;
     ngx_http_canary_ctx_t        *ctx;
     ngx_http_canary_main_conf_t  *cmcf;
+
+    static ngx_http_canary_decision_t  undecided;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_canary_module);
 
@@ -302,8 +310,9 @@ ngx_http_canary_get_ctx(ngx_http_request_t *r, ngx_uint_t create)
 
     cmcf = ngx_http_get_module_main_conf(r, ngx_http_canary_module);
 
-    size = sizeof(ngx_http_canary_ctx_t)
-           + cmcf->rollouts.nelts * sizeof(ngx_http_canary_decision_t);
+    n = cmcf->rollouts.nelts;
+    size = offsetof(ngx_http_canary_ctx_t, decisions)
+           + n * sizeof(ngx_http_canary_decision_t);
 
     if (r == r->main) {
 
@@ -318,7 +327,6 @@ ngx_http_canary_get_ctx(ngx_http_request_t *r, ngx_uint_t create)
         }
 
         ctx = (ngx_http_canary_ctx_t *) &cln[1];
-        ngx_memzero(ctx, size);
 
         cln->handler = ngx_http_canary_ctx_cleanup;
         cln->data = ctx;
@@ -326,13 +334,20 @@ ngx_http_canary_get_ctx(ngx_http_request_t *r, ngx_uint_t create)
         r->pool->cleanup = cln;
 
     } else {
-        ctx = ngx_pcalloc(r->pool, size);
+        ctx = ngx_palloc(r->pool, size);
         if (ctx == NULL) {
             return NULL;
         }
     }
 
-    ctx->decisions = (ngx_http_canary_decision_t *) &ctx[1];
+    /* by hand: a memset() call costs more for one or two rollouts */
+
+    ctx->routed = 0;
+    ctx->counted = 0;
+
+    for (i = 0; i < n; i++) {
+        ctx->decisions[i] = undecided;
+    }
 
     ngx_http_set_ctx(r, ctx, ngx_http_canary_module);
 
@@ -356,17 +371,95 @@ ngx_http_canary_ctx_cleanup(void *data)
 ngx_http_canary_decision_t
 ngx_http_canary_decide(ngx_http_request_t *r, ngx_uint_t index)
 {
+    return ngx_http_canary_decision(r, index);
+}
+
+
+static ngx_inline ngx_http_canary_decision_t
+ngx_http_canary_decision(ngx_http_request_t *r, ngx_uint_t index)
+{
     ngx_http_canary_ctx_t  *ctx;
 
     static ngx_http_canary_decision_t  none;
 
-    ctx = ngx_http_canary_get_ctx(r, 1);
+    ctx = ngx_http_get_module_ctx(r, ngx_http_canary_module);
 
     if (ctx == NULL) {
-        return none;
+        ctx = ngx_http_canary_get_ctx(r, 1);
+
+        if (ctx == NULL) {
+            return none;
+        }
     }
 
-    return ngx_http_canary_evaluate(r, index, ctx->decisions, NULL, 0);
+    return ngx_http_canary_decide_plain(r, index, ctx->decisions);
+}
+
+
+/*
+ * The request path's decision: the cached one; else, for a "plain"
+ * rollout (no override, segment, match or requires, keys that are all
+ * variables) whose snapshot has no user sets and no time window, what the
+ * evaluation below would find, the bucket against the percent, in a
+ * function that needs no stack frame; else the evaluation itself.
+ */
+
+static ngx_inline ngx_http_canary_decision_t
+ngx_http_canary_decide_plain(ngx_http_request_t *r, ngx_uint_t index,
+    ngx_http_canary_decision_t *decisions)
+{
+    uint32_t                      hash;
+    ngx_uint_t                    i;
+    ngx_http_canary_value_t      *kv;
+    ngx_http_canary_rollout_t    *ro;
+    ngx_http_canary_decision_t   *d;
+    ngx_http_canary_snapshot_t   *snap;
+    ngx_http_variable_value_t    *vv;
+    ngx_http_canary_main_conf_t  *cmcf;
+
+    d = &decisions[index];
+
+    if (d->decided) {
+        return *d;
+    }
+
+    cmcf = ngx_http_get_module_main_conf(r, ngx_http_canary_module);
+    ro = (ngx_http_canary_rollout_t *) cmcf->rollouts.elts + index;
+    snap = ro->sh->snapshot;
+
+    if (!ro->plain || snap->canary_users || snap->stable_users
+        || snap->start || snap->end)
+    {
+        return ngx_http_canary_evaluate(r, index, decisions, NULL, 0);
+    }
+
+    d->decided = 1;
+    d->variant = NGX_HTTP_CANARY_STABLE;
+
+    /* the key: the first non-empty of the "key" variables */
+
+    kv = ro->keys.elts;
+
+    for (i = 0; i < ro->keys.nelts; i++) {
+        vv = ngx_http_get_indexed_variable(r, kv[i].index);
+
+        if (vv == NULL || vv->not_found || vv->len == 0) {
+            continue;
+        }
+
+        hash = ngx_http_canary_murmur3_key(&ro->salted, vv->data, vv->len);
+
+        d->bucket = ngx_http_canary_bucket(hash, ro->hash);
+        d->has_bucket = 1;
+        d->reason = NGX_HTTP_CANARY_REASON_PERCENT;
+        d->variant = (d->bucket < snap->percent) ? NGX_HTTP_CANARY_CANARY
+                                                 : NGX_HTTP_CANARY_STABLE;
+        return *d;
+    }
+
+    d->reason = NGX_HTTP_CANARY_REASON_NO_KEY;
+
+    return *d;
 }
 
 
@@ -396,7 +489,6 @@ ngx_http_canary_evaluate(ngx_http_request_t *r, ngx_uint_t index,
     ngx_uint_t                    i, percent, found;
     ngx_http_canary_value_t      *kv;
     ngx_http_canary_rollout_t    *ro;
-    ngx_http_canary_murmur3_t     m;
     ngx_http_canary_segment_t    *seg;
     ngx_http_canary_decision_t   *d, req;
     ngx_http_canary_snapshot_t   *snap;
@@ -473,9 +565,7 @@ ngx_http_canary_evaluate(ngx_http_request_t *r, ngx_uint_t index,
         return *d;
     }
 
-    m = ro->salted;
-    ngx_http_canary_murmur3_update(&m, key.data, key.len);
-    hash = ngx_http_canary_murmur3_final(&m);
+    hash = ngx_http_canary_murmur3_key(&ro->salted, key.data, key.len);
 
     d->bucket = ngx_http_canary_bucket(hash, ro->hash);
     d->has_bucket = 1;
@@ -599,7 +689,7 @@ ngx_http_canary_evaluate(ngx_http_request_t *r, ngx_uint_t index,
 }
 
 
-static ngx_int_t
+static ngx_inline ngx_int_t
 ngx_http_canary_value(ngx_http_request_t *r, ngx_http_canary_value_t *v,
     ngx_str_t *value)
 {
@@ -670,7 +760,11 @@ ngx_http_canary_log_handler(ngx_http_request_t *r)
         return NGX_OK;
     }
 
-    ctx = ngx_http_canary_get_ctx(r, 0);
+    ctx = ngx_http_get_module_ctx(r, ngx_http_canary_module);
+
+    if (ctx == NULL) {
+        ctx = ngx_http_canary_get_ctx(r, 0);
+    }
 
     if (ctx && ctx->routed) {
         index = ctx->routed - 1;
@@ -697,7 +791,7 @@ ngx_http_canary_log_handler(ngx_http_request_t *r)
 
     ctx->counted = 1;
 
-    d = ngx_http_canary_evaluate(r, index, ctx->decisions, NULL, 0);
+    d = ngx_http_canary_decide_plain(r, index, ctx->decisions);
 
     cmcf = ngx_http_get_module_main_conf(r, ngx_http_canary_module);
     ro = (ngx_http_canary_rollout_t *) cmcf->rollouts.elts + index;
@@ -745,7 +839,7 @@ ngx_http_canary_variable(ngx_http_request_t *r,
     cmcf = ngx_http_get_module_main_conf(r, ngx_http_canary_module);
     ro = (ngx_http_canary_rollout_t *) cmcf->rollouts.elts + index;
 
-    d = ngx_http_canary_decide(r, index);
+    d = ngx_http_canary_decision(r, index);
 
     switch (data) {
 
@@ -802,7 +896,7 @@ ngx_http_canary_variant_variable(ngx_http_request_t *r,
 {
     ngx_http_canary_decision_t  d;
 
-    d = ngx_http_canary_decide(r, data);
+    d = ngx_http_canary_decision(r, data);
 
     v->len = ngx_http_canary_variant_names[d.variant].len;
     v->data = ngx_http_canary_variant_names[d.variant].data;
@@ -1715,6 +1809,7 @@ ngx_http_canary_init(ngx_conf_t *cf)
     ngx_int_t                     n;
     ngx_uint_t                    i, j, *path;
     ngx_http_handler_pt          *h;
+    ngx_http_canary_value_t      *kv;
     ngx_http_canary_require_t    *req;
     ngx_http_canary_rollout_t    *ro;
     ngx_http_core_main_conf_t    *cmcf;
@@ -1726,6 +1821,17 @@ ngx_http_canary_init(ngx_conf_t *cf)
 
     for (i = 0; i < ccf->rollouts.nelts; i++) {
         ro[i].nrequires = ro[i].requires.nelts;
+
+        ro[i].plain = !ro[i].override.set && !ro[i].segment.set
+                      && ro[i].match == NULL && ro[i].nrequires == 0;
+
+        kv = ro[i].keys.elts;
+
+        for (j = 0; j < ro[i].keys.nelts; j++) {
+            if (kv[j].cv) {
+                ro[i].plain = 0;
+            }
+        }
 
         if (ro[i].nrequires == 0) {
             continue;

@@ -286,6 +286,10 @@ typedef struct {
     ngx_uint_t                      nrequires;
     ngx_http_canary_policy_t       *policy;     /* "auto", or NULL */
 
+    /* no override, segment, match or requires, keys all variables: the
+       request path decides it without ngx_http_canary_evaluate() */
+    unsigned                        plain:1;
+
     ngx_str_t                       file;
     ngx_uint_t                      line;
 
@@ -336,11 +340,15 @@ typedef struct {
  * decisions stay the same for the whole request, and the request is
  * counted once, under the rollout of the first "canary" location it
  * entered ("routed", index + 1; 0 when none yet).
+ *
+ * Small, as it is made on every routed request: 4 bytes and a 4-byte
+ * decision per rollout, allocated with its pool cleanup in one piece
+ * (24 + 8 bytes with one rollout, see ngx_http_canary_get_ctx()).
  */
 typedef struct {
-    ngx_http_canary_decision_t     *decisions;  /* one per rollout */
-    ngx_uint_t                      routed;
+    unsigned                        routed:31;
     unsigned                        counted:1;
+    ngx_http_canary_decision_t      decisions[1];   /* one per rollout */
 } ngx_http_canary_ctx_t;
 
 
