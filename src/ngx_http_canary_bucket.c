@@ -53,53 +53,60 @@ static inline void
 ngx_http_canary_murmur3_feed(ngx_http_canary_murmur3_t *m,
     const unsigned char *p, size_t n)
 {
+    size_t                rem;
     uint32_t              w, h1, tail, ntail, shift;
+    uint64_t              acc;
     const unsigned char  *end;
 
     /*
      * In locals: a store through m could alias p, locals cannot.  The
-     * "ntail" bytes left over from before (the salt's, on the request
-     * path) stay in front of every block: each 4 bytes read complete the
-     * pending block and leave as many bytes pending again.
+     * "ntail" bytes pending from before (the salt's, on the request path)
+     * stay in front: each 4 bytes read complete the pending block and
+     * leave as many bytes pending again, in the top of a 64-bit "acc".
      */
 
     h1 = m->h1;
     tail = m->tail;
     ntail = m->ntail;
+    shift = 8 * ntail;
     end = p + n;
 
-    if (ntail == 0) {
-        while (end - p >= 4) {
-            w = (uint32_t) p[0] | (uint32_t) p[1] << 8
-                | (uint32_t) p[2] << 16 | (uint32_t) p[3] << 24;
-            h1 = ngx_http_canary_mix_h1(h1, w);
-            p += 4;
-        }
-
-    } else {
-        shift = 8 * ntail;
-
-        while (end - p >= 4) {
-            w = (uint32_t) p[0] | (uint32_t) p[1] << 8
-                | (uint32_t) p[2] << 16 | (uint32_t) p[3] << 24;
-            h1 = ngx_http_canary_mix_h1(h1, tail | w << shift);
-            tail = w >> (32 - shift);
-            p += 4;
-        }
+    while (end - p >= 4) {
+        w = (uint32_t) p[0] | (uint32_t) p[1] << 8
+            | (uint32_t) p[2] << 16 | (uint32_t) p[3] << 24;
+        acc = tail | (uint64_t) w << shift;
+        h1 = ngx_http_canary_mix_h1(h1, (uint32_t) acc);
+        tail = (uint32_t) (acc >> 32);
+        p += 4;
     }
 
-    while (p < end) {
-        tail |= (uint32_t) *p++ << (8 * ntail);
+    /* the last 0 to 3 bytes, which may complete one more block */
 
-        if (++ntail == 4) {
-            h1 = ngx_http_canary_mix_h1(h1, tail);
-            tail = 0;
-            ntail = 0;
-        }
+    rem = end - p;
+    w = 0;
+
+    switch (rem) {
+    case 3:
+        w = (uint32_t) p[2] << 16;
+        /* fall through */
+    case 2:
+        w |= (uint32_t) p[1] << 8;
+        /* fall through */
+    case 1:
+        w |= (uint32_t) p[0];
+    }
+
+    acc = tail | (uint64_t) w << shift;
+    ntail += rem;
+
+    if (ntail >= 4) {
+        h1 = ngx_http_canary_mix_h1(h1, (uint32_t) acc);
+        acc >>= 32;
+        ntail -= 4;
     }
 
     m->h1 = h1;
-    m->tail = tail;
+    m->tail = (uint32_t) acc;
     m->ntail = ntail;
     m->len += (uint32_t) n;
 }

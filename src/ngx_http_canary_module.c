@@ -36,12 +36,16 @@ static ngx_inline ngx_int_t ngx_http_canary_value(ngx_http_request_t *r,
     ngx_http_canary_value_t *v, ngx_str_t *value);
 static ngx_http_canary_ctx_t *ngx_http_canary_get_ctx(ngx_http_request_t *r,
     ngx_uint_t create);
-static void ngx_http_canary_ctx_cleanup(void *data);
-static ngx_inline ngx_http_canary_decision_t ngx_http_canary_decision(
+static ngx_int_t ngx_http_canary_ctx_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_inline ngx_http_canary_ctx_t *ngx_http_canary_ctx(
+    ngx_http_request_t *r, ngx_http_canary_main_conf_t *cmcf,
+    ngx_uint_t create);
+static ngx_inline ngx_http_canary_decision_t *ngx_http_canary_decision(
     ngx_http_request_t *r, ngx_uint_t index);
-static ngx_inline ngx_http_canary_decision_t ngx_http_canary_decide_plain(
-    ngx_http_request_t *r, ngx_uint_t index,
-    ngx_http_canary_decision_t *decisions);
+static ngx_http_canary_decision_t *ngx_http_canary_decide_plain(
+    ngx_http_request_t *r, ngx_http_canary_main_conf_t *cmcf,
+    ngx_uint_t index, ngx_http_canary_decision_t *decisions);
 static ngx_int_t ngx_http_canary_rewrite_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_canary_log_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_canary_variable(ngx_http_request_t *r,
@@ -230,8 +234,17 @@ static ngx_http_variable_t  ngx_http_canary_vars[] = {
     { ngx_string("canary_reason"), NULL, ngx_http_canary_variable,
       ngx_http_canary_var_reason, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
+    /* where a main request's context lives, see ngx_http_canary_get_ctx() */
+    { ngx_string("canary request context"), NULL,
+      ngx_http_canary_ctx_variable, 0,
+      NGX_HTTP_VAR_NOHASH|NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
       ngx_http_null_variable
 };
+
+
+static ngx_str_t  ngx_http_canary_ctx_name =
+    ngx_string("canary request context");
 
 
 ngx_str_t  ngx_http_canary_variant_names[] = {
@@ -270,10 +283,17 @@ ngx_str_t  ngx_http_canary_state_names[] = {
 
 
 /*
- * The request's context, made on first need.  A main request's context
- * is also kept by a pool cleanup (as the realip module does), because an
- * internal redirect clears the module contexts: found there again, the
- * decisions and the rollout that routed the request carry on.
+ * The request's context.  A main request's lives in r->variables, in the
+ * slot of a variable of the module's own ("canary request context",
+ * which configuration cannot name and the variables hash does not hold):
+ * nginx allocates and zeroes that array with the request, and neither an
+ * internal redirect nor a named location clears it, as they clear the
+ * module contexts.  When the context fits the slot's 16 bytes (up to
+ * three rollouts) it is the slot itself, so the request allocates
+ * nothing and no pool cleanup is needed; else the slot's data points to
+ * one made on first need.  A subrequest shares r->variables with its
+ * main request but decides on its own variables: its context is a module
+ * context, as before.
  */
 
 static ngx_http_canary_ctx_t *
@@ -281,66 +301,40 @@ ngx_http_canary_get_ctx(ngx_http_request_t *r, ngx_uint_t create)
 {
     size_t                        size;
     ngx_uint_t                    i, n;
-    ngx_pool_cleanup_t           *cln;
     ngx_http_canary_ctx_t        *ctx;
+    ngx_http_variable_value_t    *slot;
     ngx_http_canary_main_conf_t  *cmcf;
 
     static ngx_http_canary_decision_t  undecided;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_canary_module);
+    cmcf = ngx_http_get_module_main_conf(r, ngx_http_canary_module);
 
-    if (ctx) {
+    if (r == r->main) {
+        slot = &r->variables[cmcf->ctx_index];
+
+        if (cmcf->ctx_inline) {
+            return (ngx_http_canary_ctx_t *) slot;
+        }
+
+        ctx = (ngx_http_canary_ctx_t *) slot->data;
+
+    } else {
+        slot = NULL;
+        ctx = ngx_http_get_module_ctx(r, ngx_http_canary_module);
+    }
+
+    if (ctx || !create) {
         return ctx;
     }
-
-    if (r == r->main && (r->internal || r->filter_finalize)) {
-
-        for (cln = r->pool->cleanup; cln; cln = cln->next) {
-            if (cln->handler == ngx_http_canary_ctx_cleanup) {
-                ctx = cln->data;
-                ngx_http_set_ctx(r, ctx, ngx_http_canary_module);
-                return ctx;
-            }
-        }
-    }
-
-    if (!create) {
-        return NULL;
-    }
-
-    cmcf = ngx_http_get_module_main_conf(r, ngx_http_canary_module);
 
     n = cmcf->rollouts.nelts;
     size = offsetof(ngx_http_canary_ctx_t, decisions)
            + n * sizeof(ngx_http_canary_decision_t);
 
-    if (r == r->main) {
-
-        /*
-         * what ngx_pool_cleanup_add() does, but in one allocation with
-         * the context: this is on every routed request's path
-         */
-
-        cln = ngx_palloc(r->pool, sizeof(ngx_pool_cleanup_t) + size);
-        if (cln == NULL) {
-            return NULL;
-        }
-
-        ctx = (ngx_http_canary_ctx_t *) &cln[1];
-
-        cln->handler = ngx_http_canary_ctx_cleanup;
-        cln->data = ctx;
-        cln->next = r->pool->cleanup;
-        r->pool->cleanup = cln;
-
-    } else {
-        ctx = ngx_palloc(r->pool, size);
-        if (ctx == NULL) {
-            return NULL;
-        }
+    ctx = ngx_palloc(r->pool, size);
+    if (ctx == NULL) {
+        return NULL;
     }
-
-    /* by hand: a memset() call costs more for one or two rollouts */
 
     ctx->routed = 0;
     ctx->counted = 0;
@@ -349,16 +343,40 @@ ngx_http_canary_get_ctx(ngx_http_request_t *r, ngx_uint_t create)
         ctx->decisions[i] = undecided;
     }
 
-    ngx_http_set_ctx(r, ctx, ngx_http_canary_module);
+    if (slot) {
+        slot->data = (u_char *) ctx;
+
+    } else {
+        ngx_http_set_ctx(r, ctx, ngx_http_canary_module);
+    }
 
     return ctx;
 }
 
 
-static void
-ngx_http_canary_ctx_cleanup(void *data)
+/* the usual case without a call */
+
+static ngx_inline ngx_http_canary_ctx_t *
+ngx_http_canary_ctx(ngx_http_request_t *r, ngx_http_canary_main_conf_t *cmcf,
+    ngx_uint_t create)
 {
-    /* nothing to free: the cleanup only marks the context */
+    if (r == r->main && cmcf->ctx_inline) {
+        return (ngx_http_canary_ctx_t *) &r->variables[cmcf->ctx_index];
+    }
+
+    return ngx_http_canary_get_ctx(r, create);
+}
+
+
+static ngx_int_t
+ngx_http_canary_ctx_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    /* never asked for: the slot is the context, see above */
+
+    v->not_found = 1;
+
+    return NGX_OK;
 }
 
 
@@ -371,28 +389,33 @@ ngx_http_canary_ctx_cleanup(void *data)
 ngx_http_canary_decision_t
 ngx_http_canary_decide(ngx_http_request_t *r, ngx_uint_t index)
 {
-    return ngx_http_canary_decision(r, index);
+    return *ngx_http_canary_decision(r, index);
 }
 
 
-static ngx_inline ngx_http_canary_decision_t
+/* the same, as a pointer: the caller reads only the fields it needs */
+
+static ngx_inline ngx_http_canary_decision_t *
 ngx_http_canary_decision(ngx_http_request_t *r, ngx_uint_t index)
 {
-    ngx_http_canary_ctx_t  *ctx;
+    ngx_http_canary_ctx_t        *ctx;
+    ngx_http_canary_main_conf_t  *cmcf;
 
     static ngx_http_canary_decision_t  none;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_canary_module);
+    cmcf = ngx_http_get_module_main_conf(r, ngx_http_canary_module);
+
+    ctx = ngx_http_canary_ctx(r, cmcf, 1);
 
     if (ctx == NULL) {
-        ctx = ngx_http_canary_get_ctx(r, 1);
-
-        if (ctx == NULL) {
-            return none;
-        }
+        return &none;
     }
 
-    return ngx_http_canary_decide_plain(r, index, ctx->decisions);
+    if (ctx->decisions[index].decided) {
+        return &ctx->decisions[index];
+    }
+
+    return ngx_http_canary_decide_plain(r, cmcf, index, ctx->decisions);
 }
 
 
@@ -404,37 +427,37 @@ ngx_http_canary_decision(ngx_http_request_t *r, ngx_uint_t index)
  * function that needs no stack frame; else the evaluation itself.
  */
 
-static ngx_inline ngx_http_canary_decision_t
-ngx_http_canary_decide_plain(ngx_http_request_t *r, ngx_uint_t index,
+static ngx_http_canary_decision_t *
+ngx_http_canary_decide_plain(ngx_http_request_t *r,
+    ngx_http_canary_main_conf_t *cmcf, ngx_uint_t index,
     ngx_http_canary_decision_t *decisions)
 {
     uint32_t                      hash;
     ngx_uint_t                    i;
     ngx_http_canary_value_t      *kv;
     ngx_http_canary_rollout_t    *ro;
-    ngx_http_canary_decision_t   *d;
+    ngx_http_canary_decision_t    d;
     ngx_http_canary_snapshot_t   *snap;
     ngx_http_variable_value_t    *vv;
-    ngx_http_canary_main_conf_t  *cmcf;
 
-    d = &decisions[index];
+    static ngx_http_canary_decision_t  undecided;
 
-    if (d->decided) {
-        return *d;
-    }
-
-    cmcf = ngx_http_get_module_main_conf(r, ngx_http_canary_module);
     ro = (ngx_http_canary_rollout_t *) cmcf->rollouts.elts + index;
     snap = ro->sh->snapshot;
 
     if (!ro->plain || snap->canary_users || snap->stable_users
         || snap->start || snap->end)
     {
-        return ngx_http_canary_evaluate(r, index, decisions, NULL, 0);
+        (void) ngx_http_canary_evaluate(r, index, decisions, NULL, 0);
+        return &decisions[index];
     }
 
-    d->decided = 1;
-    d->variant = NGX_HTTP_CANARY_STABLE;
+    /* put together here, stored once */
+
+    d = undecided;
+    d.decided = 1;
+    d.variant = NGX_HTTP_CANARY_STABLE;
+    d.reason = NGX_HTTP_CANARY_REASON_NO_KEY;
 
     /* the key: the first non-empty of the "key" variables */
 
@@ -449,17 +472,17 @@ ngx_http_canary_decide_plain(ngx_http_request_t *r, ngx_uint_t index,
 
         hash = ngx_http_canary_murmur3_key(&ro->salted, vv->data, vv->len);
 
-        d->bucket = ngx_http_canary_bucket(hash, ro->hash);
-        d->has_bucket = 1;
-        d->reason = NGX_HTTP_CANARY_REASON_PERCENT;
-        d->variant = (d->bucket < snap->percent) ? NGX_HTTP_CANARY_CANARY
-                                                 : NGX_HTTP_CANARY_STABLE;
-        return *d;
+        d.bucket = ngx_http_canary_bucket(hash, ro->hash);
+        d.has_bucket = 1;
+        d.reason = NGX_HTTP_CANARY_REASON_PERCENT;
+        d.variant = (d.bucket < snap->percent) ? NGX_HTTP_CANARY_CANARY
+                                               : NGX_HTTP_CANARY_STABLE;
+        break;
     }
 
-    d->reason = NGX_HTTP_CANARY_REASON_NO_KEY;
+    decisions[index] = d;
 
-    return *d;
+    return &decisions[index];
 }
 
 
@@ -724,8 +747,9 @@ ngx_http_canary_value(ngx_http_request_t *r, ngx_http_canary_value_t *v,
 static ngx_int_t
 ngx_http_canary_rewrite_handler(ngx_http_request_t *r)
 {
-    ngx_http_canary_ctx_t       *ctx;
-    ngx_http_canary_loc_conf_t  *clcf;
+    ngx_http_canary_ctx_t        *ctx;
+    ngx_http_canary_loc_conf_t   *clcf;
+    ngx_http_canary_main_conf_t  *cmcf;
 
     clcf = ngx_http_get_module_loc_conf(r, ngx_http_canary_module);
 
@@ -733,7 +757,9 @@ ngx_http_canary_rewrite_handler(ngx_http_request_t *r)
         return NGX_DECLINED;
     }
 
-    ctx = ngx_http_canary_get_ctx(r, 1);
+    cmcf = ngx_http_get_module_main_conf(r, ngx_http_canary_module);
+
+    ctx = ngx_http_canary_ctx(r, cmcf, 1);
     if (ctx == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -752,7 +778,7 @@ ngx_http_canary_log_handler(ngx_http_request_t *r)
     ngx_int_t                     index;
     ngx_http_canary_ctx_t        *ctx;
     ngx_http_canary_rollout_t    *ro;
-    ngx_http_canary_decision_t    d;
+    ngx_http_canary_decision_t   *d;
     ngx_http_canary_loc_conf_t   *clcf;
     ngx_http_canary_main_conf_t  *cmcf;
 
@@ -760,11 +786,9 @@ ngx_http_canary_log_handler(ngx_http_request_t *r)
         return NGX_OK;
     }
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_canary_module);
+    cmcf = ngx_http_get_module_main_conf(r, ngx_http_canary_module);
 
-    if (ctx == NULL) {
-        ctx = ngx_http_canary_get_ctx(r, 0);
-    }
+    ctx = ngx_http_canary_ctx(r, cmcf, 0);
 
     if (ctx && ctx->routed) {
         index = ctx->routed - 1;
@@ -779,7 +803,7 @@ ngx_http_canary_log_handler(ngx_http_request_t *r)
             return NGX_OK;
         }
 
-        ctx = ngx_http_canary_get_ctx(r, 1);
+        ctx = ngx_http_canary_ctx(r, cmcf, 1);
         if (ctx == NULL) {
             return NGX_OK;
         }
@@ -791,12 +815,15 @@ ngx_http_canary_log_handler(ngx_http_request_t *r)
 
     ctx->counted = 1;
 
-    d = ngx_http_canary_decide_plain(r, index, ctx->decisions);
+    d = &ctx->decisions[index];
 
-    cmcf = ngx_http_get_module_main_conf(r, ngx_http_canary_module);
+    if (!d->decided) {
+        d = ngx_http_canary_decide_plain(r, cmcf, index, ctx->decisions);
+    }
+
     ro = (ngx_http_canary_rollout_t *) cmcf->rollouts.elts + index;
 
-    ngx_http_canary_count(r, ro->sh, cmcf->sh->nslots, d.variant);
+    ngx_http_canary_count(r, ro->sh, cmcf->sh->nslots, d->variant);
 
     return NGX_OK;
 }
@@ -811,7 +838,7 @@ ngx_http_canary_variable(ngx_http_request_t *r,
     ngx_str_t                    *s;
     ngx_http_canary_ctx_t        *ctx;
     ngx_http_canary_rollout_t    *ro;
-    ngx_http_canary_decision_t    d;
+    ngx_http_canary_decision_t   *d;
     ngx_http_canary_loc_conf_t   *clcf;
     ngx_http_canary_main_conf_t  *cmcf;
 
@@ -844,11 +871,11 @@ ngx_http_canary_variable(ngx_http_request_t *r,
     switch (data) {
 
     case ngx_http_canary_var_upstream:
-        s = &ro->upstream[d.variant];
+        s = &ro->upstream[d->variant];
         break;
 
     case ngx_http_canary_var_variant:
-        s = &ngx_http_canary_variant_names[d.variant];
+        s = &ngx_http_canary_variant_names[d->variant];
         break;
 
     case ngx_http_canary_var_rollout:
@@ -856,12 +883,12 @@ ngx_http_canary_variable(ngx_http_request_t *r,
         break;
 
     case ngx_http_canary_var_reason:
-        s = &ngx_http_canary_reason_names[d.reason];
+        s = &ngx_http_canary_reason_names[d->reason];
         break;
 
     default: /* ngx_http_canary_var_bucket */
 
-        if (!d.has_bucket) {
+        if (!d->has_bucket) {
             v->not_found = 1;
             return NGX_OK;
         }
@@ -871,7 +898,7 @@ ngx_http_canary_variable(ngx_http_request_t *r,
             return NGX_ERROR;
         }
 
-        v->len = ngx_sprintf(p, "%ui", (ngx_uint_t) d.bucket) - p;
+        v->len = ngx_sprintf(p, "%ui", (ngx_uint_t) d->bucket) - p;
         v->data = p;
         v->valid = 1;
         v->no_cacheable = 0;
@@ -894,12 +921,12 @@ static ngx_int_t
 ngx_http_canary_variant_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data)
 {
-    ngx_http_canary_decision_t  d;
+    ngx_http_canary_decision_t  *d;
 
     d = ngx_http_canary_decision(r, data);
 
-    v->len = ngx_http_canary_variant_names[d.variant].len;
-    v->data = ngx_http_canary_variant_names[d.variant].data;
+    v->len = ngx_http_canary_variant_names[d->variant].len;
+    v->data = ngx_http_canary_variant_names[d->variant].data;
     v->valid = 1;
     v->no_cacheable = 0;
     v->not_found = 0;
@@ -1879,6 +1906,18 @@ ngx_http_canary_init(ngx_conf_t *cf)
     if (ngx_http_canary_auto_check_conf(cf, ccf) != NGX_OK) {
         return NGX_ERROR;
     }
+
+    /* a main request's context, in r->variables */
+
+    ccf->ctx_index = ngx_http_get_variable_index(cf, &ngx_http_canary_ctx_name);
+    if (ccf->ctx_index == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    ccf->ctx_inline = (offsetof(ngx_http_canary_ctx_t, decisions)
+                       + ccf->rollouts.nelts
+                         * sizeof(ngx_http_canary_decision_t)
+                       <= sizeof(ngx_http_variable_value_t));
 
     cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
 

@@ -309,6 +309,11 @@ typedef struct {
     ngx_msec_t                      sync_interval;
     ngx_str_t                       state_file;
     ngx_str_t                       node_id;    /* canary_node_id */
+
+    /* the slot of r->variables that holds a main request's context, and
+       whether the context fits in it, see ngx_http_canary_get_ctx() */
+    ngx_int_t                       ctx_index;
+    ngx_flag_t                      ctx_inline;
 } ngx_http_canary_main_conf_t;
 
 
@@ -334,16 +339,15 @@ typedef struct {
 
 
 /*
- * The request's context.  For a main request it hangs off a pool cleanup
- * as well, so that it survives the reset of the module contexts by an
- * internal redirect (error_page, try_files, X-Accel-Redirect): the
- * decisions stay the same for the whole request, and the request is
- * counted once, under the rollout of the first "canary" location it
- * entered ("routed", index + 1; 0 when none yet).
+ * The request's context.  A main request's survives the reset of the
+ * module contexts by an internal redirect (error_page, try_files,
+ * X-Accel-Redirect): the decisions stay the same for the whole request,
+ * and the request is counted once, under the rollout of the first
+ * "canary" location it entered ("routed", index + 1; 0 when none yet).
  *
- * Small, as it is made on every routed request: 4 bytes and a 4-byte
- * decision per rollout, allocated with its pool cleanup in one piece
- * (24 + 8 bytes with one rollout, see ngx_http_canary_get_ctx()).
+ * 4 bytes and a 4-byte decision per rollout: with up to three rollouts
+ * it fits in the 16 bytes of a slot of r->variables, where nginx has
+ * already allocated and zeroed it (see ngx_http_canary_get_ctx()).
  */
 typedef struct {
     unsigned                        routed:31;
