@@ -178,14 +178,3 @@ ngx_http_canary_murmur3(const unsigned char *p, size_t n)
 
     return ngx_http_canary_murmur3_final(&m);
 }
-
-
-uint32_t
-ngx_http_canary_bucket(uint32_t hash, unsigned mode)
-{
-    if (mode == NGX_HTTP_CANARY_HASH_UNLEASH) {
-        return (hash % 100) * 100;
-    }
-
-    return hash % NGX_HTTP_CANARY_BUCKETS;
-}

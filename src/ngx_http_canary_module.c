@@ -50,6 +50,10 @@ static ngx_int_t ngx_http_canary_rewrite_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_canary_log_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_canary_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_canary_bucket_value(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, ngx_http_canary_decision_t *d);
+static ngx_int_t ngx_http_canary_upstream_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_canary_add_variant_variables(ngx_conf_t *cf,
     ngx_http_canary_main_conf_t *cmcf, ngx_http_canary_rollout_t *ro);
 static ngx_uint_t ngx_http_canary_variable_word(u_char *p, size_t len);
@@ -219,7 +223,7 @@ static ngx_http_canary_rollout_cmd_t  ngx_http_canary_rollout_cmds[] = {
 
 static ngx_http_variable_t  ngx_http_canary_vars[] = {
 
-    { ngx_string("canary_upstream"), NULL, ngx_http_canary_variable,
+    { ngx_string("canary_upstream"), NULL, ngx_http_canary_upstream_variable,
       ngx_http_canary_var_upstream, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
     { ngx_string("canary_variant"), NULL, ngx_http_canary_variable,
@@ -833,7 +837,6 @@ static ngx_int_t
 ngx_http_canary_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data)
 {
-    u_char                       *p;
     ngx_int_t                     index;
     ngx_str_t                    *s;
     ngx_http_canary_ctx_t        *ctx;
@@ -887,28 +890,81 @@ ngx_http_canary_variable(ngx_http_request_t *r,
         break;
 
     default: /* ngx_http_canary_var_bucket */
-
-        if (!d->has_bucket) {
-            v->not_found = 1;
-            return NGX_OK;
-        }
-
-        p = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
-        if (p == NULL) {
-            return NGX_ERROR;
-        }
-
-        v->len = ngx_sprintf(p, "%ui", (ngx_uint_t) d->bucket) - p;
-        v->data = p;
-        v->valid = 1;
-        v->no_cacheable = 0;
-        v->not_found = 0;
-
-        return NGX_OK;
+        return ngx_http_canary_bucket_value(r, v, d);
     }
 
     v->len = s->len;
     v->data = s->data;
+    v->valid = 1;
+    v->no_cacheable = 0;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+/*
+ * $canary_upstream in a "canary" location, what proxy_pass asks on every
+ * routed request: the same as ngx_http_canary_variable() gives, without
+ * its other cases
+ */
+
+static ngx_int_t
+ngx_http_canary_upstream_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_int_t                     index;
+    ngx_str_t                    *s;
+    ngx_http_canary_rollout_t    *ro;
+    ngx_http_canary_decision_t   *d;
+    ngx_http_canary_loc_conf_t   *clcf;
+    ngx_http_canary_main_conf_t  *cmcf;
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_canary_module);
+
+    index = clcf->rollout;
+
+    if (index == NGX_CONF_UNSET) {
+        return ngx_http_canary_variable(r, v, data);
+    }
+
+    cmcf = ngx_http_get_module_main_conf(r, ngx_http_canary_module);
+    ro = (ngx_http_canary_rollout_t *) cmcf->rollouts.elts + index;
+
+    d = ngx_http_canary_decision(r, index);
+
+    s = &ro->upstream[d->variant];
+
+    v->len = s->len;
+    v->data = s->data;
+    v->valid = 1;
+    v->no_cacheable = 0;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+/* out of ngx_http_canary_variable(), which then needs a smaller frame */
+
+static ngx_int_t
+ngx_http_canary_bucket_value(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, ngx_http_canary_decision_t *d)
+{
+    u_char  *p;
+
+    if (!d->has_bucket) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    p = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    v->len = ngx_sprintf(p, "%ui", (ngx_uint_t) d->bucket) - p;
+    v->data = p;
     v->valid = 1;
     v->no_cacheable = 0;
     v->not_found = 0;
