@@ -424,11 +424,13 @@ ngx_http_canary_decision(ngx_http_request_t *r, ngx_uint_t index)
 
 
 /*
- * The request path's decision: the cached one; else, for a "plain"
- * rollout (no override, segment, match or requires, keys that are all
- * variables) whose snapshot has no user sets and no time window, what the
- * evaluation below would find, the bucket against the percent, in a
- * function that needs no stack frame; else the evaluation itself.
+ * The request path's decision when none is cached: for a "plain" rollout
+ * (no override, segment, match or requires, keys that are all variables)
+ * whose snapshot has no user sets and no time window, what the evaluation
+ * below would find, the bucket against the percent, in a small function
+ * without the evaluation's locals (whose addresses are taken, so the
+ * stack protector guards its frame); else the evaluation itself.  Stored
+ * in decisions[index], returned by pointer.
  */
 
 static ngx_http_canary_decision_t *
