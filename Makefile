@@ -22,6 +22,12 @@ NGINX_BUILD := $(BUILD)/nginx$(if $(filter 1,$(SANITIZE)),-asan)
 NGINX       ?= /usr/sbin/nginx
 MODULE      := $(NGINX_BUILD)/objs/ngx_http_canary_module.so
 CC          ?= cc
+# the module's compiler flags: Debian's for its nginx and module packages
+# (dpkg-buildflags), -O2 and not nginx's default -O; SANITIZE=1 replaces
+# them (a later --with-cc-opt wins)
+NGINX_CC_OPT ?= -g -O2 -fstack-protector-strong -Wformat \
+                -Werror=format-security -fPIC -Wdate-time -D_FORTIFY_SOURCE=2
+NGINX_LD_OPT ?= -Wl,-z,relro -Wl,-z,now -fPIC
 CFLAGS_UNIT ?= -O1 -g -Wall -Wextra -Werror
 
 SRCS := $(wildcard src/*.c src/*.h) config
@@ -72,8 +78,8 @@ deps-bench:
 
 # A copy of the nginx source tree, configured as Debian's nginx was (when
 # it is Debian's nginx-dev) plus this module; reconfigured when `config`
-# changes.
-$(NGINX_BUILD)/objs/Makefile: config
+# or this Makefile changes.
+$(NGINX_BUILD)/objs/Makefile: config Makefile
 	@test -f $(NGINX_SRC)/configure || $(MAKE) deps
 	rm -rf $(NGINX_BUILD)
 	mkdir -p $(BUILD)
@@ -82,7 +88,8 @@ $(NGINX_BUILD)/objs/Makefile: config
 	    flags=(); \
 	    if [ -f conf_flags ]; then . ./conf_flags; \
 	        flags=("$${NGX_CONF_FLAGS[@]}"); fi; \
-	    ./configure "$${flags[@]}" $(NGINX_CONF_EXTRA) \
+	    ./configure "$${flags[@]}" --with-cc-opt='$(NGINX_CC_OPT)' \
+	        --with-ld-opt='$(NGINX_LD_OPT)' $(NGINX_CONF_EXTRA) \
 	        --add-dynamic-module=$(TOP) \
 	        > $(BUILD)/configure.log 2>&1 \
 	    || { tail -30 $(BUILD)/configure.log; exit 1; }

@@ -6,23 +6,37 @@ Parts (BENCH_PARTS, comma separated, default all):
   wrk         throughput and latency, interleaved rounds of wrk against
               (a) plain proxy_pass, (b) split_clients, (c) this module at
               50% with counters, (d) the OpenResty way, (e) the module with
-              every targeting rule, (f) the module with three arms 1:1:2
-              at 50% exposure; ratios of paired rounds, medians
+              every targeting rule, and the minimal shape's (a2), (b2),
+              (c2); ratios of paired rounds (throughput, p99), medians;
+              (f) is (c) with three arms 1:1:2 (issue 14), callgrind only
   callgrind   instructions per request on a single-process front nginx
-              under valgrind --tool=callgrind: two runs with N and 2N
-              requests after the same warm-up, (Ir(2N) - Ir(N)) / N
+              under valgrind --tool=callgrind, counted between marker
+              requests around windows of 0, N and 2N requests:
+              (Ir(2N) - Ir(0)) / 2N; with callgrind_annotate --inclusive
+              figures per request for the module's functions, the
+              allocator's and split_clients' hash
   propagation time from redis-cli HSET to the first request routed by the
               new value (needs canary_redis in the module)
   scale       1,000 rollouts, 100k and 1M users (needs canary_redis and
               canary_status)
 
+Request shapes (issue 15), none with Lua loaded:
+  (i)   a, b, c, d, e: a uid cookie, User-Agent and X-Country headers
+  (ii)  a2, b2, c2: one X-User header, "key $http_x_user $remote_addr;",
+        a status location in the server; c2 without canary_redis, as a
+        new user first writes it, c2r the same with it (callgrind only)
+  (iii) a3, b3, c3: 50 flags on the X-User header in one proxy_set_header,
+        50 split_clients blocks against 50 rollouts (callgrind only); a3
+        sends a constant header of the same length
+
 Every front nginx has one worker; the backends are a second nginx; the
-client keeps its connections alive and rotates user ids in the uid cookie.
+client keeps its connections alive and rotates user ids (u0 .. u9999).
 
 Environment: BENCH_ROUNDS (11), BENCH_DURATION (2, seconds per wrk run),
 BENCH_CONNS (32), BENCH_CG_N (2000), BENCH_CG_WARM (500), BENCH_CG_RUNS (1),
-BENCH_QUICK=1 (short everything, for development), BENCH_VARIANTS (a,b,c,
-d,e,f), CANARY_MODULE, NGINX, BENCH_OUT (build/bench.json).
+BENCH_QUICK=1 (short everything, for development), BENCH_VARIANTS (all
+above), BENCH_WRK_VARIANTS (a,b,c,d,e,a2,b2,c2), CANARY_MODULE, NGINX,
+BENCH_OUT (build/bench.json).
 
 Prints a table and writes the JSON summary.
 """
@@ -64,7 +78,12 @@ CG_WARM = env_int('BENCH_CG_WARM', 500, 200)
 CG_RUNS = env_int('BENCH_CG_RUNS', 1, 1)
 PARTS = os.environ.get('BENCH_PARTS',
                        'wrk,callgrind,propagation,scale').split(',')
-VARIANTS = os.environ.get('BENCH_VARIANTS', 'a,b,c,d,e,f').split(',')
+VARIANTS = os.environ.get(
+    'BENCH_VARIANTS', 'a,b,c,d,e,f,a2,b2,c2,c2r,a3,b3,c3').split(',')
+# wrk: the shapes whose throughput has targets; (iii) and c2r are counted
+# in instructions only
+WRK_VARIANTS = os.environ.get('BENCH_WRK_VARIANTS',
+                              'a,b,c,d,e,a2,b2,c2').split(',')
 
 NAMES = {
     'a': 'plain proxy_pass',
@@ -73,15 +92,67 @@ NAMES = {
     'd': 'Lua (OpenResty way)',
     'e': 'canary, all rules',
     'f': 'canary, three arms 1:1:2',
+    'a2': 'minimal: plain',
+    'b2': 'minimal: split_clients',
+    'c2': 'minimal: module 50%',
+    'c2r': 'minimal: module, Redis',
+    'a3': '50 flags: plain',
+    'b3': '50 flags: split_clients',
+    'c3': '50 flags: module',
 }
 CONF = {
     'a': 'a-plain.conf', 'b': 'b-split.conf', 'c': 'c-module.conf',
     'd': 'd-lua.conf', 'e': 'e-rules.conf', 'f': 'f-arms.conf',
+    'a2': 'min-a-plain.conf', 'b2': 'min-b-split.conf',
+    'c2': 'min-c-module.conf', 'c2r': 'min-c-module.conf',
+    'a3': 'flags-a-plain.conf', 'b3': 'flags-b-split.conf',
+    'c3': 'flags-c-module.conf',
 }
 
-# every variant gets the same request; the headers are what (e)'s rules
-# read, so that every rule is evaluated there
+# the request shapes: (i) the variants without a suffix get a uid cookie
+# and the headers below, which are what (e)'s rules read, so that every
+# rule is evaluated there; (ii) "2" and (iii) "3" get one X-User header,
+# as a new user's smallest realistic request
 HEADERS = {'X-Country': 'US', 'User-Agent': 'bench Mobile'}
+
+
+def shape(v):
+    return re.match(r'[a-z](\d?)', v).group(1) or '1'
+
+
+def plain_of(v):
+    """The plain proxy_pass variant of v's shape."""
+    return 'a' + (shape(v) if shape(v) != '1' else '')
+
+
+def request_headers(v):
+    return HEADERS if shape(v) == '1' else {}
+
+
+def request_id(v):
+    return 'cookie' if shape(v) == '1' else 'X-User'
+
+
+# (iii): 50 flags, f1 .. f50
+NFLAGS = 50
+
+
+def flags_subst():
+    r = range(1, NFLAGS + 1)
+    return {
+        'SPLITS': '\n'.join(
+            '    split_clients "f%d:${http_x_user}" $flag_f%d {\n'
+            '        50%%  canary;\n        *    stable;\n    }\n'
+            % (i, i) for i in r),
+        'ROLLOUTS': '\n'.join(
+            '    canary_rollout f%d {\n        key      $http_x_user;\n'
+            '        stable   stable;\n        canary   canary;\n'
+            '        percent  50;\n    }\n' % i for i in r),
+        'FLAGS_SPLIT': ','.join('$flag_f%d' % i for i in r),
+        'FLAGS_MODULE': ','.join('$canary_variant_f%d' % i for i in r),
+        'FLAGS_CONST': ','.join('stable' for i in r),
+    }
+
 
 procs = []
 t_start = time.time()
@@ -313,8 +384,14 @@ def start_front(env, v, single=False, valgrind=None):
     port = free_port()
     name = 'front-' + v + ('-cg' if single else '')
     prefix = os.path.join(RUN, name)
+    extra = flags_subst() if shape(v) == '3' else {}
+    if v == 'c2':
+        # the minimal shape as a new user first writes it: no canary_redis
+        # (c2r is the same with it)
+        extra['CANARY_REDIS'] = ''
     prefix, conf = write_conf(name, render(
-        os.path.join(HERE, 'conf', CONF[v]), env, prefix, port, single))
+        os.path.join(HERE, 'conf', CONF[v]), env, prefix, port, single,
+        extra))
     cmd = [NGINX, '-p', prefix, '-c', conf, '-e', os.path.join(prefix,
                                                                 'error.log')]
     if valgrind:
@@ -327,18 +404,33 @@ def start_front(env, v, single=False, valgrind=None):
 
 # --- a keep-alive client for fixed request counts -------------------------
 
-class Client:
-    """One keep-alive connection, sequential requests, rotating uids."""
+def share(c, n):
+    """The canary share a Client saw: of its answers, or of the flags in
+    them (iii)."""
+    if c.flags:
+        return c.flags_canary / float(c.flags)
+    return c.canary / float(n)
 
-    def __init__(self, port, headers=None):
+
+class Client:
+    """One keep-alive connection, sequential requests, rotating uids (in
+    the uid cookie, or in an X-User header with ident='X-User')."""
+
+    def __init__(self, port, headers=None, ident='cookie'):
         self.s = socket.create_connection(('127.0.0.1', port), 30)
         self.s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         extra = ''.join('%s: %s\r\n' % kv for kv in (headers or {}).items())
-        self.reqs = [('GET / HTTP/1.1\r\nHost: bench\r\nCookie: uid=u%d\r\n'
-                      '%s\r\n' % (u, extra)).encode() for u in range(10000)]
+        if ident == 'cookie':
+            idh = 'Cookie: uid=u%d\r\n'
+        else:
+            idh = ident + ': u%d\r\n'
+        self.reqs = [('GET / HTTP/1.1\r\nHost: bench\r\n' + idh % u
+                      + '%s\r\n' % extra).encode() for u in range(10000)]
         self.i = 0
         self.buf = b''
         self.canary = 0
+        self.flags = 0          # flags in X-Flags answers
+        self.flags_canary = 0   # of which "canary"
 
     def run(self, n):
         for _ in range(n):
@@ -360,6 +452,11 @@ class Client:
             raise RuntimeError('status %d' % status)
         if body.startswith(b'canary'):
             self.canary += 1
+        m = re.search(rb'(?i)\r\nx-flags:\s*([^\r]*)', head)
+        if m:
+            flags = m.group(1).split(b',')
+            self.flags += len(flags)
+            self.flags_canary += flags.count(b'canary')
 
     def recv(self):
         chunk = self.s.recv(65536)
@@ -389,7 +486,9 @@ def wrk(port, v, master):
     args = ['wrk', '-t1', '-c%d' % CONNS, '-d%ds' % DURATION,
             '--timeout', '5s', '-s', os.path.join(HERE, 'rotate.lua'),
             'http://127.0.0.1:%d/' % port]
-    args += ['--'] + ['%s:%s' % kv for kv in HEADERS.items()]
+    args += ['--'] + ['%s:%s' % kv for kv in request_headers(v).items()]
+    if request_id(v) != 'cookie':
+        args.append('uid-header=' + request_id(v))
     cpu = worker_cpu(master)
     r = subprocess.run(args, capture_output=True, text=True,
                        timeout=DURATION + 30)
@@ -404,25 +503,26 @@ def wrk(port, v, master):
 
 
 def part_wrk(env, summary):
+    variants = [v for v in VARIANTS if v in WRK_VARIANTS]
     fronts = {}
-    for v in VARIANTS:
+    for v in variants:
         p, port, prefix = start_front(env, v)
         fronts[v] = (p, port, prefix)
 
     # each one splits as configured
     shares = {}
     for v, (p, port, prefix) in fronts.items():
-        c = Client(port, HEADERS)
+        c = Client(port, request_headers(v), request_id(v))
         c.run(400)
         c.close()
-        shares[v] = c.canary / 400.0
+        shares[v] = share(c, 400)
     log('canary share of 400 requests: %s' % ', '.join(
         '%s %.2f' % kv for kv in shares.items()))
 
-    rounds = {v: [] for v in VARIANTS}
+    rounds = {v: [] for v in variants}
     for r in range(ROUNDS):
         # interleaved, the order rotated each round
-        order = VARIANTS[r % len(VARIANTS):] + VARIANTS[:r % len(VARIANTS)]
+        order = variants[r % len(variants):] + variants[:r % len(variants)]
         for v in order:
             res = wrk(fronts[v][1], v, fronts[v][0])
             rounds[v].append(res)
@@ -435,8 +535,9 @@ def part_wrk(env, summary):
         stop(p)
 
     out = {'connections': CONNS, 'duration_s': DURATION, 'rounds': ROUNDS,
-           'canary_share': shares, 'variants': {}, 'ratios': {}}
-    for v in VARIANTS:
+           'canary_share': shares, 'variants': {}, 'ratios': {},
+           'p99_ratios': {}}
+    for v in variants:
         rs = rounds[v]
         out['variants'][v] = {
             'name': NAMES[v],
@@ -457,6 +558,11 @@ def part_wrk(env, summary):
         return statistics.median(rounds[x][i]['rps'] / rounds[y][i]['rps']
                                  for i in range(ROUNDS))
 
+    def p99_ratio(x, y):
+        return statistics.median(rounds[x][i]['p99_us']
+                                 / max(rounds[y][i]['p99_us'], 1e-9)
+                                 for i in range(ROUNDS))
+
     def cpu_ratio(x, y):
         return statistics.median(rounds[x][i]['cpu_us']
                                  / max(rounds[y][i]['cpu_us'], 1e-9)
@@ -467,11 +573,13 @@ def part_wrk(env, summary):
     # load on the machine than requests per second
     out['cpu_ratios'] = {}
     for x, y in (('b', 'a'), ('c', 'a'), ('d', 'a'), ('e', 'a'),
-                 ('c', 'b'), ('c', 'd')):
+                 ('c', 'b'), ('c', 'd'), ('b2', 'a2'), ('c2', 'a2'),
+                 ('c2', 'b2')):
         r = ratio(x, y)
         if r is not None:
             out['ratios']['%s/%s' % (x, y)] = r
             out['cpu_ratios']['%s/%s' % (x, y)] = cpu_ratio(x, y)
+            out['p99_ratios']['%s/%s' % (x, y)] = p99_ratio(x, y)
 
     summary['wrk'] = out
 
@@ -538,7 +646,7 @@ def callgrind_once(env, v):
           '--dump-before=ngx_http_named_location',
           '--log-file=' + out + '.log']
     p, port, prefix = start_front(env, v, single=True, valgrind=vg)
-    c = Client(port, HEADERS)
+    c = Client(port, request_headers(v), request_id(v))
     c.run(CG_WARM)
     settle(prefix)
     c.run(10)
@@ -546,11 +654,11 @@ def callgrind_once(env, v):
     shares = []
     for n in (0, CG_N, 2 * CG_N):
         mark(port, '/zero')
-        c.canary = 0
+        c.canary = c.flags = c.flags_canary = 0
         c.run(n)
         mark(port, '/dump')
         if n:
-            shares.append(c.canary / float(n))
+            shares.append(share(c, n))
     c.close()
     # nginx under valgrind has been seen to miss a SIGQUIT; SIGTERM also
     # exits in single-process mode
@@ -563,7 +671,43 @@ def callgrind_once(env, v):
     return {'window_0': z, 'window_n': t1, 'window_2n': t2,
             'per_request_n': (t1 - z) / float(CG_N),
             'per_request_2n': (t2 - z) / float(2 * CG_N),
-            'canary_share': statistics.mean(shares)}
+            'canary_share': statistics.mean(shares),
+            'inclusive': inclusive(out)}
+
+
+# the functions whose inclusive cost per request is reported: the module's,
+# split_clients' (its variable handler is static, so callgrind names it by
+# address; its hash and the key's evaluation are named) and the allocator's
+INCLUSIVE = re.compile(r'ngx_http_canary_|ngx_memalign|ngx_palloc\b'
+                       r'|ngx_pcalloc|ngx_murmur_hash2|ngx_http_complex_value'
+                       r'|_int_malloc|_int_free|ngx_rbtree_insert\b'
+                       r'|ngx_rbtree_delete')
+
+
+def inclusive(out):
+    """callgrind_annotate --inclusive=yes of the 2N window minus the 0
+    window, per request, for the functions INCLUSIVE matches."""
+    files = sorted((int(m.group(1)), f) for f in os.listdir(RUN)
+                   for m in [re.match(re.escape(os.path.basename(out))
+                                      + r'\.(\d+)$', f)] if m)
+    if len(files) < 3:
+        return {}
+
+    def load(f):
+        r = subprocess.run(['callgrind_annotate', '--inclusive=yes',
+                            '--threshold=100', os.path.join(RUN, f)],
+                           capture_output=True, text=True)
+        d = {}
+        for line in r.stdout.splitlines():
+            m = re.match(r'^\s*([\d,]+)\s+\(\s*[\d.]+%\)\s+\S*:(\S+) ',
+                         line)
+            if m and INCLUSIVE.search(m.group(2)):
+                d[m.group(2)] = int(m.group(1).replace(',', ''))
+        return d
+
+    w0, w2 = load(files[0][1]), load(files[2][1])
+    return {k: round((w2[k] - w0.get(k, 0)) / float(2 * CG_N), 1)
+            for k in w2 if w2[k] - w0.get(k, 0) > 0}
 
 
 def part_callgrind(env, summary):
@@ -579,15 +723,18 @@ def part_callgrind(env, summary):
                                    runs[0]['canary_share']))
 
     ir = {v: out['variants'][v]['ir_per_request'] for v in out['variants']}
-    if 'a' in ir:
-        out['added_over_plain'] = {v: ir[v] - ir['a'] for v in ir}
-    if 'b' in ir and 'c' in ir:
-        out['c_minus_b'] = ir['c'] - ir['b']
-        out['c/b'] = ir['c'] / ir['b']
-    if 'd' in ir and 'c' in ir:
-        out['c/d'] = ir['c'] / ir['d']
-    if 'f' in ir and 'c' in ir:
-        out['f_minus_c'] = ir['f'] - ir['c']
+    out['added_over_plain'] = {v: ir[v] - ir[plain_of(v)] for v in ir
+                               if plain_of(v) in ir}
+    for x, y in (('c', 'b'), ('c', 'd'), ('c2', 'b2'), ('c2r', 'b2'),
+                 ('c3', 'b3'), ('f', 'c')):
+        if x in ir and y in ir:
+            out['%s/%s' % (x, y)] = ir[x] / ir[y]
+            out['%s-%s' % (x, y)] = ir[x] - ir[y]
+    if 'a3' in ir:
+        # (iii): each flag's cost over the plain request with a constant
+        # header of the same length
+        out['per_flag'] = {v: (ir[v] - ir['a3']) / NFLAGS
+                           for v in ('b3', 'c3') if v in ir}
     summary['callgrind'] = out
 
 
@@ -991,11 +1138,29 @@ def targets(summary):
                   'value': round(value, 4),
                   'result': 'pass' if ok else 'short'})
 
-    add('instructions: module / split_clients', cg.get('c/b'), '<=', 1.03)
+    p99 = summary.get('wrk', {}).get('p99_ratios', {})
+    pf = cg.get('per_flag', {})
+
+    add('instructions (i): module / split_clients', cg.get('c/b'), '<=',
+        1.00)
+    add('instructions (ii): module / split_clients', cg.get('c2/b2'), '<=',
+        1.00)
+    add('instructions (iii): module / split_clients', cg.get('c3/b3'),
+        '<=', 1.00)
+    add('instructions per flag (iii): module / split', (
+        pf['c3'] / pf['b3'] if 'c3' in pf and 'b3' in pf else None),
+        '<=', 1.00)
     add('instructions: module / Lua', cg.get('c/d'), '<=', 0.7)
-    add('throughput: module / plain', w.get('c/a'), '>=', 0.95)
-    add('throughput: module / split_clients', w.get('c/b'), '>=', 0.98)
-    add('throughput: module / Lua', w.get('c/d'), '>=', 1.05)
+    add('throughput (i): module / plain', w.get('c/a'), '>=', 0.95)
+    add('throughput (i): module / split_clients', w.get('c/b'), '>=', 0.98)
+    add('throughput (i): module / Lua', w.get('c/d'), '>=', 1.05)
+    add('throughput (ii): module / plain', w.get('c2/a2'), '>=', 0.97)
+    add('throughput (ii): module / split_clients', w.get('c2/b2'), '>=',
+        0.99)
+    add('p99 latency (ii): module / split_clients', p99.get('c2/b2'), '<=',
+        1.05)
+    # issue 15: a 3-arm experiment once rollouts have arms
+    add('instructions: 3-arm experiment / split_clients', None, '<=', 1.00)
     t.extend(summary.get('targets_extra', []))
     summary['targets'] = t
 
@@ -1005,17 +1170,18 @@ def report(summary):
     w = summary.get('wrk')
     cg = summary.get('callgrind', {}).get('variants', {})
     if w or cg:
-        lines.append('%-24s %8s %8s %7s %7s %8s %10s %8s'
+        lines.append('%-30s %8s %8s %7s %7s %8s %10s %8s'
                      % ('variant', 'req/s', '/ plain', 'p50 ms', 'p99 ms',
                         'cpu us', 'instr/req', 'added'))
         for v in VARIANTS:
             wv = w['variants'].get(v) if w else None
-            r = w['ratios'].get('%s/a' % v, 1.0 if v == 'a' else None) \
-                if w else None
+            r = w['ratios'].get('%s/%s' % (v, plain_of(v)),
+                                1.0 if v == plain_of(v) else None) \
+                if w and wv else None
             c = cg.get(v)
             added = summary['callgrind'].get('added_over_plain', {}).get(v) \
                 if c else None
-            lines.append('%-24s %8s %8s %7s %7s %8s %10s %8s' % (
+            lines.append('%-30s %8s %8s %7s %7s %8s %10s %8s' % (
                 '(%s) %s' % (v, NAMES[v]),
                 '%.0f' % wv['rps_median'] if wv else '-',
                 '%.3f' % r if r is not None else '-',
@@ -1031,13 +1197,27 @@ def report(summary):
             lines.append('front worker CPU per request, ratios: '
                          + ', '.join('%s %.3f' % kv
                                      for kv in w['cpu_ratios'].items()))
+            lines.append('p99 latency ratios (median of paired rounds): '
+                         + ', '.join('%s %.3f' % kv
+                                     for kv in w['p99_ratios'].items()))
+    cgs = summary.get('callgrind', {})
+    if cgs.get('per_flag'):
+        lines.append('instructions per flag (iii), over (a3): '
+                     + ', '.join('%s %.1f' % kv
+                                 for kv in cgs['per_flag'].items()))
+    for v, c in cg.items():
+        incl = c['runs'][0].get('inclusive')
+        if incl and v[0] in 'bc':
+            lines.append('(%s) inclusive per request: ' % v + ', '.join(
+                '%s %.0f' % (k, n) for k, n in sorted(
+                    incl.items(), key=lambda kv: -kv[1])))
     for p in ('propagation', 'scale'):
         if p in summary:
             lines.append(summary[p].get('table', ''))
     lines.append('')
     lines.append('targets:')
     for t in summary['targets']:
-        lines.append('  %-42s %-10s %-10s %s' % (
+        lines.append('  %-48s %-8s %-10s %s' % (
             t['target'], t['bound'],
             t['value'] if t['value'] is not None else '-', t['result']))
     return '\n'.join(lines)

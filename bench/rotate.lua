@@ -2,9 +2,11 @@
 -- cookie (10,000 ids, rotated), so every split hashes a varying key.
 -- Requests are formatted once, in init(), so wrk's own cost per request
 -- stays small and the same for every configuration.  Extra headers come
--- from the arguments after "--": name:value pairs.
+-- from the arguments after "--": name:value pairs; "uid-header=NAME"
+-- puts the id in that header ("u<n>") instead of the cookie.
 --
 --   wrk -t1 -c32 -d5s -s rotate.lua http://127.0.0.1:PORT/ -- X-Country:US
+--   wrk -t1 -c32 -d5s -s rotate.lua http://127.0.0.1:PORT/ -- uid-header=X-User
 
 local requests = {}
 local n = 10000
@@ -12,11 +14,14 @@ local i = 0
 
 function init(args)
     local headers = {}
+    local id = nil
 
     for _, a in ipairs(args) do
         local k, v = a:match("^([^:]+):(.*)$")
         if k then
             headers[k] = v
+        else
+            id = a:match("^uid%-header=(.+)$") or id
         end
     end
 
@@ -25,7 +30,11 @@ function init(args)
     i = base % n
 
     for u = 0, n - 1 do
-        headers["Cookie"] = "uid=u" .. u
+        if id then
+            headers[id] = "u" .. u
+        else
+            headers["Cookie"] = "uid=u" .. u
+        end
         requests[u] = wrk.format("GET", "/", headers)
     end
 end

@@ -143,7 +143,7 @@ test-asan:
 
 
 # make valgrind: the integration suite with every nginx under valgrind
-# memcheck (Debian's binary, the module built with -O1 -g as usual), then
+# memcheck (Debian's binary, the module as `make build` builds it), then
 # a report of the errors and definite leaks whose stack passes through the
 # module; fails if there is any.  Slow: each nginx start takes seconds.
 

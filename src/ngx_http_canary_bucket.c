@@ -59,46 +59,71 @@ ngx_http_canary_murmur3_seed(ngx_http_canary_murmur3_t *m, uint32_t seed)
 }
 
 
-void
-ngx_http_canary_murmur3_update(ngx_http_canary_murmur3_t *m,
+static inline void
+ngx_http_canary_murmur3_feed(ngx_http_canary_murmur3_t *m,
     const unsigned char *p, size_t n)
 {
-    uint32_t              k1, h1;
+    size_t                rem;
+    uint32_t              w, h1, tail, ntail, shift;
+    uint64_t              acc;
     const unsigned char  *end;
 
-    m->len += (uint32_t) n;
+    /*
+     * In locals: a store through m could alias p, locals cannot.  The
+     * "ntail" bytes pending from before (the salt's, on the request path)
+     * stay in front: each 4 bytes read complete the pending block and
+     * leave as many bytes pending again, in the top of a 64-bit "acc".
+     */
+
     h1 = m->h1;
+    tail = m->tail;
+    ntail = m->ntail;
+    shift = 8 * ntail;
     end = p + n;
 
-    /* complete a block left over from the previous call */
-
-    while (m->ntail && p < end) {
-        m->tail |= (uint32_t) *p++ << (8 * m->ntail);
-
-        if (++m->ntail == 4) {
-            h1 = ngx_http_canary_mix_h1(h1, m->tail);
-            m->tail = 0;
-            m->ntail = 0;
-        }
-    }
-
     while (end - p >= 4) {
-        k1 = (uint32_t) p[0] | (uint32_t) p[1] << 8
-             | (uint32_t) p[2] << 16 | (uint32_t) p[3] << 24;
-        h1 = ngx_http_canary_mix_h1(h1, k1);
+        w = (uint32_t) p[0] | (uint32_t) p[1] << 8
+            | (uint32_t) p[2] << 16 | (uint32_t) p[3] << 24;
+        acc = tail | (uint64_t) w << shift;
+        h1 = ngx_http_canary_mix_h1(h1, (uint32_t) acc);
+        tail = (uint32_t) (acc >> 32);
         p += 4;
     }
 
-    while (p < end) {
-        m->tail |= (uint32_t) *p++ << (8 * m->ntail++);
+    /* the last 0 to 3 bytes, which may complete one more block */
+
+    rem = end - p;
+    w = 0;
+
+    switch (rem) {
+    case 3:
+        w = (uint32_t) p[2] << 16;
+        /* fall through */
+    case 2:
+        w |= (uint32_t) p[1] << 8;
+        /* fall through */
+    case 1:
+        w |= (uint32_t) p[0];
+    }
+
+    acc = tail | (uint64_t) w << shift;
+    ntail += rem;
+
+    if (ntail >= 4) {
+        h1 = ngx_http_canary_mix_h1(h1, (uint32_t) acc);
+        acc >>= 32;
+        ntail -= 4;
     }
 
     m->h1 = h1;
+    m->tail = (uint32_t) acc;
+    m->ntail = ntail;
+    m->len += (uint32_t) n;
 }
 
 
-uint32_t
-ngx_http_canary_murmur3_final(const ngx_http_canary_murmur3_t *m)
+static inline uint32_t
+ngx_http_canary_murmur3_end(const ngx_http_canary_murmur3_t *m)
 {
     uint32_t  h1;
 
@@ -120,6 +145,39 @@ ngx_http_canary_murmur3_final(const ngx_http_canary_murmur3_t *m)
 }
 
 
+void
+ngx_http_canary_murmur3_update(ngx_http_canary_murmur3_t *m,
+    const unsigned char *p, size_t n)
+{
+    ngx_http_canary_murmur3_feed(m, p, n);
+}
+
+
+uint32_t
+ngx_http_canary_murmur3_final(const ngx_http_canary_murmur3_t *m)
+{
+    return ngx_http_canary_murmur3_end(m);
+}
+
+
+/*
+ * The request path's hash: a copy of the salted state, the key, the end,
+ * in one call and in registers.
+ */
+
+uint32_t
+ngx_http_canary_murmur3_key(const ngx_http_canary_murmur3_t *salted,
+    const unsigned char *p, size_t n)
+{
+    ngx_http_canary_murmur3_t  m;
+
+    m = *salted;
+    ngx_http_canary_murmur3_feed(&m, p, n);
+
+    return ngx_http_canary_murmur3_end(&m);
+}
+
+
 uint32_t
 ngx_http_canary_murmur3(const unsigned char *p, size_t n)
 {
@@ -129,17 +187,6 @@ ngx_http_canary_murmur3(const unsigned char *p, size_t n)
     ngx_http_canary_murmur3_update(&m, p, n);
 
     return ngx_http_canary_murmur3_final(&m);
-}
-
-
-uint32_t
-ngx_http_canary_bucket(uint32_t hash, unsigned mode)
-{
-    if (mode == NGX_HTTP_CANARY_HASH_UNLEASH) {
-        return (hash % 100) * 100;
-    }
-
-    return hash % NGX_HTTP_CANARY_BUCKETS;
 }
 
 

@@ -43,15 +43,26 @@ void ngx_http_canary_murmur3_seed(ngx_http_canary_murmur3_t *m,
 void ngx_http_canary_murmur3_update(ngx_http_canary_murmur3_t *m,
     const unsigned char *p, size_t n);
 uint32_t ngx_http_canary_murmur3_final(const ngx_http_canary_murmur3_t *m);
+uint32_t ngx_http_canary_murmur3_key(const ngx_http_canary_murmur3_t *salted,
+    const unsigned char *p, size_t n);
 uint32_t ngx_http_canary_murmur3(const unsigned char *p, size_t n);
 
 /*
  * Maps a hash to a bucket 0..9999 such that the user is canary iff
- * bucket < percent * 100 (percent in hundredths, 0..10000).
+ * bucket < percent * 100 (percent in hundredths, 0..10000); inline, as
+ * it is on every routed request's path.
  *   murmur3: h mod 10000
  *   unleash: ((h mod 100) + 1 <= percent) <=> (h mod 100) * 100 < percent*100
  */
-uint32_t ngx_http_canary_bucket(uint32_t hash, unsigned mode);
+static inline uint32_t
+ngx_http_canary_bucket(uint32_t hash, unsigned mode)
+{
+    if (mode == NGX_HTTP_CANARY_HASH_UNLEASH) {
+        return (hash % 100) * 100;
+    }
+
+    return hash % NGX_HTTP_CANARY_BUCKETS;
+}
 
 /*
  * The arm of an exposed user, Unleash's variant selection: with

@@ -32,14 +32,27 @@ typedef enum {
 } ngx_http_canary_var_e;
 
 
-static ngx_int_t ngx_http_canary_value(ngx_http_request_t *r,
+static ngx_inline ngx_int_t ngx_http_canary_value(ngx_http_request_t *r,
     ngx_http_canary_value_t *v, ngx_str_t *value);
 static ngx_http_canary_ctx_t *ngx_http_canary_get_ctx(ngx_http_request_t *r,
     ngx_uint_t create);
-static void ngx_http_canary_ctx_cleanup(void *data);
+static ngx_int_t ngx_http_canary_ctx_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_inline ngx_http_canary_ctx_t *ngx_http_canary_ctx(
+    ngx_http_request_t *r, ngx_http_canary_main_conf_t *cmcf,
+    ngx_uint_t create);
+static ngx_inline ngx_http_canary_decision_t *ngx_http_canary_decision(
+    ngx_http_request_t *r, ngx_uint_t index);
+static ngx_http_canary_decision_t *ngx_http_canary_decide_plain(
+    ngx_http_request_t *r, ngx_http_canary_main_conf_t *cmcf,
+    ngx_uint_t index, ngx_http_canary_decision_t *decisions);
 static ngx_int_t ngx_http_canary_rewrite_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_canary_log_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_canary_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_canary_bucket_value(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, ngx_http_canary_decision_t *d);
+static ngx_int_t ngx_http_canary_upstream_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_canary_add_variant_variables(ngx_conf_t *cf,
     ngx_http_canary_main_conf_t *cmcf, ngx_http_canary_rollout_t *ro);
@@ -219,7 +232,7 @@ static ngx_http_canary_rollout_cmd_t  ngx_http_canary_rollout_cmds[] = {
 
 static ngx_http_variable_t  ngx_http_canary_vars[] = {
 
-    { ngx_string("canary_upstream"), NULL, ngx_http_canary_variable,
+    { ngx_string("canary_upstream"), NULL, ngx_http_canary_upstream_variable,
       ngx_http_canary_var_upstream, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
     { ngx_string("canary_variant"), NULL, ngx_http_canary_variable,
@@ -234,8 +247,17 @@ static ngx_http_variable_t  ngx_http_canary_vars[] = {
     { ngx_string("canary_reason"), NULL, ngx_http_canary_variable,
       ngx_http_canary_var_reason, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
+    /* where a main request's context lives, see ngx_http_canary_get_ctx() */
+    { ngx_string("canary request context"), NULL,
+      ngx_http_canary_ctx_variable, 0,
+      NGX_HTTP_VAR_NOHASH|NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
       ngx_http_null_variable
 };
+
+
+static ngx_str_t  ngx_http_canary_ctx_name =
+    ngx_string("canary request context");
 
 
 ngx_str_t  ngx_http_canary_reason_names[] = {
@@ -269,85 +291,100 @@ ngx_str_t  ngx_http_canary_state_names[] = {
 
 
 /*
- * The request's context, made on first need.  A main request's context
- * is also kept by a pool cleanup (as the realip module does), because an
- * internal redirect clears the module contexts: found there again, the
- * decisions and the rollout that routed the request carry on.
+ * The request's context.  A main request's lives in r->variables, in the
+ * slot of a variable of the module's own ("canary request context",
+ * which configuration cannot name and the variables hash does not hold):
+ * nginx allocates and zeroes that array with the request, and neither an
+ * internal redirect nor a named location clears it, as they clear the
+ * module contexts.  When the context fits the slot's 16 bytes (up to
+ * three rollouts) it is the slot itself, so the request allocates
+ * nothing and no pool cleanup is needed; else the slot's data points to
+ * one made on first need.  A subrequest shares r->variables with its
+ * main request but decides on its own variables: its context is a module
+ * context, as before.
  */
 
 static ngx_http_canary_ctx_t *
 ngx_http_canary_get_ctx(ngx_http_request_t *r, ngx_uint_t create)
 {
     size_t                        size;
-    ngx_pool_cleanup_t           *cln;
+    ngx_uint_t                    i, n;
     ngx_http_canary_ctx_t        *ctx;
+    ngx_http_variable_value_t    *slot;
     ngx_http_canary_main_conf_t  *cmcf;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_canary_module);
-
-    if (ctx) {
-        return ctx;
-    }
-
-    if (r == r->main && (r->internal || r->filter_finalize)) {
-
-        for (cln = r->pool->cleanup; cln; cln = cln->next) {
-            if (cln->handler == ngx_http_canary_ctx_cleanup) {
-                ctx = cln->data;
-                ngx_http_set_ctx(r, ctx, ngx_http_canary_module);
-                return ctx;
-            }
-        }
-    }
-
-    if (!create) {
-        return NULL;
-    }
+    static ngx_http_canary_decision_t  undecided;
 
     cmcf = ngx_http_get_module_main_conf(r, ngx_http_canary_module);
 
-    size = sizeof(ngx_http_canary_ctx_t)
-           + cmcf->rollouts.nelts * sizeof(ngx_http_canary_decision_t);
-
     if (r == r->main) {
+        slot = &r->variables[cmcf->ctx_index];
 
-        /*
-         * what ngx_pool_cleanup_add() does, but in one allocation with
-         * the context: this is on every routed request's path
-         */
-
-        cln = ngx_palloc(r->pool, sizeof(ngx_pool_cleanup_t) + size);
-        if (cln == NULL) {
-            return NULL;
+        if (cmcf->ctx_inline) {
+            return (ngx_http_canary_ctx_t *) slot;
         }
 
-        ctx = (ngx_http_canary_ctx_t *) &cln[1];
-        ngx_memzero(ctx, size);
-
-        cln->handler = ngx_http_canary_ctx_cleanup;
-        cln->data = ctx;
-        cln->next = r->pool->cleanup;
-        r->pool->cleanup = cln;
+        ctx = (ngx_http_canary_ctx_t *) slot->data;
 
     } else {
-        ctx = ngx_pcalloc(r->pool, size);
-        if (ctx == NULL) {
-            return NULL;
-        }
+        slot = NULL;
+        ctx = ngx_http_get_module_ctx(r, ngx_http_canary_module);
     }
 
-    ctx->decisions = (ngx_http_canary_decision_t *) &ctx[1];
+    if (ctx || !create) {
+        return ctx;
+    }
 
-    ngx_http_set_ctx(r, ctx, ngx_http_canary_module);
+    n = cmcf->rollouts.nelts;
+    size = offsetof(ngx_http_canary_ctx_t, decisions)
+           + n * sizeof(ngx_http_canary_decision_t);
+
+    ctx = ngx_palloc(r->pool, size);
+    if (ctx == NULL) {
+        return NULL;
+    }
+
+    ctx->routed = 0;
+    ctx->counted = 0;
+
+    for (i = 0; i < n; i++) {
+        ctx->decisions[i] = undecided;
+    }
+
+    if (slot) {
+        slot->data = (u_char *) ctx;
+
+    } else {
+        ngx_http_set_ctx(r, ctx, ngx_http_canary_module);
+    }
 
     return ctx;
 }
 
 
-static void
-ngx_http_canary_ctx_cleanup(void *data)
+/* the usual case without a call */
+
+static ngx_inline ngx_http_canary_ctx_t *
+ngx_http_canary_ctx(ngx_http_request_t *r, ngx_http_canary_main_conf_t *cmcf,
+    ngx_uint_t create)
 {
-    /* nothing to free: the cleanup only marks the context */
+    if (r == r->main && cmcf->ctx_inline) {
+        return (ngx_http_canary_ctx_t *) &r->variables[cmcf->ctx_index];
+    }
+
+    return ngx_http_canary_get_ctx(r, create);
+}
+
+
+static ngx_int_t
+ngx_http_canary_ctx_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    /* never asked for: the slot is the context, see above */
+
+    v->not_found = 1;
+
+    return NGX_OK;
 }
 
 
@@ -360,17 +397,103 @@ ngx_http_canary_ctx_cleanup(void *data)
 ngx_http_canary_decision_t
 ngx_http_canary_decide(ngx_http_request_t *r, ngx_uint_t index)
 {
-    ngx_http_canary_ctx_t  *ctx;
+    return *ngx_http_canary_decision(r, index);
+}
+
+
+/* the same, as a pointer: the caller reads only the fields it needs */
+
+static ngx_inline ngx_http_canary_decision_t *
+ngx_http_canary_decision(ngx_http_request_t *r, ngx_uint_t index)
+{
+    ngx_http_canary_ctx_t        *ctx;
+    ngx_http_canary_main_conf_t  *cmcf;
 
     static ngx_http_canary_decision_t  none;
 
-    ctx = ngx_http_canary_get_ctx(r, 1);
+    cmcf = ngx_http_get_module_main_conf(r, ngx_http_canary_module);
+
+    ctx = ngx_http_canary_ctx(r, cmcf, 1);
 
     if (ctx == NULL) {
-        return none;
+        return &none;
     }
 
-    return ngx_http_canary_evaluate(r, index, ctx->decisions, NULL, 0);
+    if (ctx->decisions[index].decided) {
+        return &ctx->decisions[index];
+    }
+
+    return ngx_http_canary_decide_plain(r, cmcf, index, ctx->decisions);
+}
+
+
+/*
+ * The request path's decision when none is cached: for a "plain" rollout
+ * (no override, segment, match or requires, keys that are all variables,
+ * one arm) whose snapshot has no user sets, no time window and its arm
+ * on with a weight, what the evaluation below would find, the bucket
+ * against the percent, in a small function without the evaluation's
+ * locals (whose addresses are taken, so the stack protector guards its
+ * frame); else the evaluation itself.  Stored in decisions[index],
+ * returned by pointer.
+ */
+
+static ngx_http_canary_decision_t *
+ngx_http_canary_decide_plain(ngx_http_request_t *r,
+    ngx_http_canary_main_conf_t *cmcf, ngx_uint_t index,
+    ngx_http_canary_decision_t *decisions)
+{
+    uint32_t                      hash;
+    ngx_uint_t                    i;
+    ngx_http_canary_value_t      *kv;
+    ngx_http_canary_rollout_t    *ro;
+    ngx_http_canary_decision_t    d;
+    ngx_http_canary_snapshot_t   *snap;
+    ngx_http_variable_value_t    *vv;
+
+    static ngx_http_canary_decision_t  undecided;
+
+    ro = (ngx_http_canary_rollout_t *) cmcf->rollouts.elts + index;
+    snap = ro->sh->snapshot;
+
+    if (!ro->plain || snap->canary_users || snap->stable_users
+        || snap->start || snap->end || snap->arms_off || snap->total == 0)
+    {
+        (void) ngx_http_canary_evaluate(r, index, decisions, NULL, 0);
+        return &decisions[index];
+    }
+
+    /* put together here, stored once */
+
+    d = undecided;
+    d.decided = 1;
+    d.variant = NGX_HTTP_CANARY_STABLE;
+    d.reason = NGX_HTTP_CANARY_REASON_NO_KEY;
+
+    /* the key: the first non-empty of the "key" variables */
+
+    kv = ro->keys.elts;
+
+    for (i = 0; i < ro->keys.nelts; i++) {
+        vv = ngx_http_get_indexed_variable(r, kv[i].index);
+
+        if (vv == NULL || vv->not_found || vv->len == 0) {
+            continue;
+        }
+
+        hash = ngx_http_canary_murmur3_key(&ro->salted, vv->data, vv->len);
+
+        d.bucket = ngx_http_canary_bucket(hash, ro->hash);
+        d.has_bucket = 1;
+        d.reason = NGX_HTTP_CANARY_REASON_PERCENT;
+        d.variant = (d.bucket < snap->percent) ? NGX_HTTP_CANARY_CANARY
+                                               : NGX_HTTP_CANARY_STABLE;
+        break;
+    }
+
+    decisions[index] = d;
+
+    return &decisions[index];
 }
 
 
@@ -400,7 +523,6 @@ ngx_http_canary_evaluate(ngx_http_request_t *r, ngx_uint_t index,
     ngx_uint_t                    i, percent, found;
     ngx_http_canary_value_t      *kv;
     ngx_http_canary_rollout_t    *ro;
-    ngx_http_canary_murmur3_t     m;
     ngx_http_canary_segment_t    *seg;
     ngx_http_canary_decision_t   *d, req;
     ngx_http_canary_snapshot_t   *snap;
@@ -488,9 +610,7 @@ ngx_http_canary_evaluate(ngx_http_request_t *r, ngx_uint_t index,
         return *d;
     }
 
-    m = ro->salted;
-    ngx_http_canary_murmur3_update(&m, key.data, key.len);
-    hash = ngx_http_canary_murmur3_final(&m);
+    hash = ngx_http_canary_murmur3_key(&ro->salted, key.data, key.len);
 
     d->bucket = ngx_http_canary_bucket(hash, ro->hash);
     d->has_bucket = 1;
@@ -652,9 +772,7 @@ ngx_http_canary_evaluate(ngx_http_request_t *r, ngx_uint_t index,
         return *d;
     }
 
-    m = ro->arm_salted;
-    ngx_http_canary_murmur3_update(&m, key.data, key.len);
-    hash = ngx_http_canary_murmur3_final(&m);
+    hash = ngx_http_canary_murmur3_key(&ro->arm_salted, key.data, key.len);
 
     i = ngx_http_canary_arm(hash, snap->weight, ro->narms, snap->total);
 
@@ -689,7 +807,7 @@ ngx_http_canary_find_arm(ngx_http_canary_rollout_t *ro, u_char *name,
 }
 
 
-static ngx_int_t
+static ngx_inline ngx_int_t
 ngx_http_canary_value(ngx_http_request_t *r, ngx_http_canary_value_t *v,
     ngx_str_t *value)
 {
@@ -724,8 +842,9 @@ ngx_http_canary_value(ngx_http_request_t *r, ngx_http_canary_value_t *v,
 static ngx_int_t
 ngx_http_canary_rewrite_handler(ngx_http_request_t *r)
 {
-    ngx_http_canary_ctx_t       *ctx;
-    ngx_http_canary_loc_conf_t  *clcf;
+    ngx_http_canary_ctx_t        *ctx;
+    ngx_http_canary_loc_conf_t   *clcf;
+    ngx_http_canary_main_conf_t  *cmcf;
 
     clcf = ngx_http_get_module_loc_conf(r, ngx_http_canary_module);
 
@@ -733,7 +852,9 @@ ngx_http_canary_rewrite_handler(ngx_http_request_t *r)
         return NGX_DECLINED;
     }
 
-    ctx = ngx_http_canary_get_ctx(r, 1);
+    cmcf = ngx_http_get_module_main_conf(r, ngx_http_canary_module);
+
+    ctx = ngx_http_canary_ctx(r, cmcf, 1);
     if (ctx == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -752,7 +873,7 @@ ngx_http_canary_log_handler(ngx_http_request_t *r)
     ngx_int_t                     index;
     ngx_http_canary_ctx_t        *ctx;
     ngx_http_canary_rollout_t    *ro;
-    ngx_http_canary_decision_t    d;
+    ngx_http_canary_decision_t   *d;
     ngx_http_canary_loc_conf_t   *clcf;
     ngx_http_canary_main_conf_t  *cmcf;
 
@@ -760,7 +881,9 @@ ngx_http_canary_log_handler(ngx_http_request_t *r)
         return NGX_OK;
     }
 
-    ctx = ngx_http_canary_get_ctx(r, 0);
+    cmcf = ngx_http_get_module_main_conf(r, ngx_http_canary_module);
+
+    ctx = ngx_http_canary_ctx(r, cmcf, 0);
 
     if (ctx && ctx->routed) {
         index = ctx->routed - 1;
@@ -775,7 +898,7 @@ ngx_http_canary_log_handler(ngx_http_request_t *r)
             return NGX_OK;
         }
 
-        ctx = ngx_http_canary_get_ctx(r, 1);
+        ctx = ngx_http_canary_ctx(r, cmcf, 1);
         if (ctx == NULL) {
             return NGX_OK;
         }
@@ -787,12 +910,15 @@ ngx_http_canary_log_handler(ngx_http_request_t *r)
 
     ctx->counted = 1;
 
-    d = ngx_http_canary_evaluate(r, index, ctx->decisions, NULL, 0);
+    d = &ctx->decisions[index];
 
-    cmcf = ngx_http_get_module_main_conf(r, ngx_http_canary_module);
+    if (!d->decided) {
+        d = ngx_http_canary_decide_plain(r, cmcf, index, ctx->decisions);
+    }
+
     ro = (ngx_http_canary_rollout_t *) cmcf->rollouts.elts + index;
 
-    ngx_http_canary_count(r, ro, cmcf->sh->nslots, d.variant);
+    ngx_http_canary_count(r, ro, cmcf->sh->nslots, d->variant);
 
     return NGX_OK;
 }
@@ -802,12 +928,11 @@ static ngx_int_t
 ngx_http_canary_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data)
 {
-    u_char                       *p;
     ngx_int_t                     index;
     ngx_str_t                    *s;
     ngx_http_canary_ctx_t        *ctx;
     ngx_http_canary_rollout_t    *ro;
-    ngx_http_canary_decision_t    d;
+    ngx_http_canary_decision_t   *d;
     ngx_http_canary_loc_conf_t   *clcf;
     ngx_http_canary_main_conf_t  *cmcf;
 
@@ -835,16 +960,16 @@ ngx_http_canary_variable(ngx_http_request_t *r,
     cmcf = ngx_http_get_module_main_conf(r, ngx_http_canary_module);
     ro = (ngx_http_canary_rollout_t *) cmcf->rollouts.elts + index;
 
-    d = ngx_http_canary_decide(r, index);
+    d = ngx_http_canary_decision(r, index);
 
     switch (data) {
 
     case ngx_http_canary_var_upstream:
-        s = &ro->variants[d.variant].upstream;
+        s = &ro->variants[d->variant].upstream;
         break;
 
     case ngx_http_canary_var_variant:
-        s = &ro->variants[d.variant].name;
+        s = &ro->variants[d->variant].name;
         break;
 
     case ngx_http_canary_var_rollout:
@@ -852,32 +977,85 @@ ngx_http_canary_variable(ngx_http_request_t *r,
         break;
 
     case ngx_http_canary_var_reason:
-        s = &ngx_http_canary_reason_names[d.reason];
+        s = &ngx_http_canary_reason_names[d->reason];
         break;
 
     default: /* ngx_http_canary_var_bucket */
-
-        if (!d.has_bucket) {
-            v->not_found = 1;
-            return NGX_OK;
-        }
-
-        p = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
-        if (p == NULL) {
-            return NGX_ERROR;
-        }
-
-        v->len = ngx_sprintf(p, "%ui", (ngx_uint_t) d.bucket) - p;
-        v->data = p;
-        v->valid = 1;
-        v->no_cacheable = 0;
-        v->not_found = 0;
-
-        return NGX_OK;
+        return ngx_http_canary_bucket_value(r, v, d);
     }
 
     v->len = s->len;
     v->data = s->data;
+    v->valid = 1;
+    v->no_cacheable = 0;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+/*
+ * $canary_upstream in a "canary" location, what proxy_pass asks on every
+ * routed request: the same as ngx_http_canary_variable() gives, without
+ * its other cases
+ */
+
+static ngx_int_t
+ngx_http_canary_upstream_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_int_t                     index;
+    ngx_str_t                    *s;
+    ngx_http_canary_rollout_t    *ro;
+    ngx_http_canary_decision_t   *d;
+    ngx_http_canary_loc_conf_t   *clcf;
+    ngx_http_canary_main_conf_t  *cmcf;
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_canary_module);
+
+    index = clcf->rollout;
+
+    if (index == NGX_CONF_UNSET) {
+        return ngx_http_canary_variable(r, v, data);
+    }
+
+    cmcf = ngx_http_get_module_main_conf(r, ngx_http_canary_module);
+    ro = (ngx_http_canary_rollout_t *) cmcf->rollouts.elts + index;
+
+    d = ngx_http_canary_decision(r, index);
+
+    s = &ro->variants[d->variant].upstream;
+
+    v->len = s->len;
+    v->data = s->data;
+    v->valid = 1;
+    v->no_cacheable = 0;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+/* out of ngx_http_canary_variable(), which then needs a smaller frame */
+
+static ngx_int_t
+ngx_http_canary_bucket_value(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, ngx_http_canary_decision_t *d)
+{
+    u_char  *p;
+
+    if (!d->has_bucket) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    p = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    v->len = ngx_sprintf(p, "%ui", (ngx_uint_t) d->bucket) - p;
+    v->data = p;
     v->valid = 1;
     v->no_cacheable = 0;
     v->not_found = 0;
@@ -892,14 +1070,14 @@ ngx_http_canary_variant_variable(ngx_http_request_t *r,
 {
     ngx_str_t                    *s;
     ngx_http_canary_rollout_t    *ro;
-    ngx_http_canary_decision_t    d;
+    ngx_http_canary_decision_t   *d;
     ngx_http_canary_main_conf_t  *cmcf;
 
-    d = ngx_http_canary_decide(r, data);
+    d = ngx_http_canary_decision(r, data);
 
     cmcf = ngx_http_get_module_main_conf(r, ngx_http_canary_module);
     ro = (ngx_http_canary_rollout_t *) cmcf->rollouts.elts + data;
-    s = &ro->variants[d.variant].name;
+    s = &ro->variants[d->variant].name;
 
     v->len = s->len;
     v->data = s->data;
@@ -2012,6 +2190,7 @@ ngx_http_canary_init(ngx_conf_t *cf)
     ngx_int_t                     n;
     ngx_uint_t                    i, j, *path;
     ngx_http_handler_pt          *h;
+    ngx_http_canary_value_t      *kv;
     ngx_http_canary_require_t    *req;
     ngx_http_canary_rollout_t    *ro;
     ngx_http_core_main_conf_t    *cmcf;
@@ -2034,6 +2213,18 @@ ngx_http_canary_init(ngx_conf_t *cf)
         }
 
         ro[i].nrequires = ro[i].requires.nelts;
+
+        ro[i].plain = !ro[i].override.set && !ro[i].segment.set
+                      && ro[i].match == NULL && ro[i].nrequires == 0
+                      && ro[i].narms == 1;
+
+        kv = ro[i].keys.elts;
+
+        for (j = 0; j < ro[i].keys.nelts; j++) {
+            if (kv[j].cv) {
+                ro[i].plain = 0;
+            }
+        }
 
         if (ro[i].nrequires == 0) {
             continue;
@@ -2081,6 +2272,18 @@ ngx_http_canary_init(ngx_conf_t *cf)
     if (ngx_http_canary_auto_check_conf(cf, ccf) != NGX_OK) {
         return NGX_ERROR;
     }
+
+    /* a main request's context, in r->variables */
+
+    ccf->ctx_index = ngx_http_get_variable_index(cf, &ngx_http_canary_ctx_name);
+    if (ccf->ctx_index == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    ccf->ctx_inline = (offsetof(ngx_http_canary_ctx_t, decisions)
+                       + ccf->rollouts.nelts
+                         * sizeof(ngx_http_canary_decision_t)
+                       <= sizeof(ngx_http_variable_value_t));
 
     cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
 

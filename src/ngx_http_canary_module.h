@@ -339,6 +339,10 @@ typedef struct {
     ngx_uint_t                      nrequires;
     ngx_http_canary_policy_t       *policy;     /* "auto", or NULL */
 
+    /* no override, segment, match or requires, keys all variables: the
+       request path decides it without ngx_http_canary_evaluate() */
+    unsigned                        plain:1;
+
     ngx_str_t                       file;
     ngx_uint_t                      line;
 
@@ -364,6 +368,11 @@ typedef struct {
     ngx_msec_t                      sync_interval;
     ngx_str_t                       state_file;
     ngx_str_t                       node_id;    /* canary_node_id */
+
+    /* the slot of r->variables that holds a main request's context, and
+       whether the context fits in it, see ngx_http_canary_get_ctx() */
+    ngx_int_t                       ctx_index;
+    ngx_flag_t                      ctx_inline;
 } ngx_http_canary_main_conf_t;
 
 
@@ -389,17 +398,20 @@ typedef struct {
 
 
 /*
- * The request's context.  For a main request it hangs off a pool cleanup
- * as well, so that it survives the reset of the module contexts by an
- * internal redirect (error_page, try_files, X-Accel-Redirect): the
- * decisions stay the same for the whole request, and the request is
- * counted once, under the rollout of the first "canary" location it
- * entered ("routed", index + 1; 0 when none yet).
+ * The request's context.  A main request's survives the reset of the
+ * module contexts by an internal redirect (error_page, try_files,
+ * X-Accel-Redirect): the decisions stay the same for the whole request,
+ * and the request is counted once, under the rollout of the first
+ * "canary" location it entered ("routed", index + 1; 0 when none yet).
+ *
+ * 4 bytes and a 4-byte decision per rollout: with up to three rollouts
+ * it fits in the 16 bytes of a slot of r->variables, where nginx has
+ * already allocated and zeroed it (see ngx_http_canary_get_ctx()).
  */
 typedef struct {
-    ngx_http_canary_decision_t     *decisions;  /* one per rollout */
-    ngx_uint_t                      routed;
+    unsigned                        routed:31;
     unsigned                        counted:1;
+    ngx_http_canary_decision_t      decisions[1];   /* one per rollout */
 } ngx_http_canary_ctx_t;
 
 

@@ -641,6 +641,7 @@ ngx_http_canary_judge(const ngx_http_canary_policy_t *p,
     size_t nbounds, ngx_http_canary_judgement_t *j)
 {
     int                               v, fail, excused, stable_known;
+    size_t                            len, n;
     char                              fails[NGX_HTTP_CANARY_REASON_LEN];
     char                              holds[NGX_HTTP_CANARY_REASON_LEN];
     const ngx_http_canary_figures_t  *f;
@@ -695,8 +696,17 @@ ngx_http_canary_judge(const ngx_http_canary_policy_t *p,
 
     } else if (excused) {
         j->verdict = NGX_HTTP_CANARY_VERDICT_HOLD;
-        strcpy(j->reason, "stable as bad: ");
-        strncat(j->reason, holds, sizeof(j->reason) - strlen(j->reason) - 1);
+        /* "stable as bad: " and as much of holds as fits */
+        len = sizeof("stable as bad: ") - 1;
+        memcpy(j->reason, "stable as bad: ", len);
+        n = strlen(holds);
+
+        if (n > sizeof(j->reason) - 1 - len) {
+            n = sizeof(j->reason) - 1 - len;
+        }
+
+        memcpy(j->reason + len, holds, n);
+        j->reason[len + n] = '\0';
 
     } else {
         j->verdict = NGX_HTTP_CANARY_VERDICT_PASS;

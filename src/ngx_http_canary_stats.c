@@ -87,7 +87,10 @@ ngx_http_canary_count(ngx_http_request_t *r, ngx_http_canary_rollout_t *ro,
 
     (void) ngx_atomic_fetch_add(&c->requests, 1);
     (void) ngx_atomic_fetch_add(&c->hist[i], 1);
-    (void) ngx_atomic_fetch_add(&c->time_sum_ms, ms);
+
+    if (ms) {
+        (void) ngx_atomic_fetch_add(&c->time_sum_ms, ms);
+    }
 
     if (status >= 100 && status < 600) {
         (void) ngx_atomic_fetch_add(&c->responses[status / 100 - 1], 1);

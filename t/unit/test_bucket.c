@@ -75,6 +75,38 @@ test_murmur3_streaming(void **state)
 }
 
 
+/*
+ * the request path's one-call hash of a key after a salted state gives
+ * the hash of "<salt>:<key>", for salts leaving 0 to 3 bytes pending
+ */
+static void
+test_murmur3_key(void **state)
+{
+    size_t                      i, k, n;
+    uint32_t                    whole;
+    const char                 *s;
+    ngx_http_canary_murmur3_t   m;
+
+    (void) state;
+
+    s = "checkout:user-4242-with-a-longer-key";
+    n = strlen(s);
+
+    for (i = 0; i <= 12; i++) {
+        for (k = i; k <= n; k++) {
+            whole = ngx_http_canary_murmur3((const unsigned char *) s, k);
+
+            ngx_http_canary_murmur3_init(&m);
+            ngx_http_canary_murmur3_update(&m, (const unsigned char *) s, i);
+
+            assert_int_equal(ngx_http_canary_murmur3_key(&m,
+                                 (const unsigned char *) s + i, k - i),
+                             whole);
+        }
+    }
+}
+
+
 /* Unleash SDKs' normalizedHash: (murmur3("<group>:<id>") % 100) + 1 */
 static void
 test_unleash_vectors(void **state)
@@ -368,6 +400,7 @@ main(void)
     const struct CMUnitTest  tests[] = {
         cmocka_unit_test(test_murmur3_reference),
         cmocka_unit_test(test_murmur3_streaming),
+        cmocka_unit_test(test_murmur3_key),
         cmocka_unit_test(test_unleash_vectors),
         cmocka_unit_test(test_bucket_murmur3),
         cmocka_unit_test(test_bucket_share),
