@@ -2005,7 +2005,33 @@ ngx_http_canary_redis_tls_conf(ngx_conf_t *cf,
     ngx_http_canary_redis_conf_t *rcf, ngx_str_t *ca, ngx_str_t *cert,
     ngx_str_t *key)
 {
-    ngx_pool_cleanup_t  *cln;
+    ngx_str_t            *f[3];
+    ngx_uint_t            i;
+    ngx_file_info_t       fi;
+    ngx_pool_cleanup_t   *cln;
+
+    /* a missing file is named with the directive's file and line */
+
+    f[0] = ca;
+    f[1] = cert;
+    f[2] = key;
+
+    for (i = 0; i < 3; i++) {
+        if (f[i]->len == 0) {
+            continue;
+        }
+
+        if (ngx_conf_full_name(cf->cycle, f[i], 1) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        if (ngx_file_info(f[i]->data, &fi) == NGX_FILE_ERROR) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                               ngx_file_info_n " \"%s\" failed",
+                               f[i]->data);
+            return NGX_ERROR;
+        }
+    }
 
     rcf->ssl = ngx_pcalloc(cf->pool, sizeof(ngx_ssl_t));
     if (rcf->ssl == NULL) {
