@@ -880,6 +880,7 @@ ngx_http_canary_redis_dispatch(ngx_http_canary_redis_t *rc,
 
         rc->down = 0;
         rc->garbage = 0;
+        rc->refused = 0;
         rc->tries = 0;
         rc->backoff = NGX_HTTP_CANARY_REDIS_BACKOFF_MIN;
     }
@@ -899,12 +900,16 @@ ngx_http_canary_redis_hello_handler(ngx_http_canary_redis_t *rc,
         return;
     }
 
+    /* a refusal is logged once per outage, even one already logged */
+
     if (reply->type == REDIS_REPLY_ERROR) {
-        if (!rc->down && !rc->quiet) {
+        if (!rc->refused && !rc->quiet) {
             ngx_log_error(NGX_LOG_ERR, &rc->log, 0,
                           "canary redis: %s on %V refused: %*s", what,
                           &rc->addr.name, reply->len, reply->str);
         }
+
+        rc->refused = 1;
 
         /* logged here, and as an outage: not again per try */
         rc->down = 1;
@@ -926,7 +931,7 @@ ngx_http_canary_redis_hello_handler(ngx_http_canary_redis_t *rc,
         if (role == NULL
             || role->len != 6 || ngx_strncmp(role->str, "master", 6) != 0)
         {
-            if (!rc->down && !rc->quiet) {
+            if (!rc->refused && !rc->quiet) {
                 ngx_log_error(NGX_LOG_ERR, &rc->log, 0,
                               "canary redis: %V is not the master (role "
                               "\"%*s\"), asking the sentinels again",
@@ -935,6 +940,7 @@ ngx_http_canary_redis_hello_handler(ngx_http_canary_redis_t *rc,
             }
 
             rc->down = 1;
+            rc->refused = 1;
             ngx_http_canary_redis_fail(rc, 0, "not the master");
             return;
         }

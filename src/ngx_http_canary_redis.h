@@ -137,6 +137,7 @@ struct ngx_http_canary_redis_s {
     unsigned                          wait_master:1; /* for the sentinels */
     unsigned                          down:1;    /* an outage was logged */
     unsigned                          garbage:1; /* and garbage, once */
+    unsigned                          refused:1; /* AUTH/ROLE, once */
     unsigned                          closed:1;  /* for good */
 };
 
