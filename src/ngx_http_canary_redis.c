@@ -43,12 +43,15 @@
 
 
 /*
- * Sentinel, one per process: the connection to a sentinel (it asks for the
- * master, then SUBSCRIBEs to +switch-master) and the master it named.
+ * Sentinel, one per process: the connection to a sentinel that asks for
+ * the master, then SUBSCRIBEs to +switch-master and stays; a second one
+ * that asks again when a client lost its master (a subscribed connection
+ * can ask nothing more), closed once answered; and the master named.
  */
 
 typedef struct {
     ngx_http_canary_redis_t          *rc;
+    ngx_http_canary_redis_t          *ask;
     ngx_http_canary_redis_t          *clients[NGX_HTTP_CANARY_SENTINEL_CLIENTS];
     ngx_uint_t                        nclients;
 
@@ -1261,6 +1264,17 @@ ngx_http_canary_sentinel_get(ngx_http_canary_redis_t *rc)
         s->rc->on_push = ngx_http_canary_sentinel_push;
         s->rc->data = s;
 
+        s->ask = ngx_http_canary_redis_create((ngx_cycle_t *) ngx_cycle,
+                                              rc->conf->sentinel,
+                                              "sentinel ask");
+        if (s->ask == NULL) {
+            return NULL;
+        }
+
+        s->ask->on_ready = ngx_http_canary_sentinel_ready;
+        s->ask->data = s;
+        s->ask->quiet = 1;
+
         ngx_http_canary_sentinel = s;
     }
 
@@ -1304,34 +1318,38 @@ ngx_http_canary_sentinel_leave(ngx_http_canary_redis_t *rc)
     if (s->nclients == 0) {
         ngx_http_canary_sentinel = NULL;
         ngx_http_canary_redis_close(s->rc);
+        ngx_http_canary_redis_close(s->ask);
     }
 }
 
 
 /*
- * Asks the sentinels where the master is: a new connection to the next
- * sentinel asks at once (a subscribed one can ask nothing more); one
- * already asking, or waiting out its backoff, is left alone.
+ * Asks the sentinels where the master is.  The subscribed connection asks
+ * whenever it connects; when it is up, the asking connection connects to
+ * the next sentinel and asks.  A question already out, or a connection
+ * waiting out its backoff, is left alone: it asks when it connects.
  */
 
 static void
 ngx_http_canary_sentinel_ask(ngx_http_canary_sentinel_t *s)
 {
-    ngx_http_canary_redis_t  *rc;
-
-    rc = s->rc;
-
-    if (s->asking || rc->reconnect.timer_set) {
+    if (s->asking) {
         return;
     }
 
-    s->asking = 1;
+    if (!ngx_http_canary_redis_ready(s->rc)) {
+        if (!s->rc->reconnect.timer_set) {
+            ngx_http_canary_redis_connect(s->rc);
+        }
 
-    if (rc->state != NGX_HTTP_CANARY_REDIS_CLOSED) {
-        ngx_http_canary_redis_drop(rc);
+        return;
     }
 
-    ngx_http_canary_redis_connect(rc);
+    if (s->ask->state == NGX_HTTP_CANARY_REDIS_CLOSED
+        && !s->ask->reconnect.timer_set)
+    {
+        ngx_http_canary_redis_connect(s->ask);
+    }
 }
 
 
@@ -1360,6 +1378,10 @@ ngx_http_canary_sentinel_ready(ngx_http_canary_redis_t *rc)
                                    ngx_http_canary_sentinel_master, s)
         != NGX_OK)
     {
+        return;
+    }
+
+    if (rc == s->ask) {
         return;
     }
 
@@ -1413,6 +1435,12 @@ ngx_http_canary_sentinel_master(ngx_http_canary_redis_t *rc,
 
     ip = reply->element[0];
     port = reply->element[1];
+
+    /* the asking connection has done its job */
+
+    if (rc == s->ask) {
+        ngx_http_canary_redis_drop(rc);
+    }
 
     if (ngx_http_canary_sentinel_set(s, (u_char *) ip->str, ip->len,
                                      (u_char *) port->str, port->len)
