@@ -128,8 +128,9 @@ $ng->stop;
 $r->cli('HSET', 'canary:rollout:checkout', 'percent', '30');
 
 $ng = tls_nginx($tport, "tls_ca=$c->{other_ca} tls_name=redis.test");
-refused($ng, $tport, qr/TLS certificate verify error: \d+: (?:self-signed certificate in certificate chain|unable to get local issuer)/,
-        'a wrong CA');
+refused($ng, $tport, qr/TLS certificate verify error: \d+: (?x:
+            self-signed\ certificate\ in\ certificate\ chain
+            | unable\ to\ get\ local\ issuer)/, 'a wrong CA');
 $ng->stop;
 
 $ng = tls_nginx($tport, "tls_ca=$c->{ca} tls_name=other.test");
@@ -147,7 +148,8 @@ $r->stop;
 my ($re, $eport) = tls_redis(crt => $c->{expired_crt});
 $re->cli('HSET', 'canary:rollout:checkout', 'percent', '30');
 $ng = tls_nginx($eport, "tls_ca=$c->{ca} tls_name=redis.test");
-refused($ng, $eport, qr/TLS certificate verify error: \d+: certificate has expired/,
+refused($ng, $eport,
+        qr/TLS certificate verify error: \d+: certificate has expired/,
         'an expired certificate');
 $ng->stop;
 

@@ -116,7 +116,8 @@ my $odd = start_sentinel('mymaster', $rep->port, 1);
 my $ng = nginx_with('sentinel=127.0.0.1:' . $odd->{port}
                     . ' master=mymaster', '200ms');
 ok(defined wait_until(sub {
-       $ng->error_log =~ /is not the master \(role "slave"\), asking the sentinels again/
+       $ng->error_log
+           =~ /is not the master \(role "slave"\), asking the sentinels/
    }, 10), 'a replica named by a sentinel is refused (ROLE)')
     or diag($ng->error_log);
 sleep 0.5;
