@@ -26,6 +26,9 @@ use CanaryTLS;
 
 need_module();
 
+# every wait, stretched for slow runs (valgrind)
+my $T = 10 * $CanaryTest::SCALE;
+
 my $c = make_certs();
 my @keys = test_keys(300);
 
@@ -57,7 +60,7 @@ sub tls_nginx {
 sub refused {
     my ($ng, $tport, $reason, $name) = @_;
     my $re = qr/canary redis: 127\.0\.0\.1:$tport is unavailable \($reason/;
-    ok(defined wait_until(sub { $ng->error_log =~ $re }, 10),
+    ok(defined wait_until(sub { $ng->error_log =~ $re }, $T),
        "$name: refused with the reason in the log")
         or diag($ng->error_log);
     sleep 0.5;
@@ -74,9 +77,9 @@ my ($r, $tport) = tls_redis();
 $r->cli('HSET', 'canary:rollout:checkout', 'percent', '30');
 
 my $ng = tls_nginx($tport, "tls_ca=$c->{ca} tls_name=redis.test");
-ok(defined wait_until(sub { routes_by($ng->port, 30, \@keys) }, 10),
+ok(defined wait_until(sub { routes_by($ng->port, 30, \@keys) }, $T),
    'sync over TLS, certificate verified');
-ok(defined wait_until(sub { $r->cli('PUBSUB', 'NUMPAT') eq '1' }, 10),
+ok(defined wait_until(sub { $r->cli('PUBSUB', 'NUMPAT') eq '1' }, $T),
    'the subscriber is connected over TLS');
 
 my $t = time_to_route($ng->port, 30, 45, \@keys, sub {
@@ -111,13 +114,13 @@ $r->cli('DEL', 'canary:rollout:checkout');
 $ng = start_nginx($auto, vars => {
     REDIS => "127.0.0.1:$tport tls tls_ca=$c->{ca} tls_name=redis.test" });
 ok(defined wait_until(sub { $r->cli('GET', 'canary:leader') =~ /tls-node/ },
-                      10),
+                      $T),
    'the auto controller holds the lease over TLS')
     or diag($r->cli('KEYS', '*'));
 $r->cli('HSET', 'canary:rollout:checkout', 'state', 'progressing');
 ok(defined wait_until(sub {
        $r->cli('HGET', 'canary:rollout:checkout', 'checked') =~ /^\d+$/ },
-                      10),
+                      $T),
    'and judges intervals there (the "checked" field)')
     or diag($r->cli('HGETALL', 'canary:rollout:checkout'));
 $ng->stop;
@@ -140,7 +143,7 @@ refused($ng, $tport,
 $ng->stop;
 
 $ng = tls_nginx($tport, "tls_verify=off tls_name=other.test");
-ok(defined wait_until(sub { routes_by($ng->port, 30, \@keys) }, 10),
+ok(defined wait_until(sub { routes_by($ng->port, 30, \@keys) }, $T),
    'tls_verify=off: connects whatever the certificate says');
 $ng->stop;
 $r->stop;
@@ -176,7 +179,7 @@ $ng->stop;
 
 $ng = tls_nginx($aport, "tls_ca=$c->{ca} tls_name=redis.test "
                         . "tls_cert=$c->{client_crt} tls_key=$c->{client_key}");
-ok(defined wait_until(sub { routes_by($ng->port, 30, \@keys) }, 10),
+ok(defined wait_until(sub { routes_by($ng->port, 30, \@keys) }, $T),
    'tls-auth-clients yes: works with tls_cert= and tls_key=');
 my $tp = time_to_route($ng->port, 30, 12, \@keys, sub {
     $ra->cli('HSET', 'canary:rollout:checkout', 'percent', '12') });

@@ -23,6 +23,9 @@ use CanarySync;
 
 need_module();
 
+# every wait, stretched for slow runs (valgrind)
+my $T = 10 * $CanaryTest::SCALE;
+
 my @keys = test_keys(300);
 my $secret = 'acl-Pa55-word';
 
@@ -63,7 +66,7 @@ $r->cli('ACL', 'LOG', 'RESET');
 # the limited user: everything works, nothing is refused
 
 my $ng = acl_nginx('canary', $secret, '60s', $r->port);
-ok(defined wait_until(sub { routes_by($ng->port, 30, \@keys) }, 10),
+ok(defined wait_until(sub { routes_by($ng->port, 30, \@keys) }, $T),
    'sync as the ACL user');
 like($r->cli('CLIENT', 'LIST'), qr/cmd=psubscribe user=canary/,
      'connected as user canary, subscribed');
@@ -76,10 +79,10 @@ $t = time_to_route($ng->port, 40, 41, \@keys, sub {
 ok(defined $t, 'and so does canary:changed');
 
 ok(defined wait_until(sub { $r->cli('GET', 'canary:leader') =~ /acl-node/ },
-                      10), 'the auto controller holds the lease');
+                      $T), 'the auto controller holds the lease');
 $r->cli('HSET', 'canary:rollout:ramp', 'state', 'progressing');
 ok(defined wait_until(sub {
-       $r->cli('HGET', 'canary:rollout:ramp', 'checked') =~ /^\d+$/ }, 10),
+       $r->cli('HGET', 'canary:rollout:ramp', 'checked') =~ /^\d+$/ }, $T),
    'and judges an interval');
 is($r->cli('ACL', 'LOG'), '', "Redis' ACL LOG holds no refusal")
     or diag($r->cli('ACL', 'LOG'));
@@ -90,7 +93,7 @@ unlike($ng->error_log, qr/NOPERM|refused/, 'no refusal in error.log');
 $r->cli('ACL', 'SETUSER', 'canary', 'resetpass', '>another-one');
 $r->cli('CLIENT', 'KILL', 'USER', 'canary');
 ok(defined wait_until(sub {
-       $ng->error_log =~ /AUTH on 127\.0\.0\.1:\d+ refused: WRONGPASS/ }, 10),
+       $ng->error_log =~ /AUTH on 127\.0\.0\.1:\d+ refused: WRONGPASS/ }, $T),
    'a refused AUTH is logged');
 $r->cli('HSET', 'canary:rollout:checkout', 'percent', '70');
 $r->cli('PUBLISH', 'canary:changed', 'checkout');
@@ -105,7 +108,7 @@ $r->cli('ACL', 'SETUSER', 'canary', 'resetpass', ">$secret");
 # a wrong password from the start: config routing
 
 $ng = acl_nginx('canary', 'wrong-pw', '100ms', $r->port);
-ok(defined wait_until(sub { $ng->error_log =~ /AUTH on .* refused/ }, 10),
+ok(defined wait_until(sub { $ng->error_log =~ /AUTH on .* refused/ }, $T),
    'a wrong password is refused');
 sleep 0.5;
 is(log_count($ng, qr/AUTH on .* refused/), 1, 'once');
@@ -117,11 +120,11 @@ $ng->stop;
 
 $r->cli('HSET', 'canary:rollout:checkout', 'percent', '20');
 $ng = acl_nginx('nosub', $secret, '300ms', $r->port);
-ok(defined wait_until(sub { routes_by($ng->port, 20, \@keys) }, 10),
+ok(defined wait_until(sub { routes_by($ng->port, 20, \@keys) }, $T),
    'no SUBSCRIBE: still syncs');
 ok(defined wait_until(sub {
        $ng->error_log =~ /subscribing failed: NOPERM.*next canary_sync_interval/
-   }, 10), 'and says that changes wait for the interval');
+   }, $T), 'and says that changes wait for the interval');
 $t = time_to_route($ng->port, 20, 25, \@keys, sub {
     $r->cli('HSET', 'canary:rollout:checkout', 'percent', '25') });
 ok(defined $t, 'a change applies at the next interval');

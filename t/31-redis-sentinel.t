@@ -9,7 +9,8 @@
 #   - under wrk load through nginx, the master is killed: the sentinels
 #     promote the replica, the module follows (+switch-master), a percent
 #     written to the new master reaches every worker, no request fails;
-#     the time from +switch-master to the first good sync is printed.
+#     the time from +switch-master to the first good sync is printed;
+#   - sentinel_tls: a sentinel that speaks TLS, the data node plaintext.
 
 use strict;
 use warnings;
@@ -27,6 +28,9 @@ use CanarySync;
 
 need_module();
 
+# every wait, stretched for slow runs (valgrind)
+my $T = 10 * $CanaryTest::SCALE;
+
 my $wrk = `command -v wrk 2>/dev/null`;
 chomp $wrk;
 plan skip_all => 'no wrk' unless $wrk;
@@ -37,7 +41,7 @@ my @sentinels;
 END { kill 'KILL', map { $_->{pid} } @sentinels; }
 
 sub start_sentinel {
-    my ($master, $mport, $quorum) = @_;
+    my ($master, $mport, $quorum, $extra) = @_;
     my $port = free_port();
     my $dir = CanaryTest::tmp_prefix();
     CanaryTest::write_file("$dir/sentinel.conf", <<"EOF");
@@ -48,6 +52,8 @@ sentinel monitor $master 127.0.0.1 $mport $quorum
 sentinel down-after-milliseconds $master 400
 sentinel failover-timeout $master 4000
 EOF
+    CanaryTest::write_file("$dir/sentinel.conf",
+        CanaryTest::read_file("$dir/sentinel.conf") . $extra) if $extra;
     my $pid = fork // die "fork: $!";
     if ($pid == 0) {
         open STDOUT, '>>', "$dir/sentinel.log";
@@ -57,7 +63,7 @@ EOF
     }
     my $s = { pid => $pid, port => $port, dir => $dir };
     push @sentinels, $s;
-    wait_until(sub { scli($s, 'PING') eq 'PONG' }, 10 * $CanaryTest::SCALE)
+    wait_until(sub { scli($s, 'PING') eq 'PONG' }, $T)
         // die "sentinel did not start: "
                . CanaryTest::read_file("$dir/sentinel.log");
     return $s;
@@ -106,7 +112,7 @@ my $m = start_redis(notify => 'Kh$s');
 my $rep = start_redis(notify => 'Kh$s',
                       args => ['--replicaof', '127.0.0.1', $m->port]);
 ok(defined wait_until(sub {
-       $rep->cli('INFO', 'replication') =~ /master_link_status:up/ }, 10),
+       $rep->cli('INFO', 'replication') =~ /master_link_status:up/ }, $T),
    'the replica follows the master');
 
 
@@ -118,7 +124,7 @@ my $ng = nginx_with('sentinel=127.0.0.1:' . $odd->{port}
 ok(defined wait_until(sub {
        $ng->error_log
            =~ /is not the master \(role "slave"\), asking the sentinels/
-   }, 10), 'a replica named by a sentinel is refused (ROLE)')
+   }, $T), 'a replica named by a sentinel is refused (ROLE)')
     or diag($ng->error_log);
 sleep 0.5;
 is(log_count($ng, qr/is not the master/), 1, 'one line');
@@ -129,7 +135,7 @@ $ng = nginx_with('sentinel=127.0.0.1:' . $odd->{port} . ' master=nosuch',
                  '200ms');
 ok(defined wait_until(sub {
        $ng->error_log =~ /sentinel 127\.0\.0\.1:\d+ knows no master "nosuch"/
-   }, 10), 'a master no sentinel knows: one line says so');
+   }, $T), 'a master no sentinel knows: one line says so');
 $ng->stop;
 kill 'KILL', $odd->{pid};
 waitpid($odd->{pid}, 0);
@@ -149,11 +155,11 @@ $m->cli('HSET', 'canary:rollout:checkout', 'percent', '30');
 my $list = join ',', map { "127.0.0.1:$_->{port}" } @s;
 $ng = nginx_with("sentinel=$list master=mymaster timeout=300ms", '1s');
 my $port = $ng->port;
-ok(defined wait_until(sub { routes_by($port, 30, \@keys) }, 10),
+ok(defined wait_until(sub { routes_by($port, 30, \@keys) }, $T),
    'the module finds the master through the sentinels');
 ok(defined wait_until(sub {
        grep { scli($_, 'CLIENT', 'LIST') =~ / sub=1 .*cmd=subscribe/ } @s
-   }, 10), 'and subscribes to +switch-master on one');
+   }, $T), 'and subscribes to +switch-master on one');
 my $t = time_to_route($port, 30, 35, \@keys, sub {
     $m->cli('HSET', 'canary:rollout:checkout', 'percent', '35') });
 ok(defined $t, 'pushes from the master apply');
@@ -235,5 +241,40 @@ $ng->stop;
 kill 'TERM', map { $_->{pid} } @sentinels;
 waitpid($_->{pid}, 0) for @sentinels;
 @sentinels = ();
+
+
+# sentinel_tls: the sentinel speaks TLS (verified), the master plaintext
+
+SKIP: {
+    require CanaryTLS;
+    skip 'no openssl or no TLS in redis-server', 3
+        if system('openssl version >/dev/null 2>&1')
+           || !CanaryTLS::redis_has_tls();
+    my $c = CanaryTLS::make_certs();
+    my $tport = free_port();
+    my $ts = start_sentinel('tlsm', $rep->port, 1, <<"EOF");
+tls-port $tport
+tls-cert-file $c->{server_crt}
+tls-key-file $c->{server_key}
+tls-ca-cert-file $c->{ca}
+tls-auth-clients no
+EOF
+    $rep->cli('HSET', 'canary:rollout:checkout', 'percent', '22');
+    $ng = nginx_with("sentinel=127.0.0.1:$tport master=tlsm sentinel_tls "
+                     . "tls_ca=$c->{ca} tls_name=redis.test", '200ms');
+    ok(defined wait_until(sub { routes_by($ng->port, 22, \@keys) }, $T),
+       'sentinel_tls: the master found through a TLS sentinel')
+        or diag($ng->error_log);
+    $ng->stop;
+
+    $ng = nginx_with("sentinel=127.0.0.1:$tport master=tlsm sentinel_tls "
+                     . "tls_ca=$c->{other_ca} tls_name=redis.test", '200ms');
+    ok(defined wait_until(sub {
+           $ng->error_log =~ qr/127\.0\.0\.1:$tport is unavailable /
+                              . qr/\(TLS certificate verify error/
+       }, $T), 'a TLS sentinel with a wrong CA is refused');
+    ok(routes_by($ng->port, 5, \@keys), 'config routing meanwhile');
+    $ng->stop;
+}
 
 done();
