@@ -41,16 +41,25 @@
 /* connections of one process that follow one master through Sentinel */
 #define NGX_HTTP_CANARY_SENTINEL_CLIENTS   8
 
+/*
+ * After a +switch-master, sentinels that have not heard of it yet still
+ * name the old master (they learn from each other's hello messages, every
+ * 2 s): for this long, such an answer is not believed.
+ */
+#define NGX_HTTP_CANARY_SENTINEL_SETTLE    10000
+
 
 /*
- * Sentinel, one per process: the connection to a sentinel that asks for
- * the master, then SUBSCRIBEs to +switch-master and stays; a second one
- * that asks again when a client lost its master (a subscribed connection
- * can ask nothing more), closed once answered; and the master named.
+ * Sentinel, one per process: a connection to every sentinel that asks
+ * for the master, then SUBSCRIBEs to +switch-master and stays (the first
+ * sentinel to switch tells at once); one more that asks again when a
+ * client lost its master (a subscribed connection can ask nothing more),
+ * closed once answered; the master named, and the one it replaced.
  */
 
 typedef struct {
-    ngx_http_canary_redis_t          *rc;
+    ngx_http_canary_redis_t         **watch;
+    ngx_uint_t                        nwatch;
     ngx_http_canary_redis_t          *ask;
     ngx_http_canary_redis_t          *clients[NGX_HTTP_CANARY_SENTINEL_CLIENTS];
     ngx_uint_t                        nclients;
@@ -59,6 +68,10 @@ typedef struct {
     ngx_sockaddr_t                    sockaddr;
     u_char                            name[NGX_SOCKADDR_STRLEN];
     u_char                            host[NGX_SOCKADDR_STRLEN];
+
+    u_char                            left[NGX_SOCKADDR_STRLEN];
+    size_t                            left_len;
+    ngx_msec_t                        switched;
 
     unsigned                          known:1;
     unsigned                          asking:1;
@@ -104,7 +117,8 @@ static void ngx_http_canary_sentinel_subscribed(ngx_http_canary_redis_t *rc,
 static void ngx_http_canary_sentinel_push(ngx_http_canary_redis_t *rc,
     redisReply *reply);
 static ngx_int_t ngx_http_canary_sentinel_set(ngx_http_canary_sentinel_t *s,
-    u_char *ip, size_t iplen, u_char *port, size_t portlen);
+    u_char *ip, size_t iplen, u_char *port, size_t portlen,
+    ngx_uint_t switched);
 static void ngx_http_canary_sentinel_leave(ngx_http_canary_redis_t *rc);
 static char *ngx_http_canary_redis_addrs(ngx_conf_t *cf,
     ngx_http_canary_redis_conf_t *rcf, ngx_str_t *list, in_port_t port);
@@ -1243,30 +1257,56 @@ ngx_http_canary_redis_log_writer(ngx_log_t *log, ngx_uint_t level,
 static ngx_http_canary_sentinel_t *
 ngx_http_canary_sentinel_get(ngx_http_canary_redis_t *rc)
 {
-    ngx_uint_t                   i;
-    ngx_http_canary_sentinel_t  *s;
+    ngx_uint_t                     i;
+    ngx_cycle_t                   *cycle;
+    ngx_http_canary_sentinel_t    *s;
+    ngx_http_canary_redis_conf_t  *scf, *one;
 
     s = ngx_http_canary_sentinel;
 
     if (s == NULL) {
-        s = ngx_pcalloc(ngx_cycle->pool, sizeof(ngx_http_canary_sentinel_t));
+        cycle = (ngx_cycle_t *) ngx_cycle;
+        scf = rc->conf->sentinel;
+
+        s = ngx_pcalloc(cycle->pool, sizeof(ngx_http_canary_sentinel_t));
         if (s == NULL) {
             return NULL;
         }
 
-        s->rc = ngx_http_canary_redis_create((ngx_cycle_t *) ngx_cycle,
-                                             rc->conf->sentinel, "sentinel");
-        if (s->rc == NULL) {
+        s->watch = ngx_pcalloc(cycle->pool,
+                               scf->naddrs * sizeof(ngx_http_canary_redis_t *));
+        one = ngx_pcalloc(cycle->pool,
+                          scf->naddrs * sizeof(ngx_http_canary_redis_conf_t));
+        if (s->watch == NULL || one == NULL) {
             return NULL;
         }
 
-        s->rc->on_ready = ngx_http_canary_sentinel_ready;
-        s->rc->on_push = ngx_http_canary_sentinel_push;
-        s->rc->data = s;
+        /* one watching connection per sentinel, each to its own */
 
-        s->ask = ngx_http_canary_redis_create((ngx_cycle_t *) ngx_cycle,
-                                              rc->conf->sentinel,
-                                              "sentinel ask");
+        for (i = 0; i < scf->naddrs; i++) {
+            one[i] = *scf;
+            one[i].addr = scf->addrs[i];
+            one[i].host = scf->hosts[i];
+            one[i].addrs = &one[i].addr;
+            one[i].hosts = &one[i].host;
+            one[i].naddrs = 1;
+
+            s->watch[i] = ngx_http_canary_redis_create(cycle, &one[i],
+                                                       "sentinel");
+            if (s->watch[i] == NULL) {
+                return NULL;
+            }
+
+            s->watch[i]->on_ready = ngx_http_canary_sentinel_ready;
+            s->watch[i]->on_push = ngx_http_canary_sentinel_push;
+            s->watch[i]->data = s;
+        }
+
+        s->nwatch = scf->naddrs;
+
+        /* the asking one tries the sentinels in turn */
+
+        s->ask = ngx_http_canary_redis_create(cycle, scf, "sentinel ask");
         if (s->ask == NULL) {
             return NULL;
         }
@@ -1317,31 +1357,47 @@ ngx_http_canary_sentinel_leave(ngx_http_canary_redis_t *rc)
 
     if (s->nclients == 0) {
         ngx_http_canary_sentinel = NULL;
-        ngx_http_canary_redis_close(s->rc);
+
+        for (i = 0; i < s->nwatch; i++) {
+            ngx_http_canary_redis_close(s->watch[i]);
+        }
+
         ngx_http_canary_redis_close(s->ask);
     }
 }
 
 
 /*
- * Asks the sentinels where the master is.  The subscribed connection asks
- * whenever it connects; when it is up, the asking connection connects to
- * the next sentinel and asks.  A question already out, or a connection
+ * Asks the sentinels where the master is.  The watching connections ask
+ * whenever they connect; when one is up, the asking connection connects
+ * to the next sentinel and asks.  A question already out, or a connection
  * waiting out its backoff, is left alone: it asks when it connects.
  */
 
 static void
 ngx_http_canary_sentinel_ask(ngx_http_canary_sentinel_t *s)
 {
+    ngx_uint_t                i, up;
+    ngx_http_canary_redis_t  *rc;
+
     if (s->asking) {
         return;
     }
 
-    if (!ngx_http_canary_redis_ready(s->rc)) {
-        if (!s->rc->reconnect.timer_set) {
-            ngx_http_canary_redis_connect(s->rc);
-        }
+    up = 0;
 
+    for (i = 0; i < s->nwatch; i++) {
+        rc = s->watch[i];
+
+        if (ngx_http_canary_redis_ready(rc)) {
+            up = 1;
+
+        } else if (!rc->reconnect.timer_set) {
+            ngx_http_canary_redis_connect(rc);
+        }
+    }
+
+    if (!up) {
         return;
     }
 
@@ -1401,6 +1457,7 @@ ngx_http_canary_sentinel_master(ngx_http_canary_redis_t *rc,
 {
     ngx_http_canary_sentinel_t  *s = data;
 
+    ngx_int_t    n;
     redisReply  *ip, *port;
 
     s->asking = 0;
@@ -1442,10 +1499,20 @@ ngx_http_canary_sentinel_master(ngx_http_canary_redis_t *rc,
         ngx_http_canary_redis_drop(rc);
     }
 
-    if (ngx_http_canary_sentinel_set(s, (u_char *) ip->str, ip->len,
-                                     (u_char *) port->str, port->len)
-        != NGX_OK)
-    {
+    n = ngx_http_canary_sentinel_set(s, (u_char *) ip->str, ip->len,
+                                     (u_char *) port->str, port->len, 0);
+
+    if (n == NGX_DECLINED) {
+        /* a sentinel behind the others: ask again if someone waits */
+
+        if (!s->known) {
+            ngx_http_canary_redis_fail(s->ask, 0, "old master named");
+        }
+
+        return;
+    }
+
+    if (n != NGX_OK) {
         if (!rc->down) {
             ngx_log_error(NGX_LOG_ERR, &rc->log, 0,
                           "canary redis: sentinel %V names an invalid "
@@ -1518,7 +1585,9 @@ ngx_http_canary_sentinel_push(ngx_http_canary_redis_t *rc, redisReply *reply)
                   "canary redis: sentinel %V: +switch-master %*s",
                   &rc->addr.name, msg->len, msg->str);
 
-    if (ngx_http_canary_sentinel_set(s, f[3], l[3], f[4], l[4]) != NGX_OK) {
+    if (ngx_http_canary_sentinel_set(s, f[3], l[3], f[4], l[4], 1)
+        != NGX_OK)
+    {
         ngx_log_error(NGX_LOG_ERR, &rc->log, 0,
                       "canary redis: sentinel %V names an invalid address "
                       "for master \"%V\"", &rc->addr.name,
@@ -1529,12 +1598,13 @@ ngx_http_canary_sentinel_push(ngx_http_canary_redis_t *rc, redisReply *reply)
 
 /*
  * The master is at ip:port: the clients waiting for it connect; when it
- * moved, every client reconnects at once, without backoff.
+ * moved, every client reconnects at once, without backoff.  An answer
+ * that names the master a +switch-master just replaced is declined.
  */
 
 static ngx_int_t
 ngx_http_canary_sentinel_set(ngx_http_canary_sentinel_t *s, u_char *ip,
-    size_t iplen, u_char *port, size_t portlen)
+    size_t iplen, u_char *port, size_t portlen, ngx_uint_t switched)
 {
     size_t                    len;
     in_addr_t                 inaddr;
@@ -1580,15 +1650,30 @@ ngx_http_canary_sentinel_set(ngx_http_canary_sentinel_t *s, u_char *ip,
 
     n = ngx_sock_ntop(&sa.sockaddr, len, name, NGX_SOCKADDR_STRLEN, 1);
 
+    if (!switched && s->left_len == (size_t) n
+        && ngx_strncmp(s->left, name, n) == 0
+        && ngx_current_msec - s->switched < NGX_HTTP_CANARY_SENTINEL_SETTLE)
+    {
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, &s->ask->log, 0,
+                       "canary redis: a sentinel still names %*s", n, name);
+        return NGX_DECLINED;
+    }
+
     moved = !s->master.name.len || s->master.name.len != (size_t) n
             || ngx_strncmp(s->master.name.data, name, n) != 0;
 
     if (moved) {
         if (s->master.name.len) {
-            ngx_log_error(NGX_LOG_NOTICE, &s->rc->log, 0,
+            ngx_log_error(NGX_LOG_NOTICE, &s->ask->log, 0,
                           "canary redis: master \"%V\" moved from %V to "
-                          "%*s", &s->rc->conf->master, &s->master.name,
+                          "%*s", &s->ask->conf->master, &s->master.name,
                           n, name);
+
+            if (switched) {
+                s->left_len = s->master.name.len;
+                ngx_memcpy(s->left, s->master.name.data, s->left_len);
+                s->switched = ngx_current_msec;
+            }
         }
 
         s->sockaddr = sa;

@@ -10,7 +10,8 @@
 #     plaintext port are each refused with one clear line naming the peer
 #     and the reason, and routing stays as it was;
 #   - tls_verify=off connects whatever the certificate;
-#   - bad "tls" parameters fail nginx -t with file and line.
+#   - bad "tls" parameters fail nginx -t with file and line (and "tls"
+#     itself on an nginx built without OpenSSL).
 
 use strict;
 use warnings;
@@ -28,6 +29,18 @@ need_module();
 
 # every wait, stretched for slow runs (valgrind)
 my $T = 10 * $CanaryTest::SCALE;
+
+# an nginx built without OpenSSL: "tls" is an nginx -t error, and that
+# is all there is to test
+if (`'$CanaryTest::NGINX' -V 2>&1` !~ /built with OpenSSL/) {
+    my ($rc, $out) = nginx_t(sync_conf(), vars => {
+        REDIS => '127.0.0.1:6379 tls', PCT => 5 });
+    isnt($rc, 0, 'no OpenSSL in this nginx: "tls" fails nginx -t');
+    like($out, qr/"tls" needs nginx built with OpenSSL.* in \S+:\d+/,
+         '... saying why, with file and line');
+    done();
+    exit 0;
+}
 
 my $c = make_certs();
 my @keys = test_keys(300);
