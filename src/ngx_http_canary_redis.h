@@ -58,12 +58,12 @@
  * reason, then the usual backoff.  ACL users: "user=" makes AUTH send the
  * user and the password.
  *
- * Sentinel ("canary_redis sentinel=... master=NAME"): every client of the
- * process asks one shared connection to a sentinel where the master is
- * (SENTINEL get-master-addr-by-name), checks ROLE after AUTH/SELECT (a
- * replica is refused and the sentinels are asked again), and follows
- * "+switch-master" messages, to which that sentinel connection is
- * subscribed, at once.  Any lost connection asks the sentinels again.
+ * Sentinel ("canary_redis sentinel=... master=NAME"): the clients of the
+ * process share one connection to each sentinel, which asks where the
+ * master is (SENTINEL get-master-addr-by-name) and then SUBSCRIBEs to
+ * "+switch-master"; each client checks ROLE after AUTH/SELECT (a replica
+ * is refused and the sentinels are asked again) and moves at once on a
+ * "+switch-master".  Any lost connection asks the sentinels again.
  *
  * The module's command connection is cmcf->redis_conn, non-NULL in the
  * sync worker (worker 0, or the single process) when canary_redis is
