@@ -35,7 +35,7 @@ SRCS := $(wildcard src/*.c src/*.h) config
 # Debian packages: to build, to test, and for the demo
 DEPS_BUILD := nginx nginx-dev libhiredis-dev libpcre2-dev libssl-dev \
               zlib1g-dev make gcc
-DEPS_TEST  := $(DEPS_BUILD) libcmocka-dev redis-server redis-tools \
+DEPS_TEST  := $(DEPS_BUILD) libcmocka-dev redis-server redis-tools wrk openssl \
               prometheus chromium perl curl
 DEPS_DEMO  := $(DEPS_BUILD) redis-server redis-tools curl
 DEPS_BENCH := $(DEPS_BUILD) redis-server redis-tools wrk valgrind python3 \

@@ -51,6 +51,20 @@
  * through its handler, like any command).  Set "quiet" on a secondary
  * connection so that only the main one logs outages.
  *
+ * TLS ("canary_redis ... tls"): after connect() the client runs nginx's
+ * own TLS handshake (ngx_ssl_handshake(), non-blocking), then checks the
+ * certificate (SSL_get_verify_result(), ngx_ssl_check_host()) when
+ * verification is on; a failure is one line naming the peer and the
+ * reason, then the usual backoff.  ACL users: "user=" makes AUTH send the
+ * user and the password.
+ *
+ * Sentinel ("canary_redis sentinel=... master=NAME"): the clients of the
+ * process share one connection to each sentinel, which asks where the
+ * master is (SENTINEL get-master-addr-by-name) and then SUBSCRIBEs to
+ * "+switch-master"; each client checks ROLE after AUTH/SELECT (a replica
+ * is refused and the sentinels are asked again) and moves at once on a
+ * "+switch-master".  Any lost connection asks the sentinels again.
+ *
  * The module's command connection is cmcf->redis_conn, non-NULL in the
  * sync worker (worker 0, or the single process) when canary_redis is
  * configured; the key prefix is cmcf->redis->prefix.
@@ -87,6 +101,10 @@ struct ngx_http_canary_redis_s {
     ngx_log_t                         log;       /* for our own lines */
     ngx_log_t                         conn_log;  /* for the socket layer */
     ngx_peer_connection_t             peer;
+    ngx_addr_t                        addr;      /* the peer, this try */
+    ngx_str_t                         host;      /* its name, for TLS */
+    ngx_uint_t                        next;      /* of conf->addrs */
+    ngx_pool_t                       *pool;      /* a TLS connection's */
     redisReader                      *reader;
     ngx_event_t                       reconnect;
 
@@ -110,9 +128,16 @@ struct ngx_http_canary_redis_s {
                                           redisReply *reply);
     void                             *data;
 
+    /* the last line of the socket or TLS layer: the reason of a failure */
+    u_char                            reason[256];
+    size_t                            reason_len;
+
     unsigned                          quiet:1;
+    unsigned                          tls:1;     /* this connection */
+    unsigned                          wait_master:1; /* for the sentinels */
     unsigned                          down:1;    /* an outage was logged */
     unsigned                          garbage:1; /* and garbage, once */
+    unsigned                          refused:1; /* AUTH/ROLE, once */
     unsigned                          closed:1;  /* for good */
 };
 

@@ -3,7 +3,9 @@
 # Secrets: the Redis password never appears in the status output (text,
 # JSON, Prometheus, HTML, explain) nor in error.log at debug level, when
 # AUTH succeeds, when it is refused, when Redis goes away and comes
-# back.  Outside strings in the status output are escaped: a segment value with quotes, angle brackets and control bytes
+# back; nor the ACL user's password, the sentinel password, nor the
+# contents of TLS key files, over TLS with a client certificate, with
+# AUTH accepted and refused.  Outside strings in the status output are escaped: a segment value with quotes, angle brackets and control bytes
 # does not break the JSON or the HTML.
 
 use strict;
@@ -110,5 +112,87 @@ unlike(all_status($ng2->port), qr/\Q$secret\E/,
        'the wrong password is in no status output');
 unlike($ng2->error_log, qr/\Q$secret\E/,
        'the wrong password is not in error.log at debug level');
+
+$ng2->stop;
+
+
+# TLS with a client key and an ACL user, at debug level
+
+SKIP: {
+    eval { require CanaryTLS; 1 } or skip 'no CanaryTLS', 9;
+    skip 'no openssl or no TLS in redis-server', 9
+        if system('openssl version >/dev/null 2>&1')
+           || !CanaryTLS::redis_has_tls();
+
+    my $c = CanaryTLS::make_certs();
+    my $tport = free_port();
+    my $acl_pw = 'Acl-user-Pa55';
+    my $rt = start_redis(notify => 'Kh$s', args => [
+        '--tls-port', $tport, '--tls-cert-file', $c->{server_crt},
+        '--tls-key-file', $c->{server_key}, '--tls-ca-cert-file', $c->{ca},
+        '--tls-auth-clients', 'yes']);
+    $rt->cli('ACL', 'SETUSER', 'canary', 'on', ">$acl_pw", '~canary:*',
+             '&*', '+@all');
+
+    # the key files' base64 lines, any of which would be a leak
+    my @key_lines = grep { length > 40 && !/-----/ }
+        map { split /\n/, CanaryTest::read_file($_) }
+        $c->{client_key}, $c->{server_key};
+    ok(@key_lines > 10, 'key file lines to look for');
+
+    my $tls_body = $body;
+    $tls_body =~ s{canary_redis [^;]*;}{canary_redis 127.0.0.1:%%TPORT%% tls
+        tls_ca=%%CA%% tls_name=redis.test tls_cert=%%CRT%% tls_key=%%KEY%%
+        user=canary password=%%PW%% timeout=300ms;};
+    my %v = (TPORT => $tport, CA => $c->{ca}, CRT => $c->{client_crt},
+             KEY => $c->{client_key}, PW => $acl_pw);
+
+    my $ng3 = start_nginx($tls_body, log_level => 'debug', vars => \%v);
+    $rt->cli('HSET', 'canary:rollout:checkout', 'percent', '44');
+    ok(defined wait_until(sub {
+           (http_get($ng3->port, '/status?format=json'))[2]
+               =~ /"percent":44\b/ }, 10),
+       'synced over TLS with a client certificate as an ACL user');
+    $rt->restart;
+    $rt->cli('ACL', 'SETUSER', 'canary', 'on', ">$acl_pw", '~canary:*',
+             '&*', '+@all');
+    ok(defined wait_until(sub { $ng3->error_log =~ /again after/ }, 15),
+       'reconnected over TLS after Redis came back');
+    my $out = all_status($ng3->port) . $ng3->error_log;
+    unlike($out, qr/\Q$acl_pw\E/,
+           'the ACL password is in no status output nor log line');
+    is((grep { index($out, $_) >= 0 } @key_lines), 0,
+       'no line of the key files either');
+    $ng3->stop;
+
+    $v{PW} = "$acl_pw-wrong";
+    $ng3 = start_nginx($tls_body, log_level => 'debug', vars => \%v);
+    ok(defined wait_until(sub {
+           $ng3->error_log =~ /AUTH on .* refused: WRONGPASS/ }, 10),
+       'a wrong ACL password over TLS is refused');
+    $out = all_status($ng3->port) . $ng3->error_log;
+    unlike($out, qr/\Q$acl_pw\E/, 'and is in no status output nor log line');
+    is((grep { index($out, $_) >= 0 } @key_lines), 0,
+       'no line of the key files either');
+    $ng3->stop;
+
+    # the sentinel password: a server that asks for one (a plain Redis:
+    # AUTH passes, then it knows no SENTINEL command)
+    my $sp = 'Sentinel-Pa55';
+    my $rs = start_redis(password => $sp);
+    $v{SPW} = $sp;
+    $v{SPORT} = $rs->port;
+    my $sbody = $body;
+    $sbody =~ s{canary_redis [^;]*;}{canary_redis sentinel=127.0.0.1:%%SPORT%%
+        master=mymaster sentinel_password=%%SPW%% password=%%PW%%;};
+    my $ng4 = start_nginx($sbody, log_level => 'debug', vars => \%v);
+    ok(defined wait_until(sub {
+           $ng4->error_log =~ /refused SENTINEL get-master-addr-by-name/ },
+                          10), 'AUTH with the sentinel password passed')
+        or diag($ng4->error_log);
+    $out = all_status($ng4->port) . $ng4->error_log;
+    unlike($out, qr/\Q$sp\E/,
+           'the sentinel password is in no status output nor log line');
+}
 
 done();
