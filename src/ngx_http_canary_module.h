@@ -21,6 +21,12 @@
 #define NGX_HTTP_CANARY_CANARY         1
 #define NGX_HTTP_CANARY_NVARIANTS      2
 
+/*
+ * Shadow traffic is counted as a variant of its own, "shadow", after the
+ * variants, in a block of its own (ngx_http_canary_shrollout_t.shadow)
+ */
+#define NGX_HTTP_CANARY_SHADOW         NGX_HTTP_CANARY_NVARIANTS
+
 /* the step of the evaluation order that decided, see $canary_reason */
 #define NGX_HTTP_CANARY_REASON_OVERRIDE      0
 #define NGX_HTTP_CANARY_REASON_CANARY_USERS  1
@@ -118,6 +124,7 @@ typedef struct {
     ngx_http_canary_segment_t      *segments;
     ngx_http_canary_set_t          *canary_users;
     ngx_http_canary_set_t          *stable_users;
+    ngx_uint_t                      shadow;         /* hundredths 0..10000 */
 } ngx_http_canary_snapshot_t;
 
 
@@ -196,6 +203,10 @@ struct ngx_http_canary_shrollout_s {
                                                    values, unix seconds */
     ngx_http_canary_auto_status_t  *autost;     /* "auto" only */
     ngx_http_canary_auto_base_t    *autobase;   /* "auto" only */
+
+    /* shadow traffic's counters, one per slot; NULL: never shadowed */
+    ngx_http_canary_counters_t     *shadow;
+    ngx_uint_t                      config_shadow;
 };
 
 
@@ -305,6 +316,9 @@ typedef struct {
     ngx_uint_t                     *requires_index;
     ngx_uint_t                      nrequires;
     ngx_http_canary_policy_t       *policy;     /* "auto", or NULL */
+    ngx_uint_t                      shadow;     /* hundredths, "shadow" */
+    unsigned                        shadowed:1; /* in a canary_shadow
+                                                   location's rollout */
 
     /* no override, segment, match or requires, keys all variables: the
        request path decides it without ngx_http_canary_evaluate() */
@@ -329,6 +343,7 @@ typedef struct {
     ngx_msec_t                      sync_interval;
     ngx_str_t                       state_file;
     ngx_str_t                       node_id;    /* canary_node_id */
+    ngx_uint_t                      shadow;     /* a canary_shadow seen */
 
     /* the slot of r->variables that holds a main request's context, and
        whether the context fits in it, see ngx_http_canary_get_ctx() */
@@ -340,6 +355,10 @@ typedef struct {
 typedef struct {
     ngx_int_t                       rollout;    /* index or NGX_CONF_UNSET */
     ngx_flag_t                      status;
+
+    /* canary_shadow URI (an empty one: "off"), canary_shadow_methods */
+    ngx_str_t                       shadow;
+    ngx_uint_t                      shadow_methods;
 
     /* "canary NAME" as written, resolved when the location is merged */
     ngx_str_t                       name;
@@ -370,10 +389,18 @@ typedef struct {
  * already allocated and zeroed it (see ngx_http_canary_get_ctx()).
  */
 typedef struct {
-    unsigned                        routed:31;
+    unsigned                        routed:29;
     unsigned                        counted:1;
+    unsigned                        shadow:2;   /* NGX_HTTP_CANARY_SHADOW_* */
     ngx_http_canary_decision_t      decisions[1];   /* one per rollout */
 } ngx_http_canary_ctx_t;
+
+
+/* where a request is with its shadow (ngx_http_canary_shadow.c) */
+#define NGX_HTTP_CANARY_SHADOW_NONE     0
+#define NGX_HTTP_CANARY_SHADOW_BODY     1
+#define NGX_HTTP_CANARY_SHADOW_CHECKED  2
+#define NGX_HTTP_CANARY_SHADOW_SENT     3
 
 
 /*
@@ -407,7 +434,7 @@ typedef struct {
 
 extern ngx_module_t  ngx_http_canary_module;
 
-extern ngx_str_t     ngx_http_canary_variant_names[];
+extern ngx_str_t     ngx_http_canary_variant_names[];   /* and "shadow" */
 extern ngx_str_t     ngx_http_canary_reason_names[];
 extern ngx_str_t     ngx_http_canary_source_names[];
 extern ngx_str_t     ngx_http_canary_state_names[];
@@ -421,6 +448,25 @@ ngx_http_canary_decision_t ngx_http_canary_evaluate(ngx_http_request_t *r,
     ngx_http_canary_input_t *in, ngx_uint_t depth);
 ngx_int_t ngx_http_canary_find(ngx_http_canary_main_conf_t *cmcf,
     ngx_str_t *name);
+/* for the other files: the request's context, a value (not inlined) */
+ngx_http_canary_ctx_t *ngx_http_canary_request_ctx(ngx_http_request_t *r,
+    ngx_uint_t create);
+ngx_int_t ngx_http_canary_read_value(ngx_http_request_t *r,
+    ngx_http_canary_value_t *v, ngx_str_t *value);
+
+/* ngx_http_canary_shadow.c */
+char *ngx_http_canary_shadow_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_canary_shadow_set(ngx_conf_t *cf,
+    ngx_http_canary_rollout_t *ro);
+char *ngx_http_canary_shadow_merge(ngx_conf_t *cf,
+    ngx_http_canary_loc_conf_t *prev, ngx_http_canary_loc_conf_t *conf);
+ngx_int_t ngx_http_canary_shadow_init(ngx_conf_t *cf,
+    ngx_http_canary_main_conf_t *cmcf);
+ngx_int_t ngx_http_canary_shadow_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+
+extern ngx_conf_bitmask_t  ngx_http_canary_shadow_methods[];
 
 /* ngx_http_canary_shm.c */
 ngx_int_t ngx_http_canary_init_zone(ngx_shm_zone_t *shm_zone, void *data);
@@ -479,6 +525,8 @@ extern ngx_msec_t  ngx_http_canary_hist_bounds[];
 
 void ngx_http_canary_count(ngx_http_request_t *r,
     ngx_http_canary_shrollout_t *shr, ngx_uint_t nslots, ngx_uint_t variant);
+void ngx_http_canary_count_status(ngx_http_request_t *r,
+    ngx_http_canary_counters_t *c, ngx_uint_t status);
 
 /* ngx_http_canary_auto.c */
 char *ngx_http_canary_auto_directive(ngx_conf_t *cf,

@@ -195,6 +195,17 @@ ngx_http_canary_shm_rollout(ngx_http_canary_main_conf_t *cmcf,
         sh->rollouts = shr;
     }
 
+    /* shadow traffic's counters, once a location shadows the rollout */
+
+    if (ro->shadowed && shr->shadow == NULL) {
+        shr->shadow = ngx_slab_calloc_locked(shpool,
+                                       sh->nslots
+                                       * sizeof(ngx_http_canary_counters_t));
+        if (shr->shadow == NULL) {
+            return NULL;
+        }
+    }
+
     /* what the status page shows of an automatic rollout */
 
     if (ro->policy && shr->autost == NULL) {
@@ -216,7 +227,8 @@ ngx_http_canary_shm_rollout(ngx_http_canary_main_conf_t *cmcf,
     snap = shr->snapshot;
 
     if (snap && (snap->source != NGX_HTTP_CANARY_SOURCE_CONFIG
-                 || shr->config_percent == ro->percent))
+                 || (shr->config_percent == ro->percent
+                     && shr->config_shadow == ro->shadow)))
     {
         return shr;
     }
@@ -227,8 +239,10 @@ ngx_http_canary_shm_rollout(ngx_http_canary_main_conf_t *cmcf,
     }
 
     snap->percent = ro->percent;
+    snap->shadow = ro->shadow;
     snap->source = NGX_HTTP_CANARY_SOURCE_CONFIG;
     shr->config_percent = ro->percent;
+    shr->config_shadow = ro->shadow;
 
     if (ngx_http_canary_publish(cmcf, shr, snap) != NGX_OK) {
         return NULL;

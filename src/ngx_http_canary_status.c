@@ -61,8 +61,11 @@ typedef struct {
     ngx_http_canary_rollout_t      *rollout;
     ngx_http_canary_snapshot_t     *snap;
     time_t                          synced;     /* 0: never from Redis */
-    ngx_http_canary_counters_t      sum[NGX_HTTP_CANARY_NVARIANTS];
-    ngx_atomic_uint_t               count[NGX_HTTP_CANARY_NVARIANTS];
+
+    /* the variants, then "shadow" if the rollout has its counters */
+    ngx_uint_t                      nvariants;
+    ngx_http_canary_counters_t      sum[NGX_HTTP_CANARY_NVARIANTS + 1];
+    ngx_atomic_uint_t               count[NGX_HTTP_CANARY_NVARIANTS + 1];
 } ngx_http_canary_view_t;
 
 
@@ -437,8 +440,10 @@ ngx_http_canary_report(ngx_http_request_t *r, ngx_http_canary_report_t *rp)
         vw->rollout = &ro[i];
         vw->snap = ro[i].sh->snapshot;
         vw->synced = (time_t) ro[i].sh->synced;
+        vw->nvariants = NGX_HTTP_CANARY_NVARIANTS
+                        + (ro[i].sh->shadow != NULL);
 
-        for (v = 0; v < NGX_HTTP_CANARY_NVARIANTS; v++) {
+        for (v = 0; v < vw->nvariants; v++) {
             ngx_http_canary_sum(cmcf, ro[i].sh, v, &vw->sum[v]);
 
             /*
@@ -472,7 +477,8 @@ ngx_http_canary_sum(ngx_http_canary_main_conf_t *cmcf,
     dst = (ngx_atomic_t *) sum;
 
     for (s = 0; s < cmcf->sh->nslots; s++) {
-        c = &shr->slots[s].v[variant];
+        c = (variant == NGX_HTTP_CANARY_SHADOW) ? &shr->shadow[s]
+                                                : &shr->slots[s].v[variant];
         src = (ngx_atomic_t *) c;
 
         for (k = 0; k < sizeof(ngx_http_canary_counters_t)
@@ -530,7 +536,7 @@ ngx_http_canary_text(ngx_http_canary_out_t *o, ngx_http_canary_report_t *rp)
         name = &vw->rollout->name;
 
         size = NGX_HTTP_CANARY_LINE + name->len + 2 * NGX_HTTP_CANARY_NUM
-               + NGX_HTTP_CANARY_NVARIANTS
+               + vw->nvariants
                  * (3 * NGX_HTTP_CANARY_LINE
                     + (NGX_HTTP_CANARY_HIST_BUCKETS + 16)
                       * NGX_HTTP_CANARY_NUM);
@@ -563,7 +569,14 @@ ngx_http_canary_text(ngx_http_canary_out_t *o, ngx_http_canary_report_t *rp)
             *p++ = '\n';
         }
 
-        for (v = 0; v < NGX_HTTP_CANARY_NVARIANTS; v++) {
+        if (snap->shadow || vw->nvariants > NGX_HTTP_CANARY_NVARIANTS) {
+            p = ngx_cpymem(p, " shadow_percent ",
+                           sizeof(" shadow_percent ") - 1);
+            p = ngx_http_canary_percent(p, snap->shadow);
+            *p++ = '\n';
+        }
+
+        for (v = 0; v < vw->nvariants; v++) {
             c = &vw->sum[v];
             name = &ngx_http_canary_variant_names[v];
 
@@ -685,6 +698,8 @@ ngx_http_canary_json(ngx_http_canary_out_t *o, ngx_http_canary_report_t *rp)
                                 NGX_HTTP_CANARY_ESC_JSON);
         p = ngx_cpymem(p, "\",\"percent\":", sizeof("\",\"percent\":") - 1);
         p = ngx_http_canary_percent(p, snap->percent);
+        p = ngx_cpymem(p, ",\"shadow\":", sizeof(",\"shadow\":") - 1);
+        p = ngx_http_canary_percent(p, snap->shadow);
         p = ngx_sprintf(p, ",\"state\":\"%V\",\"source\":\"%V\","
                         "\"updated\":%T,\"last_sync\":%T,"
                         "\"canary_users\":%ui,"
@@ -725,7 +740,7 @@ ngx_http_canary_json(ngx_http_canary_out_t *o, ngx_http_canary_report_t *rp)
 
         o->buf->last = p;
 
-        for (v = 0; v < NGX_HTTP_CANARY_NVARIANTS; v++) {
+        for (v = 0; v < vw->nvariants; v++) {
             if (ngx_http_canary_json_variant(o, vw, v) != NGX_OK) {
                 return NGX_ERROR;
             }
@@ -859,7 +874,10 @@ ngx_http_canary_prom(ngx_http_canary_out_t *o, ngx_http_canary_report_t *rp)
         { ngx_string("rollout_updated_timestamp_seconds"),
           "When the values in force were published." },
         { ngx_string("rollout_last_sync_timestamp_seconds"),
-          "When Redis last gave the rollout's values, 0 if never." }
+          "When Redis last gave the rollout's values, 0 if never." },
+        { ngx_string("shadow_percent"),
+          "Share of keys next in line whose requests are shadowed, "
+          "percent." }
     };
 
     /*
@@ -883,7 +901,7 @@ ngx_http_canary_prom(ngx_http_canary_out_t *o, ngx_http_canary_report_t *rp)
 
     if (rp->nviews) {
         lab = ngx_palloc(o->request->pool, rp->nviews
-                                    * NGX_HTTP_CANARY_NVARIANTS
+                                    * (NGX_HTTP_CANARY_NVARIANTS + 1)
                                     * sizeof(ngx_str_t));
         if (lab == NULL) {
             return NGX_ERROR;
@@ -896,7 +914,7 @@ ngx_http_canary_prom(ngx_http_canary_out_t *o, ngx_http_canary_report_t *rp)
         len = ngx_http_canary_esc_len(&vw->rollout->name,
                                       NGX_HTTP_CANARY_ESC_LABEL);
 
-        for (v = 0; v < NGX_HTTP_CANARY_NVARIANTS; v++) {
+        for (v = 0; v < vw->nvariants; v++) {
             vn = &ngx_http_canary_variant_names[v];
 
             p = ngx_pnalloc(o->request->pool,
@@ -906,7 +924,7 @@ ngx_http_canary_prom(ngx_http_canary_out_t *o, ngx_http_canary_report_t *rp)
                 return NGX_ERROR;
             }
 
-            rl = &lab[i * NGX_HTTP_CANARY_NVARIANTS + v];
+            rl = &lab[i * (NGX_HTTP_CANARY_NVARIANTS + 1) + v];
             rl->data = p;
 
             p = ngx_cpymem(p, "rollout=\"", sizeof("rollout=\"") - 1);
@@ -932,9 +950,9 @@ ngx_http_canary_prom(ngx_http_canary_out_t *o, ngx_http_canary_report_t *rp)
         for (i = 0; i < rp->nviews; i++) {
             vw = &rp->views[i];
 
-            for (v = 0; v < NGX_HTTP_CANARY_NVARIANTS; v++) {
+            for (v = 0; v < vw->nvariants; v++) {
                 c = &vw->sum[v];
-                rl = &lab[i * NGX_HTTP_CANARY_NVARIANTS + v];
+                rl = &lab[i * (NGX_HTTP_CANARY_NVARIANTS + 1) + v];
 
                 /* the longest name, the labels, "le" and two numbers */
 
@@ -1034,7 +1052,7 @@ ngx_http_canary_prom(ngx_http_canary_out_t *o, ngx_http_canary_report_t *rp)
         for (i = 0; i < rp->nviews; i++) {
             vw = &rp->views[i];
             snap = vw->snap;
-            rl = &lab[i * NGX_HTTP_CANARY_NVARIANTS];
+            rl = &lab[i * (NGX_HTTP_CANARY_NVARIANTS + 1)];
             len = ngx_http_canary_rollout_label(rl);
 
             n = (k == 1) ? snap->nsegments : 1;
@@ -1086,8 +1104,14 @@ ngx_http_canary_prom(ngx_http_canary_out_t *o, ngx_http_canary_report_t *rp)
                     p = ngx_sprintf(p, "} %T\n", snap->updated);
                     break;
 
-                default: /* 4 */
+                case 4:
                     p = ngx_sprintf(p, "} %T\n", vw->synced);
+                    break;
+
+                default: /* 5 */
+                    p = ngx_http_canary_cpy(p, "} ");
+                    p = ngx_http_canary_percent(p, snap->shadow);
+                    *p++ = '\n';
                 }
 
                 o->buf->last = p;

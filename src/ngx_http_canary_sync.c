@@ -101,6 +101,7 @@ typedef struct {
     ngx_uint_t                      source;
     ngx_uint_t                      nsegments;
     ngx_http_canary_segment_t      *segments;
+    ngx_uint_t                      shadow;
 } ngx_http_canary_values_t;
 
 
@@ -871,6 +872,7 @@ ngx_http_canary_sync_apply(ngx_http_canary_sync_t *sync,
     ngx_memzero(&v, sizeof(ngx_http_canary_values_t));
 
     v.percent = ro->percent;
+    v.shadow = ro->shadow;
     v.source = NGX_HTTP_CANARY_SOURCE_CONFIG;
 
     if (reply->elements == 0) {
@@ -963,6 +965,19 @@ ngx_http_canary_sync_field(ngx_http_canary_sync_t *sync,
         }
 
         v->percent = pct;
+        return NGX_OK;
+    }
+
+    if (field->len == 6 && ngx_strncmp(field->data, "shadow", 6) == 0) {
+
+        if (ngx_http_canary_parse_percent(value->data, value->len, &pct) != 0)
+        {
+            ngx_http_canary_sync_refuse(sync, sr, field, value);
+            v->shadow = cur->shadow;
+            return NGX_OK;
+        }
+
+        v->shadow = pct;
         return NGX_OK;
     }
 
@@ -1242,7 +1257,8 @@ ngx_http_canary_sync_same(ngx_http_canary_snapshot_t *cur,
 {
     ngx_uint_t  i;
 
-    if (cur->percent != v->percent || cur->start != v->start
+    if (cur->percent != v->percent || cur->shadow != v->shadow
+        || cur->start != v->start
         || cur->end != v->end || cur->state != v->state
         || cur->source != v->source || cur->nsegments != v->nsegments)
     {
@@ -1306,6 +1322,7 @@ ngx_http_canary_sync_copy_locked(ngx_slab_pool_t *shpool,
 
     if (v) {
         snap->percent = v->percent;
+        snap->shadow = v->shadow;
         snap->start = v->start;
         snap->end = v->end;
         snap->state = v->state;
@@ -1760,6 +1777,7 @@ ngx_http_canary_sync_set_swap(ngx_http_canary_main_conf_t *cmcf,
  *     canary_state 1
  *     rollout <name> <percent> <start> <end> <state or ->
  *     segment <name> <percent> <escaped value>
+ *     shadow <name> <percent>        (when not 0)
  *     end
  *
  * Only rollouts whose values came from Redis (or from this file) are
@@ -1794,7 +1812,8 @@ ngx_http_canary_state_write(ngx_http_canary_sync_t *sync)
         snap = ro[i].sh->snapshot;
 
         size += sizeof("rollout   100.00     rolled_back\n")
-                + ro[i].name.len + 2 * NGX_TIME_T_LEN;
+                + ro[i].name.len + 2 * NGX_TIME_T_LEN
+                + sizeof("shadow   100.00\n") + ro[i].name.len;
 
         for (j = 0; j < snap->nsegments; j++) {
             size += sizeof("segment   100.00\n") + ro[i].name.len
@@ -1830,6 +1849,11 @@ ngx_http_canary_state_write(ngx_http_canary_sync_t *sync)
             p += ngx_http_canary_escape(p, snap->segments[j].value.data,
                                         snap->segments[j].value.len);
             *p++ = '\n';
+        }
+
+        if (snap->shadow) {
+            p = ngx_sprintf(p, "shadow %V %ui.%02ui\n", &ro[i].name,
+                            snap->shadow / 100, snap->shadow % 100);
         }
     }
 
@@ -2208,6 +2232,24 @@ ngx_http_canary_state_parse(ngx_http_canary_main_conf_t *cmcf, u_char *p,
             seg->value.data = s;
             seg->value.len = slen;
             seg->percent = pct;
+
+            continue;
+        }
+
+        if (ntok == 3 && tok[0].len == 6
+            && ngx_strncmp(tok[0].data, "shadow", 6) == 0)
+        {
+            if (ngx_http_canary_parse_percent(tok[2].data, tok[2].len, &pct))
+            {
+                why = "bad shadow percent";
+                goto invalid;
+            }
+
+            if (idx >= 0
+                && vals[idx].source == NGX_HTTP_CANARY_SOURCE_STATE_FILE)
+            {
+                vals[idx].shadow = pct;
+            }
 
             continue;
         }
