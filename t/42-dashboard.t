@@ -181,12 +181,31 @@ canary_rollout "%%EVIL%%" {
     percent  3;
 }
 
+canary_rollout dark {
+    key      $http_x_user_id;
+    stable   app_stable;
+    canary   app_canary;
+    percent  0;
+    shadow   100;
+}
+
 server {
     listen 127.0.0.1:%%PORT%%;
 
     location / {
         canary checkout;
         proxy_pass http://$canary_upstream;
+    }
+
+    location /dark/ {
+        canary dark;
+        canary_shadow /_dark;
+        proxy_pass http://$canary_upstream;
+    }
+
+    location /_dark {
+        internal;
+        proxy_pass http://app_canary/e500;
     }
 
     location = /canary { canary_status; }
@@ -281,9 +300,11 @@ cmp_ok($p0, '>=', 1, 'the dashboard polled ?format=json');
 
 my @reqs = ((map { ['/ok', 'X-Canary' => 'never', 'X-User-Id' => "s$_"] } 1 .. 40),
             (map { ['/ok', 'X-Canary' => 'always', 'X-User-Id' => "c$_"] } 1 .. 30),
-            (map { ['/e500', 'X-Canary' => 'always', 'X-User-Id' => "e$_"] } 1 .. 10));
+            (map { ['/e500', 'X-Canary' => 'always', 'X-User-Id' => "e$_"] } 1 .. 10),
+            (map { ['/dark/ok', 'X-User-Id' => "d$_"] } 1 .. 6));
 my @res = http_client($port)->pipeline(@reqs);
-is(scalar(grep { $_->[0] == 200 } @res), 70, '70 requests answered 200');
+is(scalar(grep { $_->[0] == 200 } @res), 76,
+   '76 requests answered 200 (6 of them shadowed)');
 is(scalar(grep { $_->[0] == 500 } @res), 10, '10 requests answered 500');
 
 # every request counted, then two more polls, so the page has them all
@@ -292,7 +313,9 @@ $end = time + 10;
 while (time < $end) {
     $j = status_json();
     my $c = $j->{rollouts}[0]{variants};
-    last if $c->{stable}{requests} + $c->{canary}{requests} >= 80;
+    my $d = $j->{rollouts}[2]{variants};
+    last if $c->{stable}{requests} + $c->{canary}{requests} >= 80
+            && $d->{shadow} && $d->{shadow}{requests} >= 6;
     sleep 0.05;
 }
 my $p1 = polls();
@@ -390,6 +413,22 @@ is($s->{stable}{errors}{text}, '0.00%', 'stable: 0.00% errors');
 my $e = $shown->{rollouts}[1];
 is($e->{name}, $evil, 'the hostile rollout name shows as text');
 is($e->{v}{stable}{requests}{text}, '0', 'its counters');
+ok(!exists $e->{v}{shadow}, 'no "shadow" box for a rollout without one');
+
+# the shadow as a third variant, its 500s from the canary
+
+my $dk = $shown->{rollouts}[2];
+my $dj = $j->{rollouts}[2];
+is($dk->{name}, 'dark', 'the shadowed rollout');
+is_deeply([sort keys %{ $dk->{v} }], [qw(canary shadow stable)],
+          'three boxes: stable, canary, shadow');
+is_deeply([map { $dk->{v}{shadow}{$_}{text} } qw(requests 5xx)],
+          [$dj->{variants}{shadow}{requests},
+           $dj->{variants}{shadow}{responses}{'5xx'}],
+          'shadow: requests and 5xx shown as in JSON');
+is($dj->{variants}{shadow}{requests}, 6, 'JSON: 6 shadows');
+is($dk->{v}{shadow}{errors}{text}, '100.00%', 'shadow: 100.00% errors');
+is($dk->{v}{stable}{requests}{text}, '6', 'the users\' 6 stable requests');
 
 
 # a screenshot in the test's temp folder
