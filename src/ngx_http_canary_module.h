@@ -150,6 +150,8 @@ typedef struct {
     size_t                          decision_len;
     size_t                          reason_len;
     size_t                          decided_by_len;
+    ngx_uint_t                      dark;       /* in the dark phase */
+    ngx_uint_t                      dark_passed;
     u_char                          decision[16];
     u_char                          reason[NGX_HTTP_CANARY_REASON_LEN];
     u_char                          decided_by[64];
@@ -169,8 +171,9 @@ typedef struct {
  */
 typedef struct {
     uint64_t                        flushed;    /* unix ms, 0: never */
-    uint64_t                        base[NGX_HTTP_CANARY_NVARIANTS]
+    uint64_t                        base[NGX_HTTP_CANARY_NVARIANTS + 1]
                                         [NGX_HTTP_CANARY_AUTO_NFIG];
+                                        /* the variants, then shadow */
 } ngx_http_canary_auto_base_t;
 
 
