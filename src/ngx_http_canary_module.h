@@ -362,6 +362,8 @@ typedef struct {
     /* canary_shadow URI (an empty one: "off"), canary_shadow_methods */
     ngx_str_t                       shadow;
     ngx_uint_t                      shadow_methods;
+    ngx_str_t                       shadow_file;
+    ngx_uint_t                      shadow_line;
 
     /* "canary NAME" as written, resolved when the location is merged */
     ngx_str_t                       name;

@@ -95,6 +95,8 @@ ngx_http_canary_shadow_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     }
 
     clcf->shadow = value[1];
+    clcf->shadow_file = cf->conf_file->file.name;
+    clcf->shadow_line = cf->conf_file->line;
 
     /* the handler and the counters are there only when needed */
 
@@ -149,20 +151,22 @@ ngx_http_canary_shadow_merge(ngx_conf_t *cf, ngx_http_canary_loc_conf_t *prev,
 
     if (conf->shadow.data == NULL) {
         conf->shadow = prev->shadow;
-        return NGX_CONF_OK;
-    }
 
-    if (conf->shadow.len == 0) {
-        return NGX_CONF_OK;
-    }
+    } else if (conf->shadow.len && conf->rollout == NGX_CONF_UNSET) {
 
-    /* set at this level: the rollout must be known here */
+        /* set at this level: the rollout must be known here */
 
-    if (conf->rollout == NGX_CONF_UNSET) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"canary_shadow %V\" needs \"canary\" in the same "
-                           "block or above", &conf->shadow);
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"canary_shadow %V\" needs \"canary\" in the same "
+                      "block or above in %V:%ui", &conf->shadow,
+                      &conf->shadow_file, conf->shadow_line);
         return NGX_CONF_ERROR;
+    }
+
+    /* the rollout in force here gets shadow counters */
+
+    if (conf->shadow.len == 0 || conf->rollout == NGX_CONF_UNSET) {
+        return NGX_CONF_OK;
     }
 
     cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_canary_module);

@@ -118,6 +118,7 @@ server {
 canary_zone 1m;
 canary_redis 127.0.0.1:%%RPORT%%;
 canary_sync_interval 200ms;
+canary_state_file %%PREFIX%%/canary.state;
 
 canary_rollout checkout {
     key     $http_x_user_id;
@@ -484,6 +485,9 @@ SKIP: {
     $r->cli('HSET', 'canary:rollout:checkout', 'shadow', '12.5');
     ok(wait_until(sub { status_json()->{checkout}{shadow} == 12.5 }, 5),
        'shadow 12.5 from Redis');
+    ok(wait_until(sub { CanaryTest::read_file($ng->prefix . '/canary.state')
+                        =~ /^shadow checkout 12\.50$/m }, 5),
+       'the state file keeps it');
 
     $r->cli('HSET', 'canary:rollout:checkout', 'shadow', '101');
     ok(wait_until(sub { $ng->error_log =~ /refused "101" for field "shadow" (?x)
@@ -515,7 +519,8 @@ server {
 }
 EOF
     isnt($rc, 0, 'canary_shadow without canary fails nginx -t');
-    like($out, qr/"canary_shadow \/_s" needs "canary"/, 'saying why');
+    like($out, qr/"canary_shadow \/_s" needs "canary" .* in \S+:\d+/,
+         'saying why, with file and line') or diag $out;
 
     ($rc, $out) = nginx_t(<<'EOF');
 canary_zone 1m;
