@@ -267,7 +267,12 @@ ok(defined wait_until(sub { $r->cli('GET', 'canary:leader') =~ /^node-/ },
        'good: phase and shadow removed');
     is($canary_dark, 0, 'good: nobody saw the canary in the dark phase');
 
-    my @h = grep { $_->{event} ne 'operator' } history($k);
+    # up to the first advance: under load the live steps may go on
+    my @h;
+    for (grep { $_->{event} ne 'operator' } history($k)) {
+        push @h, $_;
+        last if $_->{event} eq 'advance';
+    }
     is_deeply([map { "$_->{event}/$_->{phase}/$_->{percent}" } @h],
               ['start/dark/0', 'dark_passed/dark/0', 'advance/dark/10'],
               'good: start, one dark interval passed, then step 1')
@@ -276,16 +281,17 @@ ok(defined wait_until(sub { $r->cli('GET', 'canary:leader') =~ /^node-/ },
          'good: the reason');
 
     ok(defined wait_until(sub {
-           !grep { status($_, 'good')->{percent} != 10 } @nodes }, 5),
-       'good: both nodes at percent 10');
+           my $p = $r->cli('HGET', $k, 'percent');
+           $p >= 10 && !grep { status($_, 'good')->{percent} != $p } @nodes
+       }, 5),
+       'good: both nodes at Redis\' percent, 10 or (a step later) more');
     is_deeply([map { status($_, 'good')->{auto}{phase} } @nodes],
               ['live', 'live'], 'good: both nodes show phase live');
 
     my $share = 0;
     my $s = traffic(200, '/good');
     $share = ($s->{canary} // 0) / 400;
-    ok($share > 0.04 && $share < 0.2,
-       "good: users see the canary now ($share of 400)");
+    ok($share > 0.04, "good: users see the canary now ($share of 400)");
 }
 
 
