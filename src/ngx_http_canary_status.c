@@ -1296,6 +1296,7 @@ ngx_http_canary_explain(ngx_http_request_t *r, ngx_str_t *name)
     ngx_http_canary_input_t       in;
     ngx_http_canary_rollout_t    *ro;
     ngx_http_canary_decision_t    d, *decisions;
+    ngx_http_canary_snapshot_t   *snap;
     ngx_http_canary_main_conf_t  *cmcf;
 
     cmcf = ngx_http_get_module_main_conf(r, ngx_http_canary_module);
@@ -1422,6 +1423,20 @@ ngx_http_canary_explain(ngx_http_request_t *r, ngx_str_t *name)
     } else {
         p = ngx_cpymem(p, "null", 4);
     }
+
+    /* would a GET with this key be shadowed where the rollout is */
+
+    snap = ro[index].sh->snapshot;
+
+    p = ngx_sprintf(p, ",\"shadowed\":%s",
+                    (ro[index].sh->shadow && snap->shadow
+                     && d.variant == NGX_HTTP_CANARY_STABLE && d.has_bucket
+                     && (d.reason == NGX_HTTP_CANARY_REASON_PERCENT
+                         || d.reason == NGX_HTTP_CANARY_REASON_SEGMENT)
+                     && in.percent >= 0
+                     && d.bucket >= (ngx_uint_t) in.percent
+                     && d.bucket < (ngx_uint_t) in.percent + snap->shadow)
+                    ? "true" : "false");
 
     p = ngx_cpymem(p, ",\"requires\":[", sizeof(",\"requires\":[") - 1);
 

@@ -322,6 +322,22 @@ ok(wait_until(sub {
        10),
    'the shadow counter of "checkout" equals the shadowed requests');
 
+# explain says who is shadowed
+
+{
+    my ($in) = sort keys %want;
+    my ($out) = grep { !$want{$_} && bucket($_) >= 1000 } @keys;
+    my ($can) = grep { bucket($_) < 1000 } @keys;
+    my %e;
+    for ([in => $in], [out => $out], [can => $can]) {
+        my (undef, undef, $body) =
+            http_get($port, "/canary?explain=checkout&key=$_->[1]");
+        $e{ $_->[0] } = decode_json($body)->{shadowed};
+    }
+    is_deeply([map { $e{$_} ? 1 : 0 } qw(in out can)], [1, 0, 0],
+              'explain: "shadowed" true in [1000, 1500) only');
+}
+
 my $ro = status_json()->{checkout};
 is($ro->{shadow}, 5, 'JSON: shadow 5');
 is($ro->{variants}{shadow}{responses}{'2xx'}, $expected, 'shadow 2xx');
