@@ -180,7 +180,7 @@ ok(defined wait_until(sub { $r->cli('GET', 'canary:leader') =~ /^node-/ },
     my ($max_redis, $max_node, $canary_answers, $shadow_seen) = (0, 0, 0, 0);
     my $t0 = time;
 
-    while (time - $t0 < 20) {
+    while (time - $t0 < 20 * $CanaryTest::SCALE) {
         my $seen = traffic(40, '/bad');
         $canary_answers += $seen->{canary} // 0;
 
@@ -201,10 +201,10 @@ ok(defined wait_until(sub { $r->cli('GET', 'canary:leader') =~ /^node-/ },
     is($max_redis, 0, 'bad: percent never above 0 in Redis');
     is($max_node, 0, 'bad: percent never above 0 on either node');
     is($canary_answers, 0, 'bad: no user ever got a canary answer');
-    ok($shadow_seen, 'bad: shadow 50 was in Redis during the dark phase');
     is($r->cli('HGET', $k, 'phase'), '', 'bad: the dark fields removed');
 
-    my @h = grep { $_->{event} ne 'operator' } history($k);
+    # "hold" entries (too few requests in an interval) on a slow machine
+    my @h = grep { $_->{event} !~ /^(?:operator|hold)$/ } history($k);
     is_deeply([map { "$_->{event}/$_->{phase}" } @h],
               ['start/dark', 'rollback/dark'],
               'bad: history start and rollback, both phase dark')
@@ -249,11 +249,12 @@ ok(defined wait_until(sub { $r->cli('GET', 'canary:leader') =~ /^node-/ },
     $r->cli('HSET', $k, 'state', 'progressing');
     $r->cli('PUBLISH', 'canary:changed', 'good');
 
-    my ($canary_dark, $t0) = (0, time);
+    my ($canary_dark, $shadow_seen, $t0) = (0, 0, time);
 
-    while (time - $t0 < 20) {
+    while (time - $t0 < 20 * $CanaryTest::SCALE) {
         my $dark = $r->cli('HGET', $k, 'phase') eq 'dark'
                    || $r->cli('HGET', $k, 'step') eq '';
+        $shadow_seen = 1 if $r->cli('HGET', $k, 'shadow') eq '50';
         my $seen = traffic(40, '/good');
         $canary_dark += $seen->{canary} // 0
             if $dark && $r->cli('HGET', $k, 'phase') eq 'dark';
@@ -266,10 +267,11 @@ ok(defined wait_until(sub { $r->cli('GET', 'canary:leader') =~ /^node-/ },
     is($r->cli('HGET', $k, 'phase') . $r->cli('HGET', $k, 'shadow'), '',
        'good: phase and shadow removed');
     is($canary_dark, 0, 'good: nobody saw the canary in the dark phase');
+    ok($shadow_seen, 'good: shadow 50 was in Redis during the dark phase');
 
     # up to the first advance: under load the live steps may go on
     my @h;
-    for (grep { $_->{event} ne 'operator' } history($k)) {
+    for (grep { $_->{event} !~ /^(?:operator|hold)$/ } history($k)) {
         push @h, $_;
         last if $_->{event} eq 'advance';
     }
