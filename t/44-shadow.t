@@ -35,7 +35,7 @@ need_module();
 
 
 # a canary backend that takes 1 s: logs "recv <uri> <t>" when a request
-# is in and "sent <uri> <t>" when it has answered
+# is in and "sent <uri> <t>" just before it answers
 
 my $slow_tmp = File::Temp->new;
 my $slow_log = $slow_tmp->filename;
@@ -62,10 +62,12 @@ sub slow_server {
             my ($uri) = $req =~ m{^\w+ (\S+)} or POSIX::_exit(0);
             note_line("recv $uri " . time);
             sleep 1;
+
+            # logged before the answer leaves: nobody can have it earlier
+            note_line("sent $uri " . time);
             syswrite($c, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n"
                          . "Connection: close\r\n\r\nslow\n");
             close $c;
-            note_line("sent $uri " . time);
             POSIX::_exit(0);
         }
     }
