@@ -43,6 +43,16 @@
  * (consecutive failed checks), decided_at, decided_by, decision, reason,
  * and the figures that decided: interval, nodes, c_requests, c_errors,
  * c_error_rate (ppm), c_p99 (ms), and s_* for stable.
+ *
+ * The dark phase ("auto ... shadow=<percent> shadow_intervals=<n>"): a
+ * rollout that starts progressing first stays at percent 0 with fields
+ * phase "dark", dark_passed (intervals passed so far) and shadow (the
+ * share that every node then shadows); each interval judges the shadow
+ * figures (the fleet's "d:" fields) against stable's with the same
+ * thresholds.  n passed intervals go on to step 1 (the three fields are
+ * removed); a failure, as many times as "failures" says, ends in
+ * rolled_back at percent 0, before any user was exposed.  History entries
+ * and alerts carry "phase" (dark or live): which phase decided.
  */
 
 
@@ -88,6 +98,8 @@ enum {
     ngx_http_canary_f_s_errors,
     ngx_http_canary_f_s_error_rate,
     ngx_http_canary_f_s_p99,
+    ngx_http_canary_f_phase,
+    ngx_http_canary_f_dark_passed,
     ngx_http_canary_f_n
 };
 
@@ -119,8 +131,11 @@ typedef struct {
     uint64_t                        nodes;
     ngx_http_canary_judgement_t    *j;          /* NULL: no figures */
     u_char                         *reason;
+    uint32_t                        dark_passed;
     unsigned                        step_changed:1;
     unsigned                        alert:1;
+    unsigned                        dark:1;     /* decided in the dark */
+    unsigned                        dark_stay:1;    /* and stays there */
 } ngx_http_canary_auto_outcome_t;
 
 
@@ -200,6 +215,13 @@ static void ngx_http_canary_auto_start(ngx_http_canary_auto_rollout_t *ar,
 static void ngx_http_canary_auto_decide(ngx_http_canary_auto_rollout_t *ar,
     redisReply **f, redisReply *fig, uint32_t percent, uint64_t interval,
     uint64_t now);
+static uint64_t ngx_http_canary_auto_figures(
+    ngx_http_canary_auto_rollout_t *ar, redisReply *fig,
+    ngx_http_canary_figures_t *figs);
+static void ngx_http_canary_auto_decide_dark(
+    ngx_http_canary_auto_rollout_t *ar, redisReply **f, redisReply *fig,
+    uint32_t percent, uint64_t interval, uint64_t now);
+static ngx_uint_t ngx_http_canary_auto_dark(redisReply **f);
 static void ngx_http_canary_auto_apply(ngx_http_canary_auto_rollout_t *ar,
     redisReply **f, ngx_http_canary_auto_outcome_t *o);
 static ngx_uint_t ngx_http_canary_auto_arms(
@@ -324,7 +346,8 @@ static const char  *ngx_http_canary_auto_fields[] = {
     "percent", "state", "step", "since", "checked", "failures",
     "decided_at", "decided_by", "decision", "reason", "interval", "nodes",
     "c_requests", "c_errors", "c_error_rate", "c_p99",
-    "s_requests", "s_errors", "s_error_rate", "s_p99"
+    "s_requests", "s_errors", "s_error_rate", "s_p99",
+    "phase", "dark_passed"
 };
 
 
@@ -397,6 +420,15 @@ ngx_http_canary_auto_check_conf(ngx_conf_t *cf,
                           "\"auto\" in canary_rollout \"%V\" needs "
                           "\"canary_redis\" in %V:%ui", &ro[i].name,
                           &ro[i].file, ro[i].line);
+            return NGX_ERROR;
+        }
+
+        if (ro[i].policy && ro[i].policy->shadow && !ro[i].shadowed) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "\"auto ... shadow=\" in canary_rollout \"%V\" "
+                          "needs a location with \"canary %V\" and "
+                          "\"canary_shadow\" in %V:%ui", &ro[i].name,
+                          &ro[i].name, &ro[i].file, ro[i].line);
             return NGX_ERROR;
         }
     }
@@ -718,8 +750,24 @@ ngx_http_canary_auto_counts(ngx_http_canary_auto_t *ctl,
     ngx_uint_t                   s, v, k, side;
     ngx_http_canary_counters_t  *c;
 
-    ngx_memzero(counts, NGX_HTTP_CANARY_AUTO_ROWS
+    ngx_memzero(counts, (NGX_HTTP_CANARY_AUTO_ROWS + 1)
                         * NGX_HTTP_CANARY_AUTO_NFIG * sizeof(uint64_t));
+
+    /* shadow traffic's in the last row, NGX_HTTP_CANARY_AUTO_SHADOW */
+
+    if (ar->ro->sh->shadow) {
+        for (s = 0; s < ctl->cmcf->sh->nslots; s++) {
+            c = &ar->ro->sh->shadow[s];
+            side = NGX_HTTP_CANARY_AUTO_SHADOW;
+
+            counts[side][0] += c->requests;
+            counts[side][1] += c->errors;
+
+            for (k = 0; k < NGX_HTTP_CANARY_HIST_BUCKETS; k++) {
+                counts[side][2 + k] += c->hist[k];
+            }
+        }
+    }
 
     for (s = 0; s < ctl->cmcf->sh->nslots; s++) {
         for (v = 0; v <= ar->ro->narms; v++) {
@@ -765,12 +813,12 @@ ngx_http_canary_auto_flush(ngx_http_canary_auto_t *ctl,
 {
     u_char                        key[NGX_MAX_ERROR_STR];
     size_t                        keylen;
-    uint64_t                      cur[NGX_HTTP_CANARY_AUTO_ROWS]
+    uint64_t                      cur[NGX_HTTP_CANARY_AUTO_ROWS + 1]
                                      [NGX_HTTP_CANARY_AUTO_NFIG];
-    uint64_t                      base[NGX_HTTP_CANARY_AUTO_ROWS]
+    uint64_t                      base[NGX_HTTP_CANARY_AUTO_ROWS + 1]
                                       [NGX_HTTP_CANARY_AUTO_NFIG];
     uint64_t                      d, interval, last;
-    ngx_uint_t                    v, k, rows;
+    ngx_uint_t                    i, v, k, rows;
     ngx_http_canary_auto_args_t  *a;
     ngx_http_canary_auto_base_t  *ab;
 
@@ -808,7 +856,12 @@ ngx_http_canary_auto_flush(ngx_http_canary_auto_t *ctl,
 
     rows = (ar->ro->narms > 1) ? 2 + ar->ro->narms : 2;
 
-    for (v = 0; v < rows; v++) {
+    for (i = 0; i <= rows; i++) {
+
+        /* the rows in use, then shadow's, the last one */
+
+        v = (i < rows) ? i : NGX_HTTP_CANARY_AUTO_SHADOW;
+
         for (k = 0; k < NGX_HTTP_CANARY_AUTO_NFIG; k++) {
 
             d = cur[v][k] >= base[v][k] ? cur[v][k] - base[v][k]
@@ -821,7 +874,17 @@ ngx_http_canary_auto_flush(ngx_http_canary_auto_t *ctl,
             ngx_http_canary_auto_arg(a, "HINCRBY", 7);
             ngx_http_canary_auto_arg(a, key, keylen);
 
-            if (v >= 2) {
+            if (v == NGX_HTTP_CANARY_AUTO_SHADOW) {
+                /* shadow traffic's: "d:req", "d:h3" */
+
+                if (k < 2) {
+                    ngx_http_canary_auto_argf(a, "d:%s", names[k]);
+
+                } else {
+                    ngx_http_canary_auto_argf(a, "d:h%ui", k - 2);
+                }
+
+            } else if (v >= 2) {
                 /* an arm's own: "arm:<name>:req", "arm:<name>:h3" */
 
                 if (k < 2) {
@@ -920,7 +983,7 @@ ngx_http_canary_auto_poll_handler(ngx_http_canary_redis_t *rc,
 
     uint32_t                 percent;
     uint64_t                 decided, now, step, since, checked;
-    ngx_uint_t               state;
+    ngx_uint_t               state, dark;
     redisReply             **f, *fig;
     ngx_http_canary_auto_t  *ctl;
 
@@ -981,8 +1044,12 @@ ngx_http_canary_auto_poll_handler(ngx_http_canary_redis_t *rc,
         return;
     }
 
-    if (ngx_http_canary_auto_uint(f[ngx_http_canary_f_step], &step) != NGX_OK
-        || step == 0 || step >= ar->policy->nsteps)
+    dark = ngx_http_canary_auto_dark(f);
+
+    if (!dark
+        && (ngx_http_canary_auto_uint(f[ngx_http_canary_f_step], &step)
+            != NGX_OK
+            || step == 0 || step >= ar->policy->nsteps))
     {
         ngx_http_canary_auto_start(ar, f, percent, now);
         return;
@@ -1008,6 +1075,12 @@ ngx_http_canary_auto_poll_handler(ngx_http_canary_redis_t *rc,
         ngx_log_debug3(NGX_LOG_DEBUG_HTTP, ctl->log, 0,
                        "canary auto: \"%V\" interval %uL not judged "
                        "(since %uL)", &ar->ro->name, ar->judging, since);
+        return;
+    }
+
+    if (dark) {
+        ngx_http_canary_auto_decide_dark(ar, f, fig, percent, ar->judging,
+                                         now);
         return;
     }
 
@@ -1089,6 +1162,8 @@ ngx_http_canary_auto_show(ngx_http_canary_auto_rollout_t *ar,
         ngx_memcpy(tmp.decided_by, r->str, tmp.decided_by_len);
     }
 
+    tmp.dark = ngx_http_canary_auto_dark(f);
+    tmp.dark_passed = (ngx_uint_t) v[ngx_http_canary_f_dark_passed];
     tmp.updated = ngx_time();
 
     shpool = ar->ctl->cmcf->shpool;
@@ -1234,6 +1309,22 @@ ngx_http_canary_auto_apply(ngx_http_canary_auto_rollout_t *ar,
         }
     }
 
+    /* the dark phase's fields: kept up to date in it, removed after */
+
+    if (o->dark_stay) {
+        ngx_http_canary_auto_arg(set, "phase", 5);
+        ngx_http_canary_auto_arg(set, "dark", 4);
+        ngx_http_canary_auto_arg(set, "dark_passed", 11);
+        ngx_http_canary_auto_argf(set, "%uD", o->dark_passed);
+        ngx_http_canary_auto_arg(set, "shadow", 6);
+        ngx_http_canary_auto_arg_percent(set, ar->policy->shadow);
+
+    } else if (o->dark) {
+        ngx_http_canary_auto_arg(del, "phase", 5);
+        ngx_http_canary_auto_arg(del, "dark_passed", 11);
+        ngx_http_canary_auto_arg(del, "shadow", 6);
+    }
+
     ngx_http_canary_auto_arg(set, "decided_at", 10);
     ngx_http_canary_auto_argf(set, "%uL", o->now);
     ngx_http_canary_auto_arg(set, "decided_by", 10);
@@ -1251,6 +1342,8 @@ ngx_http_canary_auto_apply(ngx_http_canary_auto_rollout_t *ar,
     ngx_http_canary_auto_arg(x, o->event, ngx_strlen(o->event));
     ngx_http_canary_auto_arg(x, "node", 4);
     ngx_http_canary_auto_arg(x, ctl->node.data, ctl->node.len);
+    ngx_http_canary_auto_arg(x, "phase", 5);
+    ngx_http_canary_auto_arg(x, o->dark ? "dark" : "live", 4);
     ngx_http_canary_auto_arg(x, "old_percent", 11);
     ngx_http_canary_auto_arg_percent(x, o->old_percent);
     ngx_http_canary_auto_arg(x, "percent", 7);
@@ -1295,8 +1388,9 @@ ngx_http_canary_auto_apply(ngx_http_canary_auto_rollout_t *ar,
         p = ngx_slprintf(p, last, "{\"rollout\":\"");
         p = (u_char *) ngx_escape_json(p, ar->ro->name.data,
                                        ngx_min(ar->ro->name.len, 256));
-        p = ngx_slprintf(p, last, "\",\"event\":\"%s\",\"time\":%uL,"
-                         "\"node\":\"", o->event, o->now);
+        p = ngx_slprintf(p, last, "\",\"event\":\"%s\",\"phase\":\"%s\","
+                         "\"time\":%uL,\"node\":\"", o->event,
+                         o->dark ? "dark" : "live", o->now);
         p = (u_char *) ngx_escape_json(p, ctl->node.data,
                                        ngx_min(ctl->node.len, 256));
         p = ngx_slprintf(p, last, "\",\"state\":\"%V\",\"step\":%uL,"
@@ -1311,7 +1405,8 @@ ngx_http_canary_auto_apply(ngx_http_canary_auto_rollout_t *ar,
         for (i = 0; i < 2; i++) {
             p = ngx_slprintf(p, last, "\"%s\":{\"requests\":%uL,"
                              "\"errors\":%uL,\"error_rate_ppm\":%uL,"
-                             "\"p99_ms\":", i ? "canary" : "stable",
+                             "\"p99_ms\":",
+                             i ? (o->dark ? "shadow" : "canary") : "stable",
                              o->j->requests[i], o->j->errors[i],
                              o->j->error_rate[i]);
 
@@ -1411,6 +1506,29 @@ ngx_http_canary_auto_start(ngx_http_canary_auto_rollout_t *ar,
 
     o.since = (now / interval + 1) * interval;
 
+    if (ar->policy->shadow) {
+
+        /* the dark phase first: nobody exposed, the next in line shadowed */
+
+        o.percent = 0;
+        o.step = 0;
+        o.dark = 1;
+        o.dark_stay = 1;
+        o.dark_passed = 0;
+
+        ngx_snprintf(reason, sizeof(reason) - 1,
+                     "state progressing without a step: dark phase, "
+                     "shadow %uD.%02uD%% for %uD intervals, then step 1 of "
+                     "%uD%Z", ar->policy->shadow / 100,
+                     ar->policy->shadow % 100, ar->policy->shadow_intervals,
+                     ar->policy->nsteps);
+        reason[sizeof(reason) - 1] = '\0';
+        o.reason = reason;
+
+        ngx_http_canary_auto_apply(ar, f, &o);
+        return;
+    }
+
     ngx_snprintf(reason, sizeof(reason) - 1,
                  "state progressing without a step: step 1 of %uD%Z",
                  ar->policy->nsteps);
@@ -1428,89 +1546,14 @@ ngx_http_canary_auto_decide(ngx_http_canary_auto_rollout_t *ar,
 {
     u_char                           reason[NGX_HTTP_CANARY_REASON_LEN];
     u_char                          *p;
-    u_char                          *colon;
     u_char                           held[NGX_HTTP_CANARY_REASON_LEN];
-    uint64_t                         step, failures, v, nodes;
-    ngx_str_t                        name;
-    ngx_int_t                        arm;
-    ngx_uint_t                       i, k, var;
-    redisReply                      *fr, *vr;
-    ngx_http_canary_figures_t        figs[NGX_HTTP_CANARY_AUTO_ROWS];
+    uint64_t                         step, failures, nodes;
+    ngx_http_canary_figures_t        figs[NGX_HTTP_CANARY_AUTO_ROWS + 1];
     ngx_http_canary_judgement_t      j;
     ngx_http_canary_auto_outcome_t   o;
     ngx_http_canary_decision_next_t  next;
 
-    ngx_memzero(figs, sizeof(figs));
-    nodes = 0;
-
-    for (i = 0; i + 1 < fig->elements; i += 2) {
-        fr = fig->element[i];
-        vr = fig->element[i + 1];
-
-        if (fr->type != REDIS_REPLY_STRING
-            || ngx_http_canary_auto_uint(vr, &v) != NGX_OK)
-        {
-            continue;
-        }
-
-        name.data = (u_char *) fr->str;
-        name.len = fr->len;
-
-        if (name.len == 5 && ngx_strncmp(name.data, "nodes", 5) == 0) {
-            nodes = v;
-            continue;
-        }
-
-        if (name.len > 4 && ngx_strncmp(name.data, "arm:", 4) == 0) {
-
-            /* "arm:<name>:<figure>", the name may hold ':' */
-
-            colon = name.data + name.len;
-
-            while (colon > name.data + 4 && colon[-1] != ':') {
-                colon--;
-            }
-
-            if (colon <= name.data + 5) {
-                continue;
-            }
-
-            arm = ngx_http_canary_find_arm(ar->ro, name.data + 4,
-                                           colon - 1 - (name.data + 4));
-            if (arm == NGX_ERROR || ar->ro->narms == 1) {
-                continue;
-            }
-
-            var = 1 + arm;
-            name.len -= colon - name.data;
-            name.data = colon;
-
-        } else if (name.len < 3 || name.data[1] != ':'
-                   || (name.data[0] != 'c' && name.data[0] != 's'))
-        {
-            continue;
-
-        } else {
-            var = (name.data[0] == 'c') ? NGX_HTTP_CANARY_CANARY
-                                        : NGX_HTTP_CANARY_STABLE;
-            name.data += 2;
-            name.len -= 2;
-        }
-
-        if (name.len == 3 && ngx_strncmp(name.data, "req", 3) == 0) {
-            figs[var].requests = v;
-
-        } else if (name.len == 3 && ngx_strncmp(name.data, "err", 3) == 0) {
-            figs[var].errors = v;
-
-        } else if (name.len >= 2 && name.len <= 3 && name.data[0] == 'h') {
-            k = ngx_atoi(name.data + 1, name.len - 1);
-
-            if (k < NGX_HTTP_CANARY_HIST_BUCKETS) {
-                figs[var].hist[k] = v;
-            }
-        }
-    }
+    nodes = ngx_http_canary_auto_figures(ar, fig, figs);
 
     /* with arms: each is judged, a failing one switched off */
 
@@ -1708,6 +1751,129 @@ ngx_http_canary_auto_arms(ngx_http_canary_auto_rollout_t *ar,
 
 
 /*
+ * The fleet's figures of an interval: "s:", "c:", "arm:<name>:" and "d:"
+ * (shadow) fields into figs[] (stable, canary, each arm's own row when
+ * there are several, shadow's last row NGX_HTTP_CANARY_AUTO_SHADOW);
+ * returns the number of nodes.
+ */
+
+static uint64_t
+ngx_http_canary_auto_figures(ngx_http_canary_auto_rollout_t *ar,
+    redisReply *fig, ngx_http_canary_figures_t *figs)
+{
+    u_char      *colon;
+    uint64_t     v, nodes;
+    ngx_str_t    name;
+    ngx_int_t    arm;
+    ngx_uint_t   i, k, var;
+    redisReply  *fr, *vr;
+
+    ngx_memzero(figs, (NGX_HTTP_CANARY_AUTO_ROWS + 1)
+                      * sizeof(ngx_http_canary_figures_t));
+    nodes = 0;
+
+    for (i = 0; i + 1 < fig->elements; i += 2) {
+        fr = fig->element[i];
+        vr = fig->element[i + 1];
+
+        if (fr->type != REDIS_REPLY_STRING
+            || ngx_http_canary_auto_uint(vr, &v) != NGX_OK)
+        {
+            continue;
+        }
+
+        name.data = (u_char *) fr->str;
+        name.len = fr->len;
+
+        if (name.len == 5 && ngx_strncmp(name.data, "nodes", 5) == 0) {
+            nodes = v;
+            continue;
+        }
+
+        if (name.len > 4 && ngx_strncmp(name.data, "arm:", 4) == 0) {
+
+            /* "arm:<name>:<figure>", the name may hold ':' */
+
+            colon = name.data + name.len;
+
+            while (colon > name.data + 4 && colon[-1] != ':') {
+                colon--;
+            }
+
+            if (colon <= name.data + 5) {
+                continue;
+            }
+
+            arm = ngx_http_canary_find_arm(ar->ro, name.data + 4,
+                                           colon - 1 - (name.data + 4));
+            if (arm == NGX_ERROR || ar->ro->narms == 1) {
+                continue;
+            }
+
+            var = 1 + arm;
+            name.len -= colon - name.data;
+            name.data = colon;
+
+        } else if (name.len < 3 || name.data[1] != ':') {
+            continue;
+
+        } else {
+            switch (name.data[0]) {
+
+            case 's':
+                var = NGX_HTTP_CANARY_STABLE;
+                break;
+
+            case 'c':
+                var = NGX_HTTP_CANARY_CANARY;
+                break;
+
+            case 'd':
+                var = NGX_HTTP_CANARY_AUTO_SHADOW;
+                break;
+
+            default:
+                continue;
+            }
+
+            name.data += 2;
+            name.len -= 2;
+        }
+
+        if (name.len == 3 && ngx_strncmp(name.data, "req", 3) == 0) {
+            figs[var].requests = v;
+
+        } else if (name.len == 3 && ngx_strncmp(name.data, "err", 3) == 0) {
+            figs[var].errors = v;
+
+        } else if (name.len >= 2 && name.len <= 3 && name.data[0] == 'h') {
+            k = ngx_atoi(name.data + 1, name.len - 1);
+
+            if (k < NGX_HTTP_CANARY_HIST_BUCKETS) {
+                figs[var].hist[k] = v;
+            }
+        }
+    }
+
+    return nodes;
+}
+
+
+/* the rollout hash says "phase dark" */
+
+static ngx_uint_t
+ngx_http_canary_auto_dark(redisReply **f)
+{
+    redisReply  *r;
+
+    r = f[ngx_http_canary_f_phase];
+
+    return r->type == REDIS_REPLY_STRING && r->len == 4
+           && ngx_strncmp(r->str, "dark", 4) == 0;
+}
+
+
+/*
  * "arm:<name>" off in the rollout hash, if this node still holds the
  * lease, with a history entry "arm_off" and an alert naming the arm
  */
@@ -1802,6 +1968,122 @@ ngx_http_canary_auto_arm_off(ngx_http_canary_auto_rollout_t *ar,
 
     (void) ngx_http_canary_auto_send(ctl, a, ngx_http_canary_auto_ignore,
                                      NULL);
+}
+
+
+/*
+ * An interval of the dark phase: the shadow's figures judged against
+ * stable's, by the same thresholds.  Passed shadow_intervals times: step
+ * 1.  Failed as many times as "failures" says: rolled_back, percent 0.
+ */
+
+static void
+ngx_http_canary_auto_decide_dark(ngx_http_canary_auto_rollout_t *ar,
+    redisReply **f, redisReply *fig, uint32_t percent, uint64_t interval,
+    uint64_t now)
+{
+    u_char                          reason[NGX_HTTP_CANARY_REASON_LEN];
+    u_char                         *p;
+    uint64_t                        failures, passed, nodes;
+    ngx_http_canary_policy_t       *pol;
+    ngx_http_canary_figures_t       figs[NGX_HTTP_CANARY_AUTO_ROWS + 1];
+    ngx_http_canary_judgement_t     j;
+    ngx_http_canary_auto_outcome_t  o;
+
+    pol = ar->policy;
+
+    nodes = ngx_http_canary_auto_figures(ar, fig, figs);
+
+    ngx_http_canary_judge(pol, &figs[NGX_HTTP_CANARY_STABLE],
+                          &figs[NGX_HTTP_CANARY_AUTO_SHADOW], ar->ctl->bounds,
+                          NGX_HTTP_CANARY_HIST_BUCKETS - 1, &j);
+
+    if (ngx_http_canary_auto_uint(f[ngx_http_canary_f_failures], &failures)
+        != NGX_OK || failures > 1000)
+    {
+        failures = 0;
+    }
+
+    if (ngx_http_canary_auto_uint(f[ngx_http_canary_f_dark_passed], &passed)
+        != NGX_OK || passed > pol->shadow_intervals)
+    {
+        passed = 0;
+    }
+
+    ngx_memzero(&o, sizeof(ngx_http_canary_auto_outcome_t));
+
+    o.now = now;
+    o.interval = interval;
+    o.nodes = nodes;
+    o.j = &j;
+    o.failures = (uint32_t) failures;
+    o.old_percent = percent;
+    o.percent = 0;
+    o.old_state = NGX_HTTP_CANARY_STATE_PROGRESSING;
+    o.state = NGX_HTTP_CANARY_STATE_PROGRESSING;
+    o.dark = 1;
+    o.dark_stay = 1;
+    o.dark_passed = (uint32_t) passed;
+    o.event = "hold";
+
+    p = ngx_snprintf(reason, sizeof(reason) - 1, "dark phase, shadow: %s",
+                     j.reason);
+
+    switch (j.verdict) {
+
+    case NGX_HTTP_CANARY_VERDICT_PASS:
+        o.failures = 0;
+        o.dark_passed = (uint32_t) passed + 1;
+
+        if (o.dark_passed < pol->shadow_intervals) {
+            o.event = "dark_passed";
+            p = ngx_snprintf(reason, sizeof(reason) - 1,
+                             "dark phase passed %uD of %uD: shadow %s",
+                             o.dark_passed, pol->shadow_intervals, j.reason);
+            break;
+        }
+
+        o.event = "advance";
+        o.dark_stay = 0;
+        o.percent = pol->steps[0];
+        o.step = 1;
+        o.step_changed = 1;
+        o.since = interval + pol->interval;
+        p = ngx_snprintf(reason, sizeof(reason) - 1,
+                         "dark phase passed %uD of %uD: shadow %s; step 1 "
+                         "of %uD", o.dark_passed, pol->shadow_intervals,
+                         j.reason, pol->nsteps);
+        break;
+
+    case NGX_HTTP_CANARY_VERDICT_FAIL:
+        o.failures = (uint32_t) failures + 1;
+        o.alert = 1;
+
+        if (o.failures < pol->failures) {
+            o.event = "failed_check";
+            p = ngx_snprintf(reason, sizeof(reason) - 1,
+                             "dark phase, failed check %uD of %uD: shadow "
+                             "%s", o.failures, pol->failures, j.reason);
+            break;
+        }
+
+        o.event = "rollback";
+        o.dark_stay = 0;
+        o.state = NGX_HTTP_CANARY_STATE_ROLLED_BACK;
+        o.step_changed = 1;
+        p = ngx_snprintf(reason, sizeof(reason) - 1,
+                         "dark phase failed, nobody was exposed: shadow %s",
+                         j.reason);
+        break;
+
+    default:
+        break;
+    }
+
+    *p = '\0';
+    o.reason = reason;
+
+    ngx_http_canary_auto_apply(ar, f, &o);
 }
 
 
@@ -2173,7 +2455,8 @@ ngx_http_canary_auto_status_read(ngx_http_canary_main_conf_t *cmcf,
     *next = -1;
 
     if (ro->sh->snapshot->state != NGX_HTTP_CANARY_STATE_PROGRESSING
-        || st->step == 0 || st->step >= ro->policy->nsteps)
+        || (!st->dark
+            && (st->step == 0 || st->step >= ro->policy->nsteps)))
     {
         return;
     }
@@ -2209,8 +2492,10 @@ ngx_http_canary_auto_status_json(ngx_http_canary_main_conf_t *cmcf,
     ngx_http_canary_auto_status_read(cmcf, ro, &st, &next);
 
     p = ngx_slprintf(p, last, "\"auto\":{\"step\":%ui,\"steps\":%ui,"
+                     "\"phase\":\"%s\",\"dark_passed\":%ui,"
                      "\"interval_ms\":%uL,\"next_decision_ms\":",
-                     st.step, st.nsteps, ro->policy->interval);
+                     st.step, st.nsteps, st.dark ? "dark" : "live",
+                     st.dark_passed, ro->policy->interval);
 
     p = (next < 0) ? ngx_slprintf(p, last, "null")
                    : ngx_slprintf(p, last, "%L", next);
@@ -2269,7 +2554,14 @@ ngx_http_canary_auto_status_text(ngx_http_canary_main_conf_t *cmcf,
     p = (next < 0) ? ngx_slprintf(p, last, "-")
                    : ngx_slprintf(p, last, "%Lms", next);
 
-    p = ngx_slprintf(p, last, " failures %ui\n", st.failures);
+    p = ngx_slprintf(p, last, " failures %ui", st.failures);
+
+    if (st.dark) {
+        p = ngx_slprintf(p, last, " phase dark passed %ui of %uD",
+                         st.dark_passed, ro->policy->shadow_intervals);
+    }
+
+    p = ngx_slprintf(p, last, "\n");
 
     if (st.decision_len) {
         p = ngx_slprintf(p, last, " auto last %*s by %*s: %*s\n",

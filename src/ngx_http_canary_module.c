@@ -176,6 +176,20 @@ static ngx_command_t  ngx_http_canary_commands[] = {
       0,
       NULL },
 
+    { ngx_string("canary_shadow"),
+      NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_canary_shadow_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("canary_shadow_methods"),
+      NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_conf_set_bitmask_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_canary_loc_conf_t, shadow_methods),
+      ngx_http_canary_shadow_methods },
+
       ngx_null_command
 };
 
@@ -226,6 +240,7 @@ static ngx_http_canary_rollout_cmd_t  ngx_http_canary_rollout_cmds[] = {
       ngx_http_canary_set_requires },
     { ngx_string("auto"), 1, NGX_CONF_MAX_ARGS,
       ngx_http_canary_auto_directive },
+    { ngx_string("shadow"), 1, 1, ngx_http_canary_shadow_set },
     { ngx_null_string, 0, 0, NULL }
 };
 
@@ -246,6 +261,9 @@ static ngx_http_variable_t  ngx_http_canary_vars[] = {
 
     { ngx_string("canary_reason"), NULL, ngx_http_canary_variable,
       ngx_http_canary_var_reason, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("canary_shadow"), NULL, ngx_http_canary_shadow_variable,
+      0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
     /* where a main request's context lives, see ngx_http_canary_get_ctx() */
     { ngx_string("canary request context"), NULL,
@@ -304,7 +322,7 @@ ngx_str_t  ngx_http_canary_state_names[] = {
  * context, as before.
  */
 
-static ngx_http_canary_ctx_t *
+ngx_http_canary_ctx_t *
 ngx_http_canary_get_ctx(ngx_http_request_t *r, ngx_uint_t create)
 {
     size_t                        size;
@@ -346,6 +364,7 @@ ngx_http_canary_get_ctx(ngx_http_request_t *r, ngx_uint_t create)
 
     ctx->routed = 0;
     ctx->counted = 0;
+    ctx->shadow = 0;
 
     for (i = 0; i < n; i++) {
         ctx->decisions[i] = undecided;
@@ -832,6 +851,21 @@ ngx_http_canary_value(ngx_http_request_t *r, ngx_http_canary_value_t *v,
 }
 
 
+ngx_http_canary_ctx_t *
+ngx_http_canary_request_ctx(ngx_http_request_t *r, ngx_uint_t create)
+{
+    return ngx_http_canary_get_ctx(r, create);
+}
+
+
+ngx_int_t
+ngx_http_canary_read_value(ngx_http_request_t *r, ngx_http_canary_value_t *v,
+    ngx_str_t *value)
+{
+    return ngx_http_canary_value(r, v, value);
+}
+
+
 /*
  * Notes the first "canary" location that a main request enters, before
  * anything (error_page, try_files) can send it elsewhere: the request is
@@ -1175,6 +1209,7 @@ ngx_http_canary_rollout_block(ngx_conf_t *cf, ngx_command_t *cmd,
     ro->name = value[1];
     ro->index = cmcf->rollouts.nelts - 1;
     ro->percent = NGX_CONF_UNSET_UINT;
+    ro->shadow = NGX_CONF_UNSET_UINT;
     ro->hash = NGX_CONF_UNSET_UINT;
     ro->file = cf->conf_file->file.name;
     ro->line = cf->conf_file->line;
@@ -1241,6 +1276,7 @@ ngx_http_canary_rollout_block(ngx_conf_t *cf, ngx_command_t *cmd,
     }
 
     ngx_conf_init_uint_value(ro->percent, 0);
+    ngx_conf_init_uint_value(ro->shadow, 0);
     ngx_conf_init_uint_value(ro->hash, NGX_HTTP_CANARY_HASH_MURMUR3);
 
     if (ro->hash == NGX_HTTP_CANARY_HASH_UNLEASH && ro->percent % 100) {
@@ -2138,6 +2174,8 @@ ngx_http_canary_create_loc_conf(ngx_conf_t *cf)
     clcf->rollout = NGX_CONF_UNSET;
     clcf->status = NGX_CONF_UNSET;
 
+    /* set by ngx_pcalloc(): clcf->shadow = { 0, NULL } */
+
     return clcf;
 }
 
@@ -2178,6 +2216,10 @@ ngx_http_canary_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     ngx_conf_merge_value(conf->rollout, prev->rollout, NGX_CONF_UNSET);
     ngx_conf_merge_value(conf->status, prev->status, 0);
+
+    if (ngx_http_canary_shadow_merge(cf, prev, conf) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
 
     return NGX_CONF_OK;
 }
@@ -2301,7 +2343,7 @@ ngx_http_canary_init(ngx_conf_t *cf)
 
     *h = ngx_http_canary_rewrite_handler;
 
-    return NGX_OK;
+    return ngx_http_canary_shadow_init(cf, ccf);
 }
 
 

@@ -31,6 +31,14 @@
 #define NGX_HTTP_CANARY_MAX_VARIANTS   (1 + NGX_HTTP_CANARY_MAX_ARMS)
 #define NGX_HTTP_CANARY_MAX_WEIGHT     10000
 
+/*
+ * Shadow traffic is counted as a variant of its own, "shadow", after the
+ * last arm (index nvariants in the status page's loops), in a block of
+ * its own (ngx_http_canary_shrollout_t.shadow, one per slot); the auto
+ * controller keeps its figures in the row after the arms' rows.
+ */
+#define NGX_HTTP_CANARY_AUTO_SHADOW    NGX_HTTP_CANARY_AUTO_ROWS
+
 /* the step of the evaluation order that decided, see $canary_reason */
 #define NGX_HTTP_CANARY_REASON_OVERRIDE      0
 #define NGX_HTTP_CANARY_REASON_CANARY_USERS  1
@@ -133,6 +141,8 @@ typedef struct {
     uint32_t                        total;
     uint32_t                        arms_off;   /* bit a: arm a + 1 */
     uint32_t                        weight[NGX_HTTP_CANARY_MAX_ARMS];
+
+    ngx_uint_t                      shadow;         /* hundredths 0..10000 */
 } ngx_http_canary_snapshot_t;
 
 
@@ -170,6 +180,8 @@ typedef struct {
     size_t                          decision_len;
     size_t                          reason_len;
     size_t                          decided_by_len;
+    ngx_uint_t                      dark;       /* in the dark phase */
+    ngx_uint_t                      dark_passed;
     u_char                          decision[16];
     u_char                          reason[NGX_HTTP_CANARY_REASON_LEN];
     u_char                          decided_by[64];
@@ -192,8 +204,9 @@ typedef struct {
 
 typedef struct {
     uint64_t                        flushed;    /* unix ms, 0: never */
-    uint64_t                        base[NGX_HTTP_CANARY_AUTO_ROWS]
+    uint64_t                        base[NGX_HTTP_CANARY_AUTO_ROWS + 1]
                                         [NGX_HTTP_CANARY_AUTO_NFIG];
+                                        /* the rows, then shadow */
 } ngx_http_canary_auto_base_t;
 
 
@@ -234,6 +247,10 @@ struct ngx_http_canary_shrollout_s {
                                                    values, unix seconds */
     ngx_http_canary_auto_status_t  *autost;     /* "auto" only */
     ngx_http_canary_auto_base_t    *autobase;   /* "auto" only */
+
+    /* shadow traffic's counters, one per slot; NULL: never shadowed */
+    ngx_http_canary_counters_t     *shadow;
+    ngx_uint_t                      config_shadow;
 };
 
 
@@ -358,6 +375,9 @@ typedef struct {
     ngx_uint_t                     *requires_index;
     ngx_uint_t                      nrequires;
     ngx_http_canary_policy_t       *policy;     /* "auto", or NULL */
+    ngx_uint_t                      shadow;     /* hundredths, "shadow" */
+    unsigned                        shadowed:1; /* in a canary_shadow
+                                                   location's rollout */
 
     /* no override, segment, match or requires, keys all variables: the
        request path decides it without ngx_http_canary_evaluate() */
@@ -388,6 +408,7 @@ typedef struct {
     ngx_msec_t                      sync_interval;
     ngx_str_t                       state_file;
     ngx_str_t                       node_id;    /* canary_node_id */
+    ngx_uint_t                      shadow;     /* a canary_shadow seen */
 
     /* the slot of r->variables that holds a main request's context, and
        whether the context fits in it, see ngx_http_canary_get_ctx() */
@@ -399,6 +420,12 @@ typedef struct {
 typedef struct {
     ngx_int_t                       rollout;    /* index or NGX_CONF_UNSET */
     ngx_flag_t                      status;
+
+    /* canary_shadow URI (an empty one: "off"), canary_shadow_methods */
+    ngx_str_t                       shadow;
+    ngx_uint_t                      shadow_methods;
+    ngx_str_t                       shadow_file;
+    ngx_uint_t                      shadow_line;
 
     /* "canary NAME" as written, resolved when the location is merged */
     ngx_str_t                       name;
@@ -429,10 +456,18 @@ typedef struct {
  * already allocated and zeroed it (see ngx_http_canary_get_ctx()).
  */
 typedef struct {
-    unsigned                        routed:31;
+    unsigned                        routed:29;
     unsigned                        counted:1;
+    unsigned                        shadow:2;   /* NGX_HTTP_CANARY_SHADOW_* */
     ngx_http_canary_decision_t      decisions[1];   /* one per rollout */
 } ngx_http_canary_ctx_t;
+
+
+/* where a request is with its shadow (ngx_http_canary_shadow.c) */
+#define NGX_HTTP_CANARY_SHADOW_NONE     0
+#define NGX_HTTP_CANARY_SHADOW_BODY     1
+#define NGX_HTTP_CANARY_SHADOW_CHECKED  2
+#define NGX_HTTP_CANARY_SHADOW_SENT     3
 
 
 /*
@@ -481,6 +516,25 @@ ngx_int_t ngx_http_canary_find(ngx_http_canary_main_conf_t *cmcf,
     ngx_str_t *name);
 ngx_int_t ngx_http_canary_find_arm(ngx_http_canary_rollout_t *ro,
     u_char *name, size_t len);
+/* for the other files: the request's context, a value (not inlined) */
+ngx_http_canary_ctx_t *ngx_http_canary_request_ctx(ngx_http_request_t *r,
+    ngx_uint_t create);
+ngx_int_t ngx_http_canary_read_value(ngx_http_request_t *r,
+    ngx_http_canary_value_t *v, ngx_str_t *value);
+
+/* ngx_http_canary_shadow.c */
+char *ngx_http_canary_shadow_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_canary_shadow_set(ngx_conf_t *cf,
+    ngx_http_canary_rollout_t *ro);
+char *ngx_http_canary_shadow_merge(ngx_conf_t *cf,
+    ngx_http_canary_loc_conf_t *prev, ngx_http_canary_loc_conf_t *conf);
+ngx_int_t ngx_http_canary_shadow_init(ngx_conf_t *cf,
+    ngx_http_canary_main_conf_t *cmcf);
+ngx_int_t ngx_http_canary_shadow_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+
+extern ngx_conf_bitmask_t  ngx_http_canary_shadow_methods[];
 
 /* ngx_http_canary_shm.c */
 ngx_int_t ngx_http_canary_init_zone(ngx_shm_zone_t *shm_zone, void *data);
@@ -539,6 +593,8 @@ extern ngx_msec_t  ngx_http_canary_hist_bounds[];
 
 void ngx_http_canary_count(ngx_http_request_t *r,
     ngx_http_canary_rollout_t *ro, ngx_uint_t nslots, ngx_uint_t variant);
+void ngx_http_canary_count_status(ngx_http_request_t *r,
+    ngx_http_canary_counters_t *c, ngx_uint_t status);
 
 /* a rollout's (or a zone rollout's) counters of a slot and variant */
 #define ngx_http_canary_counters(ro, slot, variant)                           \

@@ -50,6 +50,11 @@ static int ngx_http_canary_policy_error_vs(ngx_http_canary_policy_t *p,
     const unsigned char *v, size_t len, char *err, size_t errlen);
 static int ngx_http_canary_policy_p99_vs(ngx_http_canary_policy_t *p,
     const unsigned char *v, size_t len, char *err, size_t errlen);
+static int ngx_http_canary_policy_shadow(ngx_http_canary_policy_t *p,
+    const unsigned char *v, size_t len, char *err, size_t errlen);
+static int ngx_http_canary_policy_shadow_intervals(
+    ngx_http_canary_policy_t *p, const unsigned char *v, size_t len,
+    char *err, size_t errlen);
 
 static int ngx_http_canary_policy_step_percent(const unsigned char *v,
     size_t len, const char *what, uint32_t *hundredths, char *err,
@@ -78,6 +83,8 @@ static const ngx_http_canary_policy_param_t  ngx_http_canary_policy_params[] =
     { "failures", ngx_http_canary_policy_failures },
     { "max_error_rate_vs_stable", ngx_http_canary_policy_error_vs },
     { "max_p99_vs_stable", ngx_http_canary_policy_p99_vs },
+    { "shadow", ngx_http_canary_policy_shadow },
+    { "shadow_intervals", ngx_http_canary_policy_shadow_intervals },
     { NULL, NULL }
 };
 
@@ -210,6 +217,15 @@ ngx_http_canary_policy_finish(ngx_http_canary_policy_t *p, char *err,
     if (!(p->given & NGX_HTTP_CANARY_GIVEN_INTERVAL)) {
         snprintf(err, errlen, "\"interval\" is required");
         return -1;
+    }
+
+    if (p->shadow_intervals && p->shadow == 0) {
+        snprintf(err, errlen, "\"shadow_intervals\" needs \"shadow\"");
+        return -1;
+    }
+
+    if (p->shadow && p->shadow_intervals == 0) {
+        p->shadow_intervals = 1;
     }
 
     return 0;
@@ -351,6 +367,35 @@ ngx_http_canary_policy_min_requests(ngx_http_canary_policy_t *p,
                  "a number of requests", (int) len, v);
         return -1;
     }
+
+    return 0;
+}
+
+
+/* the dark phase: "shadow=5" (percent, above 0), "shadow_intervals=2" */
+
+static int
+ngx_http_canary_policy_shadow(ngx_http_canary_policy_t *p,
+    const unsigned char *v, size_t len, char *err, size_t errlen)
+{
+    return ngx_http_canary_policy_step_percent(v, len, "shadow", &p->shadow,
+                                               err, errlen);
+}
+
+
+static int
+ngx_http_canary_policy_shadow_intervals(ngx_http_canary_policy_t *p,
+    const unsigned char *v, size_t len, char *err, size_t errlen)
+{
+    uint64_t  n;
+
+    if (ngx_http_canary_parse_uint(v, len, 1000, &n) != 0 || n == 0) {
+        snprintf(err, errlen, "invalid shadow_intervals \"%.*s\", it must "
+                 "be 1..1000", (int) len, v);
+        return -1;
+    }
+
+    p->shadow_intervals = (uint32_t) n;
 
     return 0;
 }

@@ -70,6 +70,10 @@ typedef struct {
     uint32_t    p99_vs;
     uint64_t    p99_vs_value;       /* ratio in hundredths, or ms */
 
+    /* the dark phase: shadow share (hundredths), intervals; 0: none */
+    uint32_t    shadow;
+    uint32_t    shadow_intervals;
+
     uint32_t    given;              /* a bit per parameter seen */
 } ngx_http_canary_policy_t;
 

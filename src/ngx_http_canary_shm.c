@@ -198,6 +198,17 @@ ngx_http_canary_shm_rollout(ngx_http_canary_main_conf_t *cmcf,
         sh->rollouts = shr;
     }
 
+    /* shadow traffic's counters, once a location shadows the rollout */
+
+    if (ro->shadowed && shr->shadow == NULL) {
+        shr->shadow = ngx_slab_calloc_locked(shpool,
+                                       sh->nslots
+                                       * sizeof(ngx_http_canary_counters_t));
+        if (shr->shadow == NULL) {
+            return NULL;
+        }
+    }
+
     if (ngx_http_canary_shm_counters(cmcf, shr, ro, map) != NGX_OK) {
         return NULL;
     }
@@ -234,7 +245,8 @@ ngx_http_canary_shm_rollout(ngx_http_canary_main_conf_t *cmcf,
 
     if (snap && !moved
         && (snap->source != NGX_HTTP_CANARY_SOURCE_CONFIG
-            || shr->config_percent == ro->percent)
+            || (shr->config_percent == ro->percent
+                && shr->config_shadow == ro->shadow))
         && ngx_http_canary_shm_config_same(snap, ro))
     {
         return shr;
@@ -253,7 +265,9 @@ ngx_http_canary_shm_rollout(ngx_http_canary_main_conf_t *cmcf,
 
     if (snap->source == NGX_HTTP_CANARY_SOURCE_CONFIG) {
         snap->percent = ro->percent;
+        snap->shadow = ro->shadow;
         shr->config_percent = ro->percent;
+        shr->config_shadow = ro->shadow;
     }
 
     ngx_http_canary_shm_arms(cmcf, snap, ro, map);

@@ -57,12 +57,7 @@ void
 ngx_http_canary_count(ngx_http_request_t *r, ngx_http_canary_rollout_t *ro,
     ngx_uint_t nslots, ngx_uint_t variant)
 {
-    ngx_int_t                    ms;
-    ngx_uint_t                   i, status;
-    ngx_time_t                  *tp;
-    ngx_http_canary_counters_t  *c;
-
-    c = ngx_http_canary_counters(ro, ngx_worker % nslots, variant);
+    ngx_uint_t  status;
 
     /* the status as the log module's $status sees it */
 
@@ -72,6 +67,25 @@ ngx_http_canary_count(ngx_http_request_t *r, ngx_http_canary_rollout_t *ro,
     } else {
         status = r->headers_out.status;
     }
+
+    ngx_http_canary_count_status(r, ngx_http_canary_counters(ro,
+                                        ngx_worker % nslots, variant),
+                                 status);
+}
+
+
+/*
+ * One request into counters c with the given final status; the request
+ * time is from r's start (a subrequest's own, for shadow traffic).
+ */
+
+void
+ngx_http_canary_count_status(ngx_http_request_t *r,
+    ngx_http_canary_counters_t *c, ngx_uint_t status)
+{
+    ngx_int_t    ms;
+    ngx_uint_t   i;
+    ngx_time_t  *tp;
 
     tp = ngx_timeofday();
 

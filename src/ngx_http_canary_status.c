@@ -61,10 +61,22 @@ typedef struct {
     ngx_http_canary_rollout_t      *rollout;
     ngx_http_canary_snapshot_t     *snap;
     time_t                          synced;     /* 0: never from Redis */
+    /* the variants, then "shadow" if the rollout has its counters */
     ngx_uint_t                      nvariants;
     ngx_http_canary_counters_t     *sum;        /* [nvariants] */
     ngx_atomic_uint_t              *count;      /* [nvariants] */
 } ngx_http_canary_view_t;
+
+
+/* a view's most variants: stable, the arms and shadow */
+#define NGX_HTTP_CANARY_VIEW_MAX  (NGX_HTTP_CANARY_MAX_VARIANTS + 1)
+
+static ngx_str_t  ngx_http_canary_shadow_name = ngx_string("shadow");
+
+/* a view's variant v by name: the rollout's, then "shadow" after them */
+#define ngx_http_canary_variant_name(vw, v)                                  \
+    ((v) < (vw)->rollout->nvariants ? &(vw)->rollout->variants[v].name      \
+                                    : &ngx_http_canary_shadow_name)
 
 
 /* what every format shows */
@@ -441,7 +453,7 @@ ngx_http_canary_report(ngx_http_request_t *r, ngx_http_canary_report_t *rp)
         vw->rollout = &ro[i];
         vw->snap = ro[i].sh->snapshot;
         vw->synced = (time_t) ro[i].sh->synced;
-        vw->nvariants = ro[i].nvariants;
+        vw->nvariants = ro[i].nvariants + (ro[i].sh->shadow != NULL);
 
         vw->sum = ngx_palloc(r->pool, vw->nvariants
                                       * (sizeof(ngx_http_canary_counters_t)
@@ -486,7 +498,8 @@ ngx_http_canary_sum(ngx_http_canary_main_conf_t *cmcf,
     dst = (ngx_atomic_t *) sum;
 
     for (s = 0; s < cmcf->sh->nslots; s++) {
-        c = ngx_http_canary_counters(ro, s, variant);
+        c = (variant < ro->nvariants)
+            ? ngx_http_canary_counters(ro, s, variant) : &ro->sh->shadow[s];
         src = (ngx_atomic_t *) c;
 
         for (k = 0; k < sizeof(ngx_http_canary_counters_t)
@@ -551,7 +564,7 @@ ngx_http_canary_text(ngx_http_canary_out_t *o, ngx_http_canary_report_t *rp)
                + ngx_http_canary_arms_size(vw);
 
         for (v = 0; v < vw->nvariants; v++) {
-            size += 3 * vw->rollout->variants[v].name.len;
+            size += 3 * ngx_http_canary_variant_name(vw, v)->len;
         }
 
         for (s = 0; s < snap->nsegments; s++) {
@@ -584,9 +597,16 @@ ngx_http_canary_text(ngx_http_canary_out_t *o, ngx_http_canary_report_t *rp)
 
         p = ngx_http_canary_arms(p, vw, 0);
 
+        if (snap->shadow || vw->nvariants > vw->rollout->nvariants) {
+            p = ngx_cpymem(p, " shadow_percent ",
+                           sizeof(" shadow_percent ") - 1);
+            p = ngx_http_canary_percent(p, snap->shadow);
+            *p++ = '\n';
+        }
+
         for (v = 0; v < vw->nvariants; v++) {
             c = &vw->sum[v];
-            name = &vw->rollout->variants[v].name;
+            name = ngx_http_canary_variant_name(vw, v);
 
             p = ngx_sprintf(p, " %V requests %uA 1xx %uA 2xx %uA 3xx %uA"
                             " 4xx %uA 5xx %uA upstream_errors %uA"
@@ -793,6 +813,8 @@ ngx_http_canary_json(ngx_http_canary_out_t *o, ngx_http_canary_report_t *rp)
                                 NGX_HTTP_CANARY_ESC_JSON);
         p = ngx_cpymem(p, "\",\"percent\":", sizeof("\",\"percent\":") - 1);
         p = ngx_http_canary_percent(p, snap->percent);
+        p = ngx_cpymem(p, ",\"shadow\":", sizeof(",\"shadow\":") - 1);
+        p = ngx_http_canary_percent(p, snap->shadow);
         p = ngx_sprintf(p, ",\"state\":\"%V\",\"source\":\"%V\","
                         "\"updated\":%T,\"last_sync\":%T,"
                         "\"canary_users\":%ui,"
@@ -872,7 +894,7 @@ ngx_http_canary_json_variant(ngx_http_canary_out_t *o,
     ngx_uint_t                   b;
     ngx_http_canary_counters_t  *c;
 
-    name = &vw->rollout->variants[v].name;
+    name = ngx_http_canary_variant_name(vw, v);
 
     p = ngx_http_canary_reserve(o, NGX_HTTP_CANARY_LINE * 2
                                    + (NGX_HTTP_CANARY_HIST_BUCKETS + 11)
@@ -980,7 +1002,10 @@ ngx_http_canary_prom(ngx_http_canary_out_t *o, ngx_http_canary_report_t *rp)
         { ngx_string("rollout_updated_timestamp_seconds"),
           "When the values in force were published." },
         { ngx_string("rollout_last_sync_timestamp_seconds"),
-          "When Redis last gave the rollout's values, 0 if never." }
+          "When Redis last gave the rollout's values, 0 if never." },
+        { ngx_string("shadow_percent"),
+          "Share of keys next in line whose requests are shadowed, "
+          "percent." }
     };
 
     /*
@@ -1004,7 +1029,7 @@ ngx_http_canary_prom(ngx_http_canary_out_t *o, ngx_http_canary_report_t *rp)
 
     if (rp->nviews) {
         lab = ngx_palloc(o->request->pool, rp->nviews
-                                    * NGX_HTTP_CANARY_MAX_VARIANTS
+                                    * NGX_HTTP_CANARY_VIEW_MAX
                                     * sizeof(ngx_str_t));
         if (lab == NULL) {
             return NGX_ERROR;
@@ -1018,7 +1043,7 @@ ngx_http_canary_prom(ngx_http_canary_out_t *o, ngx_http_canary_report_t *rp)
                                       NGX_HTTP_CANARY_ESC_LABEL);
 
         for (v = 0; v < vw->nvariants; v++) {
-            vn = &vw->rollout->variants[v].name;
+            vn = ngx_http_canary_variant_name(vw, v);
 
             p = ngx_pnalloc(o->request->pool,
                             sizeof("rollout=\"\",variant=\"\"") - 1
@@ -1028,7 +1053,7 @@ ngx_http_canary_prom(ngx_http_canary_out_t *o, ngx_http_canary_report_t *rp)
                 return NGX_ERROR;
             }
 
-            rl = &lab[i * NGX_HTTP_CANARY_MAX_VARIANTS + v];
+            rl = &lab[i * NGX_HTTP_CANARY_VIEW_MAX + v];
             rl->data = p;
 
             p = ngx_cpymem(p, "rollout=\"", sizeof("rollout=\"") - 1);
@@ -1056,7 +1081,7 @@ ngx_http_canary_prom(ngx_http_canary_out_t *o, ngx_http_canary_report_t *rp)
 
             for (v = 0; v < vw->nvariants; v++) {
                 c = &vw->sum[v];
-                rl = &lab[i * NGX_HTTP_CANARY_MAX_VARIANTS + v];
+                rl = &lab[i * NGX_HTTP_CANARY_VIEW_MAX + v];
 
                 /* the longest name, the labels, "le" and two numbers */
 
@@ -1156,7 +1181,7 @@ ngx_http_canary_prom(ngx_http_canary_out_t *o, ngx_http_canary_report_t *rp)
         for (i = 0; i < rp->nviews; i++) {
             vw = &rp->views[i];
             snap = vw->snap;
-            rl = &lab[i * NGX_HTTP_CANARY_MAX_VARIANTS];
+            rl = &lab[i * NGX_HTTP_CANARY_VIEW_MAX];
             len = ngx_http_canary_rollout_label(rl);
 
             n = (k == 1) ? snap->nsegments : 1;
@@ -1208,8 +1233,14 @@ ngx_http_canary_prom(ngx_http_canary_out_t *o, ngx_http_canary_report_t *rp)
                     p = ngx_sprintf(p, "} %T\n", snap->updated);
                     break;
 
-                default: /* 4 */
+                case 4:
                     p = ngx_sprintf(p, "} %T\n", vw->synced);
+                    break;
+
+                default: /* 5 */
+                    p = ngx_http_canary_cpy(p, "} ");
+                    p = ngx_http_canary_percent(p, snap->shadow);
+                    *p++ = '\n';
                 }
 
                 o->buf->last = p;
@@ -1407,6 +1438,7 @@ ngx_http_canary_explain(ngx_http_request_t *r, ngx_str_t *name)
     ngx_http_canary_input_t       in;
     ngx_http_canary_rollout_t    *ro;
     ngx_http_canary_decision_t    d, *decisions;
+    ngx_http_canary_snapshot_t   *snap;
     ngx_http_canary_main_conf_t  *cmcf;
 
     cmcf = ngx_http_get_module_main_conf(r, ngx_http_canary_module);
@@ -1540,6 +1572,20 @@ ngx_http_canary_explain(ngx_http_request_t *r, ngx_str_t *name)
     } else {
         p = ngx_cpymem(p, "null", 4);
     }
+
+    /* would a GET with this key be shadowed where the rollout is */
+
+    snap = ro[index].sh->snapshot;
+
+    p = ngx_sprintf(p, ",\"shadowed\":%s",
+                    (ro[index].sh->shadow && snap->shadow
+                     && d.variant == NGX_HTTP_CANARY_STABLE && d.has_bucket
+                     && (d.reason == NGX_HTTP_CANARY_REASON_PERCENT
+                         || d.reason == NGX_HTTP_CANARY_REASON_SEGMENT)
+                     && in.percent >= 0
+                     && d.bucket >= (ngx_uint_t) in.percent
+                     && d.bucket < (ngx_uint_t) in.percent + snap->shadow)
+                    ? "true" : "false");
 
     p = ngx_cpymem(p, ",\"requires\":[", sizeof(",\"requires\":[") - 1);
 

@@ -123,6 +123,7 @@ typedef struct {
     ngx_http_canary_segment_t      *segments;
     uint32_t                        arms_off;
     uint32_t                        weight[NGX_HTTP_CANARY_MAX_ARMS];
+    ngx_uint_t                      shadow;
 } ngx_http_canary_values_t;
 
 
@@ -1001,6 +1002,19 @@ ngx_http_canary_sync_field(ngx_http_canary_sync_t *sync,
         return NGX_OK;
     }
 
+    if (field->len == 6 && ngx_strncmp(field->data, "shadow", 6) == 0) {
+
+        if (ngx_http_canary_parse_percent(value->data, value->len, &pct) != 0)
+        {
+            ngx_http_canary_sync_refuse(sync, sr, field, value);
+            v->shadow = cur->shadow;
+            return NGX_OK;
+        }
+
+        v->shadow = pct;
+        return NGX_OK;
+    }
+
     if (field->len > 8 && ngx_strncmp(field->data, "percent:", 8) == 0) {
         name.data = field->data + 8;
         name.len = field->len - 8;
@@ -1095,6 +1109,7 @@ ngx_http_canary_values_init(ngx_http_canary_values_t *v,
     ngx_memzero(v, sizeof(ngx_http_canary_values_t));
 
     v->percent = ro->percent;
+    v->shadow = ro->shadow;
     v->source = NGX_HTTP_CANARY_SOURCE_CONFIG;
 
     for (a = 0; a < ro->narms; a++) {
@@ -1357,7 +1372,8 @@ ngx_http_canary_sync_same(ngx_http_canary_snapshot_t *cur,
 {
     ngx_uint_t  i;
 
-    if (cur->percent != v->percent || cur->start != v->start
+    if (cur->percent != v->percent || cur->shadow != v->shadow
+        || cur->start != v->start
         || cur->end != v->end || cur->state != v->state
         || cur->source != v->source || cur->nsegments != v->nsegments
         || cur->arms_off != v->arms_off
@@ -1423,6 +1439,7 @@ ngx_http_canary_sync_copy_locked(ngx_slab_pool_t *shpool,
 
     if (v) {
         snap->percent = v->percent;
+        snap->shadow = v->shadow;
         snap->start = v->start;
         snap->end = v->end;
         snap->state = v->state;
@@ -1896,6 +1913,8 @@ ngx_http_canary_sync_set_swap(ngx_http_canary_main_conf_t *cmcf,
  *     canary_state 1
  *     rollout <name> <percent> <start> <end> <state or ->
  *     segment <name> <percent> <escaped value>
+ *     arm <name> <arm> <weight> on|off     (when not the config's)
+ *     shadow <name> <percent>              (when not the config's)
  *     end
  *
  * Only rollouts whose values came from Redis (or from this file) are
@@ -1930,7 +1949,8 @@ ngx_http_canary_state_write(ngx_http_canary_sync_t *sync)
         snap = ro[i].sh->snapshot;
 
         size += sizeof("rollout   100.00     rolled_back\n")
-                + ro[i].name.len + 2 * NGX_TIME_T_LEN;
+                + ro[i].name.len + 2 * NGX_TIME_T_LEN
+                + sizeof("shadow   100.00\n") + ro[i].name.len;
 
         for (j = 0; j < snap->nsegments; j++) {
             size += sizeof("segment   100.00\n") + ro[i].name.len
@@ -1986,6 +2006,13 @@ ngx_http_canary_state_write(ngx_http_canary_sync_t *sync)
                             &ro[i].variants[j].name, snap->weight[j - 1],
                             (snap->arms_off & (1 << (j - 1))) ? "off"
                                                               : "on");
+        }
+
+        /* the shadow share, as the arms, when not the configuration's */
+
+        if (snap->shadow != ro[i].shadow) {
+            p = ngx_sprintf(p, "shadow %V %ui.%02ui\n", &ro[i].name,
+                            snap->shadow / 100, snap->shadow % 100);
         }
     }
 
@@ -2411,6 +2438,24 @@ ngx_http_canary_state_parse(ngx_http_canary_main_conf_t *cmcf, u_char *p,
             seg->value.data = s;
             seg->value.len = slen;
             seg->percent = pct;
+
+            continue;
+        }
+
+        if (ntok == 3 && tok[0].len == 6
+            && ngx_strncmp(tok[0].data, "shadow", 6) == 0)
+        {
+            if (ngx_http_canary_parse_percent(tok[2].data, tok[2].len, &pct))
+            {
+                why = "bad shadow percent";
+                goto invalid;
+            }
+
+            if (idx >= 0
+                && vals[idx].source == NGX_HTTP_CANARY_SOURCE_STATE_FILE)
+            {
+                vals[idx].shadow = pct;
+            }
 
             continue;
         }

@@ -193,6 +193,14 @@ canary_rollout "%%EVIL%%" {
     percent  3;
 }
 
+canary_rollout dark {
+    key      $http_x_user_id;
+    stable   app_stable;
+    canary   app_canary;
+    percent  0;
+    shadow   100;
+}
+
 server {
     listen 127.0.0.1:%%PORT%%;
 
@@ -204,6 +212,17 @@ server {
     location /h/ {
         canary home;
         proxy_pass http://$canary_upstream;
+    }
+
+    location /dark/ {
+        canary dark;
+        canary_shadow /_dark;
+        proxy_pass http://$canary_upstream;
+    }
+
+    location /_dark {
+        internal;
+        proxy_pass http://app_canary/e500;
     }
 
     location = /canary { canary_status; }
@@ -303,7 +322,8 @@ cmp_ok($p0, '>=', 1, 'the dashboard polled ?format=json');
 
 my @reqs = ((map { ['/ok', 'X-Canary' => 'never', 'X-User-Id' => "s$_"] } 1 .. 40),
             (map { ['/ok', 'X-Canary' => 'always', 'X-User-Id' => "c$_"] } 1 .. 30),
-            (map { ['/e500', 'X-Canary' => 'always', 'X-User-Id' => "e$_"] } 1 .. 10));
+            (map { ['/e500', 'X-Canary' => 'always', 'X-User-Id' => "e$_"] } 1 .. 10),
+            (map { ['/dark/ok', 'X-User-Id' => "d$_"] } 1 .. 6));
 # and for the arms: blue 5, green 6 (2 of them 500), red 7, stable 3
 
 push @reqs, (map { ['/h/ok', 'X-Canary' => 'blue', 'X-User-Id' => "b$_"] } 1 .. 5),
@@ -312,7 +332,8 @@ push @reqs, (map { ['/h/ok', 'X-Canary' => 'blue', 'X-User-Id' => "b$_"] } 1 .. 
             (map { ['/h/ok', 'X-Canary' => 'red', 'X-User-Id' => "r$_"] } 1 .. 7),
             (map { ['/h/ok', 'X-Canary' => 'stable', 'X-User-Id' => "t$_"] } 1 .. 3);
 my @res = http_client($port)->pipeline(@reqs);
-is(scalar(grep { $_->[0] == 200 } @res), 70 + 19, '89 requests answered 200');
+is(scalar(grep { $_->[0] == 200 } @res), 70 + 6 + 19,
+   '95 requests answered 200 (6 of them shadowed)');
 is(scalar(grep { $_->[0] == 500 } @res), 12, '12 requests answered 500');
 
 # every request counted, then two more polls, so the page has them all
@@ -322,9 +343,11 @@ while (time < $end) {
     $j = status_json();
     my $c = $j->{rollouts}[0]{variants};
     my $h = $j->{rollouts}[1]{variants};
+    my $d = $j->{rollouts}[3]{variants};
     last if $c->{stable}{requests} + $c->{canary}{requests} >= 80
             && $h->{red}{requests} + $h->{green}{requests}
-               + $h->{blue}{requests} + $h->{stable}{requests} >= 21;
+               + $h->{blue}{requests} + $h->{stable}{requests} >= 21
+            && $d->{shadow} && $d->{shadow}{requests} >= 6;
     sleep 0.05;
 }
 my $p1 = polls();
@@ -448,6 +471,22 @@ is(scalar keys %colours, 4, 'four colours for four variants');
 my $e = $shown->{rollouts}[2];
 is($e->{name}, $evil, 'the hostile rollout name shows as text');
 is($e->{v}{stable}{requests}{text}, '0', 'its counters');
+ok(!exists $e->{v}{shadow}, 'no "shadow" box for a rollout without one');
+
+# the shadow as a third variant, its 500s from the canary
+
+my $dk = $shown->{rollouts}[3];
+my $dj = $j->{rollouts}[3];
+is($dk->{name}, 'dark', 'the shadowed rollout');
+is_deeply([sort keys %{ $dk->{v} }], [qw(canary shadow stable)],
+          'three boxes: stable, canary, shadow');
+is_deeply([map { $dk->{v}{shadow}{$_}{text} } qw(requests 5xx)],
+          [$dj->{variants}{shadow}{requests},
+           $dj->{variants}{shadow}{responses}{'5xx'}],
+          'shadow: requests and 5xx shown as in JSON');
+is($dj->{variants}{shadow}{requests}, 6, 'JSON: 6 shadows');
+is($dk->{v}{shadow}{errors}{text}, '100.00%', 'shadow: 100.00% errors');
+is($dk->{v}{stable}{requests}{text}, '6', 'the users\' 6 stable requests');
 
 
 # a screenshot in the test's temp folder

@@ -157,6 +157,28 @@ test_parse_vs_stable(void **state)
 
 
 static void
+test_parse_shadow(void **state)
+{
+    ngx_http_canary_policy_t  p;
+
+    (void) state;
+
+    assert_int_equal(policy(&p, "steps=1,100 interval=1s"), 0);
+    assert_int_equal(p.shadow, 0);
+    assert_int_equal(p.shadow_intervals, 0);
+
+    assert_int_equal(policy(&p, "steps=1,100 interval=1s shadow=5 "
+                                "shadow_intervals=3"), 0);
+    assert_int_equal(p.shadow, 500);
+    assert_int_equal(p.shadow_intervals, 3);
+
+    assert_int_equal(policy(&p, "steps=1,100 interval=1s shadow=2.5"), 0);
+    assert_int_equal(p.shadow, 250);
+    assert_int_equal(p.shadow_intervals, 1);
+}
+
+
+static void
 test_parse_bad(void **state)
 {
     size_t                    i;
@@ -204,6 +226,12 @@ test_parse_bad(void **state)
         { "steps=1,100 interval=1m min_requests=1e3", "invalid min_requests" },
         { "steps=1,100 interval=1m failures=0", "invalid failures \"0\"" },
         { "steps=1,100 interval=1m failures=101", "invalid failures" },
+        { "steps=1,100 interval=1m shadow=0", "invalid shadow \"0\"" },
+        { "steps=1,100 interval=1m shadow=101", "invalid shadow" },
+        { "steps=1,100 interval=1m shadow=5 shadow_intervals=0",
+          "invalid shadow_intervals \"0\"" },
+        { "steps=1,100 interval=1m shadow_intervals=2",
+          "\"shadow_intervals\" needs \"shadow\"" },
         { "steps=1,100 interval=1m max_error_rate_vs_stable=2",
           "invalid max_error_rate_vs_stable \"2\"" },
         { "steps=1,100 interval=1m max_error_rate_vs_stable=0x",
@@ -544,6 +572,7 @@ main(void)
         cmocka_unit_test(test_parse_steps),
         cmocka_unit_test(test_parse_linear),
         cmocka_unit_test(test_parse_vs_stable),
+        cmocka_unit_test(test_parse_shadow),
         cmocka_unit_test(test_parse_bad),
         cmocka_unit_test(test_duration_and_rate),
         cmocka_unit_test(test_p99),
