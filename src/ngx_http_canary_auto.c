@@ -969,6 +969,25 @@ ngx_http_canary_auto_show(ngx_http_canary_auto_rollout_t *ar,
         return;
     }
 
+    /*
+     * No hash while the sync still holds values from Redis or the state
+     * file: a Redis that lost its data and is being restored from the
+     * zone, this figure among the rest (the sync publishes the config's
+     * values when the hash is gone for good)
+     */
+
+    for (i = 0; i < ngx_http_canary_f_n; i++) {
+        if (f[i]->type != REDIS_REPLY_NIL) {
+            break;
+        }
+    }
+
+    if (i == ngx_http_canary_f_n
+        && ar->ro->sh->snapshot->source != NGX_HTTP_CANARY_SOURCE_CONFIG)
+    {
+        return;
+    }
+
     for (i = 0; i < ngx_http_canary_f_n; i++) {
         if (ngx_http_canary_auto_uint(f[i], &v[i]) != NGX_OK) {
             v[i] = 0;
