@@ -1720,7 +1720,9 @@ ngx_http_canary_restore_sadd(ngx_http_canary_sync_t *sync)
             return;
         }
 
-        if (r->n == 0) {
+        r->n += n - 2;
+
+        if (r->n == n - 2) {
             /* gone by itself if this node dies before the rename */
             n = 0;
             ngx_http_canary_restore_arg(r, &n, "PEXPIRE", 7);
@@ -1735,7 +1737,6 @@ ngx_http_canary_restore_sadd(ngx_http_canary_sync_t *sync)
                                               sync);
         }
 
-        r->n += n - 2;
         return;
     }
 
