@@ -117,6 +117,7 @@ typedef struct {
     ngx_http_canary_users_file_t    users;      /* the set's file */
 
     ngx_err_t                       state_err;
+    uint64_t                        state_auto; /* its "auto" lines' sum */
     u_char                         *channels;
 
     /*
@@ -150,6 +151,12 @@ typedef struct {
     ngx_uint_t                      source;
     ngx_uint_t                      nsegments;
     ngx_http_canary_segment_t      *segments;
+
+    /* an automatic rollout's step, from the state file only */
+    uint64_t                        step;
+    uint64_t                        failures;
+    uint64_t                        since;
+    uint64_t                        checked;
 } ngx_http_canary_values_t;
 
 
@@ -243,6 +250,7 @@ static void ngx_http_canary_restore_arg(ngx_http_canary_restore_t *r,
 static void ngx_http_canary_restore_argf(ngx_http_canary_restore_t *r,
     ngx_uint_t *n, const char *fmt, ...);
 static void ngx_http_canary_state_write(ngx_http_canary_sync_t *sync);
+static uint64_t ngx_http_canary_state_auto(ngx_http_canary_sync_t *sync);
 static void ngx_http_canary_state_load_values(
     ngx_http_canary_main_conf_t *cmcf, ngx_log_t *log);
 static ngx_int_t ngx_http_canary_state_parse(
@@ -1065,7 +1073,11 @@ ngx_http_canary_sync_reply_done(ngx_http_canary_sync_t *sync)
         }
     }
 
-    if (sync->changed) {
+    /* an automatic rollout's step the controller read since: kept too */
+
+    if (sync->changed
+        || sync->state_auto != ngx_http_canary_state_auto(sync))
+    {
         sync->changed = 0;
         ngx_http_canary_state_write(sync);
     }
@@ -2890,10 +2902,13 @@ ngx_http_canary_sync_set_swap(ngx_http_canary_main_conf_t *cmcf,
  *     redis <run_id>
  *     rollout <name> <percent> <start> <end> <state or ->
  *     segment <name> <percent> <escaped value>
+ *     auto <name> <step> <failures> <since ms> <checked ms>
  *     end
  *
- * "redis": the instance the state came from, when known (version 2; a
- * version 1 file, without it, is read too).  Only rollouts whose values
+ * Version 2 adds "redis", the instance the state came from when known,
+ * and "auto", an automatic rollout's step as its controller last read it
+ * (both for writing the state back into a Redis that lost it); a version
+ * 1 file is read too.  Only rollouts whose values
  * came from Redis (or from this file) are written.  User sets have files
  * of their own, see ngx_http_canary_users.c.
  */
@@ -2901,15 +2916,16 @@ ngx_http_canary_sync_set_swap(ngx_http_canary_main_conf_t *cmcf,
 static void
 ngx_http_canary_state_write(ngx_http_canary_sync_t *sync)
 {
-    u_char                       *buf, *p;
-    size_t                        size;
-    ngx_fd_t                      fd;
-    ngx_err_t                     err;
-    ngx_str_t                     tmp, *path;
-    ngx_uint_t                    i, j;
-    ngx_http_canary_rollout_t    *ro;
-    ngx_http_canary_snapshot_t   *snap;
-    ngx_http_canary_main_conf_t  *cmcf;
+    u_char                         *buf, *p;
+    size_t                          size;
+    ngx_fd_t                        fd;
+    ngx_err_t                       err;
+    ngx_str_t                       tmp, *path;
+    ngx_uint_t                      i, j;
+    ngx_http_canary_rollout_t      *ro;
+    ngx_http_canary_snapshot_t     *snap;
+    ngx_http_canary_main_conf_t    *cmcf;
+    ngx_http_canary_auto_status_t  *st;
 
     cmcf = sync->cmcf;
     path = &cmcf->state_file;
@@ -2933,6 +2949,8 @@ ngx_http_canary_state_write(ngx_http_canary_sync_t *sync)
             size += sizeof("segment   100.00\n") + ro[i].name.len
                     + 3 * snap->segments[j].value.len;
         }
+
+        size += sizeof("auto     \n") + ro[i].name.len + 4 * NGX_INT64_LEN;
     }
 
     buf = ngx_alloc(size, sync->log);
@@ -2968,9 +2986,18 @@ ngx_http_canary_state_write(ngx_http_canary_sync_t *sync)
                                         snap->segments[j].value.len);
             *p++ = '\n';
         }
+
+        st = ro[i].sh->autost;
+
+        if (st && st->updated && st->step) {
+            p = ngx_sprintf(p, "auto %V %ui %ui %uL %uL\n", &ro[i].name,
+                            st->step, st->failures, st->since, st->checked);
+        }
     }
 
     p = ngx_cpymem(p, "end\n", sizeof("end\n") - 1);
+
+    sync->state_auto = ngx_http_canary_state_auto(sync);
 
     tmp.len = path->len + sizeof(".tmp") - 1;
     tmp.data = ngx_alloc(tmp.len + 1, sync->log);
@@ -3036,6 +3063,32 @@ failed:
 }
 
 
+/* a sum of what the state file's "auto" lines hold, to tell a change */
+
+static uint64_t
+ngx_http_canary_state_auto(ngx_http_canary_sync_t *sync)
+{
+    uint64_t                        sum;
+    ngx_uint_t                      i;
+    ngx_http_canary_auto_status_t  *st;
+
+    sum = 0;
+
+    for (i = 0; i < sync->nrollouts; i++) {
+        st = sync->rollouts[i].ro->sh->autost;
+
+        if (st && st->updated && st->step) {
+            sum = sum * 31 + st->step;
+            sum = sum * 31 + st->failures;
+            sum = sum * 31 + st->since;
+            sum = sum * 31 + st->checked;
+        }
+    }
+
+    return sum;
+}
+
+
 /*
  * At start, when the zone is new: the state file's values, published with
  * source "state_file", and the user sets of the users files beside it.  A
@@ -3074,16 +3127,17 @@ static void
 ngx_http_canary_state_load_values(ngx_http_canary_main_conf_t *cmcf,
     ngx_log_t *log)
 {
-    u_char                     *buf;
-    ssize_t                     n;
-    ngx_fd_t                    fd;
-    ngx_err_t                   err;
-    ngx_uint_t                  i;
-    ngx_pool_t                 *pool;
-    ngx_file_info_t             fi;
-    ngx_http_canary_values_t   *vals;
-    ngx_http_canary_rollout_t  *ro;
-    u_char                      run_id[NGX_HTTP_CANARY_RUN_ID_LEN + 1];
+    u_char                         *buf;
+    ssize_t                         n;
+    ngx_fd_t                        fd;
+    ngx_err_t                       err;
+    ngx_uint_t                      i;
+    ngx_pool_t                     *pool;
+    ngx_file_info_t                 fi;
+    ngx_http_canary_values_t       *vals;
+    ngx_http_canary_rollout_t      *ro;
+    ngx_http_canary_auto_status_t  *st;
+    u_char                          run_id[NGX_HTTP_CANARY_RUN_ID_LEN + 1];
 
     if (cmcf->state_file.len == 0 || cmcf->rollouts.nelts == 0) {
         return;
@@ -3153,8 +3207,25 @@ ngx_http_canary_state_load_values(ngx_http_canary_main_conf_t *cmcf,
     ro = cmcf->rollouts.elts;
 
     for (i = 0; i < cmcf->rollouts.nelts; i++) {
-        if (vals[i].source == NGX_HTTP_CANARY_SOURCE_STATE_FILE) {
-            (void) ngx_http_canary_sync_publish(cmcf, &ro[i], &vals[i], log);
+        if (vals[i].source != NGX_HTTP_CANARY_SOURCE_STATE_FILE) {
+            continue;
+        }
+
+        (void) ngx_http_canary_sync_publish(cmcf, &ro[i], &vals[i], log);
+
+        st = ro[i].sh->autost;
+
+        if (st && vals[i].step && ro[i].policy) {
+            ngx_shmtx_lock(&cmcf->shpool->mutex);
+
+            st->step = (ngx_uint_t) vals[i].step;
+            st->nsteps = ro[i].policy->nsteps;
+            st->failures = (ngx_uint_t) vals[i].failures;
+            st->since = vals[i].since;
+            st->checked = vals[i].checked;
+            st->updated = ngx_time();
+
+            ngx_shmtx_unlock(&cmcf->shpool->mutex);
         }
     }
 
@@ -3180,6 +3251,7 @@ ngx_http_canary_state_parse(ngx_http_canary_main_conf_t *cmcf, u_char *p,
     uint32_t                    pct;
     unsigned                    state;
     ngx_int_t                   idx;
+    off_t                       num[4];
     ngx_uint_t                  line, i, ended;
     const char                 *why;
     ngx_array_t                *segs;
@@ -3326,6 +3398,31 @@ ngx_http_canary_state_parse(ngx_http_canary_main_conf_t *cmcf, u_char *p,
             vals[idx].end = end;
             vals[idx].state = state;
             vals[idx].source = NGX_HTTP_CANARY_SOURCE_STATE_FILE;
+
+            continue;
+        }
+
+        if (ntok == 6 && tok[0].len == 4
+            && ngx_strncmp(tok[0].data, "auto", 4) == 0)
+        {
+            for (i = 0; i < 4; i++) {
+                num[i] = ngx_atoof((u_char *) tok[2 + i].data, tok[2 + i].len);
+                if (num[i] == NGX_ERROR) {
+                    why = "bad auto step";
+                    goto invalid;
+                }
+            }
+
+            if (idx < 0
+                || vals[idx].source != NGX_HTTP_CANARY_SOURCE_STATE_FILE)
+            {
+                continue;
+            }
+
+            vals[idx].step = num[0];
+            vals[idx].failures = num[1];
+            vals[idx].since = num[2];
+            vals[idx].checked = num[3];
 
             continue;
         }

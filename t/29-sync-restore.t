@@ -9,7 +9,10 @@
 #   - a plain DEL on the live Redis the module knows (same run_id): back
 #     to the configuration, nothing written back;
 #   - two nginx nodes on one Redis that restarts empty: each key is
-#     written once (INFO commandstats of the new instance counts them).
+#     written once (INFO commandstats of the new instance counts them);
+#   - nginx and Redis both restarted: the state file (which remembers the
+#     run_id) and the users files are written back; an operator's key
+#     written first into the new instance is obeyed instead.
 
 use strict;
 use warnings;
@@ -17,6 +20,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 
+use File::Temp qw(tempdir);
 use Test::More;
 use Time::HiRes qw(sleep time);
 use CanaryTest;
@@ -28,12 +32,14 @@ need_module();
 my $BIG = 2500;
 
 sub conf {
-    my ($node) = @_;
+    my ($node, $state) = @_;
+    $state = $state ? "canary_state_file $state;" : '';
     return <<"EOF";
 canary_zone 4m;
 canary_redis 127.0.0.1:%%RPORT%% timeout=300ms;
 canary_sync_interval 200ms;
 canary_node_id $node;
+$state
 
 canary_rollout checkout {
     key \$http_x_user_id;
@@ -231,6 +237,64 @@ for my $n (@ng) {
 }
 
 $_->stop for @ng;
+$r->stop;
+
+
+# 4. nginx and Redis both restarted: from the state file
+
+my $dir = tempdir('canary-restore-XXXXXX', TMPDIR => 1,
+                  CLEANUP => !$ENV{CANARY_KEEP});
+chmod 0777, $dir;
+
+$r = start_redis(notify => 'Kh$s');
+$ng = start_nginx(conf('node-a', "$dir/state"), workers => 1,
+                  vars => { RPORT => $r->port });
+seed($r);
+$old_id = ($r->cli('INFO', 'server') =~ /run_id:(\w+)/)[0];
+ok(defined wait_until(sub {
+    applied($ng) && CanaryTest::read_file("$dir/state") =~ /^redis $old_id$/m
+}, 10, 0.05), 'state file: written with the run_id');
+ok(defined wait_until(sub {
+    CanaryTest::read_file("$dir/state") =~ /^auto ramp 2 0 1000 2000$/m
+}, 10, 0.05), 'state file: the automatic step too');
+$ng->stop;
+
+$r->kill('KILL');
+$r->start;
+$ng = start_nginx(conf('node-a', "$dir/state"), workers => 1,
+                  vars => { RPORT => $r->port });
+ok(defined wait_until(sub {
+    $r->cli('HGET', 'canary:rollout:checkout', 'percent') eq '30.00'
+        && $r->cli('SCARD', 'canary:rollout:checkout:stable_users') == $BIG
+}, 10, 0.02), 'state file: the state is back in Redis');
+like($ng->error_log, qr/came back empty .*: restored 2 rollouts from the (?#
+                        )state file/, 'state file: named as the source');
+$h = hash($r, 'canary:rollout:ramp');
+is_deeply([@$h{qw(percent state step since checked)}],
+          ['50.00', 'paused', '2', '1000', '2000'],
+          'state file: automatic state and step back');
+ok(CanaryChaos::marker_applied($ng->port, 'ZZ'), 'state file: routing kept');
+$ng->stop;
+
+
+# 5. the same, but an operator wrote a key first: obeyed
+
+$r->kill('KILL');
+$r->start;
+$r->cli('HSET', 'canary:rollout:checkout', 'percent', '50');
+$ng = start_nginx(conf('node-a', "$dir/state"), workers => 1,
+                  vars => { RPORT => $r->port });
+ok(defined wait_until(sub {
+    my (undef, undef, $b) = http_get($ng->port, '/status');
+    $b =~ /^Rollout checkout percent 50 .*source redis/m
+}, 5, 0.02), "operator's key: obeyed");
+sleep 0.5;
+is($r->cli('EXISTS', 'canary:rollout:checkout:stable_users'), '0',
+   "operator's key: nothing written back");
+like($ng->error_log, qr/another instance .* that holds rollout keys: its (?#
+                        )state is obeyed/, "operator's key: logged");
+is(restores($ng), 0, "operator's key: no restore");
+$ng->stop;
 $r->stop;
 
 done();
