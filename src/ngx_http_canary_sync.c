@@ -139,6 +139,7 @@ typedef struct {
     unsigned                        held_mine:1;
     unsigned                        info_err:1; /* logged */
     unsigned                        waited:1;   /* logged */
+    unsigned                        restore_err:1;  /* logged */
 } ngx_http_canary_sync_t;
 
 
@@ -1861,6 +1862,7 @@ ngx_http_canary_restore_release(ngx_http_canary_redis_t *rc,
     sync->held = 0;
     sync->held_mine = 0;
     sync->waited = 0;
+    sync->restore_err = 0;
 
     ngx_destroy_pool(r->pool);
     sync->restore = NULL;
@@ -1888,16 +1890,21 @@ ngx_http_canary_restore_ignore(ngx_http_canary_redis_t *rc,
 
 
 /*
- * A restore that stopped (why, and Redis' answer if any): it starts again
- * at the next round that finds the keys still missing; this node's lease
- * lets it carry on over the keys it wrote already.
+ * A restore that stopped (why, and Redis' answer if any; NULL: the lease
+ * is another node's): it starts again at the next round that finds the
+ * keys still missing; this node's lease lets it carry on over the keys
+ * it wrote already.
  */
 
 static void
 ngx_http_canary_restore_end(ngx_http_canary_sync_t *sync, const char *why,
     redisReply *reply)
 {
-    if (why) {
+    /* logged once until a restore succeeds: it is tried every round */
+
+    if (why && !sync->restore_err) {
+        sync->restore_err = 1;
+
         if (reply && reply->type == REDIS_REPLY_ERROR) {
             ngx_log_error(NGX_LOG_ERR, sync->log, 0,
                           "canary sync: restoring Redis at %V stopped, %s: "

@@ -12,7 +12,8 @@
 #     written once (INFO commandstats of the new instance counts them);
 #   - nginx and Redis both restarted: the state file (which remembers the
 #     run_id) and the users files are written back; an operator's key
-#     written first into the new instance is obeyed instead.
+#     written first into the new instance is obeyed instead;
+#   - a Redis that refuses the scripts: the last good state stays.
 
 use strict;
 use warnings;
@@ -294,6 +295,34 @@ is($r->cli('EXISTS', 'canary:rollout:checkout:stable_users'), '0',
 like($ng->error_log, qr/another instance .* that holds rollout keys: its (?#
                         )state is obeyed/, "operator's key: logged");
 is(restores($ng), 0, "operator's key: no restore");
+$ng->stop;
+$r->stop;
+
+
+# 6. a Redis that refuses the restore's scripts (EVAL renamed away): the
+# last good state stays, one error line, and an operator's write applies
+
+$r = start_redis(notify => 'Kh$s', args => ['--rename-command', 'EVAL', '']);
+$ng = start_nginx(conf('node-a'), workers => 1,
+                  vars => { RPORT => $r->port });
+seed($r);
+ok(defined wait_until(sub { CanaryChaos::marker_applied($ng->port, 'ZZ') },
+                      10, 0.05), 'no EVAL: the known state is applied');
+$r->kill('KILL');
+$r->start;
+ok(defined wait_until(sub {
+    $ng->error_log =~ /restoring Redis at \S+ stopped, the lease was not (?#
+                       )taken: ERR unknown command/
+}, 10, 0.05), 'no EVAL: the restore stops with an error line');
+sleep 1;
+my $lines = () = $ng->error_log =~ /restoring Redis at \S+ stopped/g;
+is($lines, 1, 'no EVAL: logged once, not once a round');
+ok(CanaryChaos::marker_applied($ng->port, 'ZZ'),
+   'no EVAL: routing stays on the last good state');
+$r->cli('HSET', 'canary:rollout:checkout', 'percent', '30', 'percent:Z3',
+        '100');
+ok(defined wait_until(sub { CanaryChaos::marker_applied($ng->port, 'Z3') },
+                      5, 0.02), "no EVAL: an operator's write applies");
 $ng->stop;
 $r->stop;
 
