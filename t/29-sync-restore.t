@@ -228,8 +228,17 @@ my $fields = keys(%{ hash($r, 'canary:rollout:checkout') })
              + keys(%{ hash($r, 'canary:rollout:ramp') });
 is($calls{hset}, $fields, "two nodes: $fields hash fields written once");
 is($calls{rename}, 2, 'two nodes: each user set renamed into place once');
-is($calls{sadd}, 1 + int(($BIG + 999) / 1000),
-   'two nodes: one node filled the sets');
+# a restore broken off (a timeout on a slow run, e.g. under valgrind) is
+# taken up again by the node holding the lease: the temporary set is
+# filled again, the user set still written once
+my $resumed = grep { $_->error_log =~ /restoring Redis at \S+ stopped/ } @ng;
+if ($resumed) {
+    cmp_ok($calls{sadd}, '>=', 1 + int(($BIG + 999) / 1000),
+           'two nodes: the sets were filled (a restore was resumed)');
+} else {
+    is($calls{sadd}, 1 + int(($BIG + 999) / 1000),
+       'two nodes: one node filled the sets');
+}
 is(restores($ng[0]) + restores($ng[1]), 1, 'two nodes: one restore');
 for my $n (@ng) {
     ok(defined wait_until(sub {
