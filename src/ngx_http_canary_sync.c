@@ -129,6 +129,7 @@ typedef struct {
     ngx_uint_t                      generation;
     u_char                          run_id[NGX_HTTP_CANARY_RUN_ID_LEN + 1];
     ngx_str_t                       lease;      /* <prefix>restore */
+    ngx_str_t                       begun;      /* <prefix>restoring */
     ngx_str_t                       node;       /* its value, this node */
     ngx_str_t                       changed_channel;
     ngx_http_canary_restore_t      *restore;
@@ -137,6 +138,7 @@ typedef struct {
     unsigned                        present:1;  /* a key, while suspect */
     unsigned                        held:1;     /* the lease, by another */
     unsigned                        held_mine:1;
+    unsigned                        unfinished:1;   /* a restore begun */
     unsigned                        info_err:1; /* logged */
     unsigned                        waited:1;   /* logged */
     unsigned                        restore_err:1;  /* logged */
@@ -271,12 +273,16 @@ static ngx_str_t  ngx_http_canary_which_names[] = {
 };
 
 
-/* KEYS[1] the restore lease; ARGV node, life in ms.  1: this node's */
+/*
+ * KEYS[1] the restore lease, KEYS[2] the mark of a restore begun; ARGV
+ * node, life in ms, the instance's run_id.  1: this node's
+ */
 
 static ngx_str_t  ngx_http_canary_restore_lease_lua = ngx_string(
     "local v = redis.call('GET', KEYS[1]) "
     "if v and v ~= ARGV[1] then return 0 end "
     "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) "
+    "redis.call('SET', KEYS[2], ARGV[3]) "
     "return 1");
 
 
@@ -301,12 +307,13 @@ static ngx_str_t  ngx_http_canary_restore_set_lua = ngx_string(
     "return 1");
 
 
-/* KEYS[1] the restore lease; ARGV node, the changed channel */
+/* KEYS[1] the restore lease, KEYS[2] the mark; ARGV node, the channel */
 
 static ngx_str_t  ngx_http_canary_restore_release_lua = ngx_string(
     "if redis.call('GET', KEYS[1]) == ARGV[1] then "
     "  redis.call('DEL', KEYS[1]) "
     "end "
+    "redis.call('DEL', KEYS[2]) "
     "redis.call('PUBLISH', ARGV[2], '') "
     "return 1");
 
@@ -393,9 +400,9 @@ ngx_http_canary_sync_init_process(ngx_cycle_t *cycle)
 
     /* the restore lease, and this node's name in it (as "auto" names it) */
 
-    len = cmcf->redis->prefix.len + sizeof("restore") - 1;
+    len = cmcf->redis->prefix.len + sizeof("restoring") - 1;
 
-    sync->lease.data = ngx_pnalloc(cycle->pool, 2 * len);
+    sync->lease.data = ngx_pnalloc(cycle->pool, 3 * len);
     if (sync->lease.data == NULL) {
         return NGX_ERROR;
     }
@@ -403,7 +410,11 @@ ngx_http_canary_sync_init_process(ngx_cycle_t *cycle)
     sync->lease.len = ngx_sprintf(sync->lease.data, "%Vrestore",
                                   &cmcf->redis->prefix)
                       - sync->lease.data;
-    sync->changed_channel.data = sync->lease.data + len;
+    sync->begun.data = sync->lease.data + len;
+    sync->begun.len = ngx_sprintf(sync->begun.data, "%Vrestoring",
+                                  &cmcf->redis->prefix)
+                      - sync->begun.data;
+    sync->changed_channel.data = sync->begun.data + len;
     sync->changed_channel.len = ngx_sprintf(sync->changed_channel.data,
                                             "%Vchanged", &cmcf->redis->prefix)
                                 - sync->changed_channel.data;
@@ -807,9 +818,9 @@ ngx_http_canary_sync_touch(ngx_http_canary_sync_t *sync,
 static void
 ngx_http_canary_sync_start(ngx_http_canary_sync_t *sync)
 {
-    size_t                           argvlen[2];
+    size_t                           argvlen[3];
     ngx_uint_t                       i;
-    const char                      *argv[2];
+    const char                      *argv[3];
     ngx_http_canary_sync_rollout_t  *sr;
 
     if (sync->busy || sync->restore) {
@@ -847,12 +858,14 @@ ngx_http_canary_sync_start(ngx_http_canary_sync_t *sync)
     }
 
     if (sync->generation != sync->redis->generation + 1 || sync->suspect) {
-        argv[0] = "GET";
-        argvlen[0] = sizeof("GET") - 1;
+        argv[0] = "MGET";
+        argvlen[0] = sizeof("MGET") - 1;
         argv[1] = (const char *) sync->lease.data;
         argvlen[1] = sync->lease.len;
+        argv[2] = (const char *) sync->begun.data;
+        argvlen[2] = sync->begun.len;
 
-        if (ngx_http_canary_redis_send(sync->redis, 2, argv, argvlen,
+        if (ngx_http_canary_redis_send(sync->redis, 3, argv, argvlen,
                                        ngx_http_canary_sync_lease, sync)
             != NGX_OK)
         {
@@ -1165,7 +1178,11 @@ ngx_http_canary_sync_info(ngx_http_canary_redis_t *rc, redisReply *reply,
 }
 
 
-/* GET <prefix>restore: is a node restoring this instance? */
+/*
+ * MGET <prefix>restore <prefix>restoring: is a node restoring this
+ * instance, and has a restore of it begun and not finished (its node
+ * died, its lease expired)?
+ */
 
 static void
 ngx_http_canary_sync_lease(ngx_http_canary_redis_t *rc, redisReply *reply,
@@ -1173,15 +1190,29 @@ ngx_http_canary_sync_lease(ngx_http_canary_redis_t *rc, redisReply *reply,
 {
     ngx_http_canary_sync_t  *sync = data;
 
+    redisReply  *v, *b;
+
+    sync->held = 0;
+    sync->held_mine = 0;
+    sync->unfinished = 0;
+
     if (reply == NULL) {
         sync->failed = 1;
 
-    } else {
-        sync->held = (reply->type == REDIS_REPLY_STRING);
+    } else if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 2) {
+        v = reply->element[0];
+        b = reply->element[1];
+
+        sync->held = (v->type == REDIS_REPLY_STRING);
         sync->held_mine = sync->held
-                          && (size_t) reply->len == sync->node.len
-                          && ngx_strncmp(reply->str, sync->node.data,
+                          && (size_t) v->len == sync->node.len
+                          && ngx_strncmp(v->str, sync->node.data,
                                          sync->node.len) == 0;
+        sync->unfinished = sync->run_id[0]
+                           && b->type == REDIS_REPLY_STRING
+                           && b->len == NGX_HTTP_CANARY_RUN_ID_LEN
+                           && ngx_strncmp(b->str, sync->run_id,
+                                          NGX_HTTP_CANARY_RUN_ID_LEN) == 0;
     }
 
     ngx_http_canary_sync_reply_done(sync);
@@ -1194,7 +1225,9 @@ ngx_http_canary_sync_lease(ngx_http_canary_redis_t *rc, redisReply *reply,
  * failover, a restart with its data).  It holds none: it lost its data,
  * and the last good state is written back (NGX_AGAIN), unless another
  * node is at it already (NGX_AGAIN too: the last good state stays until
- * its restore is done and the keys are back).
+ * its restore is done and the keys are back).  A restore begun and not
+ * finished (its node died) is finished: only the missing keys are
+ * written.
  */
 
 static ngx_int_t
@@ -1229,7 +1262,7 @@ ngx_http_canary_sync_judge(ngx_http_canary_sync_t *sync)
         }
     }
 
-    if ((sync->present || !lost) && !sync->held_mine) {
+    if ((sync->present || !lost) && !sync->held_mine && !sync->unfinished) {
         if (lost) {
             ngx_log_error(NGX_LOG_NOTICE, sync->log, 0,
                           "canary sync: Redis at %V is another instance "
@@ -1295,11 +1328,13 @@ ngx_http_canary_sync_adopt(ngx_http_canary_sync_t *sync)
 
 /*
  * The restore: take the lease <prefix>restore (its value is this node's
- * name; 30 s), write each rollout hash with a script that writes it only
- * if it still does not exist, fill each user set into a temporary key in
- * SADD batches (one per reply) and rename it onto the set only if that
- * still does not exist, then release the lease and PUBLISH <prefix>changed.
- * Rounds wait meanwhile; the round after it reads back what Redis holds.
+ * name; 30 s) and mark <prefix>restoring with the instance's run_id (a
+ * restore begun); write each rollout hash with a script that writes it
+ * only if it still does not exist; fill each user set into a temporary
+ * key in SADD batches (one per reply) and rename it onto the set only if
+ * that still does not exist; then release the lease, delete the mark and
+ * PUBLISH <prefix>changed.  Rounds wait meanwhile; the round after it
+ * reads back what Redis holds.
  */
 
 static void
@@ -1346,11 +1381,14 @@ ngx_http_canary_restore_start(ngx_http_canary_sync_t *sync)
     ngx_http_canary_restore_arg(r, &n, "EVAL", 4);
     ngx_http_canary_restore_arg(r, &n, ngx_http_canary_restore_lease_lua.data,
                                 ngx_http_canary_restore_lease_lua.len);
-    ngx_http_canary_restore_arg(r, &n, "1", 1);
+    ngx_http_canary_restore_arg(r, &n, "2", 1);
     ngx_http_canary_restore_arg(r, &n, sync->lease.data, sync->lease.len);
+    ngx_http_canary_restore_arg(r, &n, sync->begun.data, sync->begun.len);
     ngx_http_canary_restore_arg(r, &n, sync->node.data, sync->node.len);
     ngx_http_canary_restore_arg(r, &n, NGX_HTTP_CANARY_RESTORE_LEASE,
                                 sizeof(NGX_HTTP_CANARY_RESTORE_LEASE) - 1);
+    ngx_http_canary_restore_arg(r, &n, sync->run_id,
+                                NGX_HTTP_CANARY_RUN_ID_LEN);
 
     if (ngx_http_canary_redis_send(sync->redis, n, r->argv, r->argvlen,
                                    ngx_http_canary_restore_lease, sync)
@@ -1684,8 +1722,9 @@ ngx_http_canary_restore_next_set(ngx_http_canary_sync_t *sync)
     ngx_http_canary_restore_arg(r, &n,
                                 ngx_http_canary_restore_release_lua.data,
                                 ngx_http_canary_restore_release_lua.len);
-    ngx_http_canary_restore_arg(r, &n, "1", 1);
+    ngx_http_canary_restore_arg(r, &n, "2", 1);
     ngx_http_canary_restore_arg(r, &n, sync->lease.data, sync->lease.len);
+    ngx_http_canary_restore_arg(r, &n, sync->begun.data, sync->begun.len);
     ngx_http_canary_restore_arg(r, &n, sync->node.data, sync->node.len);
     ngx_http_canary_restore_arg(r, &n, sync->changed_channel.data,
                                 sync->changed_channel.len);
@@ -1861,6 +1900,7 @@ ngx_http_canary_restore_release(ngx_http_canary_redis_t *rc,
     sync->suspect = 0;
     sync->held = 0;
     sync->held_mine = 0;
+    sync->unfinished = 0;
     sync->waited = 0;
     sync->restore_err = 0;
 

@@ -11,8 +11,9 @@
 #   - two nginx nodes on one Redis that restarts empty: each key is
 #     written once (INFO commandstats of the new instance counts them);
 #   - nginx and Redis both restarted: the state file (which remembers the
-#     run_id) and the users files are written back; an operator's key
-#     written first into the new instance is obeyed instead;
+#     run_id) and the users files are written back; a restore another node
+#     began and did not finish is finished; an operator's key written
+#     first into the new instance is obeyed instead;
 #   - a Redis that refuses the scripts: the last good state stays.
 
 use strict;
@@ -155,7 +156,8 @@ is($r->cli('SISMEMBER', 'canary:rollout:checkout:stable_users', "big$BIG"),
 is($r->cli('TTL', 'canary:rollout:checkout:stable_users'), '-1',
    'the set has no expiry');
 is($r->cli('KEYS', '*:restore'), '', 'no temporary key left');
-is($r->cli('EXISTS', 'canary:restore'), '0', 'the lease released');
+is($r->cli('EXISTS', 'canary:restore', 'canary:restoring'), '0',
+   'the lease released, the mark deleted');
 
 $h = hash($r, 'canary:rollout:ramp');
 is_deeply([@$h{qw(percent state step since checked)}],
@@ -284,6 +286,28 @@ is_deeply([@$h{qw(percent state step since checked)}],
           ['50.00', 'paused', '2', '1000', '2000'],
           'state file: automatic state and step back');
 ok(CanaryChaos::marker_applied($ng->port, 'ZZ'), 'state file: routing kept');
+$ng->stop;
+
+
+# 4b. a restore that a node began and did not finish (it died; its lease
+# expired): the mark <prefix>restoring names the instance, and the next
+# node writes the keys still missing
+
+$r->kill('KILL');
+$r->start;
+my $id = ($r->cli('INFO', 'server') =~ /run_id:(\w+)/)[0];
+$r->cli('HSET', 'canary:rollout:checkout', 'percent', '30', 'percent:ZZ',
+        '100');
+$r->cli('SET', 'canary:restoring', $id);
+$ng = start_nginx(conf('node-b', "$dir/state"), workers => 1,
+                  vars => { RPORT => $r->port });
+ok(defined wait_until(sub {
+    $r->cli('SCARD', 'canary:rollout:checkout:stable_users') == $BIG
+}, 10, 0.02), 'unfinished: the missing keys are written');
+like($ng->error_log, qr/restored 2 rollouts from the state file, 3 keys (?#
+                        )written \(${\($BIG + 1)} user set members\), 1 kept/,
+     'unfinished: the key already there kept');
+is($r->cli('EXISTS', 'canary:restoring'), '0', 'unfinished: the mark is gone');
 $ng->stop;
 
 
