@@ -139,6 +139,7 @@ typedef struct {
     unsigned                        held:1;     /* the lease, by another */
     unsigned                        held_mine:1;
     unsigned                        unfinished:1;   /* a restore begun */
+    unsigned                        from_file:1;    /* its source */
     unsigned                        info_err:1; /* logged */
     unsigned                        waited:1;   /* logged */
     unsigned                        restore_err:1;  /* logged */
@@ -1280,6 +1281,7 @@ ngx_http_canary_sync_judge(ngx_http_canary_sync_t *sync)
 
         sync->suspect = 0;
         sync->waited = 0;
+        sync->from_file = 0;
 
         return NGX_OK;
     }
@@ -1365,15 +1367,19 @@ ngx_http_canary_restore_start(ngx_http_canary_sync_t *sync)
     }
 
     r->pool = pool;
-    r->source = NGX_HTTP_CANARY_SOURCE_REDIS;
+
+    /* from the state file, also when resumed after the keys it wrote */
 
     for (i = 0; i < sync->nrollouts; i++) {
         if (sync->rollouts[i].ro->sh->snapshot->source
             == NGX_HTTP_CANARY_SOURCE_STATE_FILE)
         {
-            r->source = NGX_HTTP_CANARY_SOURCE_STATE_FILE;
+            sync->from_file = 1;
         }
     }
+
+    r->source = sync->from_file ? NGX_HTTP_CANARY_SOURCE_STATE_FILE
+                                : NGX_HTTP_CANARY_SOURCE_REDIS;
 
     sync->restore = r;
 
@@ -1901,6 +1907,7 @@ ngx_http_canary_restore_release(ngx_http_canary_redis_t *rc,
     sync->held = 0;
     sync->held_mine = 0;
     sync->unfinished = 0;
+    sync->from_file = 0;
     sync->waited = 0;
     sync->restore_err = 0;
 

@@ -142,9 +142,18 @@ is($l->{misrouted}, 0, 'routing never left the last good state');
 my $log = $ng->error_log;
 unlike($log, qr/rollout "checkout" percent 0\.00 \(was 30\.00\)/,
        'the config was never published');
-like($log, qr/came back empty \(run_id $new_id, was $old_id\): restored 2 (?#
-             )rollouts from the zone, 4 keys written \(${\($BIG + 1)} (?#
-             )user set members\), 0 kept/, 'one notice line');
+if ($log =~ /restoring Redis at \S+ stopped/) {
+    # broken off by a timeout on a slow run (valgrind) and resumed: the
+    # last attempt's line counts the keys it wrote itself
+    like($log, qr/came back empty \(run_id $new_id, was $old_id\): (?#
+                 )restored 2 rollouts from the zone/,
+         'one notice line (after a resumed attempt)');
+} else {
+    like($log, qr/came back empty \(run_id $new_id, was $old_id\): (?#
+                 )restored 2 rollouts from the zone, 4 keys written (?#
+                 )\(${\($BIG + 1)} user set members\), 0 kept/,
+         'one notice line');
+}
 
 my $h = hash($r, 'canary:rollout:checkout');
 is($h->{percent}, '30.00', 'percent back');
@@ -304,9 +313,19 @@ $ng = start_nginx(conf('node-b', "$dir/state"), workers => 1,
 ok(defined wait_until(sub {
     $r->cli('SCARD', 'canary:rollout:checkout:stable_users') == $BIG
 }, 10, 0.02), 'unfinished: the missing keys are written');
-like($ng->error_log, qr/restored 2 rollouts from the state file, 3 keys (?#
-                        )written \(${\($BIG + 1)} user set members\), 1 kept/,
-     'unfinished: the key already there kept');
+if ($ng->error_log =~ /restoring Redis at \S+ stopped/) {
+    # broken off by a timeout on a slow run (valgrind) and resumed: the
+    # last attempt's line counts the keys it wrote itself
+    like($ng->error_log, qr/came back empty .*: restored 2 rollouts/,
+         'unfinished: finished after a resumed attempt');
+} else {
+    like($ng->error_log, qr/restored 2 rollouts from the state file, 3 (?#
+                            )keys written \(${\($BIG + 1)} user set (?#
+                            )members\), 1 kept/,
+         'unfinished: the key already there kept');
+}
+is($r->cli('HGET', 'canary:rollout:checkout', 'percent'), '30',
+   'unfinished: the hash found there is left as it was');
 is($r->cli('EXISTS', 'canary:restoring'), '0', 'unfinished: the mark is gone');
 $ng->stop;
 
