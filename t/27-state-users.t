@@ -82,7 +82,7 @@ $ng->stop;
 # restart with Redis down: the users as before.  Meanwhile Redis gets
 # other members of the same sizes, saved so that it comes back with them
 # (a Redis that came back empty would get the last good sets written
-# back, see t/29-sync-restore.t)
+# back, see t/32-redis-restore.t)
 
 $r->cli('DEL', "$key:canary_users", "$key:stable_users");
 $r->cli('HSET', $key, 'percent', '100');
