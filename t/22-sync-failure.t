@@ -81,7 +81,7 @@ $r->cli('CONFIG', 'SET', 'notify-keyspace-events', 'Kh$s');
 ok(defined wait_until(sub { backs() == 2 }, 10), 'reconnected after restart');
 
 # the restarted Redis lost its data (another run_id, no key): the last
-# good state is written back, not the config obeyed (t/29 has the rest)
+# good state is written back, not the config obeyed (t/32 has the rest)
 ok(defined wait_until(sub {
     $r->cli('HGET', $key, 'percent') eq '30.00'
 }, 5), 'an empty Redis gets the last good state back');
