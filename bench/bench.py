@@ -7,7 +7,8 @@ Parts (BENCH_PARTS, comma separated, default all):
               (a) plain proxy_pass, (b) split_clients, (c) this module at
               50% with counters, (d) the OpenResty way, (e) the module with
               every targeting rule, and the minimal shape's (a2), (b2),
-              (c2); ratios of paired rounds (throughput, p99), medians
+              (c2); ratios of paired rounds (throughput, p99), medians;
+              (f) is (c) with three arms 1:1:2 (issue 14), callgrind only
   callgrind   instructions per request on a single-process front nginx
               under valgrind --tool=callgrind, counted between marker
               requests around windows of 0, N and 2N requests:
@@ -78,7 +79,7 @@ CG_RUNS = env_int('BENCH_CG_RUNS', 1, 1)
 PARTS = os.environ.get('BENCH_PARTS',
                        'wrk,callgrind,propagation,scale').split(',')
 VARIANTS = os.environ.get(
-    'BENCH_VARIANTS', 'a,b,c,d,e,a2,b2,c2,c2r,a3,b3,c3').split(',')
+    'BENCH_VARIANTS', 'a,b,c,d,e,f,a2,b2,c2,c2r,a3,b3,c3').split(',')
 # wrk: the shapes whose throughput has targets; (iii) and c2r are counted
 # in instructions only
 WRK_VARIANTS = os.environ.get('BENCH_WRK_VARIANTS',
@@ -90,6 +91,7 @@ NAMES = {
     'c': 'canary module 50%',
     'd': 'Lua (OpenResty way)',
     'e': 'canary, all rules',
+    'f': 'canary, three arms 1:1:2',
     'a2': 'minimal: plain',
     'b2': 'minimal: split_clients',
     'c2': 'minimal: module 50%',
@@ -100,7 +102,7 @@ NAMES = {
 }
 CONF = {
     'a': 'a-plain.conf', 'b': 'b-split.conf', 'c': 'c-module.conf',
-    'd': 'd-lua.conf', 'e': 'e-rules.conf',
+    'd': 'd-lua.conf', 'e': 'e-rules.conf', 'f': 'f-arms.conf',
     'a2': 'min-a-plain.conf', 'b2': 'min-b-split.conf',
     'c2': 'min-c-module.conf', 'c2r': 'min-c-module.conf',
     'a3': 'flags-a-plain.conf', 'b3': 'flags-b-split.conf',
@@ -724,7 +726,7 @@ def part_callgrind(env, summary):
     out['added_over_plain'] = {v: ir[v] - ir[plain_of(v)] for v in ir
                                if plain_of(v) in ir}
     for x, y in (('c', 'b'), ('c', 'd'), ('c2', 'b2'), ('c2r', 'b2'),
-                 ('c3', 'b3')):
+                 ('c3', 'b3'), ('f', 'c')):
         if x in ir and y in ir:
             out['%s/%s' % (x, y)] = ir[x] / ir[y]
             out['%s-%s' % (x, y)] = ir[x] - ir[y]

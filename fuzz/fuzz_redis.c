@@ -24,7 +24,8 @@
  * The first input byte sets the rollout's config percent and hash.  After
  * every reply the published snapshot must hold: percent 0..100% (whole
  * percents for the unleash hash), segments sorted (a hostile reply may repeat a field), each 0..100%,
- * and the last good values when a value was refused.
+ * weights 0..10000 for the rollout's two arms only (canary, blue) and
+ * their sum, and the last good values when a value was refused.
  */
 
 
@@ -123,11 +124,30 @@ fz_setup(const uint8_t flags)
                                 : NGX_HTTP_CANARY_HASH_MURMUR3;
     fz_ro.percent = (flags & 0x7f) * 100 % 10100;
 
+    /* two arms, so that weight:<arm> and arm:<arm> fields are parsed */
+
+    fz_ro.nvariants = 3;
+    fz_ro.narms = 2;
+    ngx_str_set(&fz_ro.variants[0].name, "stable");
+    ngx_str_set(&fz_ro.variants[1].name, "canary");
+    ngx_str_set(&fz_ro.variants[2].name, "blue");
+    ngx_str_set(&fz_ro.variants[1].users, "checkout:canary");
+    ngx_str_set(&fz_ro.variants[2].users, "checkout:blue");
+    fz_ro.variants[1].weight = 1;
+    fz_ro.variants[2].weight = 2;
+    fz_ro.total = 3;
+
     shr = ngx_slab_calloc(shpool, sizeof(ngx_http_canary_shrollout_t));
-    shr->slots = ngx_slab_calloc(shpool, sizeof(ngx_http_canary_slot_t));
+    shr->nvariants = fz_ro.nvariants;
+    shr->counters = ngx_slab_calloc(shpool, fz_ro.nvariants
+                                      * sizeof(ngx_http_canary_counters_t));
     shr->name = fz_ro.name;
+    fz_ro.counters = shr->counters;
 
     snap = ngx_http_canary_snapshot_alloc(shpool, NULL, 0, 0);
+    snap->weight[0] = 1;
+    snap->weight[1] = 2;
+    snap->total = 3;
     snap->percent = fz_ro.percent;
     snap->source = NGX_HTTP_CANARY_SOURCE_CONFIG;
     shr->snapshot = snap;
@@ -142,6 +162,9 @@ fz_setup(const uint8_t flags)
     ngx_str_set(&fz_sr[0].set_key[1], "canary:rollout:checkout:stable_users");
     fz_sr[0].scard[0] = fz_sr[0].scard[1] = -1;
     fz_sr[0].too_big[0] = fz_sr[0].too_big[1] = -1;
+    fz_sr[0].nsets = 2;
+    fz_sr[0].set_name[0] = fz_ro.name;
+    fz_sr[0].set_name[1] = fz_ro.name;
 
     ngx_memzero(&fz_sync, sizeof(fz_sync));
     fz_sync.cmcf = &fz_cmcf;
@@ -160,6 +183,7 @@ fz_setup(const uint8_t flags)
 static void
 fz_check(void)
 {
+    uint32_t                     total;
     ngx_uint_t                   i;
     ngx_http_canary_snapshot_t  *snap;
 
@@ -171,6 +195,26 @@ fz_check(void)
         || snap->source > NGX_HTTP_CANARY_SOURCE_STATE_FILE
         || (snap->nsegments && snap->segments == NULL))
     {
+        abort();
+    }
+
+    /* the allocation: weights 0..10000 of known arms, their sum */
+
+    total = 0;
+
+    for (i = 0; i < NGX_HTTP_CANARY_MAX_ARMS; i++) {
+        if (snap->weight[i] > NGX_HTTP_CANARY_MAX_WEIGHT
+            || (i >= fz_ro.narms
+                && (snap->weight[i] || (snap->arms_off & (1 << i))
+                    || snap->arm_users[i])))
+        {
+            abort();
+        }
+
+        total += snap->weight[i];
+    }
+
+    if (total != snap->total) {
         abort();
     }
 

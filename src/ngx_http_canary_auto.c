@@ -28,6 +28,15 @@
  * publishes <prefix>changed (every node resyncs at once) and, on a
  * rollback or a failed check, one JSON message on <prefix>alerts.
  *
+ * With arms (more than one "variant"), each arm's figures are added as
+ * well, as "arm:<name>:req" ..., and at each decision every arm that is
+ * on is judged on its own against stable: one that fails, while another
+ * does not, is switched off ("arm:<name>" off in the rollout hash, by a
+ * script that checks the lease, with a history entry "arm_off" and an
+ * alert); the step is then judged on the figures of the arms that are
+ * left.  When every arm fails, the rollout fails as a whole, as a
+ * two-sided one does.
+ *
  * Fields of the rollout hash written by the controller: percent, state,
  * step (1-based), since (the start of the first interval judged at this
  * step), checked (the start of the last interval judged), failures
@@ -193,6 +202,13 @@ static void ngx_http_canary_auto_decide(ngx_http_canary_auto_rollout_t *ar,
     uint64_t now);
 static void ngx_http_canary_auto_apply(ngx_http_canary_auto_rollout_t *ar,
     redisReply **f, ngx_http_canary_auto_outcome_t *o);
+static ngx_uint_t ngx_http_canary_auto_arms(
+    ngx_http_canary_auto_rollout_t *ar, ngx_http_canary_figures_t *figs,
+    ngx_http_canary_figures_t *canary, uint64_t interval, uint64_t nodes,
+    uint64_t now, u_char *held);
+static void ngx_http_canary_auto_arm_off(ngx_http_canary_auto_rollout_t *ar,
+    ngx_uint_t arm, ngx_http_canary_judgement_t *j, uint64_t interval,
+    uint64_t nodes, uint64_t now);
 static void ngx_http_canary_auto_apply_handler(ngx_http_canary_redis_t *rc,
     redisReply *reply, void *data);
 static void ngx_http_canary_auto_xadd_handler(ngx_http_canary_redis_t *rc,
@@ -276,6 +292,22 @@ static ngx_str_t  ngx_http_canary_auto_apply_lua = ngx_string(
     "           unpack(ARGV, i, #ARGV)) "
     "redis.call('PUBLISH', ARGV[5], ARGV[6]) "
     "if ARGV[8] ~= '' then redis.call('PUBLISH', ARGV[7], ARGV[8]) end "
+    "return 1");
+
+
+/*
+ * KEYS[1] the lease, KEYS[2] the rollout hash, KEYS[3] its history; ARGV
+ * node, the "arm:<name>" field, the changed channel, the rollout's name,
+ * the alerts channel, the alert, then the XADD pairs.  1: switched off.
+ */
+
+static ngx_str_t  ngx_http_canary_auto_arm_off_lua = ngx_string(
+    "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end "
+    "redis.call('HSET', KEYS[2], ARGV[2], 'off') "
+    "redis.call('XADD', KEYS[3], 'MAXLEN', '~', '1000', '*', "
+    "           unpack(ARGV, 7, #ARGV)) "
+    "redis.call('PUBLISH', ARGV[3], ARGV[4]) "
+    "redis.call('PUBLISH', ARGV[5], ARGV[6]) "
     "return 1");
 
 
@@ -673,28 +705,45 @@ ngx_http_canary_auto_lease_handler(ngx_http_canary_redis_t *rc,
 }
 
 
-/* this node's counters of the rollout, summed over the worker slots */
+/*
+ * this node's counters of the rollout, summed over the worker slots, on
+ * two sides: stable, and canary (every arm)
+ */
 
 static void
 ngx_http_canary_auto_counts(ngx_http_canary_auto_t *ctl,
     ngx_http_canary_auto_rollout_t *ar,
     uint64_t counts[][NGX_HTTP_CANARY_AUTO_NFIG])
 {
-    ngx_uint_t                   s, v, k;
+    ngx_uint_t                   s, v, k, side;
     ngx_http_canary_counters_t  *c;
 
-    ngx_memzero(counts, NGX_HTTP_CANARY_NVARIANTS
+    ngx_memzero(counts, NGX_HTTP_CANARY_AUTO_ROWS
                         * NGX_HTTP_CANARY_AUTO_NFIG * sizeof(uint64_t));
 
     for (s = 0; s < ctl->cmcf->sh->nslots; s++) {
-        for (v = 0; v < NGX_HTTP_CANARY_NVARIANTS; v++) {
-            c = &ar->ro->sh->slots[s].v[v];
+        for (v = 0; v <= ar->ro->narms; v++) {
+            c = ngx_http_canary_counters(ar->ro, s, v);
+            side = v ? NGX_HTTP_CANARY_CANARY : NGX_HTTP_CANARY_STABLE;
 
-            counts[v][0] += c->requests;
-            counts[v][1] += c->errors;
+            counts[side][0] += c->requests;
+            counts[side][1] += c->errors;
 
             for (k = 0; k < NGX_HTTP_CANARY_HIST_BUCKETS; k++) {
-                counts[v][2 + k] += c->hist[k];
+                counts[side][2 + k] += c->hist[k];
+            }
+
+            if (v == 0 || ar->ro->narms == 1) {
+                continue;
+            }
+
+            /* with arms: each arm's own row too */
+
+            counts[1 + v][0] += c->requests;
+            counts[1 + v][1] += c->errors;
+
+            for (k = 0; k < NGX_HTTP_CANARY_HIST_BUCKETS; k++) {
+                counts[1 + v][2 + k] += c->hist[k];
             }
         }
     }
@@ -716,12 +765,12 @@ ngx_http_canary_auto_flush(ngx_http_canary_auto_t *ctl,
 {
     u_char                        key[NGX_MAX_ERROR_STR];
     size_t                        keylen;
-    uint64_t                      cur[NGX_HTTP_CANARY_NVARIANTS]
+    uint64_t                      cur[NGX_HTTP_CANARY_AUTO_ROWS]
                                      [NGX_HTTP_CANARY_AUTO_NFIG];
-    uint64_t                      base[NGX_HTTP_CANARY_NVARIANTS]
+    uint64_t                      base[NGX_HTTP_CANARY_AUTO_ROWS]
                                       [NGX_HTTP_CANARY_AUTO_NFIG];
     uint64_t                      d, interval, last;
-    ngx_uint_t                    v, k;
+    ngx_uint_t                    v, k, rows;
     ngx_http_canary_auto_args_t  *a;
     ngx_http_canary_auto_base_t  *ab;
 
@@ -757,7 +806,9 @@ ngx_http_canary_auto_flush(ngx_http_canary_auto_t *ctl,
 
     a = &ngx_http_canary_auto_args;
 
-    for (v = 0; v < NGX_HTTP_CANARY_NVARIANTS; v++) {
+    rows = (ar->ro->narms > 1) ? 2 + ar->ro->narms : 2;
+
+    for (v = 0; v < rows; v++) {
         for (k = 0; k < NGX_HTTP_CANARY_AUTO_NFIG; k++) {
 
             d = cur[v][k] >= base[v][k] ? cur[v][k] - base[v][k]
@@ -770,7 +821,20 @@ ngx_http_canary_auto_flush(ngx_http_canary_auto_t *ctl,
             ngx_http_canary_auto_arg(a, "HINCRBY", 7);
             ngx_http_canary_auto_arg(a, key, keylen);
 
-            if (k < 2) {
+            if (v >= 2) {
+                /* an arm's own: "arm:<name>:req", "arm:<name>:h3" */
+
+                if (k < 2) {
+                    ngx_http_canary_auto_argf(a, "arm:%V:%s",
+                                      &ar->ro->variants[v - 1].name,
+                                      names[k]);
+
+                } else {
+                    ngx_http_canary_auto_argf(a, "arm:%V:h%ui",
+                                      &ar->ro->variants[v - 1].name, k - 2);
+                }
+
+            } else if (k < 2) {
                 ngx_http_canary_auto_argf(a, "%c:%s", v ? 'c' : 's',
                                           names[k]);
 
@@ -1393,11 +1457,14 @@ ngx_http_canary_auto_decide(ngx_http_canary_auto_rollout_t *ar,
 {
     u_char                           reason[NGX_HTTP_CANARY_REASON_LEN];
     u_char                          *p;
+    u_char                          *colon;
+    u_char                           held[NGX_HTTP_CANARY_REASON_LEN];
     uint64_t                         step, failures, v, nodes;
     ngx_str_t                        name;
+    ngx_int_t                        arm;
     ngx_uint_t                       i, k, var;
     redisReply                      *fr, *vr;
-    ngx_http_canary_figures_t        figs[NGX_HTTP_CANARY_NVARIANTS];
+    ngx_http_canary_figures_t        figs[NGX_HTTP_CANARY_AUTO_ROWS];
     ngx_http_canary_judgement_t      j;
     ngx_http_canary_auto_outcome_t   o;
     ngx_http_canary_decision_next_t  next;
@@ -1423,16 +1490,41 @@ ngx_http_canary_auto_decide(ngx_http_canary_auto_rollout_t *ar,
             continue;
         }
 
-        if (name.len < 3 || name.data[1] != ':'
-            || (name.data[0] != 'c' && name.data[0] != 's'))
+        if (name.len > 4 && ngx_strncmp(name.data, "arm:", 4) == 0) {
+
+            /* "arm:<name>:<figure>", the name may hold ':' */
+
+            colon = name.data + name.len;
+
+            while (colon > name.data + 4 && colon[-1] != ':') {
+                colon--;
+            }
+
+            if (colon <= name.data + 5) {
+                continue;
+            }
+
+            arm = ngx_http_canary_find_arm(ar->ro, name.data + 4,
+                                           colon - 1 - (name.data + 4));
+            if (arm == NGX_ERROR || ar->ro->narms == 1) {
+                continue;
+            }
+
+            var = 1 + arm;
+            name.len -= colon - name.data;
+            name.data = colon;
+
+        } else if (name.len < 3 || name.data[1] != ':'
+                   || (name.data[0] != 'c' && name.data[0] != 's'))
         {
             continue;
-        }
 
-        var = (name.data[0] == 'c') ? NGX_HTTP_CANARY_CANARY
-                                    : NGX_HTTP_CANARY_STABLE;
-        name.data += 2;
-        name.len -= 2;
+        } else {
+            var = (name.data[0] == 'c') ? NGX_HTTP_CANARY_CANARY
+                                        : NGX_HTTP_CANARY_STABLE;
+            name.data += 2;
+            name.len -= 2;
+        }
 
         if (name.len == 3 && ngx_strncmp(name.data, "req", 3) == 0) {
             figs[var].requests = v;
@@ -1449,9 +1541,29 @@ ngx_http_canary_auto_decide(ngx_http_canary_auto_rollout_t *ar,
         }
     }
 
+    /* with arms: each is judged, a failing one switched off */
+
+    held[0] = '\0';
+
+    if (ar->ro->narms > 1) {
+        (void) ngx_http_canary_auto_arms(ar, figs,
+                                         &figs[NGX_HTTP_CANARY_CANARY],
+                                         interval, nodes, now, held);
+    }
+
     ngx_http_canary_judge(ar->policy, &figs[NGX_HTTP_CANARY_STABLE],
                           &figs[NGX_HTTP_CANARY_CANARY], ar->ctl->bounds,
                           NGX_HTTP_CANARY_HIST_BUCKETS - 1, &j);
+
+    /*
+     * an arm left on that cannot be judged yet (too few requests) holds
+     * the step: its failure must not be blamed on the others
+     */
+
+    if (held[0] && j.verdict != NGX_HTTP_CANARY_VERDICT_PASS) {
+        j.verdict = NGX_HTTP_CANARY_VERDICT_HOLD;
+        ngx_cpystrn((u_char *) j.reason, held, sizeof(j.reason));
+    }
 
     (void) ngx_http_canary_auto_uint(f[ngx_http_canary_f_step], &step);
 
@@ -1528,6 +1640,197 @@ ngx_http_canary_auto_decide(ngx_http_canary_auto_rollout_t *ar,
     o.reason = reason;
 
     ngx_http_canary_auto_apply(ar, f, &o);
+}
+
+
+/*
+ * Judges each arm that is on against stable.  "canary" becomes the sum of
+ * the arms that are on (the traffic an arm had before it was switched off
+ * is not the rollout's any more); when some but not all of them fail, the
+ * failing ones are switched off and left out of it too; when all fail,
+ * the rollout is judged (and fails) as a whole.  Returns the number of
+ * arms switched off.  "held" gets the reason of the first arm left on
+ * that cannot be judged yet, if any.
+ */
+
+static ngx_uint_t
+ngx_http_canary_auto_arms(ngx_http_canary_auto_rollout_t *ar,
+    ngx_http_canary_figures_t *figs, ngx_http_canary_figures_t *canary,
+    uint64_t interval, uint64_t nodes, uint64_t now, u_char *held)
+{
+    u_char                       *p;
+    uint32_t                      off, failing;
+    ngx_uint_t                    a, k, narms, on, n;
+    ngx_http_canary_judgement_t   j[NGX_HTTP_CANARY_MAX_ARMS];
+
+    narms = ar->ro->narms;
+    off = ar->ro->sh->snapshot->arms_off;
+    failing = 0;
+    on = 0;
+
+    for (a = 0; a < narms; a++) {
+        if (off & (1 << a)) {
+            continue;
+        }
+
+        on++;
+
+        ngx_http_canary_judge(ar->policy, &figs[NGX_HTTP_CANARY_STABLE],
+                              &figs[2 + a], ar->ctl->bounds,
+                              NGX_HTTP_CANARY_HIST_BUCKETS - 1, &j[a]);
+
+        if (j[a].verdict == NGX_HTTP_CANARY_VERDICT_FAIL) {
+            failing |= 1 << a;
+        }
+    }
+
+    if (on == 0) {
+        return 0;
+    }
+
+    n = 0;
+
+    for (a = 0; a < narms; a++) {
+        if (failing & (1 << a)) {
+            n++;
+        }
+    }
+
+    if (n == on) {
+        /* none would be left: the rollout fails as a whole */
+        n = 0;
+        failing = 0;
+    }
+
+    ngx_memzero(canary, sizeof(ngx_http_canary_figures_t));
+
+    for (a = 0; a < narms; a++) {
+        if (failing & (1 << a)) {
+            ngx_http_canary_auto_arm_off(ar, a + 1, &j[a], interval, nodes,
+                                         now);
+            continue;
+        }
+
+        if (off & (1 << a)) {
+            continue;
+        }
+
+        if (held[0] == '\0'
+            && j[a].verdict == NGX_HTTP_CANARY_VERDICT_HOLD)
+        {
+            p = ngx_snprintf(held, NGX_HTTP_CANARY_REASON_LEN - 1,
+                             "arm \"%V\": %s", &ar->ro->variants[a + 1].name,
+                             j[a].reason);
+            *p = '\0';
+        }
+
+        canary->requests += figs[2 + a].requests;
+        canary->errors += figs[2 + a].errors;
+
+        for (k = 0; k < NGX_HTTP_CANARY_HIST_BUCKETS; k++) {
+            canary->hist[k] += figs[2 + a].hist[k];
+        }
+    }
+
+    return n;
+}
+
+
+/*
+ * "arm:<name>" off in the rollout hash, if this node still holds the
+ * lease, with a history entry "arm_off" and an alert naming the arm
+ */
+
+static void
+ngx_http_canary_auto_arm_off(ngx_http_canary_auto_rollout_t *ar,
+    ngx_uint_t arm, ngx_http_canary_judgement_t *j, uint64_t interval,
+    uint64_t nodes, uint64_t now)
+{
+    u_char                       *p, *last;
+    u_char                        alert[1024];
+    u_char                        reason[NGX_HTTP_CANARY_REASON_LEN];
+    ngx_str_t                    *name;
+    ngx_uint_t                    i;
+    ngx_http_canary_auto_t       *ctl;
+    ngx_http_canary_auto_args_t  *a;
+
+    ctl = ar->ctl;
+    name = &ar->ro->variants[arm].name;
+
+    p = ngx_snprintf(reason, sizeof(reason) - 1, "arm \"%V\" failed: %s",
+                     name, j->reason);
+    *p = '\0';
+
+    p = alert;
+    last = alert + sizeof(alert);
+
+    p = ngx_slprintf(p, last, "{\"rollout\":\"");
+    p = (u_char *) ngx_escape_json(p, ar->ro->name.data,
+                                   ngx_min(ar->ro->name.len, 128));
+    p = ngx_slprintf(p, last, "\",\"event\":\"arm_off\",\"arm\":\"");
+    p = (u_char *) ngx_escape_json(p, name->data, ngx_min(name->len, 128));
+    p = ngx_slprintf(p, last, "\",\"time\":%uL,\"node\":\"", now);
+    p = (u_char *) ngx_escape_json(p, ctl->node.data,
+                                   ngx_min(ctl->node.len, 128));
+    p = ngx_slprintf(p, last, "\",\"interval\":%uL,\"nodes\":%uL,",
+                     interval, nodes);
+
+    for (i = 0; i < 2; i++) {
+        p = ngx_slprintf(p, last, "\"%s\":{\"requests\":%uL,"
+                         "\"errors\":%uL,\"error_rate_ppm\":%uL,"
+                         "\"p99_ms\":", i ? "canary" : "stable",
+                         j->requests[i], j->errors[i], j->error_rate[i]);
+
+        p = (j->p99[i] == NGX_HTTP_CANARY_P99_INF)
+            ? ngx_slprintf(p, last, "null},")
+            : ngx_slprintf(p, last, "%uL},", j->p99[i]);
+    }
+
+    p = ngx_slprintf(p, last, "\"reason\":\"");
+    p = (u_char *) ngx_escape_json(p, reason,
+                                   ngx_min(ngx_strlen(reason), 300));
+    p = ngx_slprintf(p, last, "\"}");
+
+    a = &ngx_http_canary_auto_args;
+    ngx_http_canary_auto_args_init(a);
+
+    ngx_http_canary_auto_arg(a, "EVAL", 4);
+    ngx_http_canary_auto_arg(a, ngx_http_canary_auto_arm_off_lua.data,
+                             ngx_http_canary_auto_arm_off_lua.len);
+    ngx_http_canary_auto_arg(a, "3", 1);
+    ngx_http_canary_auto_arg(a, ctl->leader_key.data, ctl->leader_key.len);
+    ngx_http_canary_auto_arg(a, ar->key.data, ar->key.len);
+    ngx_http_canary_auto_arg(a, ar->history.data, ar->history.len);
+
+    ngx_http_canary_auto_arg(a, ctl->node.data, ctl->node.len);
+    ngx_http_canary_auto_argf(a, "arm:%V", name);
+    ngx_http_canary_auto_arg(a, ctl->changed.data, ctl->changed.len);
+    ngx_http_canary_auto_arg(a, ar->ro->name.data, ar->ro->name.len);
+    ngx_http_canary_auto_arg(a, ctl->alerts.data, ctl->alerts.len);
+    ngx_http_canary_auto_arg(a, alert, p - alert);
+
+    ngx_http_canary_auto_arg(a, "time", 4);
+    ngx_http_canary_auto_argf(a, "%uL", now);
+    ngx_http_canary_auto_arg(a, "event", 5);
+    ngx_http_canary_auto_arg(a, "arm_off", 7);
+    ngx_http_canary_auto_arg(a, "node", 4);
+    ngx_http_canary_auto_arg(a, ctl->node.data, ctl->node.len);
+    ngx_http_canary_auto_arg(a, "arm", 3);
+    ngx_http_canary_auto_arg(a, name->data, name->len);
+    ngx_http_canary_auto_arg(a, "interval", 8);
+    ngx_http_canary_auto_argf(a, "%uL", interval);
+    ngx_http_canary_auto_arg(a, "nodes", 5);
+    ngx_http_canary_auto_argf(a, "%uL", nodes);
+    ngx_http_canary_auto_arg_figures(a, j, 1);
+    ngx_http_canary_auto_arg(a, "reason", 6);
+    ngx_http_canary_auto_arg(a, reason, ngx_strlen(reason));
+
+    ngx_log_error(NGX_LOG_ERR, ctl->log, 0,
+                  "canary auto: \"%V\" switching arm \"%V\" off: %s",
+                  &ar->ro->name, name, reason);
+
+    (void) ngx_http_canary_auto_send(ctl, a, ngx_http_canary_auto_ignore,
+                                     NULL);
 }
 
 

@@ -49,6 +49,16 @@ ngx_http_canary_murmur3_init(ngx_http_canary_murmur3_t *m)
 }
 
 
+void
+ngx_http_canary_murmur3_seed(ngx_http_canary_murmur3_t *m, uint32_t seed)
+{
+    m->h1 = seed;
+    m->len = 0;
+    m->tail = 0;
+    m->ntail = 0;
+}
+
+
 static inline void
 ngx_http_canary_murmur3_feed(ngx_http_canary_murmur3_t *m,
     const unsigned char *p, size_t n)
@@ -177,4 +187,31 @@ ngx_http_canary_murmur3(const unsigned char *p, size_t n)
     ngx_http_canary_murmur3_update(&m, p, n);
 
     return ngx_http_canary_murmur3_final(&m);
+}
+
+
+unsigned
+ngx_http_canary_arm(uint32_t hash, const uint32_t *weight, unsigned n,
+    uint32_t total)
+{
+    unsigned  a;
+    uint32_t  t, sum;
+
+    t = hash % total + 1;
+    sum = 0;
+
+    /*
+     * t >= 1, so the running sum first reaches t at an arm of weight > 0;
+     * the last arm needs no test: the sum of all is total >= t
+     */
+
+    for (a = 0; a + 1 < n; a++) {
+        sum += weight[a];
+
+        if (sum >= t) {
+            break;
+        }
+    }
+
+    return a;
 }

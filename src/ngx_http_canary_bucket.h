@@ -20,6 +20,9 @@
 
 #define NGX_HTTP_CANARY_BUCKETS       10000
 
+/* the seed of Unleash's variant selection, for the arm choice */
+#define NGX_HTTP_CANARY_ARM_SEED      86028157
+
 
 /*
  * A streaming MurmurHash3_x86_32 state: the salt prefix "<salt>:" is fed
@@ -35,6 +38,8 @@ typedef struct {
 
 
 void ngx_http_canary_murmur3_init(ngx_http_canary_murmur3_t *m);
+void ngx_http_canary_murmur3_seed(ngx_http_canary_murmur3_t *m,
+    uint32_t seed);
 void ngx_http_canary_murmur3_update(ngx_http_canary_murmur3_t *m,
     const unsigned char *p, size_t n);
 uint32_t ngx_http_canary_murmur3_final(const ngx_http_canary_murmur3_t *m);
@@ -58,6 +63,16 @@ ngx_http_canary_bucket(uint32_t hash, unsigned mode)
 
     return hash % NGX_HTTP_CANARY_BUCKETS;
 }
+
+/*
+ * The arm of an exposed user, Unleash's variant selection: with
+ * hash = MurmurHash3_x86_32(seed 86028157, "<salt>:<key>") and total the
+ * sum of the n weights (> 0), t = hash mod total + 1, and the arm is the
+ * first (0-based) whose running sum of weights reaches t; an arm of
+ * weight 0 is never chosen.
+ */
+unsigned ngx_http_canary_arm(uint32_t hash, const uint32_t *weight,
+    unsigned n, uint32_t total);
 
 
 #endif /* _NGX_HTTP_CANARY_BUCKET_H_INCLUDED_ */

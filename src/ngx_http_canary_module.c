@@ -73,6 +73,12 @@ static char *ngx_http_canary_set_stable(ngx_conf_t *cf,
     ngx_http_canary_rollout_t *rc);
 static char *ngx_http_canary_set_canary(ngx_conf_t *cf,
     ngx_http_canary_rollout_t *rc);
+static char *ngx_http_canary_set_variant(ngx_conf_t *cf,
+    ngx_http_canary_rollout_t *rc);
+static char *ngx_http_canary_add_arm(ngx_conf_t *cf,
+    ngx_http_canary_rollout_t *ro, ngx_str_t *name, ngx_str_t *upstream,
+    ngx_uint_t weight);
+static ngx_int_t ngx_http_canary_check_name(ngx_str_t *name);
 static char *ngx_http_canary_set_percent(ngx_conf_t *cf,
     ngx_http_canary_rollout_t *rc);
 static char *ngx_http_canary_set_salt(ngx_conf_t *cf,
@@ -91,6 +97,8 @@ static char *ngx_http_canary_compile_value(ngx_conf_t *cf, ngx_str_t *src,
     ngx_http_canary_value_t *v);
 static char *ngx_http_canary(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static ngx_int_t ngx_http_canary_check_upstream(ngx_conf_t *cf,
+    ngx_http_canary_rollout_t *ro, ngx_http_canary_variant_t *var);
 static ngx_int_t ngx_http_canary_check_requires(ngx_conf_t *cf,
     ngx_http_canary_main_conf_t *cmcf, ngx_uint_t index, u_char *seen,
     ngx_uint_t *path, ngx_uint_t depth, ngx_http_canary_require_t *via);
@@ -207,6 +215,7 @@ static ngx_http_canary_rollout_cmd_t  ngx_http_canary_rollout_cmds[] = {
     { ngx_string("key"), 1, NGX_CONF_MAX_ARGS, ngx_http_canary_set_key },
     { ngx_string("stable"), 1, 1, ngx_http_canary_set_stable },
     { ngx_string("canary"), 1, 1, ngx_http_canary_set_canary },
+    { ngx_string("variant"), 2, 3, ngx_http_canary_set_variant },
     { ngx_string("percent"), 1, 1, ngx_http_canary_set_percent },
     { ngx_string("salt"), 1, 1, ngx_http_canary_set_salt },
     { ngx_string("hash"), 1, 1, ngx_http_canary_set_hash },
@@ -251,12 +260,6 @@ static ngx_str_t  ngx_http_canary_ctx_name =
     ngx_string("canary request context");
 
 
-ngx_str_t  ngx_http_canary_variant_names[] = {
-    ngx_string("stable"),
-    ngx_string("canary")
-};
-
-
 ngx_str_t  ngx_http_canary_reason_names[] = {
     ngx_string("override"),
     ngx_string("canary_users"),
@@ -266,7 +269,8 @@ ngx_str_t  ngx_http_canary_reason_names[] = {
     ngx_string("match"),
     ngx_string("requires"),
     ngx_string("segment"),
-    ngx_string("percent")
+    ngx_string("percent"),
+    ngx_string("arm_off")
 };
 
 
@@ -425,12 +429,13 @@ ngx_http_canary_decision(ngx_http_request_t *r, ngx_uint_t index)
 
 /*
  * The request path's decision when none is cached: for a "plain" rollout
- * (no override, segment, match or requires, keys that are all variables)
- * whose snapshot has no user sets and no time window, what the evaluation
- * below would find, the bucket against the percent, in a small function
- * without the evaluation's locals (whose addresses are taken, so the
- * stack protector guards its frame); else the evaluation itself.  Stored
- * in decisions[index], returned by pointer.
+ * (no override, segment, match or requires, keys that are all variables,
+ * one arm) whose snapshot has no user sets, no time window and its arm
+ * on with a weight, what the evaluation below would find, the bucket
+ * against the percent, in a small function without the evaluation's
+ * locals (whose addresses are taken, so the stack protector guards its
+ * frame); else the evaluation itself.  Stored in decisions[index],
+ * returned by pointer.
  */
 
 static ngx_http_canary_decision_t *
@@ -452,7 +457,7 @@ ngx_http_canary_decide_plain(ngx_http_request_t *r,
     snap = ro->sh->snapshot;
 
     if (!ro->plain || snap->canary_users || snap->stable_users
-        || snap->start || snap->end)
+        || snap->start || snap->end || snap->arms_off || snap->total == 0)
     {
         (void) ngx_http_canary_evaluate(r, index, decisions, NULL, 0);
         return &decisions[index];
@@ -512,7 +517,7 @@ ngx_http_canary_evaluate(ngx_http_request_t *r, ngx_uint_t index,
     ngx_http_canary_decision_t *decisions, ngx_http_canary_input_t *in,
     ngx_uint_t depth)
 {
-    uint32_t                      hash;
+    uint32_t                      hash, mask;
     ngx_str_t                     key, value;
     ngx_int_t                     lo, hi, mid, rc;
     ngx_uint_t                    i, percent, found;
@@ -549,6 +554,17 @@ ngx_http_canary_evaluate(ngx_http_request_t *r, ngx_uint_t index,
     }
 
     if (found && value.len) {
+
+        /* an arm's name (exact), then always|canary, never|stable */
+
+        rc = ngx_http_canary_find_arm(ro, value.data, value.len);
+
+        if (rc != NGX_ERROR) {
+            d->variant = rc;
+            d->reason = NGX_HTTP_CANARY_REASON_OVERRIDE;
+            return *d;
+        }
+
         if ((value.len == 6 && ngx_strncasecmp(value.data,
                                                (u_char *) "always", 6) == 0)
             || (value.len == 6 && ngx_strncasecmp(value.data,
@@ -604,9 +620,34 @@ ngx_http_canary_evaluate(ngx_http_request_t *r, ngx_uint_t index,
     if (snap->canary_users
         && ngx_http_canary_set_contains(snap->canary_users, &key))
     {
+        if (snap->arms_off & 1) {
+            d->reason = NGX_HTTP_CANARY_REASON_ARM_OFF;
+            return *d;
+        }
+
         d->variant = NGX_HTTP_CANARY_CANARY;
         d->reason = NGX_HTTP_CANARY_REASON_CANARY_USERS;
         return *d;
+    }
+
+    /* users:<arm> sets, the arms' own canary_users */
+
+    if (snap->arm_users_mask) {
+        for (i = 0, mask = snap->arm_users_mask; mask; i++, mask >>= 1) {
+            if ((mask & 1)
+                && i < ro->narms
+                && ngx_http_canary_set_contains(snap->arm_users[i], &key))
+            {
+                if (snap->arms_off & (1 << i)) {
+                    d->reason = NGX_HTTP_CANARY_REASON_ARM_OFF;
+                    return *d;
+                }
+
+                d->variant = i + 1;
+                d->reason = NGX_HTTP_CANARY_REASON_CANARY_USERS;
+                return *d;
+            }
+        }
     }
 
     if (snap->stable_users
@@ -662,7 +703,7 @@ ngx_http_canary_evaluate(ngx_http_request_t *r, ngx_uint_t index,
         req = ngx_http_canary_evaluate(r, ro->requires_index[i], decisions,
                                        in, depth + 1);
 
-        if (req.variant != NGX_HTTP_CANARY_CANARY) {
+        if (req.variant == NGX_HTTP_CANARY_STABLE) {
             d->reason = NGX_HTTP_CANARY_REASON_REQUIRES;
             return *d;
         }
@@ -711,10 +752,58 @@ ngx_http_canary_evaluate(ngx_http_request_t *r, ngx_uint_t index,
         in->percent = percent;
     }
 
-    d->variant = (d->bucket < percent) ? NGX_HTTP_CANARY_CANARY
-                                       : NGX_HTTP_CANARY_STABLE;
+    if (d->bucket >= percent) {
+        return *d;
+    }
+
+    /*
+     * Exposed: the arm, by a second hash of the key with another seed
+     * (Unleash's variant selection), so that the exposure and the
+     * allocation are independent; one arm needs no hash
+     */
+
+    if (snap->arms_off == 0 && ro->narms == 1 && snap->total) {
+        d->variant = NGX_HTTP_CANARY_CANARY;
+        return *d;
+    }
+
+    if (snap->total == 0) {
+        d->reason = NGX_HTTP_CANARY_REASON_ARM_OFF;
+        return *d;
+    }
+
+    hash = ngx_http_canary_murmur3_key(&ro->arm_salted, key.data, key.len);
+
+    i = ngx_http_canary_arm(hash, snap->weight, ro->narms, snap->total);
+
+    if (snap->arms_off & (1 << i)) {
+        d->reason = NGX_HTTP_CANARY_REASON_ARM_OFF;
+        return *d;
+    }
+
+    d->variant = i + 1;
 
     return *d;
+}
+
+
+/* an arm's variant (1 ..) by its name, or NGX_ERROR */
+
+ngx_int_t
+ngx_http_canary_find_arm(ngx_http_canary_rollout_t *ro, u_char *name,
+    size_t len)
+{
+    ngx_uint_t  v;
+
+    for (v = 1; v <= ro->narms; v++) {
+        if (ro->variants[v].name.len == len
+            && ngx_strncmp(ro->variants[v].name.data, name, len) == 0)
+        {
+            return v;
+        }
+    }
+
+    return NGX_ERROR;
 }
 
 
@@ -829,7 +918,7 @@ ngx_http_canary_log_handler(ngx_http_request_t *r)
 
     ro = (ngx_http_canary_rollout_t *) cmcf->rollouts.elts + index;
 
-    ngx_http_canary_count(r, ro->sh, cmcf->sh->nslots, d->variant);
+    ngx_http_canary_count(r, ro, cmcf->sh->nslots, d->variant);
 
     return NGX_OK;
 }
@@ -876,11 +965,11 @@ ngx_http_canary_variable(ngx_http_request_t *r,
     switch (data) {
 
     case ngx_http_canary_var_upstream:
-        s = &ro->upstream[d->variant];
+        s = &ro->variants[d->variant].upstream;
         break;
 
     case ngx_http_canary_var_variant:
-        s = &ngx_http_canary_variant_names[d->variant];
+        s = &ro->variants[d->variant].name;
         break;
 
     case ngx_http_canary_var_rollout:
@@ -935,7 +1024,7 @@ ngx_http_canary_upstream_variable(ngx_http_request_t *r,
 
     d = ngx_http_canary_decision(r, index);
 
-    s = &ro->upstream[d->variant];
+    s = &ro->variants[d->variant].upstream;
 
     v->len = s->len;
     v->data = s->data;
@@ -979,12 +1068,19 @@ static ngx_int_t
 ngx_http_canary_variant_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data)
 {
-    ngx_http_canary_decision_t  *d;
+    ngx_str_t                    *s;
+    ngx_http_canary_rollout_t    *ro;
+    ngx_http_canary_decision_t   *d;
+    ngx_http_canary_main_conf_t  *cmcf;
 
     d = ngx_http_canary_decision(r, data);
 
-    v->len = ngx_http_canary_variant_names[d->variant].len;
-    v->data = ngx_http_canary_variant_names[d->variant].data;
+    cmcf = ngx_http_get_module_main_conf(r, ngx_http_canary_module);
+    ro = (ngx_http_canary_rollout_t *) cmcf->rollouts.elts + data;
+    s = &ro->variants[d->variant].name;
+
+    v->len = s->len;
+    v->data = s->data;
     v->valid = 1;
     v->no_cacheable = 0;
     v->not_found = 0;
@@ -1046,6 +1142,7 @@ ngx_http_canary_rollout_block(ngx_conf_t *cf, ngx_command_t *cmd,
     ngx_str_t                  *value;
     ngx_uint_t                  i;
     ngx_conf_t                  save;
+    ngx_http_canary_variant_t  *var;
     ngx_http_canary_rollout_t  *ro;
 
     value = cf->args->elts;
@@ -1061,15 +1158,11 @@ ngx_http_canary_rollout_block(ngx_conf_t *cf, ngx_command_t *cmd,
         }
     }
 
-    for (i = 0; i < value[1].len; i++) {
-        if (value[1].data[i] <= ' ' || value[1].data[i] == '"'
-            || value[1].data[i] == '\\' || value[1].data[i] >= 0x7f)
-        {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "invalid canary_rollout name \"%V\"",
-                               &value[1]);
-            return NGX_CONF_ERROR;
-        }
+    if (ngx_http_canary_check_name(&value[1]) != NGX_OK) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid canary_rollout name \"%V\"",
+                           &value[1]);
+        return NGX_CONF_ERROR;
     }
 
     ro = ngx_array_push(&cmcf->rollouts);
@@ -1085,6 +1178,8 @@ ngx_http_canary_rollout_block(ngx_conf_t *cf, ngx_command_t *cmd,
     ro->hash = NGX_CONF_UNSET_UINT;
     ro->file = cf->conf_file->file.name;
     ro->line = cf->conf_file->line;
+    ro->nvariants = 1;
+    ngx_str_set(&ro->variants[NGX_HTTP_CANARY_STABLE].name, "stable");
 
     if (ngx_array_init(&ro->keys, cf->pool, 2,
                        sizeof(ngx_http_canary_value_t))
@@ -1114,18 +1209,35 @@ ngx_http_canary_rollout_block(ngx_conf_t *cf, ngx_command_t *cmd,
         return NGX_CONF_ERROR;
     }
 
-    if (ro->upstream[NGX_HTTP_CANARY_STABLE].len == 0) {
+    if (ro->variants[NGX_HTTP_CANARY_STABLE].upstream.len == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "no \"stable\" in canary_rollout \"%V\"",
                            &ro->name);
         return NGX_CONF_ERROR;
     }
 
-    if (ro->upstream[NGX_HTTP_CANARY_CANARY].len == 0) {
+    if (ro->narms == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "no \"canary\" in canary_rollout \"%V\"",
-                           &ro->name);
+                           "no \"canary\" or \"variant\" in "
+                           "canary_rollout \"%V\"", &ro->name);
         return NGX_CONF_ERROR;
+    }
+
+    ro->total = 0;
+
+    for (i = 1; i <= ro->narms; i++) {
+        ro->total += ro->variants[i].weight;
+
+        /* the name of its users file, see ngx_http_canary_users.c */
+
+        var = &ro->variants[i];
+        var->users.len = ro->name.len + 1 + var->name.len;
+        var->users.data = ngx_pnalloc(cf->pool, var->users.len);
+        if (var->users.data == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_sprintf(var->users.data, "%V:%V", &ro->name, &var->name);
     }
 
     ngx_conf_init_uint_value(ro->percent, 0);
@@ -1145,6 +1257,11 @@ ngx_http_canary_rollout_block(ngx_conf_t *cf, ngx_command_t *cmd,
     ngx_http_canary_murmur3_init(&ro->salted);
     ngx_http_canary_murmur3_update(&ro->salted, ro->salt.data, ro->salt.len);
     ngx_http_canary_murmur3_update(&ro->salted, (u_char *) ":", 1);
+
+    ngx_http_canary_murmur3_seed(&ro->arm_salted, NGX_HTTP_CANARY_ARM_SEED);
+    ngx_http_canary_murmur3_update(&ro->arm_salted, ro->salt.data,
+                                   ro->salt.len);
+    ngx_http_canary_murmur3_update(&ro->arm_salted, (u_char *) ":", 1);
 
     /*
      * $canary_variant_<name>: this rollout's variant, on demand.  nginx
@@ -1341,42 +1458,169 @@ ngx_http_canary_set_key(ngx_conf_t *cf, ngx_http_canary_rollout_t *ro)
 
 
 static char *
-ngx_http_canary_set_upstream(ngx_conf_t *cf, ngx_http_canary_rollout_t *ro,
-    ngx_uint_t variant)
+ngx_http_canary_set_stable(ngx_conf_t *cf, ngx_http_canary_rollout_t *ro)
 {
     ngx_str_t  *value;
 
     value = cf->args->elts;
 
-    if (ro->upstream[variant].len) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"%V\" is duplicate",
-                           &value[0]);
+    if (ro->variants[NGX_HTTP_CANARY_STABLE].upstream.len) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"stable\" is duplicate");
         return NGX_CONF_ERROR;
     }
 
     if (value[1].len == 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "empty \"%V\" upstream",
-                           &value[0]);
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "empty \"stable\" upstream");
         return NGX_CONF_ERROR;
     }
 
-    ro->upstream[variant] = value[1];
+    ro->variants[NGX_HTTP_CANARY_STABLE].upstream = value[1];
+
+    return NGX_CONF_OK;
+}
+
+
+/* "canary UPSTREAM" is "variant canary UPSTREAM weight=1" */
+
+static char *
+ngx_http_canary_set_canary(ngx_conf_t *cf, ngx_http_canary_rollout_t *ro)
+{
+    ngx_str_t  *value, name;
+
+    value = cf->args->elts;
+
+    if (ngx_http_canary_find_arm(ro, (u_char *) "canary", 6) != NGX_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"canary\" is duplicate");
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_str_set(&name, "canary");
+
+    return ngx_http_canary_add_arm(cf, ro, &name, &value[1], 1);
+}
+
+
+/* variant NAME UPSTREAM [weight=N] */
+
+static char *
+ngx_http_canary_set_variant(ngx_conf_t *cf, ngx_http_canary_rollout_t *ro)
+{
+    ngx_int_t   weight;
+    ngx_str_t  *value;
+
+    value = cf->args->elts;
+
+    weight = 1;
+
+    if (cf->args->nelts == 4) {
+        if (value[3].len <= 7
+            || ngx_strncmp(value[3].data, "weight=", 7) != 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid parameter \"%V\" of variant "
+                               "\"%V\", it must be \"weight=<n>\"",
+                               &value[3], &value[1]);
+            return NGX_CONF_ERROR;
+        }
+
+        weight = ngx_atoi(value[3].data + 7, value[3].len - 7);
+
+        if (weight == NGX_ERROR || weight > NGX_HTTP_CANARY_MAX_WEIGHT) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid weight \"%V\" of variant \"%V\", "
+                               "it must be 0..%d", &value[3], &value[1],
+                               NGX_HTTP_CANARY_MAX_WEIGHT);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (ngx_http_canary_check_name(&value[1]) != NGX_OK) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid variant name \"%V\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (value[1].len == 6 && ngx_strncmp(value[1].data, "stable", 6) == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "variant name \"stable\" is reserved for the "
+                           "users outside the experiment");
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_http_canary_find_arm(ro, value[1].data, value[1].len)
+        != NGX_ERROR)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "duplicate variant \"%V\" in canary_rollout "
+                           "\"%V\"", &value[1], &ro->name);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_http_canary_add_arm(cf, ro, &value[1], &value[2], weight)
+        != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    /* its upstream is checked once every upstream{} is known */
+
+    ro->variants[ro->nvariants - 1].file = cf->conf_file->file.name;
+    ro->variants[ro->nvariants - 1].line = cf->conf_file->line;
 
     return NGX_CONF_OK;
 }
 
 
 static char *
-ngx_http_canary_set_stable(ngx_conf_t *cf, ngx_http_canary_rollout_t *ro)
+ngx_http_canary_add_arm(ngx_conf_t *cf, ngx_http_canary_rollout_t *ro,
+    ngx_str_t *name, ngx_str_t *upstream, ngx_uint_t weight)
 {
-    return ngx_http_canary_set_upstream(cf, ro, NGX_HTTP_CANARY_STABLE);
+    ngx_http_canary_variant_t  *var;
+
+    if (ro->narms == NGX_HTTP_CANARY_MAX_ARMS) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "too many variants in canary_rollout \"%V\", "
+                           "at most %d", &ro->name,
+                           NGX_HTTP_CANARY_MAX_ARMS);
+        return NGX_CONF_ERROR;
+    }
+
+    if (upstream->len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "empty upstream of variant \"%V\"", name);
+        return NGX_CONF_ERROR;
+    }
+
+    var = &ro->variants[ro->nvariants++];
+    ro->narms++;
+
+    var->name = *name;
+    var->upstream = *upstream;
+    var->weight = weight;
+
+    return NGX_CONF_OK;
 }
 
 
-static char *
-ngx_http_canary_set_canary(ngx_conf_t *cf, ngx_http_canary_rollout_t *ro)
+/*
+ * A rollout's or a variant's name: printable ASCII without a space, a
+ * double quote or a backslash, as they appear in logs and labels.
+ */
+
+static ngx_int_t
+ngx_http_canary_check_name(ngx_str_t *name)
 {
-    return ngx_http_canary_set_upstream(cf, ro, NGX_HTTP_CANARY_CANARY);
+    ngx_uint_t  i;
+
+    for (i = 0; i < name->len; i++) {
+        if (name->data[i] <= ' ' || name->data[i] == '"'
+            || name->data[i] == '\\' || name->data[i] >= 0x7f)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
 }
 
 
@@ -1690,6 +1934,58 @@ ngx_http_canary_find(ngx_http_canary_main_conf_t *cmcf, ngx_str_t *name)
 
 
 /*
+ * A "variant" arm's upstream: an upstream{} block, or an address with a
+ * port ("10.0.0.5:8080"), as proxy_pass http://$canary_upstream takes it
+ * without a resolver.
+ */
+
+static ngx_int_t
+ngx_http_canary_check_upstream(ngx_conf_t *cf, ngx_http_canary_rollout_t *ro,
+    ngx_http_canary_variant_t *var)
+{
+    ngx_uint_t                      i;
+    ngx_url_t                       u;
+    ngx_http_upstream_srv_conf_t  **uscfp;
+    ngx_http_upstream_main_conf_t  *umcf;
+
+    umcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_upstream_module);
+
+    if (umcf) {
+        uscfp = umcf->upstreams.elts;
+
+        for (i = 0; i < umcf->upstreams.nelts; i++) {
+            if (uscfp[i]->host.len == var->upstream.len
+                && ngx_strncasecmp(uscfp[i]->host.data, var->upstream.data,
+                                   var->upstream.len) == 0)
+            {
+                return NGX_OK;
+            }
+        }
+    }
+
+    ngx_memzero(&u, sizeof(ngx_url_t));
+
+    u.url = var->upstream;
+    u.no_resolve = 1;
+
+    if (ngx_parse_url(cf->pool, &u) == NGX_OK && !u.no_port
+        && u.naddrs > 0)
+    {
+        return NGX_OK;
+    }
+
+    ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                  "unknown upstream \"%V\" of variant \"%V\" in "
+                  "canary_rollout \"%V\" in %V:%ui, it must be an "
+                  "upstream{} block or an address with a port",
+                  &var->upstream, &var->name, &ro->name, &var->file,
+                  var->line);
+
+    return NGX_ERROR;
+}
+
+
+/*
  * Depth-first search of the "requires" graph: seen[] is 0 for a rollout not
  * visited yet, 1 while it is on the current path (path[0 .. depth - 1]),
  * 2 once everything it requires is known to end.  A rollout met again while
@@ -1905,10 +2201,22 @@ ngx_http_canary_init(ngx_conf_t *cf)
     ro = ccf->rollouts.elts;
 
     for (i = 0; i < ccf->rollouts.nelts; i++) {
+
+        for (j = 1; j <= ro[i].narms; j++) {
+            if (ro[i].variants[j].line
+                && ngx_http_canary_check_upstream(cf, &ro[i],
+                                                  &ro[i].variants[j])
+                   != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+        }
+
         ro[i].nrequires = ro[i].requires.nelts;
 
         ro[i].plain = !ro[i].override.set && !ro[i].segment.set
-                      && ro[i].match == NULL && ro[i].nrequires == 0;
+                      && ro[i].match == NULL && ro[i].nrequires == 0
+                      && ro[i].narms == 1;
 
         kv = ro[i].keys.elts;
 

@@ -17,9 +17,19 @@
 #include "ngx_http_canary_policy.h"
 
 
+/*
+ * Variants of a rollout: 0 is stable (the users outside the experiment),
+ * 1 .. narms the arms in their declared order; a two-sided rollout has
+ * one arm, "canary".  The auto controller's figures keep two sides,
+ * stable and canary (every arm).
+ */
 #define NGX_HTTP_CANARY_STABLE         0
 #define NGX_HTTP_CANARY_CANARY         1
 #define NGX_HTTP_CANARY_NVARIANTS      2
+#define NGX_HTTP_CANARY_MAX_ARMS       16
+/* stable and the arms; a pseudo-variant after the arms needs one more */
+#define NGX_HTTP_CANARY_MAX_VARIANTS   (1 + NGX_HTTP_CANARY_MAX_ARMS)
+#define NGX_HTTP_CANARY_MAX_WEIGHT     10000
 
 /* the step of the evaluation order that decided, see $canary_reason */
 #define NGX_HTTP_CANARY_REASON_OVERRIDE      0
@@ -31,6 +41,7 @@
 #define NGX_HTTP_CANARY_REASON_REQUIRES      6
 #define NGX_HTTP_CANARY_REASON_SEGMENT       7
 #define NGX_HTTP_CANARY_REASON_PERCENT       8
+#define NGX_HTTP_CANARY_REASON_ARM_OFF       9
 
 /* where a rollout's published values came from */
 #define NGX_HTTP_CANARY_SOURCE_CONFIG        0
@@ -84,11 +95,6 @@ typedef struct {
 } ngx_http_canary_counters_t;
 
 
-typedef struct {
-    ngx_http_canary_counters_t      v[NGX_HTTP_CANARY_NVARIANTS];
-} ngx_http_canary_slot_t;
-
-
 /* a segment value and its percent, sorted by value in the snapshot */
 typedef struct {
     ngx_str_t                       value;
@@ -121,7 +127,28 @@ typedef struct {
     ngx_http_canary_segment_t      *segments;
     ngx_http_canary_set_t          *canary_users;
     ngx_http_canary_set_t          *stable_users;
+
+    /* users:<arm> sets, bit a of the mask for arm a + 1 */
+    uint32_t                        arm_users_mask;
+    ngx_http_canary_set_t          *arm_users[NGX_HTTP_CANARY_MAX_ARMS];
+
+    /* the allocation: each arm's weight, their sum, the arms off */
+    uint32_t                        total;
+    uint32_t                        arms_off;   /* bit a: arm a + 1 */
+    uint32_t                        weight[NGX_HTTP_CANARY_MAX_ARMS];
 } ngx_http_canary_snapshot_t;
+
+
+/*
+ * A rollout's user sets, "which": 0 canary_users (the first arm),
+ * 1 stable_users, 2 + a users:<arm a + 1>
+ */
+#define NGX_HTTP_CANARY_NSETS          (2 + NGX_HTTP_CANARY_MAX_ARMS)
+
+#define ngx_http_canary_snapshot_set(snap, which)                            \
+    (*((which) == 0 ? &(snap)->canary_users                                  \
+       : (which) == 1 ? &(snap)->stable_users                                \
+       : &(snap)->arm_users[(which) - 2]))
 
 
 /*
@@ -163,9 +190,12 @@ typedef struct {
  * interval it starts in are not lost, and each boundary is flushed once
  * whichever worker 0 sees it first.
  */
+/* the rows of figures: stable, canary (every arm), then each arm's own */
+#define NGX_HTTP_CANARY_AUTO_ROWS  (2 + NGX_HTTP_CANARY_MAX_ARMS)
+
 typedef struct {
     uint64_t                        flushed;    /* unix ms, 0: never */
-    uint64_t                        base[NGX_HTTP_CANARY_NVARIANTS]
+    uint64_t                        base[NGX_HTTP_CANARY_AUTO_ROWS]
                                         [NGX_HTTP_CANARY_AUTO_NFIG];
 } ngx_http_canary_auto_base_t;
 
@@ -189,9 +219,17 @@ typedef struct {
 /* a rollout as kept in the shared zone; found again by name on reload */
 typedef struct ngx_http_canary_shrollout_s  ngx_http_canary_shrollout_t;
 
+/*
+ * The counters are nslots x nvariants ngx_http_canary_counters_t, slot
+ * major: worker slot s writes counters[s * nvariants + variant] only.
+ * "variants" names them ("stable,blue,green"): a reload that changes the
+ * variants gets new counters, see ngx_http_canary_shm_rollout().
+ */
 struct ngx_http_canary_shrollout_s {
     ngx_http_canary_snapshot_t     *volatile snapshot;
-    ngx_http_canary_slot_t         *slots;
+    ngx_http_canary_counters_t     *counters;
+    ngx_uint_t                      nvariants;
+    ngx_str_t                       variants;
     ngx_http_canary_shrollout_t    *next;
     ngx_uint_t                      config_percent;
     ngx_str_t                       name;
@@ -299,15 +337,30 @@ typedef struct {
 } ngx_http_canary_require_t;
 
 
+/* a variant: stable (0) or an arm, with its upstream and weight */
+typedef struct {
+    ngx_str_t                       name;
+    ngx_str_t                       upstream;
+    ngx_uint_t                      weight;     /* 0 for stable */
+    ngx_str_t                       users;      /* "<rollout>:<arm>" */
+    ngx_str_t                       file;       /* "variant" arms only */
+    ngx_uint_t                      line;
+} ngx_http_canary_variant_t;
+
+
 typedef struct {
     ngx_str_t                       name;
     ngx_uint_t                      index;
     ngx_array_t                     keys;       /* ngx_http_canary_value_t */
-    ngx_str_t                       upstream[NGX_HTTP_CANARY_NVARIANTS];
+    ngx_uint_t                      nvariants;  /* 1 + arms (+ others) */
+    ngx_uint_t                      narms;      /* variants 1 .. narms */
+    ngx_http_canary_variant_t       variants[NGX_HTTP_CANARY_MAX_VARIANTS];
+    ngx_uint_t                      total;      /* the arms' weights */
     ngx_uint_t                      percent;
     ngx_uint_t                      hash;
     ngx_str_t                       salt;
     ngx_http_canary_murmur3_t       salted;     /* state after "<salt>:" */
+    ngx_http_canary_murmur3_t       arm_salted; /* the same, arm's seed */
     ngx_http_canary_value_t         override;
     ngx_http_canary_value_t         segment;
     ngx_http_canary_match_t        *match;
@@ -324,6 +377,12 @@ typedef struct {
     ngx_uint_t                      line;
 
     ngx_http_canary_shrollout_t    *sh;
+
+    /*
+     * sh->counters when this configuration was loaded: the workers of an
+     * older configuration keep writing the counters of its variants
+     */
+    ngx_http_canary_counters_t     *counters;
 } ngx_http_canary_rollout_t;
 
 
@@ -362,7 +421,7 @@ typedef struct {
 typedef struct {
     unsigned                        decided:1;
     unsigned                        has_bucket:1;
-    unsigned                        variant:1;
+    unsigned                        variant:5;
     unsigned                        reason:4;
     unsigned                        bucket:16;
 } ngx_http_canary_decision_t;
@@ -417,7 +476,6 @@ typedef struct {
 
 extern ngx_module_t  ngx_http_canary_module;
 
-extern ngx_str_t     ngx_http_canary_variant_names[];
 extern ngx_str_t     ngx_http_canary_reason_names[];
 extern ngx_str_t     ngx_http_canary_source_names[];
 extern ngx_str_t     ngx_http_canary_state_names[];
@@ -431,6 +489,8 @@ ngx_http_canary_decision_t ngx_http_canary_evaluate(ngx_http_request_t *r,
     ngx_http_canary_input_t *in, ngx_uint_t depth);
 ngx_int_t ngx_http_canary_find(ngx_http_canary_main_conf_t *cmcf,
     ngx_str_t *name);
+ngx_int_t ngx_http_canary_find_arm(ngx_http_canary_rollout_t *ro,
+    u_char *name, size_t len);
 
 /* ngx_http_canary_shm.c */
 ngx_int_t ngx_http_canary_init_zone(ngx_shm_zone_t *shm_zone, void *data);
@@ -490,7 +550,11 @@ char *ngx_http_canary_redis_directive(ngx_conf_t *cf, ngx_command_t *cmd,
 extern ngx_msec_t  ngx_http_canary_hist_bounds[];
 
 void ngx_http_canary_count(ngx_http_request_t *r,
-    ngx_http_canary_shrollout_t *shr, ngx_uint_t nslots, ngx_uint_t variant);
+    ngx_http_canary_rollout_t *ro, ngx_uint_t nslots, ngx_uint_t variant);
+
+/* a rollout's (or a zone rollout's) counters of a slot and variant */
+#define ngx_http_canary_counters(ro, slot, variant)                           \
+    (&(ro)->counters[(slot) * (ro)->nvariants + (variant)])
 
 /* ngx_http_canary_auto.c */
 char *ngx_http_canary_auto_directive(ngx_conf_t *cf,

@@ -89,6 +89,22 @@ ngx_http_canary_parse_percent(const unsigned char *p, size_t len,
 
 
 int
+ngx_http_canary_parse_weight(const unsigned char *p, size_t len,
+    uint32_t *weight)
+{
+    uint64_t  v;
+
+    if (ngx_http_canary_parse_decimal(p, len, 5, 0, &v) != 0 || v > 10000) {
+        return -1;
+    }
+
+    *weight = (uint32_t) v;
+
+    return 0;
+}
+
+
+int
 ngx_http_canary_parse_time(const unsigned char *p, size_t len, time_t *t)
 {
     int64_t  v, year, mon, day, hour, min, sec;

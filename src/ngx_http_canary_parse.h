@@ -30,6 +30,10 @@ int ngx_http_canary_parse_decimal(const unsigned char *p, size_t len,
 int ngx_http_canary_parse_percent(const unsigned char *p, size_t len,
     uint32_t *hundredths);
 
+/* an arm's weight: a whole number 0..10000, digits only */
+int ngx_http_canary_parse_weight(const unsigned char *p, size_t len,
+    uint32_t *weight);
+
 /* unix seconds ("1796000000") or RFC 3339 UTC ("2026-11-28T10:00:00Z") */
 int ngx_http_canary_parse_time(const unsigned char *p, size_t len,
     time_t *t);

@@ -33,6 +33,16 @@
 static ngx_http_canary_shrollout_t *ngx_http_canary_shm_rollout(
     ngx_http_canary_main_conf_t *cmcf, ngx_http_canary_rollout_t *ro,
     ngx_log_t *log);
+static ngx_int_t ngx_http_canary_shm_counters(
+    ngx_http_canary_main_conf_t *cmcf, ngx_http_canary_shrollout_t *shr,
+    ngx_http_canary_rollout_t *ro, ngx_int_t *map);
+static ngx_uint_t ngx_http_canary_shm_config_same(
+    ngx_http_canary_snapshot_t *snap, ngx_http_canary_rollout_t *ro);
+static ngx_http_canary_snapshot_t *ngx_http_canary_shm_copy(
+    ngx_slab_pool_t *shpool, ngx_http_canary_snapshot_t *from);
+static void ngx_http_canary_shm_arms(ngx_http_canary_main_conf_t *cmcf,
+    ngx_http_canary_snapshot_t *snap, ngx_http_canary_rollout_t *ro,
+    ngx_int_t *map);
 static ngx_int_t ngx_http_canary_retire_locked(
     ngx_http_canary_main_conf_t *cmcf, void *data, ngx_uint_t type);
 
@@ -154,7 +164,8 @@ static ngx_http_canary_shrollout_t *
 ngx_http_canary_shm_rollout(ngx_http_canary_main_conf_t *cmcf,
     ngx_http_canary_rollout_t *ro, ngx_log_t *log)
 {
-    size_t                        size;
+    ngx_int_t                     map[NGX_HTTP_CANARY_MAX_VARIANTS];
+    ngx_uint_t                    v, moved;
     ngx_slab_pool_t              *shpool;
     ngx_http_canary_shctx_t      *sh;
     ngx_http_canary_snapshot_t   *snap;
@@ -183,16 +194,22 @@ ngx_http_canary_shm_rollout(ngx_http_canary_main_conf_t *cmcf,
         shr->name.data = (u_char *) &shr[1];
         ngx_memcpy(shr->name.data, ro->name.data, ro->name.len);
 
-        size = sh->nslots * sizeof(ngx_http_canary_slot_t);
-
-        shr->slots = ngx_slab_calloc_locked(shpool, size);
-        if (shr->slots == NULL) {
-            ngx_slab_free_locked(shpool, shr);
-            return NULL;
-        }
-
         shr->next = sh->rollouts;
         sh->rollouts = shr;
+    }
+
+    if (ngx_http_canary_shm_counters(cmcf, shr, ro, map) != NGX_OK) {
+        return NULL;
+    }
+
+    /* an arm now elsewhere than in the zone's layout */
+
+    moved = 0;
+
+    for (v = 1; v < ro->nvariants; v++) {
+        if (map[v] != (ngx_int_t) v) {
+            moved = 1;
+        }
     }
 
     /* what the status page shows of an automatic rollout */
@@ -215,20 +232,31 @@ ngx_http_canary_shm_rollout(ngx_http_canary_main_conf_t *cmcf,
 
     snap = shr->snapshot;
 
-    if (snap && (snap->source != NGX_HTTP_CANARY_SOURCE_CONFIG
-                 || shr->config_percent == ro->percent))
+    if (snap && !moved
+        && (snap->source != NGX_HTTP_CANARY_SOURCE_CONFIG
+            || shr->config_percent == ro->percent)
+        && ngx_http_canary_shm_config_same(snap, ro))
     {
         return shr;
     }
 
-    snap = ngx_http_canary_snapshot_alloc(shpool, snap, 0, 0);
+    if (snap) {
+        snap = ngx_http_canary_shm_copy(shpool, snap);
+
+    } else {
+        snap = ngx_http_canary_snapshot_alloc(shpool, NULL, 0, 0);
+    }
+
     if (snap == NULL) {
         return NULL;
     }
 
-    snap->percent = ro->percent;
-    snap->source = NGX_HTTP_CANARY_SOURCE_CONFIG;
-    shr->config_percent = ro->percent;
+    if (snap->source == NGX_HTTP_CANARY_SOURCE_CONFIG) {
+        snap->percent = ro->percent;
+        shr->config_percent = ro->percent;
+    }
+
+    ngx_http_canary_shm_arms(cmcf, snap, ro, map);
 
     if (ngx_http_canary_publish(cmcf, shr, snap) != NGX_OK) {
         return NULL;
@@ -239,6 +267,255 @@ ngx_http_canary_shm_rollout(ngx_http_canary_main_conf_t *cmcf,
                    &shr->name, ro->percent);
 
     return shr;
+}
+
+
+/* a copy of a snapshot, its segments too; the slab mutex is held */
+
+static ngx_http_canary_snapshot_t *
+ngx_http_canary_shm_copy(ngx_slab_pool_t *shpool,
+    ngx_http_canary_snapshot_t *from)
+{
+    u_char                      *p;
+    size_t                       strings;
+    ngx_uint_t                   i;
+    ngx_http_canary_snapshot_t  *snap;
+
+    strings = 0;
+
+    for (i = 0; i < from->nsegments; i++) {
+        strings += from->segments[i].value.len;
+    }
+
+    snap = ngx_http_canary_snapshot_alloc(shpool, from, from->nsegments,
+                                          strings);
+    if (snap == NULL) {
+        return NULL;
+    }
+
+    p = ngx_http_canary_snapshot_strings(snap, from->nsegments);
+
+    for (i = 0; i < from->nsegments; i++) {
+        snap->segments[i].percent = from->segments[i].percent;
+        snap->segments[i].value.len = from->segments[i].value.len;
+        snap->segments[i].value.data = p;
+        p = ngx_cpymem(p, from->segments[i].value.data,
+                       from->segments[i].value.len);
+    }
+
+    snap->nsegments = from->nsegments;
+
+    return snap;
+}
+
+
+/*
+ * The allocation of a configuration's arms in a snapshot (a copy of the
+ * one in force): an arm found by name in the old layout (map[v], the old
+ * variant, or -1) keeps its weight and on/off from Redis or the state
+ * file, and its users:<arm> set; a new arm, or any arm of a rollout whose
+ * values come from the configuration, takes the configured weight.  The
+ * sets of arms that are gone are retired.
+ */
+
+static void
+ngx_http_canary_shm_arms(ngx_http_canary_main_conf_t *cmcf,
+    ngx_http_canary_snapshot_t *snap, ngx_http_canary_rollout_t *ro,
+    ngx_int_t *map)
+{
+    uint32_t                 off, weight[NGX_HTTP_CANARY_MAX_ARMS];
+    ngx_int_t                o;
+    ngx_uint_t               a, config;
+    ngx_http_canary_set_t   *users[NGX_HTTP_CANARY_MAX_ARMS];
+
+    config = (snap->source == NGX_HTTP_CANARY_SOURCE_CONFIG);
+
+    off = snap->arms_off;
+    ngx_memcpy(weight, snap->weight, sizeof(weight));
+    ngx_memcpy(users, snap->arm_users, sizeof(users));
+
+    snap->total = 0;
+    snap->arms_off = 0;
+    snap->arm_users_mask = 0;
+    ngx_memzero(snap->weight, sizeof(snap->weight));
+    ngx_memzero(snap->arm_users, sizeof(snap->arm_users));
+
+    for (a = 0; a < ro->narms; a++) {
+        o = map[a + 1];
+
+        if (o > 0 && !config) {
+            snap->weight[a] = weight[o - 1];
+            snap->arms_off |= ((off >> (o - 1)) & 1) << a;
+
+        } else {
+            snap->weight[a] = ro->variants[a + 1].weight;
+        }
+
+        if (o > 0 && users[o - 1]) {
+            snap->arm_users[a] = users[o - 1];
+            snap->arm_users_mask |= 1 << a;
+            users[o - 1] = NULL;
+        }
+
+        snap->total += snap->weight[a];
+    }
+
+    for (a = 0; a < NGX_HTTP_CANARY_MAX_ARMS; a++) {
+        if (users[a]) {
+            (void) ngx_http_canary_retire_set_locked(cmcf, users[a]);
+        }
+    }
+}
+
+
+/*
+ * Whether the snapshot's allocation can stay: the same arms with the
+ * configuration's weights, or, from Redis or the state file, as many arms.
+ */
+
+static ngx_uint_t
+ngx_http_canary_shm_config_same(ngx_http_canary_snapshot_t *snap,
+    ngx_http_canary_rollout_t *ro)
+{
+    ngx_uint_t  a, total;
+
+    total = 0;
+
+    for (a = 0; a < ro->narms; a++) {
+        if (snap->source == NGX_HTTP_CANARY_SOURCE_CONFIG
+            && snap->weight[a] != ro->variants[a + 1].weight)
+        {
+            return 0;
+        }
+
+        total += snap->weight[a];
+    }
+
+    for ( /* void */ ; a < NGX_HTTP_CANARY_MAX_ARMS; a++) {
+        if (snap->weight[a] || (snap->arms_off & (1 << a))) {
+            return 0;
+        }
+    }
+
+    return snap->total == total;
+}
+
+
+/*
+ * The rollout's counters, nslots x nvariants, for its variants now.  A
+ * reload that keeps the variants (names, in order) keeps the counters; one
+ * that changes them gets new counters, with the figures of every variant
+ * whose name stays (stable always does).  The old ones are never freed:
+ * old workers finishing their requests still write to them, through
+ * their configuration's ro->counters.
+ */
+
+static ngx_int_t
+ngx_http_canary_shm_counters(ngx_http_canary_main_conf_t *cmcf,
+    ngx_http_canary_shrollout_t *shr, ngx_http_canary_rollout_t *ro,
+    ngx_int_t *map)
+{
+    u_char                      *p, *q, *end;
+    size_t                       len;
+    ngx_str_t                    name;
+    ngx_uint_t                   v, o, s, nslots;
+    ngx_http_canary_counters_t  *counters;
+
+    len = 0;
+
+    for (v = 0; v < ro->nvariants; v++) {
+        len += ro->variants[v].name.len + 1;
+        map[v] = shr->counters ? -1 : (ngx_int_t) v;
+    }
+
+    if (shr->counters && shr->nvariants == ro->nvariants
+        && shr->variants.len == len)
+    {
+        p = shr->variants.data;
+
+        for (v = 0; v < ro->nvariants; v++) {
+            name = ro->variants[v].name;
+
+            if (ngx_strncmp(p, name.data, name.len) != 0
+                || p[name.len] != ',')
+            {
+                break;
+            }
+
+            p += name.len + 1;
+        }
+
+        if (v == ro->nvariants) {
+            for (v = 0; v < ro->nvariants; v++) {
+                map[v] = v;
+            }
+
+            ro->counters = shr->counters;
+            return NGX_OK;
+        }
+    }
+
+    nslots = cmcf->sh->nslots;
+
+    counters = ngx_slab_calloc_locked(cmcf->shpool,
+                                      nslots * ro->nvariants
+                                      * sizeof(ngx_http_canary_counters_t));
+    if (counters == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_slab_alloc_locked(cmcf->shpool, len);
+    if (p == NULL) {
+        ngx_slab_free_locked(cmcf->shpool, counters);
+        return NGX_ERROR;
+    }
+
+    /* the figures of the variants that stay, found by name */
+
+    if (shr->counters) {
+        q = shr->variants.data;
+        end = q + shr->variants.len;
+
+        for (o = 0; o < shr->nvariants && q < end; o++) {
+            name.data = q;
+
+            while (q < end && *q != ',') {
+                q++;
+            }
+
+            name.len = q++ - name.data;
+
+            for (v = 0; v < ro->nvariants; v++) {
+                if (ro->variants[v].name.len == name.len
+                    && ngx_strncmp(ro->variants[v].name.data, name.data,
+                                   name.len) == 0)
+                {
+                    for (s = 0; s < nslots; s++) {
+                        counters[s * ro->nvariants + v]
+                            = shr->counters[s * shr->nvariants + o];
+                    }
+
+                    map[v] = o;
+                    break;
+                }
+            }
+        }
+    }
+
+    shr->variants.data = p;
+    shr->variants.len = len;
+
+    for (v = 0; v < ro->nvariants; v++) {
+        p = ngx_cpymem(p, ro->variants[v].name.data,
+                       ro->variants[v].name.len);
+        *p++ = ',';
+    }
+
+    shr->nvariants = ro->nvariants;
+    shr->counters = counters;
+    ro->counters = counters;
+
+    return NGX_OK;
 }
 
 

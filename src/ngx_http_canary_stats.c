@@ -54,7 +54,7 @@ ngx_msec_t  ngx_http_canary_hist_bounds[NGX_HTTP_CANARY_HIST_BUCKETS - 1] = {
 
 
 void
-ngx_http_canary_count(ngx_http_request_t *r, ngx_http_canary_shrollout_t *shr,
+ngx_http_canary_count(ngx_http_request_t *r, ngx_http_canary_rollout_t *ro,
     ngx_uint_t nslots, ngx_uint_t variant)
 {
     ngx_int_t                    ms;
@@ -62,7 +62,7 @@ ngx_http_canary_count(ngx_http_request_t *r, ngx_http_canary_shrollout_t *shr,
     ngx_time_t                  *tp;
     ngx_http_canary_counters_t  *c;
 
-    c = &shr->slots[ngx_worker % nslots].v[variant];
+    c = ngx_http_canary_counters(ro, ngx_worker % nslots, variant);
 
     /* the status as the log module's $status sees it */
 

@@ -61,8 +61,9 @@ typedef struct {
     ngx_http_canary_rollout_t      *rollout;
     ngx_http_canary_snapshot_t     *snap;
     time_t                          synced;     /* 0: never from Redis */
-    ngx_http_canary_counters_t      sum[NGX_HTTP_CANARY_NVARIANTS];
-    ngx_atomic_uint_t               count[NGX_HTTP_CANARY_NVARIANTS];
+    ngx_uint_t                      nvariants;
+    ngx_http_canary_counters_t     *sum;        /* [nvariants] */
+    ngx_atomic_uint_t              *count;      /* [nvariants] */
 } ngx_http_canary_view_t;
 
 
@@ -92,8 +93,11 @@ static ngx_table_elt_t *ngx_http_canary_status_accept(ngx_http_request_t *r);
 static ngx_int_t ngx_http_canary_report(ngx_http_request_t *r,
     ngx_http_canary_report_t *rp);
 static void ngx_http_canary_sum(ngx_http_canary_main_conf_t *cmcf,
-    ngx_http_canary_shrollout_t *shr, ngx_uint_t variant,
+    ngx_http_canary_rollout_t *ro, ngx_uint_t variant,
     ngx_http_canary_counters_t *sum);
+static size_t ngx_http_canary_arms_size(ngx_http_canary_view_t *vw);
+static u_char *ngx_http_canary_arms(u_char *p, ngx_http_canary_view_t *vw,
+    ngx_uint_t json);
 static ngx_int_t ngx_http_canary_text(ngx_http_canary_out_t *o,
     ngx_http_canary_report_t *rp);
 static ngx_int_t ngx_http_canary_json(ngx_http_canary_out_t *o,
@@ -443,9 +447,19 @@ ngx_http_canary_report(ngx_http_request_t *r, ngx_http_canary_report_t *rp)
         vw->rollout = &ro[i];
         vw->snap = ro[i].sh->snapshot;
         vw->synced = (time_t) ro[i].sh->synced;
+        vw->nvariants = ro[i].nvariants;
 
-        for (v = 0; v < NGX_HTTP_CANARY_NVARIANTS; v++) {
-            ngx_http_canary_sum(cmcf, ro[i].sh, v, &vw->sum[v]);
+        vw->sum = ngx_palloc(r->pool, vw->nvariants
+                                      * (sizeof(ngx_http_canary_counters_t)
+                                         + sizeof(ngx_atomic_uint_t)));
+        if (vw->sum == NULL) {
+            return NGX_ERROR;
+        }
+
+        vw->count = (ngx_atomic_uint_t *) &vw->sum[vw->nvariants];
+
+        for (v = 0; v < vw->nvariants; v++) {
+            ngx_http_canary_sum(cmcf, &ro[i], v, &vw->sum[v]);
 
             /*
              * the histogram's own total, so that its +Inf bucket and its
@@ -466,7 +480,7 @@ ngx_http_canary_report(ngx_http_request_t *r, ngx_http_canary_report_t *rp)
 
 static void
 ngx_http_canary_sum(ngx_http_canary_main_conf_t *cmcf,
-    ngx_http_canary_shrollout_t *shr, ngx_uint_t variant,
+    ngx_http_canary_rollout_t *ro, ngx_uint_t variant,
     ngx_http_canary_counters_t *sum)
 {
     ngx_uint_t                   s, k;
@@ -478,7 +492,7 @@ ngx_http_canary_sum(ngx_http_canary_main_conf_t *cmcf,
     dst = (ngx_atomic_t *) sum;
 
     for (s = 0; s < cmcf->sh->nslots; s++) {
-        c = &shr->slots[s].v[variant];
+        c = ngx_http_canary_counters(ro, s, variant);
         src = (ngx_atomic_t *) c;
 
         for (k = 0; k < sizeof(ngx_http_canary_counters_t)
@@ -544,10 +558,15 @@ ngx_http_canary_text(ngx_http_canary_out_t *o, ngx_http_canary_report_t *rp)
         name = &vw->rollout->name;
 
         size = NGX_HTTP_CANARY_LINE + name->len + 2 * NGX_HTTP_CANARY_NUM
-               + NGX_HTTP_CANARY_NVARIANTS
+               + vw->nvariants
                  * (3 * NGX_HTTP_CANARY_LINE
                     + (NGX_HTTP_CANARY_HIST_BUCKETS + 16)
-                      * NGX_HTTP_CANARY_NUM);
+                      * NGX_HTTP_CANARY_NUM)
+               + ngx_http_canary_arms_size(vw);
+
+        for (v = 0; v < vw->nvariants; v++) {
+            size += 3 * vw->rollout->variants[v].name.len;
+        }
 
         for (s = 0; s < snap->nsegments; s++) {
             size += NGX_HTTP_CANARY_LINE
@@ -577,9 +596,11 @@ ngx_http_canary_text(ngx_http_canary_out_t *o, ngx_http_canary_report_t *rp)
             *p++ = '\n';
         }
 
-        for (v = 0; v < NGX_HTTP_CANARY_NVARIANTS; v++) {
+        p = ngx_http_canary_arms(p, vw, 0);
+
+        for (v = 0; v < vw->nvariants; v++) {
             c = &vw->sum[v];
-            name = &ngx_http_canary_variant_names[v];
+            name = &vw->rollout->variants[v].name;
 
             p = ngx_sprintf(p, " %V requests %uA 1xx %uA 2xx %uA 3xx %uA"
                             " 4xx %uA 5xx %uA upstream_errors %uA"
@@ -615,6 +636,92 @@ ngx_http_canary_text(ngx_http_canary_out_t *o, ngx_http_canary_report_t *rp)
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * The arms of a rollout with more than one, or whose allocation Redis
+ * changed: text lines " arm blue weight 1 on users 0", or a JSON
+ * "arms":[{"name":..,"upstream":..,"weight":..,"on":..,"users":..}],
+ * member (users: the members of its users:<arm> set).  A
+ * two-sided rollout as configured shows none, as before arms existed.
+ */
+
+static ngx_uint_t
+ngx_http_canary_arms_shown(ngx_http_canary_view_t *vw)
+{
+    return vw->rollout->narms > 1 || vw->snap->arms_off
+           || vw->snap->weight[0] != vw->rollout->variants[1].weight;
+}
+
+
+static size_t
+ngx_http_canary_arms_size(ngx_http_canary_view_t *vw)
+{
+    size_t                      size;
+    ngx_uint_t                  v;
+    ngx_http_canary_variant_t  *var;
+
+    if (!ngx_http_canary_arms_shown(vw)) {
+        return 0;
+    }
+
+    size = 16;
+
+    for (v = 1; v <= vw->rollout->narms; v++) {
+        var = &vw->rollout->variants[v];
+
+        size += 80 + 2 * NGX_HTTP_CANARY_NUM
+                + 3 * var->name.len + 6 * var->upstream.len;
+    }
+
+    return size;
+}
+
+
+static u_char *
+ngx_http_canary_arms(u_char *p, ngx_http_canary_view_t *vw, ngx_uint_t json)
+{
+    ngx_uint_t                  v, on, users;
+    ngx_http_canary_variant_t  *var;
+
+    if (!ngx_http_canary_arms_shown(vw)) {
+        return p;
+    }
+
+    if (json) {
+        p = ngx_http_canary_cpy(p, "\"arms\":[");
+    }
+
+    for (v = 1; v <= vw->rollout->narms; v++) {
+        var = &vw->rollout->variants[v];
+        on = !(vw->snap->arms_off & (1 << (v - 1)));
+
+        users = ngx_http_canary_set_size(vw->snap->arm_users[v - 1]);
+
+        if (!json) {
+            p = ngx_sprintf(p, " arm %V weight %uD %s users %ui\n",
+                            &var->name, vw->snap->weight[v - 1],
+                            on ? "on" : "off", users);
+            continue;
+        }
+
+        p = ngx_cpymem(p, v > 1 ? ",{\"name\":\"" : "{\"name\":\"",
+                       v > 1 ? sizeof(",{\"name\":\"") - 1
+                             : sizeof("{\"name\":\"") - 1);
+        p = ngx_http_canary_esc(p, &var->name, NGX_HTTP_CANARY_ESC_JSON);
+        p = ngx_http_canary_cpy(p, "\",\"upstream\":\"");
+        p = ngx_http_canary_esc(p, &var->upstream, NGX_HTTP_CANARY_ESC_JSON);
+        p = ngx_sprintf(p, "\",\"weight\":%uD,\"on\":%s,\"users\":%ui}",
+                        vw->snap->weight[v - 1], on ? "true" : "false",
+                        users);
+    }
+
+    if (json) {
+        p = ngx_http_canary_cpy(p, "],");
+    }
+
+    return p;
 }
 
 
@@ -689,7 +796,8 @@ ngx_http_canary_json(ngx_http_canary_out_t *o, ngx_http_canary_report_t *rp)
 
         size = 2 * NGX_HTTP_CANARY_LINE + 8 * NGX_HTTP_CANARY_NUM
                + ngx_http_canary_esc_len(&vw->rollout->name,
-                                         NGX_HTTP_CANARY_ESC_JSON);
+                                         NGX_HTTP_CANARY_ESC_JSON)
+               + ngx_http_canary_arms_size(vw);
 
         for (s = 0; s < snap->nsegments; s++) {
             size += 32 + NGX_HTTP_CANARY_NUM
@@ -734,6 +842,8 @@ ngx_http_canary_json(ngx_http_canary_out_t *o, ngx_http_canary_report_t *rp)
         *p++ = ']';
         *p++ = ',';
 
+        p = ngx_http_canary_arms(p, vw, 1);
+
         o->buf->last = p;
 
         if (ngx_http_canary_auto_block(o, vw, 1) != NGX_OK) {
@@ -749,7 +859,7 @@ ngx_http_canary_json(ngx_http_canary_out_t *o, ngx_http_canary_report_t *rp)
 
         o->buf->last = p;
 
-        for (v = 0; v < NGX_HTTP_CANARY_NVARIANTS; v++) {
+        for (v = 0; v < vw->nvariants; v++) {
             if (ngx_http_canary_json_variant(o, vw, v) != NGX_OK) {
                 return NGX_ERROR;
             }
@@ -782,25 +892,36 @@ ngx_http_canary_json_variant(ngx_http_canary_out_t *o,
     ngx_http_canary_view_t *vw, ngx_uint_t v)
 {
     u_char                      *p;
+    ngx_str_t                   *name;
     ngx_uint_t                   b;
     ngx_http_canary_counters_t  *c;
 
+    name = &vw->rollout->variants[v].name;
+
     p = ngx_http_canary_reserve(o, NGX_HTTP_CANARY_LINE * 2
                                    + (NGX_HTTP_CANARY_HIST_BUCKETS + 11)
-                                     * NGX_HTTP_CANARY_NUM);
+                                     * NGX_HTTP_CANARY_NUM
+                                   + ngx_http_canary_esc_len(name,
+                                                 NGX_HTTP_CANARY_ESC_JSON));
     if (p == NULL) {
         return NGX_ERROR;
     }
 
     c = &vw->sum[v];
 
-    p = ngx_sprintf(p, "%s\"%V\":{\"requests\":%uA,"
+    if (v) {
+        *p++ = ',';
+    }
+
+    *p++ = '"';
+    p = ngx_http_canary_esc(p, name, NGX_HTTP_CANARY_ESC_JSON);
+
+    p = ngx_sprintf(p, "\":{\"requests\":%uA,"
                     "\"responses\":{\"1xx\":%uA,\"2xx\":%uA,\"3xx\":%uA,"
                     "\"4xx\":%uA,\"5xx\":%uA},\"upstream_errors\":%uA,"
                     "\"errors\":%uA,\"request_time_sum_ms\":%uA,"
                     "\"request_time_count\":%uA,"
                     "\"request_time_histogram\":[",
-                    v ? "," : "", &ngx_http_canary_variant_names[v],
                     c->requests, c->responses[0], c->responses[1],
                     c->responses[2], c->responses[3], c->responses[4],
                     c->upstream_errors, c->errors, c->time_sum_ms,
@@ -907,7 +1028,7 @@ ngx_http_canary_prom(ngx_http_canary_out_t *o, ngx_http_canary_report_t *rp)
 
     if (rp->nviews) {
         lab = ngx_palloc(o->request->pool, rp->nviews
-                                    * NGX_HTTP_CANARY_NVARIANTS
+                                    * NGX_HTTP_CANARY_MAX_VARIANTS
                                     * sizeof(ngx_str_t));
         if (lab == NULL) {
             return NGX_ERROR;
@@ -920,24 +1041,25 @@ ngx_http_canary_prom(ngx_http_canary_out_t *o, ngx_http_canary_report_t *rp)
         len = ngx_http_canary_esc_len(&vw->rollout->name,
                                       NGX_HTTP_CANARY_ESC_LABEL);
 
-        for (v = 0; v < NGX_HTTP_CANARY_NVARIANTS; v++) {
-            vn = &ngx_http_canary_variant_names[v];
+        for (v = 0; v < vw->nvariants; v++) {
+            vn = &vw->rollout->variants[v].name;
 
             p = ngx_pnalloc(o->request->pool,
                             sizeof("rollout=\"\",variant=\"\"") - 1
-                            + len + vn->len);
+                            + len + ngx_http_canary_esc_len(vn,
+                                                NGX_HTTP_CANARY_ESC_LABEL));
             if (p == NULL) {
                 return NGX_ERROR;
             }
 
-            rl = &lab[i * NGX_HTTP_CANARY_NVARIANTS + v];
+            rl = &lab[i * NGX_HTTP_CANARY_MAX_VARIANTS + v];
             rl->data = p;
 
             p = ngx_cpymem(p, "rollout=\"", sizeof("rollout=\"") - 1);
             p = ngx_http_canary_esc(p, &vw->rollout->name,
                                     NGX_HTTP_CANARY_ESC_LABEL);
             p = ngx_cpymem(p, "\",variant=\"", sizeof("\",variant=\"") - 1);
-            p = ngx_cpymem(p, vn->data, vn->len);
+            p = ngx_http_canary_esc(p, vn, NGX_HTTP_CANARY_ESC_LABEL);
             *p++ = '"';
 
             rl->len = p - rl->data;
@@ -956,9 +1078,9 @@ ngx_http_canary_prom(ngx_http_canary_out_t *o, ngx_http_canary_report_t *rp)
         for (i = 0; i < rp->nviews; i++) {
             vw = &rp->views[i];
 
-            for (v = 0; v < NGX_HTTP_CANARY_NVARIANTS; v++) {
+            for (v = 0; v < vw->nvariants; v++) {
                 c = &vw->sum[v];
-                rl = &lab[i * NGX_HTTP_CANARY_NVARIANTS + v];
+                rl = &lab[i * NGX_HTTP_CANARY_MAX_VARIANTS + v];
 
                 /* the longest name, the labels, "le" and two numbers */
 
@@ -1058,7 +1180,7 @@ ngx_http_canary_prom(ngx_http_canary_out_t *o, ngx_http_canary_report_t *rp)
         for (i = 0; i < rp->nviews; i++) {
             vw = &rp->views[i];
             snap = vw->snap;
-            rl = &lab[i * NGX_HTTP_CANARY_NVARIANTS];
+            rl = &lab[i * NGX_HTTP_CANARY_MAX_VARIANTS];
             len = ngx_http_canary_rollout_label(rl);
 
             n = (k == 1) ? snap->nsegments : 1;
@@ -1208,6 +1330,7 @@ ngx_http_canary_html(ngx_http_canary_out_t *o, ngx_http_canary_report_t *rp)
     size_t                       size;
     ngx_str_t                   *name;
     ngx_uint_t                   i, v, s;
+    ngx_atomic_uint_t            requests, errors5xx, upstream;
     ngx_http_canary_view_t      *vw;
     ngx_http_canary_counters_t  *c;
     ngx_http_canary_snapshot_t  *snap;
@@ -1227,7 +1350,7 @@ ngx_http_canary_html(ngx_http_canary_out_t *o, ngx_http_canary_report_t *rp)
 
         size = 4 * NGX_HTTP_CANARY_LINE
                + 2 * ngx_http_canary_esc_len(name, NGX_HTTP_CANARY_ESC_HTML)
-               + NGX_HTTP_CANARY_NVARIANTS
+               + vw->nvariants
                  * (NGX_HTTP_CANARY_LINE + 8 * NGX_HTTP_CANARY_NUM);
 
         for (s = 0; s < snap->nsegments; s++) {
@@ -1260,13 +1383,25 @@ ngx_http_canary_html(ngx_http_canary_out_t *o, ngx_http_canary_report_t *rp)
 
         p = ngx_cpymem(p, "</td>", sizeof("</td>") - 1);
 
-        for (v = 0; v < NGX_HTTP_CANARY_NVARIANTS; v++) {
-            c = &vw->sum[v];
+        /* the table's columns: stable, then canary (every arm) */
 
-            p = ngx_sprintf(p, "<td>%uA</td><td>%uA</td><td>%uA</td>",
-                            c->requests, c->responses[4],
-                            c->upstream_errors);
+        c = &vw->sum[NGX_HTTP_CANARY_STABLE];
+
+        p = ngx_sprintf(p, "<td>%uA</td><td>%uA</td><td>%uA</td>",
+                        c->requests, c->responses[4], c->upstream_errors);
+
+        requests = 0;
+        errors5xx = 0;
+        upstream = 0;
+
+        for (v = 1; v <= vw->rollout->narms; v++) {
+            requests += vw->sum[v].requests;
+            errors5xx += vw->sum[v].responses[4];
+            upstream += vw->sum[v].upstream_errors;
         }
+
+        p = ngx_sprintf(p, "<td>%uA</td><td>%uA</td><td>%uA</td>",
+                        requests, errors5xx, upstream);
 
         p = ngx_cpymem(p, "</tr>\n", sizeof("</tr>\n") - 1);
 
@@ -1358,13 +1493,18 @@ ngx_http_canary_explain(ngx_http_request_t *r, ngx_str_t *name)
            + ngx_http_canary_esc_len(name, NGX_HTTP_CANARY_ESC_JSON)
            + ngx_http_canary_esc_len(&in.key, NGX_HTTP_CANARY_ESC_JSON)
            + ngx_http_canary_esc_len(&in.override, NGX_HTTP_CANARY_ESC_JSON)
-           + ngx_http_canary_esc_len(&in.segment, NGX_HTTP_CANARY_ESC_JSON);
+           + ngx_http_canary_esc_len(&in.segment, NGX_HTTP_CANARY_ESC_JSON)
+           + ngx_http_canary_esc_len(&ro[index].variants[d.variant].name,
+                                     NGX_HTTP_CANARY_ESC_JSON);
 
     for (i = 0; i < ro[index].nrequires; i++) {
         j = ro[index].requires_index[i];
         size += NGX_HTTP_CANARY_LINE
                 + ngx_http_canary_esc_len(&ro[j].name,
-                                          NGX_HTTP_CANARY_ESC_JSON);
+                                          NGX_HTTP_CANARY_ESC_JSON)
+                + ngx_http_canary_esc_len(
+                      &ro[j].variants[decisions[j].variant].name,
+                      NGX_HTTP_CANARY_ESC_JSON);
     }
 
     ngx_memzero(&o, sizeof(ngx_http_canary_out_t));
@@ -1411,8 +1551,10 @@ ngx_http_canary_explain(ngx_http_request_t *r, ngx_str_t *name)
         p = ngx_cpymem(p, "null", 4);
     }
 
-    p = ngx_sprintf(p, ",\"variant\":\"%V\",\"reason\":\"%V\",\"percent\":",
-                    &ngx_http_canary_variant_names[d.variant],
+    p = ngx_cpymem(p, ",\"variant\":\"", sizeof(",\"variant\":\"") - 1);
+    p = ngx_http_canary_esc(p, &ro[index].variants[d.variant].name,
+                            NGX_HTTP_CANARY_ESC_JSON);
+    p = ngx_sprintf(p, "\",\"reason\":\"%V\",\"percent\":",
                     &ngx_http_canary_reason_names[d.reason]);
 
     if (in.percent >= 0) {
@@ -1443,8 +1585,12 @@ ngx_http_canary_explain(ngx_http_request_t *r, ngx_str_t *name)
         *p++ = '"';
 
         if (decisions[j].decided) {
-            p = ngx_sprintf(p, ",\"variant\":\"%V\",\"reason\":\"%V\"}",
-                        &ngx_http_canary_variant_names[decisions[j].variant],
+            p = ngx_cpymem(p, ",\"variant\":\"",
+                           sizeof(",\"variant\":\"") - 1);
+            p = ngx_http_canary_esc(p,
+                                 &ro[j].variants[decisions[j].variant].name,
+                                 NGX_HTTP_CANARY_ESC_JSON);
+            p = ngx_sprintf(p, "\",\"reason\":\"%V\"}",
                         &ngx_http_canary_reason_names[decisions[j].reason]);
 
         } else {
@@ -1865,7 +2011,7 @@ ngx_http_canary_esc(u_char *dst, ngx_str_t *s, ngx_uint_t type)
 static size_t
 ngx_http_canary_rollout_label(ngx_str_t *labels)
 {
-    return labels->len - ngx_http_canary_variant_names[0].len
+    return labels->len - (sizeof("stable") - 1)
            - (sizeof(",variant=\"\"") - 1);
 }
 

@@ -13,6 +13,7 @@
  *     HGETALL <prefix>rollout:<name>
  *     SCARD   <prefix>rollout:<name>:canary_users
  *     SCARD   <prefix>rollout:<name>:stable_users
+ *     SCARD   <prefix>rollout:<name>:users:<arm>    (with arms, each)
  *
  * Each field is parsed strictly; a bad value is refused (one error line,
  * counted in sh->refused, logged again only if the value changes) and the
@@ -50,21 +51,40 @@
 #define NGX_HTTP_CANARY_RESTORE_ARGS   64
 
 
+typedef struct ngx_http_canary_sync_rollout_s
+    ngx_http_canary_sync_rollout_t;
+
+
+/* a user set of a rollout, what its SCARD reply is handed */
 typedef struct {
+    ngx_http_canary_sync_rollout_t *sr;
+    ngx_uint_t                      which;
+} ngx_http_canary_sync_setref_t;
+
+
+/*
+ * A rollout as the sync worker reads it; its user sets ("which", see
+ * ngx_http_canary_snapshot_set()) are canary_users, stable_users, and one
+ * users:<arm> set for each arm.
+ */
+struct ngx_http_canary_sync_rollout_s {
     ngx_http_canary_rollout_t      *ro;
     ngx_str_t                       key;
-    ngx_str_t                       set_key[2];
+    ngx_uint_t                      nsets;
+    ngx_str_t                       set_key[NGX_HTTP_CANARY_NSETS];
+    ngx_str_t                       set_name[NGX_HTTP_CANARY_NSETS];
+    ngx_http_canary_sync_setref_t   ref[NGX_HTTP_CANARY_NSETS];
 
     /* what the last HGETALL refused, see ..._refuse(): logged once */
     ngx_str_t                       refused;
     ngx_str_t                       refused_new;
     ngx_str_t                       error;
 
-    ngx_int_t                       scard[2];
-    ngx_int_t                       too_big[2];
-    unsigned                        dirty:2;
+    ngx_int_t                       scard[NGX_HTTP_CANARY_NSETS];
+    ngx_int_t                       too_big[NGX_HTTP_CANARY_NSETS];
+    uint32_t                        dirty;      /* bit "which" */
     unsigned                        missing:1;  /* no hash, while suspect */
-} ngx_http_canary_sync_rollout_t;
+};
 
 
 /* the last good state being written back into an empty Redis */
@@ -155,6 +175,8 @@ typedef struct {
     ngx_uint_t                      source;
     ngx_uint_t                      nsegments;
     ngx_http_canary_segment_t      *segments;
+    uint32_t                        arms_off;
+    uint32_t                        weight[NGX_HTTP_CANARY_MAX_ARMS];
 
     /* an automatic rollout's step, from the state file only */
     uint64_t                        step;
@@ -178,9 +200,7 @@ static void ngx_http_canary_sync_touch(ngx_http_canary_sync_t *sync,
 static void ngx_http_canary_sync_start(ngx_http_canary_sync_t *sync);
 static void ngx_http_canary_sync_hash(ngx_http_canary_redis_t *rc,
     redisReply *reply, void *data);
-static void ngx_http_canary_sync_scard_canary(ngx_http_canary_redis_t *rc,
-    redisReply *reply, void *data);
-static void ngx_http_canary_sync_scard_stable(ngx_http_canary_redis_t *rc,
+static void ngx_http_canary_sync_scard_reply(ngx_http_canary_redis_t *rc,
     redisReply *reply, void *data);
 static void ngx_http_canary_sync_scard(ngx_http_canary_sync_rollout_t *sr,
     ngx_uint_t which, redisReply *reply);
@@ -191,6 +211,12 @@ static ngx_int_t ngx_http_canary_sync_field(ngx_http_canary_sync_t *sync,
     ngx_http_canary_sync_rollout_t *sr, ngx_str_t *field, ngx_str_t *value,
     ngx_http_canary_snapshot_t *cur, ngx_http_canary_values_t *v,
     ngx_array_t *segments);
+static void ngx_http_canary_values_init(ngx_http_canary_values_t *v,
+    ngx_http_canary_rollout_t *ro);
+static ngx_int_t ngx_http_canary_sync_arm_field(
+    ngx_http_canary_sync_t *sync, ngx_http_canary_sync_rollout_t *sr,
+    ngx_str_t *field, ngx_str_t *value, ngx_http_canary_snapshot_t *cur,
+    ngx_http_canary_values_t *v);
 static void ngx_http_canary_sync_refuse(ngx_http_canary_sync_t *sync,
     ngx_http_canary_sync_rollout_t *sr, ngx_str_t *field, ngx_str_t *value);
 static void ngx_http_canary_sync_error(ngx_http_canary_sync_t *sync,
@@ -268,11 +294,7 @@ static u_char *ngx_http_canary_log_value(u_char *buf, ngx_str_t *value);
 
 static ngx_http_canary_sync_t  *ngx_http_canary_sync;
 
-static ngx_str_t  ngx_http_canary_which_names[] = {
-    ngx_string("canary_users"),
-    ngx_string("stable_users")
-};
-
+static ngx_str_t  ngx_http_canary_empty = ngx_string("");
 
 /*
  * KEYS[1] the restore lease, KEYS[2] the mark of a restore begun; ARGV
@@ -327,6 +349,7 @@ ngx_http_canary_sync_init_process(ngx_cycle_t *cycle)
     ngx_uint_t                       i, j;
     ngx_listening_t                 *ls;
     ngx_http_canary_sync_t          *sync;
+    ngx_http_canary_variant_t       *var;
     ngx_http_canary_rollout_t       *ro;
     ngx_http_canary_sync_rollout_t  *sr;
     ngx_http_canary_main_conf_t     *cmcf;
@@ -367,6 +390,8 @@ ngx_http_canary_sync_init_process(ngx_cycle_t *cycle)
     for (i = 0; i < sync->nrollouts; i++) {
         sr = &sync->rollouts[i];
         sr->ro = &ro[i];
+        /* a two-sided rollout reads canary_users and stable_users only */
+        sr->nsets = (ro[i].narms > 1) ? 2 + ro[i].narms : 2;
 
         /*
          * Sets from the users files, before any sync since the start: read
@@ -374,8 +399,11 @@ ngx_http_canary_sync_init_process(ngx_cycle_t *cycle)
          */
 
         if (cmcf->sh->syncs == 0) {
-            sr->dirty = (ro[i].sh->snapshot->canary_users ? 1 : 0)
-                        | (ro[i].sh->snapshot->stable_users ? 2 : 0);
+            for (j = 0; j < sr->nsets; j++) {
+                if (ngx_http_canary_snapshot_set(ro[i].sh->snapshot, j)) {
+                    sr->dirty |= 1 << j;
+                }
+            }
         }
 
         if (ngx_http_canary_key(cycle->pool, &sr->key, &cmcf->redis->prefix,
@@ -385,17 +413,45 @@ ngx_http_canary_sync_init_process(ngx_cycle_t *cycle)
             return NGX_ERROR;
         }
 
-        for (j = 0; j < 2; j++) {
+        for (j = 0; j < sr->nsets; j++) {
+            sr->ref[j].sr = sr;
+            sr->ref[j].which = j;
+            sr->scard[j] = -1;
+            sr->too_big[j] = -1;
+
+            if (j < 2) {
+                sr->set_name[j] = ro[i].name;
+
+                if (ngx_http_canary_key(cycle->pool, &sr->set_key[j],
+                                        &cmcf->redis->prefix, &ro[i].name,
+                                        j ? ":stable_users" : ":canary_users")
+                    != NGX_OK)
+                {
+                    return NGX_ERROR;
+                }
+
+                continue;
+            }
+
+            /* <prefix>rollout:<name>:users:<arm> */
+
+            var = &ro[i].variants[j - 1];
+            sr->set_name[j] = var->users;
+
+            p = ngx_pnalloc(cycle->pool, sizeof(":users:") + var->name.len);
+            if (p == NULL) {
+                return NGX_ERROR;
+            }
+
+            ngx_sprintf(p, ":users:%V%Z", &var->name);
+
             if (ngx_http_canary_key(cycle->pool, &sr->set_key[j],
                                     &cmcf->redis->prefix, &ro[i].name,
-                                    j ? ":stable_users" : ":canary_users")
+                                    (char *) p)
                 != NGX_OK)
             {
                 return NGX_ERROR;
             }
-
-            sr->scard[j] = -1;
-            sr->too_big[j] = -1;
         }
     }
 
@@ -752,8 +808,9 @@ ngx_http_canary_sync_push(ngx_http_canary_redis_t *rc, redisReply *reply)
                 && ngx_strncmp(sr->ro->name.data, payload->str,
                                payload->len) == 0)
             {
-                ngx_http_canary_sync_touch(sync, sr, 0);
-                ngx_http_canary_sync_touch(sync, sr, 1);
+                for (j = 0; j < sr->nsets; j++) {
+                    ngx_http_canary_sync_touch(sync, sr, j);
+                }
             }
         }
 
@@ -772,7 +829,7 @@ ngx_http_canary_sync_push(ngx_http_canary_redis_t *rc, redisReply *reply)
             for (i = 0; i < sync->nrollouts; i++) {
                 sr = &sync->rollouts[i];
 
-                for (j = 0; j < 2; j++) {
+                for (j = 0; j < sr->nsets; j++) {
                     if (sr->set_key[j].len == s.len
                         && ngx_strncmp(sr->set_key[j].data, s.data, s.len)
                            == 0)
@@ -820,7 +877,7 @@ static void
 ngx_http_canary_sync_start(ngx_http_canary_sync_t *sync)
 {
     size_t                           argvlen[3];
-    ngx_uint_t                       i;
+    ngx_uint_t                       i, j;
     const char                      *argv[3];
     ngx_http_canary_sync_rollout_t  *sr;
 
@@ -897,31 +954,26 @@ ngx_http_canary_sync_start(ngx_http_canary_sync_t *sync)
 
         argv[0] = "SCARD";
         argvlen[0] = sizeof("SCARD") - 1;
-        argv[1] = (const char *) sr->set_key[0].data;
-        argvlen[1] = sr->set_key[0].len;
 
-        if (ngx_http_canary_redis_send(sync->redis, 2, argv, argvlen,
-                                       ngx_http_canary_sync_scard_canary, sr)
-            != NGX_OK)
-        {
-            sync->failed = 1;
-            break;
+        for (j = 0; j < sr->nsets; j++) {
+            argv[1] = (const char *) sr->set_key[j].data;
+            argvlen[1] = sr->set_key[j].len;
+
+            if (ngx_http_canary_redis_send(sync->redis, 2, argv, argvlen,
+                                           ngx_http_canary_sync_scard_reply,
+                                           &sr->ref[j])
+                != NGX_OK)
+            {
+                sync->failed = 1;
+                break;
+            }
+
+            sync->waiting++;
         }
 
-        sync->waiting++;
-
-        argv[1] = (const char *) sr->set_key[1].data;
-        argvlen[1] = sr->set_key[1].len;
-
-        if (ngx_http_canary_redis_send(sync->redis, 2, argv, argvlen,
-                                       ngx_http_canary_sync_scard_stable, sr)
-            != NGX_OK)
-        {
-            sync->failed = 1;
+        if (sync->failed) {
             break;
         }
-
-        sync->waiting++;
     }
 
 done:
@@ -967,33 +1019,18 @@ ngx_http_canary_sync_hash(ngx_http_canary_redis_t *rc, redisReply *reply,
 
 
 static void
-ngx_http_canary_sync_scard_canary(ngx_http_canary_redis_t *rc,
+ngx_http_canary_sync_scard_reply(ngx_http_canary_redis_t *rc,
     redisReply *reply, void *data)
 {
+    ngx_http_canary_sync_setref_t  *ref = data;
+
     ngx_http_canary_sync_t  *sync = rc->data;
 
     if (reply == NULL) {
         sync->failed = 1;
 
     } else {
-        ngx_http_canary_sync_scard(data, 0, reply);
-    }
-
-    ngx_http_canary_sync_reply_done(sync);
-}
-
-
-static void
-ngx_http_canary_sync_scard_stable(ngx_http_canary_redis_t *rc,
-    redisReply *reply, void *data)
-{
-    ngx_http_canary_sync_t  *sync = rc->data;
-
-    if (reply == NULL) {
-        sync->failed = 1;
-
-    } else {
-        ngx_http_canary_sync_scard(data, 1, reply);
+        ngx_http_canary_sync_scard(ref->sr, ref->which, reply);
     }
 
     ngx_http_canary_sync_reply_done(sync);
@@ -1030,7 +1067,7 @@ ngx_http_canary_sync_scard(ngx_http_canary_sync_rollout_t *sr,
     }
 
     snap = sr->ro->sh->snapshot;
-    set = which ? snap->stable_users : snap->canary_users;
+    set = ngx_http_canary_snapshot_set(snap, which);
 
     if ((ngx_uint_t) n != ngx_http_canary_set_size(set)
         && n != sr->too_big[which])
@@ -1254,12 +1291,17 @@ ngx_http_canary_sync_judge(ngx_http_canary_sync_t *sync)
     lost = 0;
 
     for (i = 0; i < sync->nrollouts; i++) {
-        snap = sync->rollouts[i].ro->sh->snapshot;
+        sr = &sync->rollouts[i];
+        snap = sr->ro->sh->snapshot;
 
-        if (snap->source != NGX_HTTP_CANARY_SOURCE_CONFIG
-            || snap->canary_users || snap->stable_users)
-        {
+        if (snap->source != NGX_HTTP_CANARY_SOURCE_CONFIG) {
             lost = 1;
+        }
+
+        for (j = 0; j < sr->nsets; j++) {
+            if (ngx_http_canary_snapshot_set(snap, j)) {
+                lost = 1;
+            }
         }
     }
 
@@ -1295,7 +1337,7 @@ hold:
     for (i = 0; i < sync->nrollouts; i++) {
         sr = &sync->rollouts[i];
 
-        for (j = 0; j < 2; j++) {
+        for (j = 0; j < sr->nsets; j++) {
             if (sr->scard[j] == 0) {
                 sr->dirty &= ~(1 << j);
             }
@@ -1411,9 +1453,10 @@ ngx_http_canary_restore_lease(ngx_http_canary_redis_t *rc,
 {
     ngx_http_canary_sync_t  *sync = data;
 
-    ngx_int_t                   n;
-    ngx_uint_t                  i;
-    ngx_http_canary_restore_t  *r;
+    ngx_int_t                        n;
+    ngx_uint_t                       i, j;
+    ngx_http_canary_restore_t       *r;
+    ngx_http_canary_sync_rollout_t  *sr;
 
     r = sync->restore;
 
@@ -1429,19 +1472,23 @@ ngx_http_canary_restore_lease(ngx_http_canary_redis_t *rc,
     }
 
     for (i = 0; i < sync->nrollouts; i++) {
-        n = ngx_http_canary_restore_hash(sync, &sync->rollouts[i]);
+        sr = &sync->rollouts[i];
+        n = ngx_http_canary_restore_hash(sync, sr);
 
         if (n == NGX_ERROR) {
             ngx_http_canary_restore_end(sync, "the hash was not sent", NULL);
             return;
         }
 
-        if (n == NGX_OK
-            || ngx_http_canary_set_size(
-                   sync->rollouts[i].ro->sh->snapshot->canary_users)
-            || ngx_http_canary_set_size(
-                   sync->rollouts[i].ro->sh->snapshot->stable_users))
-        {
+        for (j = 0; j < sr->nsets; j++) {
+            if (ngx_http_canary_set_size(
+                    ngx_http_canary_snapshot_set(sr->ro->sh->snapshot, j)))
+            {
+                n = NGX_OK;
+            }
+        }
+
+        if (n == NGX_OK) {
             r->rollouts++;
         }
     }
@@ -1489,7 +1536,7 @@ ngx_http_canary_restore_hash(ngx_http_canary_sync_t *sync,
         ngx_shmtx_unlock(&sync->cmcf->shpool->mutex);
     }
 
-    n = 2 * (snap->nsegments + 32) + 4;
+    n = 2 * (snap->nsegments + 2 * NGX_HTTP_CANARY_MAX_ARMS + 32) + 4;
 
     if (n > NGX_HTTP_CANARY_RESTORE_BATCH + NGX_HTTP_CANARY_RESTORE_ARGS) {
         r->argv = ngx_palloc(r->pool, n * sizeof(const char *));
@@ -1544,6 +1591,45 @@ ngx_http_canary_restore_hash(ngx_http_canary_sync_t *sync,
                                     .data,
                                     ngx_http_canary_state_names[snap->state]
                                     .len);
+    }
+
+    /* the arms whose allocation Redis changed, as the state file keeps */
+
+    for (i = 1; i <= sr->ro->narms; i++) {
+        if (snap->weight[i - 1] == sr->ro->variants[i].weight
+            && !(snap->arms_off & (1 << (i - 1))))
+        {
+            continue;
+        }
+
+        p = ngx_pnalloc(r->pool, 7 + sr->ro->variants[i].name.len);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(p, "weight:", 7);
+        ngx_memcpy(p + 7, sr->ro->variants[i].name.data,
+                   sr->ro->variants[i].name.len);
+
+
+        ngx_http_canary_restore_arg(r, &n, p,
+                                    7 + sr->ro->variants[i].name.len);
+        ngx_http_canary_restore_argf(r, &n, "%uD", snap->weight[i - 1]);
+
+        if (snap->arms_off & (1 << (i - 1))) {
+            p = ngx_pnalloc(r->pool, 4 + sr->ro->variants[i].name.len);
+            if (p == NULL) {
+                return NGX_ERROR;
+            }
+
+            ngx_memcpy(p, "arm:", 4);
+            ngx_memcpy(p + 4, sr->ro->variants[i].name.data,
+                       sr->ro->variants[i].name.len);
+
+            ngx_http_canary_restore_arg(r, &n, p,
+                                        4 + sr->ro->variants[i].name.len);
+            ngx_http_canary_restore_arg(r, &n, "off", 3);
+        }
     }
 
     if (st.updated && st.step) {
@@ -1677,13 +1763,13 @@ ngx_http_canary_restore_next_set(ngx_http_canary_sync_t *sync)
         sr = &sync->rollouts[r->index];
         snap = sr->ro->sh->snapshot;
 
-        if (r->which == 2) {
+        if (r->which == sr->nsets) {
             r->which = 0;
             r->index++;
             continue;
         }
 
-        set = r->which ? snap->stable_users : snap->canary_users;
+        set = ngx_http_canary_snapshot_set(snap, r->which);
 
         if (ngx_http_canary_set_size(set) == 0) {
             r->which++;
@@ -2046,10 +2132,7 @@ ngx_http_canary_sync_apply(ngx_http_canary_sync_t *sync,
 
     ro->sh->synced = ngx_time();
 
-    ngx_memzero(&v, sizeof(ngx_http_canary_values_t));
-
-    v.percent = ro->percent;
-    v.source = NGX_HTTP_CANARY_SOURCE_CONFIG;
+    ngx_http_canary_values_init(&v, ro);
 
     if (reply->elements == 0) {
         ngx_http_canary_sync_config(sync, sr);
@@ -2125,10 +2208,7 @@ ngx_http_canary_sync_config(ngx_http_canary_sync_t *sync,
         ngx_str_null(&sr->refused);
     }
 
-    ngx_memzero(&v, sizeof(ngx_http_canary_values_t));
-
-    v.percent = sr->ro->percent;
-    v.source = NGX_HTTP_CANARY_SOURCE_CONFIG;
+    ngx_http_canary_values_init(&v, sr->ro);
 
     (void) ngx_http_canary_sync_publish(sync->cmcf, sr->ro, &v, sync->log);
 }
@@ -2217,6 +2297,13 @@ ngx_http_canary_sync_field(ngx_http_canary_sync_t *sync,
         return NGX_OK;
     }
 
+    if ((field->len > 7 && ngx_strncmp(field->data, "weight:", 7) == 0)
+        || (field->len > 4 && ngx_strncmp(field->data, "arm:", 4) == 0))
+    {
+        return ngx_http_canary_sync_arm_field(sync, sr, field, value, cur,
+                                              v);
+    }
+
     if (field->len == 5 && ngx_strncmp(field->data, "state", 5) == 0) {
 
         if (ngx_http_canary_parse_state(value->data, value->len, &state)
@@ -2232,6 +2319,79 @@ ngx_http_canary_sync_field(ngx_http_canary_sync_t *sync,
     }
 
     /* other fields (the auto controller's "step", ...) are not ours */
+
+    return NGX_OK;
+}
+
+
+/* the configuration's values: its percent, its arms' weights, all on */
+
+static void
+ngx_http_canary_values_init(ngx_http_canary_values_t *v,
+    ngx_http_canary_rollout_t *ro)
+{
+    ngx_uint_t  a;
+
+    ngx_memzero(v, sizeof(ngx_http_canary_values_t));
+
+    v->percent = ro->percent;
+    v->source = NGX_HTTP_CANARY_SOURCE_CONFIG;
+
+    for (a = 0; a < ro->narms; a++) {
+        v->weight[a] = ro->variants[a + 1].weight;
+    }
+}
+
+
+/*
+ * "weight:<arm>" 0..10000 and "arm:<arm>" on|off.  A field naming no arm
+ * of the rollout is refused like a bad value: it is most likely a typo
+ * that would otherwise be silently ignored.
+ */
+
+static ngx_int_t
+ngx_http_canary_sync_arm_field(ngx_http_canary_sync_t *sync,
+    ngx_http_canary_sync_rollout_t *sr, ngx_str_t *field, ngx_str_t *value,
+    ngx_http_canary_snapshot_t *cur, ngx_http_canary_values_t *v)
+{
+    size_t      skip;
+    ngx_int_t   arm;
+    ngx_uint_t  a;
+
+    skip = (field->data[0] == 'w') ? 7 : 4;
+
+    arm = ngx_http_canary_find_arm(sr->ro, field->data + skip,
+                                   field->len - skip);
+
+    if (arm == NGX_ERROR) {
+        ngx_http_canary_sync_refuse(sync, sr, field, value);
+        return NGX_OK;
+    }
+
+    a = arm - 1;
+
+    if (skip == 7) {
+        if (ngx_http_canary_parse_weight(value->data, value->len,
+                                         &v->weight[a])
+            != 0)
+        {
+            ngx_http_canary_sync_refuse(sync, sr, field, value);
+            v->weight[a] = cur->weight[a];
+        }
+
+        return NGX_OK;
+    }
+
+    if (value->len == 2 && ngx_strncmp(value->data, "on", 2) == 0) {
+        v->arms_off &= ~(1 << a);
+
+    } else if (value->len == 3 && ngx_strncmp(value->data, "off", 3) == 0) {
+        v->arms_off |= 1 << a;
+
+    } else {
+        ngx_http_canary_sync_refuse(sync, sr, field, value);
+        v->arms_off |= cur->arms_off & (1 << a);
+    }
 
     return NGX_OK;
 }
@@ -2439,7 +2599,9 @@ ngx_http_canary_sync_same(ngx_http_canary_snapshot_t *cur,
 
     if (cur->percent != v->percent || cur->start != v->start
         || cur->end != v->end || cur->state != v->state
-        || cur->source != v->source || cur->nsegments != v->nsegments)
+        || cur->source != v->source || cur->nsegments != v->nsegments
+        || cur->arms_off != v->arms_off
+        || ngx_memcmp(cur->weight, v->weight, sizeof(v->weight)) != 0)
     {
         return 0;
     }
@@ -2505,6 +2667,13 @@ ngx_http_canary_sync_copy_locked(ngx_slab_pool_t *shpool,
         snap->end = v->end;
         snap->state = v->state;
         snap->source = v->source;
+        snap->arms_off = v->arms_off;
+        snap->total = 0;
+
+        for (i = 0; i < NGX_HTTP_CANARY_MAX_ARMS; i++) {
+            snap->weight[i] = v->weight[i];
+            snap->total += v->weight[i];
+        }
     }
 
     return snap;
@@ -2576,7 +2745,10 @@ ngx_http_canary_sync_next_set(ngx_http_canary_sync_t *sync)
             continue;
         }
 
-        which = (sr->dirty & 1) ? 0 : 1;
+        for (which = 0; !(sr->dirty & (1 << which)); which++) {
+            /* void */
+        }
+
         sr->dirty &= ~(1 << which);
 
         if (sr->scard[which] < 0) {
@@ -2612,7 +2784,8 @@ ngx_http_canary_sync_next_set(ngx_http_canary_sync_t *sync)
         sync->set = set;
 
         ngx_http_canary_users_open(&sync->users, &sync->cmcf->state_file,
-                                   &sr->ro->name, which);
+                                   &sr->set_name[which],
+                                   ngx_min(which, 2));
 
         ngx_http_canary_sync_set_clear(sync);
         return;
@@ -2864,9 +3037,13 @@ ngx_http_canary_sync_set_publish(ngx_http_canary_sync_t *sync)
     sr->too_big[which] = -1;
 
     ngx_log_error(NGX_LOG_NOTICE, sync->log, 0,
-                  "canary sync: rollout \"%V\" %V now has %ui members "
+                  "canary sync: rollout \"%V\" %s%V now has %ui members "
                   "in %uz bytes of the zone (%ui SSCAN batches)",
-                  &sr->ro->name, &ngx_http_canary_which_names[which], n,
+                  &sr->ro->name,
+                  which == 0 ? "canary_users" : which == 1 ? "stable_users"
+                                                           : "users:",
+                  which < 2 ? &ngx_http_canary_empty
+                            : &sr->ro->variants[which - 1].name, n,
                   ngx_http_canary_set_bytes(n ? set : NULL),
                   sync->set_batches);
 
@@ -2905,7 +3082,7 @@ ngx_http_canary_sync_set_swap(ngx_http_canary_main_conf_t *cmcf,
     }
 
     cur = ro->sh->snapshot;
-    old = which ? cur->stable_users : cur->canary_users;
+    old = ngx_http_canary_snapshot_set(cur, which);
 
     if (old == NULL && set == NULL) {
         ngx_shmtx_unlock(&cmcf->shpool->mutex);
@@ -2928,11 +3105,15 @@ ngx_http_canary_sync_set_swap(ngx_http_canary_main_conf_t *cmcf,
         return NGX_ERROR;
     }
 
-    if (which) {
-        snap->stable_users = set;
+    ngx_http_canary_snapshot_set(snap, which) = set;
 
-    } else {
-        snap->canary_users = set;
+    if (which >= 2) {
+        if (set) {
+            snap->arm_users_mask |= 1 << (which - 2);
+
+        } else {
+            snap->arm_users_mask &= ~(1 << (which - 2));
+        }
     }
 
     (void) ngx_http_canary_publish(cmcf, ro->sh, snap);
@@ -3004,6 +3185,11 @@ ngx_http_canary_state_write(ngx_http_canary_sync_t *sync)
                     + 3 * snap->segments[j].value.len;
         }
 
+        for (j = 1; j <= ro[i].narms; j++) {
+            size += sizeof("arm   10000 off\n") + ro[i].name.len
+                    + ro[i].variants[j].name.len;
+        }
+
         size += sizeof("auto     \n") + ro[i].name.len + 4 * NGX_INT64_LEN;
     }
 
@@ -3039,6 +3225,21 @@ ngx_http_canary_state_write(ngx_http_canary_sync_t *sync)
             p += ngx_http_canary_escape(p, snap->segments[j].value.data,
                                         snap->segments[j].value.len);
             *p++ = '\n';
+        }
+
+        /* the arms whose allocation Redis changed */
+
+        for (j = 1; j <= ro[i].narms; j++) {
+            if (snap->weight[j - 1] == ro[i].variants[j].weight
+                && !(snap->arms_off & (1 << (j - 1))))
+            {
+                continue;
+            }
+
+            p = ngx_sprintf(p, "arm %V %V %uD %s\n", &ro[i].name,
+                            &ro[i].variants[j].name, snap->weight[j - 1],
+                            (snap->arms_off & (1 << (j - 1))) ? "off"
+                                                              : "on");
         }
 
         st = ro[i].sh->autost;
@@ -3152,7 +3353,7 @@ ngx_http_canary_state_auto(ngx_http_canary_sync_t *sync)
 void
 ngx_http_canary_state_load(ngx_http_canary_main_conf_t *cmcf, ngx_log_t *log)
 {
-    ngx_uint_t                  i, which;
+    ngx_uint_t                  i, n, which;
     ngx_http_canary_set_t      *set;
     ngx_http_canary_rollout_t  *ro;
 
@@ -3165,8 +3366,14 @@ ngx_http_canary_state_load(ngx_http_canary_main_conf_t *cmcf, ngx_log_t *log)
     ro = cmcf->rollouts.elts;
 
     for (i = 0; i < cmcf->rollouts.nelts; i++) {
-        for (which = 0; which < 2; which++) {
-            set = ngx_http_canary_users_load(cmcf, &ro[i].name, which, log);
+        n = (ro[i].narms > 1) ? 2 + ro[i].narms : 2;
+
+        for (which = 0; which < n; which++) {
+            set = ngx_http_canary_users_load(cmcf,
+                                             which < 2
+                                             ? &ro[i].name
+                                             : &ro[i].variants[which - 1].users,
+                                             ngx_min(which, 2), log);
 
             if (set) {
                 (void) ngx_http_canary_sync_set_swap(cmcf, &ro[i], which, set,
@@ -3246,6 +3453,12 @@ ngx_http_canary_state_load_values(ngx_http_canary_main_conf_t *cmcf,
         goto done;
     }
 
+    ro = cmcf->rollouts.elts;
+
+    for (i = 0; i < cmcf->rollouts.nelts; i++) {
+        ngx_http_canary_values_init(&vals[i], &ro[i]);
+    }
+
     run_id[0] = '\0';
 
     if (ngx_http_canary_state_parse(cmcf, buf, n, vals, run_id, pool, log)
@@ -3257,8 +3470,6 @@ ngx_http_canary_state_load_values(ngx_http_canary_main_conf_t *cmcf,
     if (run_id[0]) {
         ngx_memcpy(cmcf->sh->run_id, run_id, NGX_HTTP_CANARY_RUN_ID_LEN + 1);
     }
-
-    ro = cmcf->rollouts.elts;
 
     for (i = 0; i < cmcf->rollouts.nelts; i++) {
         if (vals[i].source != NGX_HTTP_CANARY_SOURCE_STATE_FILE) {
@@ -3302,9 +3513,9 @@ ngx_http_canary_state_parse(ngx_http_canary_main_conf_t *cmcf, u_char *p,
     u_char                     *last, *eol, *s;
     size_t                      slen;
     time_t                      start, end;
-    uint32_t                    pct;
+    uint32_t                    pct, w;
     unsigned                    state;
-    ngx_int_t                   idx;
+    ngx_int_t                   idx, arm;
     off_t                       num[4];
     ngx_uint_t                  line, i, ended;
     const char                 *why;
@@ -3477,6 +3688,43 @@ ngx_http_canary_state_parse(ngx_http_canary_main_conf_t *cmcf, u_char *p,
             vals[idx].failures = num[1];
             vals[idx].since = num[2];
             vals[idx].checked = num[3];
+
+            continue;
+        }
+
+        if (ntok == 5 && tok[0].len == 3
+            && ngx_strncmp(tok[0].data, "arm", 3) == 0)
+        {
+            if (ngx_http_canary_parse_weight(tok[3].data, tok[3].len, &w)
+                || !((tok[4].len == 2
+                      && ngx_strncmp(tok[4].data, "on", 2) == 0)
+                     || (tok[4].len == 3
+                         && ngx_strncmp(tok[4].data, "off", 3) == 0)))
+            {
+                why = "bad arm weight or state";
+                goto invalid;
+            }
+
+            if (idx < 0
+                || vals[idx].source != NGX_HTTP_CANARY_SOURCE_STATE_FILE)
+            {
+                continue;
+            }
+
+            /* an arm no longer in the configuration is skipped */
+
+            arm = ngx_http_canary_find_arm(&ro[idx],
+                                           (u_char *) tok[2].data,
+                                           tok[2].len);
+            if (arm == NGX_ERROR) {
+                continue;
+            }
+
+            vals[idx].weight[arm - 1] = w;
+
+            if (tok[4].len == 3) {
+                vals[idx].arms_off |= 1 << (arm - 1);
+            }
 
             continue;
         }

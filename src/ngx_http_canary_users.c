@@ -4,9 +4,11 @@
  *
  * User sets kept beside the state file, so that after a restart with
  * Redis down the pinned users stay pinned.  One file per rollout and set,
- * "<state file>.<canary|stable>_users.<crc32 of the rollout name, hex>":
+ * "<state file>.<canary|stable>_users.<crc32 of the rollout name, hex>",
+ * and for an arm's users:<arm> set "<state file>.arm_users.<crc32 of
+ * "<rollout>:<arm>">" with "<rollout>:<arm>" as its name:
  *
- *     canary_users 1 <canary|stable> <escaped rollout name>
+ *     canary_users 1 <canary|stable|arm> <escaped name>
  *     <escaped member>
  *     ...
  *     end <number of member lines>
@@ -49,9 +51,11 @@ static ngx_http_canary_set_t *ngx_http_canary_users_parse(
     ngx_uint_t which, u_char *p, size_t len, ngx_log_t *log);
 
 
+/* which: 0 canary_users, 1 stable_users, 2 an arm's users:<arm> */
 static ngx_str_t  ngx_http_canary_users_which[] = {
     ngx_string("canary"),
-    ngx_string("stable")
+    ngx_string("stable"),
+    ngx_string("arm")
 };
 
 

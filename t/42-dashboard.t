@@ -8,7 +8,9 @@
 # compared with ?format=json: totals exactly, the error rate and p50/p99
 # as computed from the histogram.  A rollout and a segment whose names
 # hold <script> and quotes show as text, run nothing, and stay valid JSON.
-# A screenshot is saved in the test's temp folder.
+# A rollout with three arms shows a box per arm with its own numbers and
+# its allocation (weight, off).  A screenshot is saved in the test's temp
+# folder.
 
 use strict;
 use warnings;
@@ -174,6 +176,16 @@ canary_rollout checkout {
     segment  $http_x_country;
 }
 
+canary_rollout home {
+    key      $http_x_user_id;
+    stable   app_stable;
+    variant  blue  app_canary weight=1;
+    variant  green app_canary weight=1;
+    variant  red   app_canary weight=2;
+    percent  40;
+    override $http_x_canary;
+}
+
 canary_rollout "%%EVIL%%" {
     key      $http_x_user_id;
     stable   app_stable;
@@ -189,6 +201,11 @@ server {
         proxy_pass http://$canary_upstream;
     }
 
+    location /h/ {
+        canary home;
+        proxy_pass http://$canary_upstream;
+    }
+
     location = /canary { canary_status; }
     location = /favicon.ico { return 204; }
 }
@@ -196,6 +213,8 @@ EOF
 
 $redis->cli('HSET', 'canary:rollout:checkout', 'percent', '12.5',
             "percent:$evil_segment", '50');
+$redis->cli('HSET', 'canary:rollout:home', 'weight:red', '3',
+            'arm:green', 'off');
 
 my $ng = start_nginx($conf, vars => { EVIL => $evil, REDIS => $redis->port });
 my $port = $ng->port;
@@ -224,6 +243,9 @@ ok(index($raw_html, '&lt;script&gt;window.pwned=1&lt;/script&gt;') >= 0,
 ok(index($raw_html, '&lt;script&gt;window.pwned=3&lt;/script&gt;&quot;US&quot;') >= 0,
    'raw HTML: the segment escaped');
 ok($raw_html !~ /<script>window\.pwned/, 'raw HTML: no injected script');
+my ($home_row) = $raw_html =~ m{(<tr><td class="name">home</td>.*?</tr>)};
+is(scalar(() = ($home_row // '') =~ /<td/g), 11,
+   'raw HTML: the rollout with arms fills the table\'s 11 columns');
 
 my (undef, undef, $prom) = http_get($port, '/canary?format=prometheus');
 ok(index($prom, 'segment="<script>window.pwned=3</script>\"US\"\'"} 50') >= 0,
@@ -282,9 +304,16 @@ cmp_ok($p0, '>=', 1, 'the dashboard polled ?format=json');
 my @reqs = ((map { ['/ok', 'X-Canary' => 'never', 'X-User-Id' => "s$_"] } 1 .. 40),
             (map { ['/ok', 'X-Canary' => 'always', 'X-User-Id' => "c$_"] } 1 .. 30),
             (map { ['/e500', 'X-Canary' => 'always', 'X-User-Id' => "e$_"] } 1 .. 10));
+# and for the arms: blue 5, green 6 (2 of them 500), red 7, stable 3
+
+push @reqs, (map { ['/h/ok', 'X-Canary' => 'blue', 'X-User-Id' => "b$_"] } 1 .. 5),
+            (map { ['/h/ok', 'X-Canary' => 'green', 'X-User-Id' => "g$_"] } 1 .. 4),
+            (map { ['/h/e500', 'X-Canary' => 'green', 'X-User-Id' => "G$_"] } 1 .. 2),
+            (map { ['/h/ok', 'X-Canary' => 'red', 'X-User-Id' => "r$_"] } 1 .. 7),
+            (map { ['/h/ok', 'X-Canary' => 'stable', 'X-User-Id' => "t$_"] } 1 .. 3);
 my @res = http_client($port)->pipeline(@reqs);
-is(scalar(grep { $_->[0] == 200 } @res), 70, '70 requests answered 200');
-is(scalar(grep { $_->[0] == 500 } @res), 10, '10 requests answered 500');
+is(scalar(grep { $_->[0] == 200 } @res), 70 + 19, '89 requests answered 200');
+is(scalar(grep { $_->[0] == 500 } @res), 12, '12 requests answered 500');
 
 # every request counted, then two more polls, so the page has them all
 
@@ -292,7 +321,10 @@ $end = time + 10;
 while (time < $end) {
     $j = status_json();
     my $c = $j->{rollouts}[0]{variants};
-    last if $c->{stable}{requests} + $c->{canary}{requests} >= 80;
+    my $h = $j->{rollouts}[1]{variants};
+    last if $c->{stable}{requests} + $c->{canary}{requests} >= 80
+            && $h->{red}{requests} + $h->{green}{requests}
+               + $h->{blue}{requests} + $h->{stable}{requests} >= 21;
     sleep 0.05;
 }
 my $p1 = polls();
@@ -315,6 +347,9 @@ my $shown = js(<<'JS');
                                             value: f.getAttribute('data-value') };
       });
       x.points = v.querySelector('polyline.rate').getAttribute('points') || '';
+      x.arm = v.querySelector('.arm').textContent;
+      x.off = v.classList.contains('off');
+      x.colour = getComputedStyle(v).borderTopColor;
       r.v[v.getAttribute('data-variant')] = x;
     });
     out.push(r);
@@ -387,7 +422,30 @@ is($c->{canary}{requests}, 40, 'JSON: 40 canary');
 is($s->{canary}{errors}{text}, '25.00%', 'canary: 25.00% errors');
 is($s->{stable}{errors}{text}, '0.00%', 'stable: 0.00% errors');
 
-my $e = $shown->{rollouts}[1];
+# the rollout with three arms: a box per variant, in order, each with its
+# own figures and allocation
+
+my $hj = $j->{rollouts}[1]{variants};
+my $hs = $shown->{rollouts}[1];
+is($hs->{name}, 'home', 'the rollout with arms');
+is_deeply([sort keys %{ $hs->{v} }], [qw(blue green red stable)],
+          'a box for stable and for each arm');
+my %want = (stable => [3, 0], blue => [5, 0], green => [6, 2], red => [7, 0]);
+for my $v (sort keys %want) {
+    is($hj->{$v}{requests}, $want{$v}[0], "JSON: home $v requests");
+    is($hs->{v}{$v}{requests}{text}, $want{$v}[0], "home $v: requests shown");
+    is($hs->{v}{$v}{'5xx'}{text}, $want{$v}[1], "home $v: 5xx shown");
+    cmp_ok($hs->{v}{$v}{rate}{value}, '>', 0, "home $v: a request rate");
+}
+is($hs->{v}{green}{errors}{text}, '33.33%', 'home green: 33.33% errors');
+is($hs->{v}{blue}{arm}, 'weight 1', 'blue: weight 1');
+is($hs->{v}{green}{arm}, 'weight 1, off', 'green: weight 1, off');
+ok($hs->{v}{green}{off} && !$hs->{v}{red}{off}, 'green shown off');
+is($hs->{v}{red}{arm}, 'weight 3', 'red: weight 3 from Redis');
+my %colours = map { $hs->{v}{$_}{colour} => 1 } keys %{ $hs->{v} };
+is(scalar keys %colours, 4, 'four colours for four variants');
+
+my $e = $shown->{rollouts}[2];
 is($e->{name}, $evil, 'the hostile rollout name shows as text');
 is($e->{v}{stable}{requests}{text}, '0', 'its counters');
 

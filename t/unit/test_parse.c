@@ -56,6 +56,38 @@ test_percent_good(void **state)
 }
 
 
+/* an arm's weight: whole 0..10000, nothing else */
+static void
+test_weight(void **state)
+{
+    size_t       i;
+    uint32_t     v;
+    const char  *bad[] = { "", "-1", "+1", "1.0", "1.", "10001", "99999",
+                           "100000", " 1", "1 ", "0x10", "1e3", "one" };
+
+    (void) state;
+
+    v = 7;
+    assert_int_equal(ngx_http_canary_parse_weight((const unsigned char *) "0",
+                                                  1, &v), 0);
+    assert_int_equal(v, 0);
+    assert_int_equal(ngx_http_canary_parse_weight(
+                         (const unsigned char *) "10000", 5, &v), 0);
+    assert_int_equal(v, 10000);
+    assert_int_equal(ngx_http_canary_parse_weight(
+                         (const unsigned char *) "33", 2, &v), 0);
+    assert_int_equal(v, 33);
+
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        v = 7;
+        assert_int_equal(ngx_http_canary_parse_weight(
+                             (const unsigned char *) bad[i], strlen(bad[i]),
+                             &v), -1);
+        assert_int_equal(v, 7);
+    }
+}
+
+
 static void
 test_percent_bad(void **state)
 {
@@ -241,6 +273,7 @@ main(void)
     const struct CMUnitTest  tests[] = {
         cmocka_unit_test(test_percent_good),
         cmocka_unit_test(test_percent_bad),
+        cmocka_unit_test(test_weight),
         cmocka_unit_test(test_decimal),
         cmocka_unit_test(test_time),
         cmocka_unit_test(test_state),
