@@ -206,8 +206,8 @@ static void ngx_http_canary_auto_poll(ngx_http_canary_auto_t *ctl,
     ngx_http_canary_auto_rollout_t *ar, uint64_t judge);
 static void ngx_http_canary_auto_poll_handler(ngx_http_canary_redis_t *rc,
     redisReply *reply, void *data);
-static void ngx_http_canary_auto_show(ngx_http_canary_auto_rollout_t *ar,
-    redisReply **f);
+static ngx_int_t ngx_http_canary_auto_show(
+    ngx_http_canary_auto_rollout_t *ar, redisReply **f);
 static void ngx_http_canary_auto_operator(ngx_http_canary_auto_rollout_t *ar,
     redisReply **f, uint32_t percent, ngx_uint_t state, uint64_t decided);
 static void ngx_http_canary_auto_start(ngx_http_canary_auto_rollout_t *ar,
@@ -1010,7 +1010,11 @@ ngx_http_canary_auto_poll_handler(ngx_http_canary_redis_t *rc,
     f = reply->element[0]->element;
     fig = (reply->elements > 1 && ar->judging) ? reply->element[1] : NULL;
 
-    ngx_http_canary_auto_show(ar, f);
+    if (ngx_http_canary_auto_show(ar, f) == NGX_DECLINED) {
+        /* a Redis that lost the hash, to be restored: no operator */
+        ar->seen = 0;
+        return;
+    }
 
     if (!ctl->leader || ar->applying) {
         ar->seen = 0;
@@ -1088,9 +1092,13 @@ ngx_http_canary_auto_poll_handler(ngx_http_canary_redis_t *rc,
 }
 
 
-/* the rollout's automatic state as Redis holds it, for the status page */
+/*
+ * The rollout's automatic state as Redis holds it, for the status page.
+ * NGX_DECLINED: no hash, while the sync keeps values from Redis or the
+ * state file (a Redis that lost its data and is being restored).
+ */
 
-static void
+static ngx_int_t
 ngx_http_canary_auto_show(ngx_http_canary_auto_rollout_t *ar,
     redisReply **f)
 {
@@ -1100,10 +1108,29 @@ ngx_http_canary_auto_show(ngx_http_canary_auto_rollout_t *ar,
     ngx_slab_pool_t                *shpool;
     ngx_http_canary_auto_status_t  *st, tmp;
 
+    /*
+     * No hash while the sync still holds values from Redis or the state
+     * file: a Redis that lost its data and is being restored from the
+     * zone, these figures among the rest (the sync publishes the config's
+     * values when the hash is gone for good)
+     */
+
+    for (i = 0; i < ngx_http_canary_f_n; i++) {
+        if (f[i]->type != REDIS_REPLY_NIL) {
+            break;
+        }
+    }
+
+    if (i == ngx_http_canary_f_n
+        && ar->ro->sh->snapshot->source != NGX_HTTP_CANARY_SOURCE_CONFIG)
+    {
+        return NGX_DECLINED;
+    }
+
     st = ar->ro->sh->autost;
 
     if (st == NULL) {
-        return;
+        return NGX_OK;
     }
 
     for (i = 0; i < ngx_http_canary_f_n; i++) {
@@ -1171,6 +1198,8 @@ ngx_http_canary_auto_show(ngx_http_canary_auto_rollout_t *ar,
     ngx_shmtx_lock(&shpool->mutex);
     *st = tmp;
     ngx_shmtx_unlock(&shpool->mutex);
+
+    return NGX_OK;
 }
 
 

@@ -72,6 +72,9 @@
 
 #define NGX_HTTP_CANARY_MAX_SLOTS      64
 
+/* a Redis instance's run_id (INFO server): 40 hex digits, then a NUL */
+#define NGX_HTTP_CANARY_RUN_ID_LEN     40
+
 
 /* the counters below but the padding, and the padding's atomics */
 #define NGX_HTTP_CANARY_NCOUNTERS  (9 + NGX_HTTP_CANARY_HIST_BUCKETS)
@@ -283,6 +286,13 @@ typedef struct {
        worker if its builder died before publishing it */
     ngx_http_canary_set_t          *building;
     ngx_pid_t                       building_pid;
+
+    /* the Redis instance the last good state came from ("" unknown),
+       and the restores of that state into an instance that lost it */
+    u_char                          run_id[NGX_HTTP_CANARY_RUN_ID_LEN + 1];
+    ngx_atomic_t                    restored;       /* unix seconds */
+    ngx_atomic_t                    restores;
+    ngx_atomic_t                    restored_rollouts;
 } ngx_http_canary_shctx_t;
 
 
@@ -559,6 +569,8 @@ ngx_int_t ngx_http_canary_set_add_locked(ngx_slab_pool_t *shpool,
 ngx_uint_t ngx_http_canary_set_contains(ngx_http_canary_set_t *set,
     ngx_str_t *key);
 ngx_uint_t ngx_http_canary_set_size(ngx_http_canary_set_t *set);
+ngx_int_t ngx_http_canary_set_next(ngx_http_canary_set_t *set,
+    ngx_uint_t *pos, ngx_str_t *key);
 size_t ngx_http_canary_set_bytes(ngx_http_canary_set_t *set);
 void ngx_http_canary_set_free_locked(ngx_slab_pool_t *shpool,
     ngx_http_canary_set_t *set);

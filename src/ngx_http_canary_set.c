@@ -232,6 +232,35 @@ ngx_http_canary_set_size(ngx_http_canary_set_t *set)
 }
 
 
+/*
+ * The members one by one, for a published set (which never changes): pos
+ * starts at 0; NGX_DONE after the last one.
+ */
+
+ngx_int_t
+ngx_http_canary_set_next(ngx_http_canary_set_t *set, ngx_uint_t *pos,
+    ngx_str_t *key)
+{
+    ngx_http_canary_set_entry_t  *e;
+
+    if (set == NULL || set->n == 0) {
+        return NGX_DONE;
+    }
+
+    while (*pos <= set->mask) {
+        e = &set->table[(*pos)++];
+
+        if (e->data) {
+            key->data = e->data;
+            key->len = e->len;
+            return NGX_OK;
+        }
+    }
+
+    return NGX_DONE;
+}
+
+
 size_t
 ngx_http_canary_set_bytes(ngx_http_canary_set_t *set)
 {

@@ -88,6 +88,9 @@ typedef struct {
     ngx_atomic_uint_t               sync_errors;
     ngx_atomic_uint_t               refused;
     ngx_atomic_uint_t               last_sync;
+    ngx_atomic_uint_t               restores;
+    ngx_atomic_uint_t               restored;
+    ngx_atomic_uint_t               restored_rollouts;
     size_t                          zone_size;
     size_t                          zone_free;
     ngx_msec_t                      now_msec;
@@ -426,6 +429,9 @@ ngx_http_canary_report(ngx_http_request_t *r, ngx_http_canary_report_t *rp)
     rp->sync_errors = sh->sync_errors;
     rp->refused = sh->refused;
     rp->last_sync = sh->last_sync;
+    rp->restores = sh->restores;
+    rp->restored = sh->restored;
+    rp->restored_rollouts = sh->restored_rollouts;
 
     /* a racy read of the free page count is fine for a figure */
 
@@ -516,6 +522,7 @@ ngx_http_canary_sum(ngx_http_canary_main_conf_t *cmcf,
  *
  *   Rollouts: 1
  *   Redis: up 1 syncs 12 errors 0 refused 0 last_sync 1796000000
+ *   Restored: 1 rollouts 2 at 1796000000     (once Redis was restored)
  *   Zone: size 1048576 used 40960 free 1007616
  *   Rollout checkout percent 12.5 state none source config updated 17..
  *    segment "US" 50
@@ -535,19 +542,26 @@ ngx_http_canary_text(ngx_http_canary_out_t *o, ngx_http_canary_report_t *rp)
     ngx_http_canary_counters_t  *c;
     ngx_http_canary_snapshot_t  *snap;
 
-    p = ngx_http_canary_reserve(o, 3 * NGX_HTTP_CANARY_LINE
-                                   + 9 * NGX_HTTP_CANARY_NUM);
+    p = ngx_http_canary_reserve(o, 4 * NGX_HTTP_CANARY_LINE
+                                   + 12 * NGX_HTTP_CANARY_NUM);
     if (p == NULL) {
         return NGX_ERROR;
     }
 
     p = ngx_sprintf(p, "Rollouts: %ui\n"
                     "Redis: up %uA syncs %uA errors %uA refused %uA "
-                    "last_sync %uA\n"
-                    "Zone: size %uz used %uz free %uz\n",
+                    "last_sync %uA\n",
                     rp->nviews, rp->redis_up, rp->syncs, rp->sync_errors,
-                    rp->refused, rp->last_sync, rp->zone_size,
-                    rp->zone_size - rp->zone_free, rp->zone_free);
+                    rp->refused, rp->last_sync);
+
+    if (rp->restores) {
+        p = ngx_sprintf(p, "Restored: %uA rollouts %uA at %uA\n",
+                        rp->restores, rp->restored_rollouts, rp->restored);
+    }
+
+    p = ngx_sprintf(p, "Zone: size %uz used %uz free %uz\n",
+                    rp->zone_size, rp->zone_size - rp->zone_free,
+                    rp->zone_free);
 
     o->buf->last = p;
 
@@ -737,7 +751,8 @@ ngx_http_canary_arms(u_char *p, ngx_http_canary_view_t *vw, ngx_uint_t json)
  *   {"time_ms":..,"histogram_bounds_ms":[1,2,..,60000],
  *    "zone":{"size":..,"used":..,"free":..},
  *    "redis":{"connected":..,"syncs":..,"sync_errors":..,
- *             "refused_values":..,"last_sync":..|null},
+ *             "refused_values":..,"last_sync":..|null,
+ *             "restored":{"count":..,"rollouts":..,"at":..}|null},
  *    "rollouts":[{"name":..,"percent":..,"state":..,"source":..,
  *                 "updated":..,"segments":[{"value":..,"percent":..}],
  *                 "canary_users":..,"stable_users":..,
@@ -753,8 +768,8 @@ ngx_http_canary_json(ngx_http_canary_out_t *o, ngx_http_canary_report_t *rp)
     ngx_http_canary_view_t      *vw;
     ngx_http_canary_snapshot_t  *snap;
 
-    p = ngx_http_canary_reserve(o, 4 * NGX_HTTP_CANARY_LINE
-                                   + (NGX_HTTP_CANARY_HIST_BUCKETS + 10)
+    p = ngx_http_canary_reserve(o, 5 * NGX_HTTP_CANARY_LINE
+                                   + (NGX_HTTP_CANARY_HIST_BUCKETS + 13)
                                      * NGX_HTTP_CANARY_NUM);
     if (p == NULL) {
         return NGX_ERROR;
@@ -778,7 +793,16 @@ ngx_http_canary_json(ngx_http_canary_out_t *o, ngx_http_canary_report_t *rp)
                     rp->syncs, rp->sync_errors, rp->refused);
 
     if (rp->last_sync) {
-        p = ngx_sprintf(p, "%uA},\n\"rollouts\":[", rp->last_sync);
+        p = ngx_sprintf(p, "%uA,\"restored\":", rp->last_sync);
+
+    } else {
+        p = ngx_sprintf(p, "null,\"restored\":");
+    }
+
+    if (rp->restores) {
+        p = ngx_sprintf(p, "{\"count\":%uA,\"rollouts\":%uA,\"at\":%uA}"
+                        "},\n\"rollouts\":[", rp->restores,
+                        rp->restored_rollouts, rp->restored);
 
     } else {
         p = ngx_sprintf(p, "null},\n\"rollouts\":[");
@@ -1273,6 +1297,14 @@ ngx_http_canary_prom(ngx_http_canary_out_t *o, ngx_http_canary_report_t *rp)
         "sync ended, 0 if never.\n"
         "# TYPE nginx_canary_last_sync_timestamp_seconds gauge\n"
         "nginx_canary_last_sync_timestamp_seconds %uA\n"
+        "# HELP nginx_canary_restores_total Times Redis came back empty "
+        "and the last good state was written back.\n"
+        "# TYPE nginx_canary_restores_total counter\n"
+        "nginx_canary_restores_total %uA\n"
+        "# HELP nginx_canary_restored_timestamp_seconds When the last "
+        "restore ended, 0 if never.\n"
+        "# TYPE nginx_canary_restored_timestamp_seconds gauge\n"
+        "nginx_canary_restored_timestamp_seconds %uA\n"
         "# HELP nginx_canary_zone_size_bytes Size of the canary_zone.\n"
         "# TYPE nginx_canary_zone_size_bytes gauge\n"
         "nginx_canary_zone_size_bytes %uz\n"
@@ -1284,8 +1316,8 @@ ngx_http_canary_prom(ngx_http_canary_out_t *o, ngx_http_canary_report_t *rp)
         "# TYPE nginx_canary_zone_free_bytes gauge\n"
         "nginx_canary_zone_free_bytes %uz\n",
         rp->redis_up, rp->syncs, rp->sync_errors, rp->refused,
-        rp->last_sync, rp->zone_size, rp->zone_size - rp->zone_free,
-        rp->zone_free);
+        rp->last_sync, rp->restores, rp->restored, rp->zone_size,
+        rp->zone_size - rp->zone_free, rp->zone_free);
 
     o->buf->last = p;
 

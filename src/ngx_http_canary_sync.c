@@ -44,6 +44,12 @@
 #define NGX_HTTP_CANARY_LOG_VALUE_MAX  64
 #define NGX_HTTP_CANARY_STATE_MAX      (64 * 1024 * 1024)
 
+/* a restore: members per SADD, the lease's and the temporary sets' life */
+#define NGX_HTTP_CANARY_RESTORE_BATCH  1000
+#define NGX_HTTP_CANARY_RESTORE_LEASE  "30000"
+#define NGX_HTTP_CANARY_RESTORE_TMP    "60000"
+#define NGX_HTTP_CANARY_RESTORE_ARGS   64
+
 
 typedef struct ngx_http_canary_sync_rollout_s
     ngx_http_canary_sync_rollout_t;
@@ -77,7 +83,30 @@ struct ngx_http_canary_sync_rollout_s {
     ngx_int_t                       scard[NGX_HTTP_CANARY_NSETS];
     ngx_int_t                       too_big[NGX_HTTP_CANARY_NSETS];
     uint32_t                        dirty;      /* bit "which" */
+    unsigned                        missing:1;  /* no hash, while suspect */
 };
+
+
+/* the last good state being written back into an empty Redis */
+typedef struct {
+    ngx_pool_t                     *pool;
+    ngx_uint_t                      source;     /* zone or state file */
+    ngx_uint_t                      rollouts;   /* with something to write */
+    ngx_uint_t                      written;    /* keys */
+    ngx_uint_t                      kept;       /* keys already there */
+    ngx_uint_t                      members;
+    ngx_uint_t                      waiting;
+    ngx_uint_t                      index;      /* the set being written */
+    ngx_uint_t                      which;
+    ngx_uint_t                      pos;
+    ngx_uint_t                      n;          /* its members sent */
+    ngx_http_canary_set_t          *set;
+    ngx_str_t                       tmp;
+    const char                    **argv;
+    size_t                         *argvlen;
+    unsigned                        failed:1;
+    unsigned                        nomem:1;
+} ngx_http_canary_restore_t;
 
 
 typedef struct {
@@ -108,7 +137,32 @@ typedef struct {
     ngx_http_canary_users_file_t    users;      /* the set's file */
 
     ngx_err_t                       state_err;
+    uint64_t                        state_auto; /* its "auto" lines' sum */
     u_char                         *channels;
+
+    /*
+     * The Redis instance behind sync->redis: its run_id, asked once per
+     * connection (generation: the connection's, plus one).  "suspect":
+     * another instance than the last good state came from, whose keys
+     * decide at the end of the round whether it lost its data.
+     */
+    ngx_uint_t                      generation;
+    u_char                          run_id[NGX_HTTP_CANARY_RUN_ID_LEN + 1];
+    ngx_str_t                       lease;      /* <prefix>restore */
+    ngx_str_t                       begun;      /* <prefix>restoring */
+    ngx_str_t                       node;       /* its value, this node */
+    ngx_str_t                       changed_channel;
+    ngx_http_canary_restore_t      *restore;
+
+    unsigned                        suspect:1;
+    unsigned                        present:1;  /* a key, while suspect */
+    unsigned                        held:1;     /* the lease, by another */
+    unsigned                        held_mine:1;
+    unsigned                        unfinished:1;   /* a restore begun */
+    unsigned                        from_file:1;    /* its source */
+    unsigned                        info_err:1; /* logged */
+    unsigned                        waited:1;   /* logged */
+    unsigned                        restore_err:1;  /* logged */
 } ngx_http_canary_sync_t;
 
 
@@ -124,6 +178,12 @@ typedef struct {
     uint32_t                        arms_off;
     uint32_t                        weight[NGX_HTTP_CANARY_MAX_ARMS];
     ngx_uint_t                      shadow;
+
+    /* an automatic rollout's step, from the state file only */
+    uint64_t                        step;
+    uint64_t                        failures;
+    uint64_t                        since;
+    uint64_t                        checked;
 } ngx_http_canary_values_t;
 
 
@@ -189,12 +249,45 @@ static ngx_int_t ngx_http_canary_sync_set_swap(
     ngx_http_canary_main_conf_t *cmcf, ngx_http_canary_rollout_t *ro,
     ngx_uint_t which, ngx_http_canary_set_t *set, ngx_log_t *log);
 static void ngx_http_canary_sync_close(ngx_http_canary_sync_t *sync);
+static void ngx_http_canary_sync_info(ngx_http_canary_redis_t *rc,
+    redisReply *reply, void *data);
+static void ngx_http_canary_sync_lease(ngx_http_canary_redis_t *rc,
+    redisReply *reply, void *data);
+static ngx_int_t ngx_http_canary_sync_judge(ngx_http_canary_sync_t *sync);
+static void ngx_http_canary_sync_config(ngx_http_canary_sync_t *sync,
+    ngx_http_canary_sync_rollout_t *sr);
+static void ngx_http_canary_sync_adopt(ngx_http_canary_sync_t *sync);
+static void ngx_http_canary_restore_start(ngx_http_canary_sync_t *sync);
+static void ngx_http_canary_restore_lease(ngx_http_canary_redis_t *rc,
+    redisReply *reply, void *data);
+static ngx_int_t ngx_http_canary_restore_hash(ngx_http_canary_sync_t *sync,
+    ngx_http_canary_sync_rollout_t *sr);
+static void ngx_http_canary_restore_hash_handler(ngx_http_canary_redis_t *rc,
+    redisReply *reply, void *data);
+static void ngx_http_canary_restore_next_set(ngx_http_canary_sync_t *sync);
+static void ngx_http_canary_restore_sadd(ngx_http_canary_sync_t *sync);
+static void ngx_http_canary_restore_sadd_handler(ngx_http_canary_redis_t *rc,
+    redisReply *reply, void *data);
+static void ngx_http_canary_restore_rename(ngx_http_canary_redis_t *rc,
+    redisReply *reply, void *data);
+static void ngx_http_canary_restore_release(ngx_http_canary_redis_t *rc,
+    redisReply *reply, void *data);
+static void ngx_http_canary_restore_ignore(ngx_http_canary_redis_t *rc,
+    redisReply *reply, void *data);
+static void ngx_http_canary_restore_end(ngx_http_canary_sync_t *sync,
+    const char *why, redisReply *reply);
+static void ngx_http_canary_restore_arg(ngx_http_canary_restore_t *r,
+    ngx_uint_t *n, const void *data, size_t len);
+static void ngx_http_canary_restore_argf(ngx_http_canary_restore_t *r,
+    ngx_uint_t *n, const char *fmt, ...);
 static void ngx_http_canary_state_write(ngx_http_canary_sync_t *sync);
+static uint64_t ngx_http_canary_state_auto(ngx_http_canary_sync_t *sync);
 static void ngx_http_canary_state_load_values(
     ngx_http_canary_main_conf_t *cmcf, ngx_log_t *log);
 static ngx_int_t ngx_http_canary_state_parse(
     ngx_http_canary_main_conf_t *cmcf, u_char *p, size_t len,
-    ngx_http_canary_values_t *vals, ngx_pool_t *pool, ngx_log_t *log);
+    ngx_http_canary_values_t *vals, u_char *run_id, ngx_pool_t *pool,
+    ngx_log_t *log);
 static ngx_int_t ngx_http_canary_key(ngx_pool_t *pool, ngx_str_t *key,
     ngx_str_t *prefix, ngx_str_t *name, char *suffix);
 static u_char *ngx_http_canary_log_value(u_char *buf, ngx_str_t *value);
@@ -204,11 +297,58 @@ static ngx_http_canary_sync_t  *ngx_http_canary_sync;
 
 static ngx_str_t  ngx_http_canary_empty = ngx_string("");
 
+/*
+ * KEYS[1] the restore lease, KEYS[2] the mark of a restore begun; ARGV
+ * node, life in ms, the instance's run_id.  1: this node's
+ */
+
+static ngx_str_t  ngx_http_canary_restore_lease_lua = ngx_string(
+    "local v = redis.call('GET', KEYS[1]) "
+    "if v and v ~= ARGV[1] then return 0 end "
+    "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) "
+    "redis.call('SET', KEYS[2], ARGV[3]) "
+    "return 1");
+
+
+/* KEYS[1] a rollout hash; ARGV its fields and values.  1: written */
+
+static ngx_str_t  ngx_http_canary_restore_hash_lua = ngx_string(
+    "if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end "
+    "for i = 1, #ARGV, 2 do "
+    "  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) "
+    "end "
+    "return 1");
+
+
+/* KEYS[1] a filled temporary set, KEYS[2] the user set.  1: renamed */
+
+static ngx_str_t  ngx_http_canary_restore_set_lua = ngx_string(
+    "if redis.call('EXISTS', KEYS[2]) == 1 then "
+    "  redis.call('DEL', KEYS[1]) return 0 "
+    "end "
+    "redis.call('RENAME', KEYS[1], KEYS[2]) "
+    "redis.call('PERSIST', KEYS[2]) "
+    "return 1");
+
+
+/* KEYS[1] the restore lease, KEYS[2] the mark; ARGV node, the channel */
+
+static ngx_str_t  ngx_http_canary_restore_release_lua = ngx_string(
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+    "  redis.call('DEL', KEYS[1]) "
+    "end "
+    "redis.call('DEL', KEYS[2]) "
+    "redis.call('PUBLISH', ARGV[2], '') "
+    "return 1");
+
+
 ngx_int_t
 ngx_http_canary_sync_init_process(ngx_cycle_t *cycle)
 {
     u_char                          *p;
+    size_t                           len;
     ngx_uint_t                       i, j;
+    ngx_listening_t                 *ls;
     ngx_http_canary_sync_t          *sync;
     ngx_http_canary_variant_t       *var;
     ngx_http_canary_rollout_t       *ro;
@@ -316,6 +456,52 @@ ngx_http_canary_sync_init_process(ngx_cycle_t *cycle)
         }
     }
 
+    /* the restore lease, and this node's name in it (as "auto" names it) */
+
+    len = cmcf->redis->prefix.len + sizeof("restoring") - 1;
+
+    sync->lease.data = ngx_pnalloc(cycle->pool, 3 * len);
+    if (sync->lease.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    sync->lease.len = ngx_sprintf(sync->lease.data, "%Vrestore",
+                                  &cmcf->redis->prefix)
+                      - sync->lease.data;
+    sync->begun.data = sync->lease.data + len;
+    sync->begun.len = ngx_sprintf(sync->begun.data, "%Vrestoring",
+                                  &cmcf->redis->prefix)
+                      - sync->begun.data;
+    sync->changed_channel.data = sync->begun.data + len;
+    sync->changed_channel.len = ngx_sprintf(sync->changed_channel.data,
+                                            "%Vchanged", &cmcf->redis->prefix)
+                                - sync->changed_channel.data;
+
+    if (cmcf->node_id.len) {
+        sync->node = cmcf->node_id;
+
+    } else {
+        ls = cycle->listening.elts;
+
+        len = cycle->hostname.len + 1
+              + (cycle->listening.nelts ? ls[0].addr_text.len : 0);
+
+        sync->node.data = ngx_pnalloc(cycle->pool, len);
+        if (sync->node.data == NULL) {
+            return NGX_ERROR;
+        }
+
+        p = ngx_cpymem(sync->node.data, cycle->hostname.data,
+                       cycle->hostname.len);
+        *p++ = '/';
+
+        if (cycle->listening.nelts) {
+            p = ngx_cpymem(p, ls[0].addr_text.data, ls[0].addr_text.len);
+        }
+
+        sync->node.len = p - sync->node.data;
+    }
+
     sync->redis = ngx_http_canary_redis_create(cycle, cmcf->redis, "sync");
     sync->sub = ngx_http_canary_redis_create(cycle, cmcf->redis,
                                              "subscribe");
@@ -393,6 +579,11 @@ ngx_http_canary_sync_close(ngx_http_canary_sync_t *sync)
 
     ngx_http_canary_redis_close(sync->redis);
     ngx_http_canary_redis_close(sync->sub);
+
+    if (sync->restore) {
+        ngx_destroy_pool(sync->restore->pool);
+        sync->restore = NULL;
+    }
 
     ngx_http_canary_sync_set_abort(sync);
 
@@ -686,12 +877,12 @@ ngx_http_canary_sync_touch(ngx_http_canary_sync_t *sync,
 static void
 ngx_http_canary_sync_start(ngx_http_canary_sync_t *sync)
 {
-    size_t                           argvlen[2];
+    size_t                           argvlen[3];
     ngx_uint_t                       i, j;
-    const char                      *argv[2];
+    const char                      *argv[3];
     ngx_http_canary_sync_rollout_t  *sr;
 
-    if (sync->busy) {
+    if (sync->busy || sync->restore) {
         sync->again = 1;
         return;
     }
@@ -699,7 +890,50 @@ ngx_http_canary_sync_start(ngx_http_canary_sync_t *sync)
     sync->busy = 1;
     sync->again = 0;
     sync->failed = 0;
+    sync->present = 0;
     sync->waiting = 1;
+
+    /*
+     * A new connection: which instance is it (answered before the
+     * HGETALLs), and is a restore of it under way?
+     */
+
+    if (sync->generation != sync->redis->generation + 1) {
+        argv[0] = "INFO";
+        argvlen[0] = sizeof("INFO") - 1;
+        argv[1] = "server";
+        argvlen[1] = sizeof("server") - 1;
+
+        if (ngx_http_canary_redis_send(sync->redis, 2, argv, argvlen,
+                                       ngx_http_canary_sync_info, sync)
+            != NGX_OK)
+        {
+            sync->failed = 1;
+            goto done;
+        }
+
+        sync->waiting++;
+        sync->suspect = 0;
+    }
+
+    if (sync->generation != sync->redis->generation + 1 || sync->suspect) {
+        argv[0] = "MGET";
+        argvlen[0] = sizeof("MGET") - 1;
+        argv[1] = (const char *) sync->lease.data;
+        argvlen[1] = sync->lease.len;
+        argv[2] = (const char *) sync->begun.data;
+        argvlen[2] = sync->begun.len;
+
+        if (ngx_http_canary_redis_send(sync->redis, 3, argv, argvlen,
+                                       ngx_http_canary_sync_lease, sync)
+            != NGX_OK)
+        {
+            sync->failed = 1;
+            goto done;
+        }
+
+        sync->waiting++;
+    }
 
     for (i = 0; i < sync->nrollouts; i++) {
         sr = &sync->rollouts[i];
@@ -743,7 +977,9 @@ ngx_http_canary_sync_start(ngx_http_canary_sync_t *sync)
         }
     }
 
-    /* the first count stood for the loop above */
+done:
+
+    /* the first count stood for the commands above */
 
     ngx_http_canary_sync_reply_done(sync);
 }
@@ -757,10 +993,25 @@ ngx_http_canary_sync_hash(ngx_http_canary_redis_t *rc, redisReply *reply,
 
     ngx_http_canary_sync_t  *sync = rc->data;
 
+    sr->missing = 0;
+
     if (reply == NULL) {
         sync->failed = 1;
 
-    } else if (!sync->closed && !ngx_exiting && !ngx_terminate) {
+    } else if (sync->closed || ngx_exiting || ngx_terminate) {
+        /* void */
+
+    } else if (sync->suspect && reply->type == REDIS_REPLY_ARRAY
+               && reply->elements == 0)
+    {
+        /* lost, or cleared: the end of the round tells */
+        sr->missing = 1;
+
+    } else {
+        if (sync->suspect && reply->type == REDIS_REPLY_ARRAY) {
+            sync->present = 1;
+        }
+
         ngx_http_canary_sync_apply(sync, sr, reply);
     }
 
@@ -807,6 +1058,10 @@ ngx_http_canary_sync_scard(ngx_http_canary_sync_rollout_t *sr,
     n = (ngx_int_t) reply->integer;
     sr->scard[which] = n;
 
+    if (sync->suspect && n > 0) {
+        sync->present = 1;
+    }
+
     if (sync->set && sync->set_sr == sr && sync->set_which == which) {
         /* being read now; the next round compares with what it gives */
         return;
@@ -828,6 +1083,7 @@ ngx_http_canary_sync_scard(ngx_http_canary_sync_rollout_t *sr,
 static void
 ngx_http_canary_sync_reply_done(ngx_http_canary_sync_t *sync)
 {
+    ngx_uint_t                hold;
     ngx_http_canary_shctx_t  *sh;
 
     if (--sync->waiting) {
@@ -857,18 +1113,996 @@ ngx_http_canary_sync_reply_done(ngx_http_canary_sync_t *sync)
     ngx_http_canary_reclaim(sync->cmcf);
     ngx_shmtx_unlock(&sync->cmcf->shpool->mutex);
 
-    if (sync->changed) {
+    /* another instance: lost its data, or not? */
+
+    hold = 0;
+
+    if (!sync->failed) {
+        if (sync->suspect && ngx_http_canary_sync_judge(sync) != NGX_OK) {
+            hold = 1;
+
+        } else {
+            ngx_http_canary_sync_adopt(sync);
+        }
+    }
+
+    /* an automatic rollout's step the controller read since: kept too */
+
+    if (sync->changed
+        || sync->state_auto != ngx_http_canary_state_auto(sync))
+    {
         sync->changed = 0;
         ngx_http_canary_state_write(sync);
     }
 
-    if (!sync->failed && sync->set == NULL) {
+    if (!sync->failed && !hold && sync->set == NULL) {
         ngx_http_canary_sync_next_set(sync);
     }
 
     if (sync->again && ngx_http_canary_redis_ready(sync->redis)) {
         ngx_http_canary_sync_start(sync);
     }
+}
+
+
+/*
+ * INFO server's run_id: which Redis instance this connection reached.
+ * Another one than the last good state came from is "suspect" until the
+ * end of the round (see ..._judge()).
+ */
+
+static void
+ngx_http_canary_sync_info(ngx_http_canary_redis_t *rc, redisReply *reply,
+    void *data)
+{
+    ngx_http_canary_sync_t  *sync = data;
+
+    u_char                   *p, *last;
+    ngx_uint_t                i;
+    ngx_http_canary_shctx_t  *sh;
+
+    if (reply == NULL) {
+        sync->failed = 1;
+        ngx_http_canary_sync_reply_done(sync);
+        return;
+    }
+
+    sync->generation = rc->generation + 1;
+    sync->run_id[0] = '\0';
+
+    if (reply->type == REDIS_REPLY_STRING) {
+        p = ngx_strnstr((u_char *) reply->str, "run_id:", reply->len);
+
+        if (p) {
+            p += sizeof("run_id:") - 1;
+            last = (u_char *) reply->str + reply->len;
+
+            for (i = 0; i < NGX_HTTP_CANARY_RUN_ID_LEN; i++) {
+                if (p + i == last || !isxdigit(p[i])) {
+                    break;
+                }
+            }
+
+            if (i == NGX_HTTP_CANARY_RUN_ID_LEN) {
+                ngx_memcpy(sync->run_id, p, NGX_HTTP_CANARY_RUN_ID_LEN);
+                sync->run_id[NGX_HTTP_CANARY_RUN_ID_LEN] = '\0';
+            }
+        }
+    }
+
+    sh = sync->cmcf->sh;
+
+    if (sync->run_id[0] == '\0') {
+        if (!sync->info_err) {
+            sync->info_err = 1;
+            ngx_log_error(NGX_LOG_WARN, sync->log, 0,
+                          "canary sync: \"INFO server\" of Redis at %V gave "
+                          "no run_id: an instance that lost its data cannot "
+                          "be told from one that was cleared, and is obeyed",
+                          &sync->cmcf->redis->name);
+        }
+
+    } else if (sh->run_id[0]
+               && ngx_strcmp(sh->run_id, sync->run_id) != 0)
+    {
+        sync->suspect = 1;
+
+        ngx_log_error(NGX_LOG_INFO, sync->log, 0,
+                      "canary sync: Redis at %V is instance %s, the last "
+                      "good state came from %s",
+                      &sync->cmcf->redis->name, sync->run_id, sh->run_id);
+    }
+
+    ngx_http_canary_sync_reply_done(sync);
+}
+
+
+/*
+ * MGET <prefix>restore <prefix>restoring: is a node restoring this
+ * instance, and has a restore of it begun and not finished (its node
+ * died, its lease expired)?
+ */
+
+static void
+ngx_http_canary_sync_lease(ngx_http_canary_redis_t *rc, redisReply *reply,
+    void *data)
+{
+    ngx_http_canary_sync_t  *sync = data;
+
+    redisReply  *v, *b;
+
+    sync->held = 0;
+    sync->held_mine = 0;
+    sync->unfinished = 0;
+
+    if (reply == NULL) {
+        sync->failed = 1;
+
+    } else if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 2) {
+        v = reply->element[0];
+        b = reply->element[1];
+
+        sync->held = (v->type == REDIS_REPLY_STRING);
+        sync->held_mine = sync->held
+                          && (size_t) v->len == sync->node.len
+                          && ngx_strncmp(v->str, sync->node.data,
+                                         sync->node.len) == 0;
+        sync->unfinished = sync->run_id[0]
+                           && b->type == REDIS_REPLY_STRING
+                           && b->len == NGX_HTTP_CANARY_RUN_ID_LEN
+                           && ngx_strncmp(b->str, sync->run_id,
+                                          NGX_HTTP_CANARY_RUN_ID_LEN) == 0;
+    }
+
+    ngx_http_canary_sync_reply_done(sync);
+}
+
+
+/*
+ * The end of a round with another instance than the last good state came
+ * from.  It holds one of the configured rollouts' keys: it is obeyed (a
+ * failover, a restart with its data).  It holds none: it lost its data,
+ * and the last good state is written back (NGX_AGAIN), unless another
+ * node is at it already (NGX_AGAIN too: the last good state stays until
+ * its restore is done and the keys are back).  A restore begun and not
+ * finished (its node died) is finished: only the missing keys are
+ * written.
+ */
+
+static ngx_int_t
+ngx_http_canary_sync_judge(ngx_http_canary_sync_t *sync)
+{
+    ngx_uint_t                       i, j, lost;
+    ngx_http_canary_snapshot_t      *snap;
+    ngx_http_canary_sync_rollout_t  *sr;
+
+    if (sync->held && !sync->held_mine) {
+        if (!sync->waited) {
+            sync->waited = 1;
+            ngx_log_error(NGX_LOG_NOTICE, sync->log, 0,
+                          "canary sync: another node is restoring Redis at "
+                          "%V (\"%V\" is held), the last good state stays "
+                          "in force meanwhile", &sync->cmcf->redis->name,
+                          &sync->lease);
+        }
+
+        goto hold;
+    }
+
+    lost = 0;
+
+    for (i = 0; i < sync->nrollouts; i++) {
+        sr = &sync->rollouts[i];
+        snap = sr->ro->sh->snapshot;
+
+        if (snap->source != NGX_HTTP_CANARY_SOURCE_CONFIG) {
+            lost = 1;
+        }
+
+        for (j = 0; j < sr->nsets; j++) {
+            if (ngx_http_canary_snapshot_set(snap, j)) {
+                lost = 1;
+            }
+        }
+    }
+
+    if ((sync->present || !lost) && !sync->held_mine && !sync->unfinished) {
+        if (lost) {
+            ngx_log_error(NGX_LOG_NOTICE, sync->log, 0,
+                          "canary sync: Redis at %V is another instance "
+                          "(run_id %s, was %s) that holds rollout keys: "
+                          "its state is obeyed", &sync->cmcf->redis->name,
+                          sync->run_id, sync->cmcf->sh->run_id);
+        }
+
+        for (i = 0; i < sync->nrollouts; i++) {
+            if (sync->rollouts[i].missing) {
+                sync->rollouts[i].missing = 0;
+                ngx_http_canary_sync_config(sync, &sync->rollouts[i]);
+            }
+        }
+
+        sync->suspect = 0;
+        sync->waited = 0;
+        sync->from_file = 0;
+
+        return NGX_OK;
+    }
+
+    ngx_http_canary_restore_start(sync);
+
+hold:
+
+    /* a user set counted 0 now is not read: it is to be restored */
+
+    for (i = 0; i < sync->nrollouts; i++) {
+        sr = &sync->rollouts[i];
+
+        for (j = 0; j < sr->nsets; j++) {
+            if (sr->scard[j] == 0) {
+                sr->dirty &= ~(1 << j);
+            }
+        }
+    }
+
+    return NGX_AGAIN;
+}
+
+
+/* the instance of a round that applied as usual is remembered */
+
+static void
+ngx_http_canary_sync_adopt(ngx_http_canary_sync_t *sync)
+{
+    ngx_http_canary_shctx_t  *sh;
+
+    sh = sync->cmcf->sh;
+
+    if (sync->suspect || sync->run_id[0] == '\0'
+        || ngx_strcmp(sh->run_id, sync->run_id) == 0)
+    {
+        return;
+    }
+
+    ngx_memcpy(sh->run_id, sync->run_id, NGX_HTTP_CANARY_RUN_ID_LEN + 1);
+
+    /* the state file remembers it too */
+    sync->changed = 1;
+}
+
+
+/*
+ * The restore: take the lease <prefix>restore (its value is this node's
+ * name; 30 s) and mark <prefix>restoring with the instance's run_id (a
+ * restore begun); write each rollout hash with a script that writes it
+ * only if it still does not exist; fill each user set into a temporary
+ * key in SADD batches (one per reply) and rename it onto the set only if
+ * that still does not exist; then release the lease, delete the mark and
+ * PUBLISH <prefix>changed.  Rounds wait meanwhile; the round after it
+ * reads back what Redis holds.
+ */
+
+static void
+ngx_http_canary_restore_start(ngx_http_canary_sync_t *sync)
+{
+    ngx_uint_t                  i, n;
+    ngx_pool_t                 *pool;
+    ngx_http_canary_restore_t  *r;
+
+    pool = ngx_create_pool(4096, sync->log);
+    if (pool == NULL) {
+        return;
+    }
+
+    r = ngx_pcalloc(pool, sizeof(ngx_http_canary_restore_t));
+    if (r == NULL) {
+        ngx_destroy_pool(pool);
+        return;
+    }
+
+    n = NGX_HTTP_CANARY_RESTORE_BATCH + NGX_HTTP_CANARY_RESTORE_ARGS;
+
+    r->argv = ngx_palloc(pool, n * sizeof(const char *));
+    r->argvlen = ngx_palloc(pool, n * sizeof(size_t));
+    if (r->argv == NULL || r->argvlen == NULL) {
+        ngx_destroy_pool(pool);
+        return;
+    }
+
+    r->pool = pool;
+
+    /* from the state file, also when resumed after the keys it wrote */
+
+    for (i = 0; i < sync->nrollouts; i++) {
+        if (sync->rollouts[i].ro->sh->snapshot->source
+            == NGX_HTTP_CANARY_SOURCE_STATE_FILE)
+        {
+            sync->from_file = 1;
+        }
+    }
+
+    r->source = sync->from_file ? NGX_HTTP_CANARY_SOURCE_STATE_FILE
+                                : NGX_HTTP_CANARY_SOURCE_REDIS;
+
+    sync->restore = r;
+
+    n = 0;
+    ngx_http_canary_restore_arg(r, &n, "EVAL", 4);
+    ngx_http_canary_restore_arg(r, &n, ngx_http_canary_restore_lease_lua.data,
+                                ngx_http_canary_restore_lease_lua.len);
+    ngx_http_canary_restore_arg(r, &n, "2", 1);
+    ngx_http_canary_restore_arg(r, &n, sync->lease.data, sync->lease.len);
+    ngx_http_canary_restore_arg(r, &n, sync->begun.data, sync->begun.len);
+    ngx_http_canary_restore_arg(r, &n, sync->node.data, sync->node.len);
+    ngx_http_canary_restore_arg(r, &n, NGX_HTTP_CANARY_RESTORE_LEASE,
+                                sizeof(NGX_HTTP_CANARY_RESTORE_LEASE) - 1);
+    ngx_http_canary_restore_arg(r, &n, sync->run_id,
+                                NGX_HTTP_CANARY_RUN_ID_LEN);
+
+    if (ngx_http_canary_redis_send(sync->redis, n, r->argv, r->argvlen,
+                                   ngx_http_canary_restore_lease, sync)
+        != NGX_OK)
+    {
+        ngx_http_canary_restore_end(sync, "the connection failed", NULL);
+    }
+}
+
+
+static void
+ngx_http_canary_restore_lease(ngx_http_canary_redis_t *rc,
+    redisReply *reply, void *data)
+{
+    ngx_http_canary_sync_t  *sync = data;
+
+    ngx_int_t                        n;
+    ngx_uint_t                       i, j;
+    ngx_http_canary_restore_t       *r;
+    ngx_http_canary_sync_rollout_t  *sr;
+
+    r = sync->restore;
+
+    if (reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
+        ngx_http_canary_restore_end(sync, "the lease was not taken", reply);
+        return;
+    }
+
+    if (reply->integer != 1) {
+        /* another node's: the next round waits for it */
+        ngx_http_canary_restore_end(sync, NULL, NULL);
+        return;
+    }
+
+    for (i = 0; i < sync->nrollouts; i++) {
+        sr = &sync->rollouts[i];
+        n = ngx_http_canary_restore_hash(sync, sr);
+
+        if (n == NGX_ERROR) {
+            ngx_http_canary_restore_end(sync, "the hash was not sent", NULL);
+            return;
+        }
+
+        for (j = 0; j < sr->nsets; j++) {
+            if (ngx_http_canary_set_size(
+                    ngx_http_canary_snapshot_set(sr->ro->sh->snapshot, j)))
+            {
+                n = NGX_OK;
+            }
+        }
+
+        if (n == NGX_OK) {
+            r->rollouts++;
+        }
+    }
+
+    if (r->waiting == 0) {
+        ngx_http_canary_restore_next_set(sync);
+    }
+}
+
+
+/*
+ * The rollout hash as the zone holds it: the published values and, for
+ * an automatic rollout, what its controller last read (step, since,
+ * checked, failures, the last decision and its figures).  NGX_DECLINED:
+ * none (the config's values).
+ */
+
+static ngx_int_t
+ngx_http_canary_restore_hash(ngx_http_canary_sync_t *sync,
+    ngx_http_canary_sync_rollout_t *sr)
+{
+    u_char                         *p;
+    ngx_uint_t                      i, n, v;
+    ngx_http_canary_snapshot_t     *snap;
+    ngx_http_canary_restore_t      *r;
+    ngx_http_canary_auto_status_t   st;
+
+    static const char  *fig[2][4] = {
+        { "s_requests", "s_errors", "s_error_rate", "s_p99" },
+        { "c_requests", "c_errors", "c_error_rate", "c_p99" }
+    };
+
+    r = sync->restore;
+    snap = sr->ro->sh->snapshot;
+
+    if (snap->source == NGX_HTTP_CANARY_SOURCE_CONFIG) {
+        return NGX_DECLINED;
+    }
+
+    ngx_memzero(&st, sizeof(ngx_http_canary_auto_status_t));
+
+    if (sr->ro->sh->autost) {
+        ngx_shmtx_lock(&sync->cmcf->shpool->mutex);
+        st = *sr->ro->sh->autost;
+        ngx_shmtx_unlock(&sync->cmcf->shpool->mutex);
+    }
+
+    n = 2 * (snap->nsegments + 2 * NGX_HTTP_CANARY_MAX_ARMS + 32) + 4;
+
+    if (n > NGX_HTTP_CANARY_RESTORE_BATCH + NGX_HTTP_CANARY_RESTORE_ARGS) {
+        r->argv = ngx_palloc(r->pool, n * sizeof(const char *));
+        r->argvlen = ngx_palloc(r->pool, n * sizeof(size_t));
+        if (r->argv == NULL || r->argvlen == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    n = 0;
+    ngx_http_canary_restore_arg(r, &n, "EVAL", 4);
+    ngx_http_canary_restore_arg(r, &n, ngx_http_canary_restore_hash_lua.data,
+                                ngx_http_canary_restore_hash_lua.len);
+    ngx_http_canary_restore_arg(r, &n, "1", 1);
+    ngx_http_canary_restore_arg(r, &n, sr->key.data, sr->key.len);
+
+    ngx_http_canary_restore_arg(r, &n, "percent", 7);
+    ngx_http_canary_restore_argf(r, &n, "%ui.%02ui", snap->percent / 100,
+                                 snap->percent % 100);
+
+    for (i = 0; i < snap->nsegments; i++) {
+        p = ngx_pnalloc(r->pool, 8 + snap->segments[i].value.len);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(p, "percent:", 8);
+        ngx_memcpy(p + 8, snap->segments[i].value.data,
+                   snap->segments[i].value.len);
+
+        ngx_http_canary_restore_arg(r, &n, p,
+                                    8 + snap->segments[i].value.len);
+        ngx_http_canary_restore_argf(r, &n, "%ui.%02ui",
+                                     snap->segments[i].percent / 100,
+                                     snap->segments[i].percent % 100);
+    }
+
+    if (snap->start) {
+        ngx_http_canary_restore_arg(r, &n, "start", 5);
+        ngx_http_canary_restore_argf(r, &n, "%T", snap->start);
+    }
+
+    if (snap->end) {
+        ngx_http_canary_restore_arg(r, &n, "end", 3);
+        ngx_http_canary_restore_argf(r, &n, "%T", snap->end);
+    }
+
+    if (snap->state != NGX_HTTP_CANARY_STATE_NONE) {
+        ngx_http_canary_restore_arg(r, &n, "state", 5);
+        ngx_http_canary_restore_arg(r, &n,
+                                    ngx_http_canary_state_names[snap->state]
+                                    .data,
+                                    ngx_http_canary_state_names[snap->state]
+                                    .len);
+    }
+
+    /* the arms whose allocation Redis changed, as the state file keeps */
+
+    for (i = 1; i <= sr->ro->narms; i++) {
+        if (snap->weight[i - 1] == sr->ro->variants[i].weight
+            && !(snap->arms_off & (1 << (i - 1))))
+        {
+            continue;
+        }
+
+        p = ngx_pnalloc(r->pool, 7 + sr->ro->variants[i].name.len);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(p, "weight:", 7);
+        ngx_memcpy(p + 7, sr->ro->variants[i].name.data,
+                   sr->ro->variants[i].name.len);
+
+
+        ngx_http_canary_restore_arg(r, &n, p,
+                                    7 + sr->ro->variants[i].name.len);
+        ngx_http_canary_restore_argf(r, &n, "%uD", snap->weight[i - 1]);
+
+        if (snap->arms_off & (1 << (i - 1))) {
+            p = ngx_pnalloc(r->pool, 4 + sr->ro->variants[i].name.len);
+            if (p == NULL) {
+                return NGX_ERROR;
+            }
+
+            ngx_memcpy(p, "arm:", 4);
+            ngx_memcpy(p + 4, sr->ro->variants[i].name.data,
+                       sr->ro->variants[i].name.len);
+
+            ngx_http_canary_restore_arg(r, &n, p,
+                                        4 + sr->ro->variants[i].name.len);
+            ngx_http_canary_restore_arg(r, &n, "off", 3);
+        }
+    }
+
+    /* the shadow share, as the state file keeps it */
+
+    if (snap->shadow != sr->ro->shadow) {
+        ngx_http_canary_restore_arg(r, &n, "shadow", 6);
+        ngx_http_canary_restore_argf(r, &n, "%ui.%02ui", snap->shadow / 100,
+                                     snap->shadow % 100);
+    }
+
+    if (st.updated && st.step) {
+        ngx_http_canary_restore_arg(r, &n, "step", 4);
+        ngx_http_canary_restore_argf(r, &n, "%ui", st.step);
+        ngx_http_canary_restore_arg(r, &n, "failures", 8);
+        ngx_http_canary_restore_argf(r, &n, "%ui", st.failures);
+        ngx_http_canary_restore_arg(r, &n, "since", 5);
+        ngx_http_canary_restore_argf(r, &n, "%uL", st.since);
+        ngx_http_canary_restore_arg(r, &n, "checked", 7);
+        ngx_http_canary_restore_argf(r, &n, "%uL", st.checked);
+    }
+
+    if (st.updated && st.decided_at) {
+        ngx_http_canary_restore_arg(r, &n, "decided_at", 10);
+        ngx_http_canary_restore_argf(r, &n, "%uL", st.decided_at);
+        ngx_http_canary_restore_arg(r, &n, "decided_by", 10);
+        ngx_http_canary_restore_arg(r, &n, st.decided_by, st.decided_by_len);
+        ngx_http_canary_restore_arg(r, &n, "decision", 8);
+        ngx_http_canary_restore_arg(r, &n, st.decision, st.decision_len);
+        ngx_http_canary_restore_arg(r, &n, "reason", 6);
+        ngx_http_canary_restore_arg(r, &n, st.reason, st.reason_len);
+    }
+
+    if (st.updated && st.interval) {
+        ngx_http_canary_restore_arg(r, &n, "interval", 8);
+        ngx_http_canary_restore_argf(r, &n, "%uL", st.interval);
+        ngx_http_canary_restore_arg(r, &n, "nodes", 5);
+        ngx_http_canary_restore_argf(r, &n, "%ui", st.nodes);
+
+        for (v = 0; v < NGX_HTTP_CANARY_NVARIANTS; v++) {
+            ngx_http_canary_restore_arg(r, &n, fig[v][0],
+                                        ngx_strlen(fig[v][0]));
+            ngx_http_canary_restore_argf(r, &n, "%uL", st.requests[v]);
+            ngx_http_canary_restore_arg(r, &n, fig[v][1],
+                                        ngx_strlen(fig[v][1]));
+            ngx_http_canary_restore_argf(r, &n, "%uL", st.errors[v]);
+            ngx_http_canary_restore_arg(r, &n, fig[v][2],
+                                        ngx_strlen(fig[v][2]));
+            ngx_http_canary_restore_argf(r, &n, "%uL", st.error_rate[v]);
+            ngx_http_canary_restore_arg(r, &n, fig[v][3],
+                                        ngx_strlen(fig[v][3]));
+
+            if (st.p99[v] == NGX_HTTP_CANARY_P99_INF) {
+                ngx_http_canary_restore_arg(r, &n, "inf", 3);
+
+            } else {
+                ngx_http_canary_restore_argf(r, &n, "%uL", st.p99[v]);
+            }
+        }
+    }
+
+    if (r->nomem) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_canary_redis_send(sync->redis, n, r->argv, r->argvlen,
+                                   ngx_http_canary_restore_hash_handler, sync)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    r->waiting++;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_canary_restore_hash_handler(ngx_http_canary_redis_t *rc,
+    redisReply *reply, void *data)
+{
+    ngx_http_canary_sync_t  *sync = data;
+
+    ngx_http_canary_restore_t  *r;
+
+    r = sync->restore;
+
+    if (r == NULL) {
+        return;
+    }
+
+    if (reply && reply->type == REDIS_REPLY_INTEGER) {
+        if (reply->integer == 1) {
+            r->written++;
+
+        } else {
+            r->kept++;
+        }
+
+    } else if (!r->failed) {
+        /* the first failure ends the restore once all have answered */
+        r->failed = 1;
+
+        if (reply) {
+            ngx_log_error(NGX_LOG_ERR, sync->log, 0,
+                          "canary sync: restoring a rollout hash: %*s",
+                          (size_t) reply->len, reply->str);
+        }
+    }
+
+    if (--r->waiting) {
+        return;
+    }
+
+    if (r->failed) {
+        ngx_http_canary_restore_end(sync, "a rollout hash was not written",
+                                    NULL);
+        return;
+    }
+
+    ngx_http_canary_restore_next_set(sync);
+}
+
+
+/* the next user set to write back, or the end */
+
+static void
+ngx_http_canary_restore_next_set(ngx_http_canary_sync_t *sync)
+{
+    ngx_uint_t                       n;
+    ngx_http_canary_set_t           *set;
+    ngx_http_canary_restore_t       *r;
+    ngx_http_canary_snapshot_t      *snap;
+    ngx_http_canary_sync_rollout_t  *sr;
+
+    r = sync->restore;
+
+    while (r->index < sync->nrollouts) {
+        sr = &sync->rollouts[r->index];
+        snap = sr->ro->sh->snapshot;
+
+        if (r->which == sr->nsets) {
+            r->which = 0;
+            r->index++;
+            continue;
+        }
+
+        set = ngx_http_canary_snapshot_set(snap, r->which);
+
+        if (ngx_http_canary_set_size(set) == 0) {
+            r->which++;
+            continue;
+        }
+
+        r->set = set;
+        r->pos = 0;
+        r->n = 0;
+
+        r->tmp.len = sr->set_key[r->which].len + sizeof(":restore") - 1;
+        r->tmp.data = ngx_pnalloc(r->pool, r->tmp.len);
+        if (r->tmp.data == NULL) {
+            ngx_http_canary_restore_end(sync, "out of memory", NULL);
+            return;
+        }
+
+        ngx_sprintf(r->tmp.data, "%V:restore", &sr->set_key[r->which]);
+
+        /* a temporary set left by a node that died is replaced */
+
+        n = 0;
+        ngx_http_canary_restore_arg(r, &n, "DEL", 3);
+        ngx_http_canary_restore_arg(r, &n, r->tmp.data, r->tmp.len);
+
+        if (ngx_http_canary_redis_send(sync->redis, n, r->argv, r->argvlen,
+                                       ngx_http_canary_restore_ignore, sync)
+            != NGX_OK)
+        {
+            ngx_http_canary_restore_end(sync, "the connection failed", NULL);
+            return;
+        }
+
+        ngx_http_canary_restore_sadd(sync);
+        return;
+    }
+
+    /* all written: the lease released, every node told */
+
+    n = 0;
+    ngx_http_canary_restore_arg(r, &n, "EVAL", 4);
+    ngx_http_canary_restore_arg(r, &n,
+                                ngx_http_canary_restore_release_lua.data,
+                                ngx_http_canary_restore_release_lua.len);
+    ngx_http_canary_restore_arg(r, &n, "2", 1);
+    ngx_http_canary_restore_arg(r, &n, sync->lease.data, sync->lease.len);
+    ngx_http_canary_restore_arg(r, &n, sync->begun.data, sync->begun.len);
+    ngx_http_canary_restore_arg(r, &n, sync->node.data, sync->node.len);
+    ngx_http_canary_restore_arg(r, &n, sync->changed_channel.data,
+                                sync->changed_channel.len);
+
+    if (ngx_http_canary_redis_send(sync->redis, n, r->argv, r->argvlen,
+                                   ngx_http_canary_restore_release, sync)
+        != NGX_OK)
+    {
+        /* written all the same; the lease expires by itself */
+        ngx_http_canary_restore_release(sync->redis, NULL, sync);
+    }
+}
+
+
+/* one SADD of the next batch of members, or the rename after the last */
+
+static void
+ngx_http_canary_restore_sadd(ngx_http_canary_sync_t *sync)
+{
+    ngx_str_t                        key;
+    ngx_uint_t                       n;
+    ngx_http_canary_restore_t       *r;
+    ngx_http_canary_sync_rollout_t  *sr;
+
+    r = sync->restore;
+    sr = &sync->rollouts[r->index];
+
+    n = 0;
+    ngx_http_canary_restore_arg(r, &n, "SADD", 4);
+    ngx_http_canary_restore_arg(r, &n, r->tmp.data, r->tmp.len);
+
+    while (n < NGX_HTTP_CANARY_RESTORE_BATCH + 2
+           && ngx_http_canary_set_next(r->set, &r->pos, &key) == NGX_OK)
+    {
+        ngx_http_canary_restore_arg(r, &n, key.data, key.len);
+    }
+
+    if (n > 2) {
+        if (ngx_http_canary_redis_send(sync->redis, n, r->argv, r->argvlen,
+                                       ngx_http_canary_restore_sadd_handler,
+                                       sync)
+            != NGX_OK)
+        {
+            ngx_http_canary_restore_end(sync, "the connection failed", NULL);
+            return;
+        }
+
+        r->n += n - 2;
+
+        if (r->n == n - 2) {
+            /* gone by itself if this node dies before the rename */
+            n = 0;
+            ngx_http_canary_restore_arg(r, &n, "PEXPIRE", 7);
+            ngx_http_canary_restore_arg(r, &n, r->tmp.data, r->tmp.len);
+            ngx_http_canary_restore_arg(r, &n, NGX_HTTP_CANARY_RESTORE_TMP,
+                                        sizeof(NGX_HTTP_CANARY_RESTORE_TMP)
+                                        - 1);
+
+            (void) ngx_http_canary_redis_send(sync->redis, n, r->argv,
+                                              r->argvlen,
+                                              ngx_http_canary_restore_ignore,
+                                              sync);
+        }
+
+        return;
+    }
+
+    n = 0;
+    ngx_http_canary_restore_arg(r, &n, "EVAL", 4);
+    ngx_http_canary_restore_arg(r, &n, ngx_http_canary_restore_set_lua.data,
+                                ngx_http_canary_restore_set_lua.len);
+    ngx_http_canary_restore_arg(r, &n, "2", 1);
+    ngx_http_canary_restore_arg(r, &n, r->tmp.data, r->tmp.len);
+    ngx_http_canary_restore_arg(r, &n, sr->set_key[r->which].data,
+                                sr->set_key[r->which].len);
+
+    if (ngx_http_canary_redis_send(sync->redis, n, r->argv, r->argvlen,
+                                   ngx_http_canary_restore_rename, sync)
+        != NGX_OK)
+    {
+        ngx_http_canary_restore_end(sync, "the connection failed", NULL);
+    }
+}
+
+
+static void
+ngx_http_canary_restore_sadd_handler(ngx_http_canary_redis_t *rc,
+    redisReply *reply, void *data)
+{
+    ngx_http_canary_sync_t  *sync = data;
+
+    if (sync->restore == NULL) {
+        return;
+    }
+
+    if (reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
+        ngx_http_canary_restore_end(sync, "a user set was not written",
+                                    reply);
+        return;
+    }
+
+    ngx_http_canary_restore_sadd(sync);
+}
+
+
+static void
+ngx_http_canary_restore_rename(ngx_http_canary_redis_t *rc,
+    redisReply *reply, void *data)
+{
+    ngx_http_canary_sync_t  *sync = data;
+
+    ngx_http_canary_restore_t  *r;
+
+    r = sync->restore;
+
+    if (r == NULL) {
+        return;
+    }
+
+    if (reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
+        ngx_http_canary_restore_end(sync, "a user set was not written",
+                                    reply);
+        return;
+    }
+
+    if (reply->integer == 1) {
+        r->written++;
+        r->members += r->n;
+
+    } else {
+        r->kept++;
+    }
+
+    r->which++;
+
+    ngx_http_canary_restore_next_set(sync);
+}
+
+
+/* the end of a restore that wrote what it could */
+
+static void
+ngx_http_canary_restore_release(ngx_http_canary_redis_t *rc,
+    redisReply *reply, void *data)
+{
+    ngx_http_canary_sync_t  *sync = data;
+
+    ngx_http_canary_shctx_t    *sh;
+    ngx_http_canary_restore_t  *r;
+
+    r = sync->restore;
+
+    if (r == NULL) {
+        return;
+    }
+
+    sh = sync->cmcf->sh;
+
+    ngx_log_error(NGX_LOG_NOTICE, sync->log, 0,
+                  "canary sync: Redis at %V came back empty (run_id %s, "
+                  "was %s): restored %ui rollouts from the %s, %ui keys "
+                  "written (%ui user set members), %ui kept as another "
+                  "writer left them", &sync->cmcf->redis->name,
+                  sync->run_id, sh->run_id, r->rollouts,
+                  r->source == NGX_HTTP_CANARY_SOURCE_STATE_FILE
+                  ? "state file" : "zone",
+                  r->written, r->members, r->kept);
+
+    sh->restored = ngx_time();
+    sh->restored_rollouts = r->rollouts;
+    (void) ngx_atomic_fetch_add(&sh->restores, 1);
+
+    sync->suspect = 0;
+    sync->held = 0;
+    sync->held_mine = 0;
+    sync->unfinished = 0;
+    sync->from_file = 0;
+    sync->waited = 0;
+    sync->restore_err = 0;
+
+    ngx_destroy_pool(r->pool);
+    sync->restore = NULL;
+
+    ngx_http_canary_sync_adopt(sync);
+
+    if (sync->changed) {
+        sync->changed = 0;
+        ngx_http_canary_state_write(sync);
+    }
+
+    /* what Redis holds now: the state written back, or an operator's */
+
+    if (!sync->closed && ngx_http_canary_redis_ready(sync->redis)) {
+        ngx_http_canary_sync_start(sync);
+    }
+}
+
+
+static void
+ngx_http_canary_restore_ignore(ngx_http_canary_redis_t *rc,
+    redisReply *reply, void *data)
+{
+}
+
+
+/*
+ * A restore that stopped (why, and Redis' answer if any; NULL: the lease
+ * is another node's): it starts again at the next round that finds the
+ * keys still missing; this node's lease lets it carry on over the keys
+ * it wrote already.
+ */
+
+static void
+ngx_http_canary_restore_end(ngx_http_canary_sync_t *sync, const char *why,
+    redisReply *reply)
+{
+    /* logged once until a restore succeeds: it is tried every round */
+
+    if (why && !sync->restore_err) {
+        sync->restore_err = 1;
+
+        if (reply && reply->type == REDIS_REPLY_ERROR) {
+            ngx_log_error(NGX_LOG_ERR, sync->log, 0,
+                          "canary sync: restoring Redis at %V stopped, %s: "
+                          "%*s; the last good state stays in force",
+                          &sync->cmcf->redis->name, why,
+                          (size_t) reply->len, reply->str);
+
+        } else {
+            ngx_log_error(NGX_LOG_ERR, sync->log, 0,
+                          "canary sync: restoring Redis at %V stopped, %s; "
+                          "the last good state stays in force",
+                          &sync->cmcf->redis->name, why);
+        }
+    }
+
+    if (sync->restore) {
+        ngx_destroy_pool(sync->restore->pool);
+        sync->restore = NULL;
+    }
+}
+
+
+/* a restore command's argument; r->nomem when one was out of memory */
+
+static void
+ngx_http_canary_restore_arg(ngx_http_canary_restore_t *r, ngx_uint_t *n,
+    const void *data, size_t len)
+{
+    if (r->nomem) {
+        return;
+    }
+
+    r->argv[*n] = data;
+    r->argvlen[*n] = len;
+    (*n)++;
+}
+
+
+static void
+ngx_http_canary_restore_argf(ngx_http_canary_restore_t *r, ngx_uint_t *n,
+    const char *fmt, ...)
+{
+    u_char   *p, *last;
+    va_list   args;
+
+    p = ngx_pnalloc(r->pool, NGX_INT64_LEN * 2 + 2);
+    if (p == NULL) {
+        r->nomem = 1;
+        return;
+    }
+
+    va_start(args, fmt);
+    last = ngx_vslprintf(p, p + NGX_INT64_LEN * 2 + 2, fmt, args);
+    va_end(args);
+
+    ngx_http_canary_restore_arg(r, n, p, last - p);
 }
 
 
@@ -910,14 +2144,7 @@ ngx_http_canary_sync_apply(ngx_http_canary_sync_t *sync,
     ngx_http_canary_values_init(&v, ro);
 
     if (reply->elements == 0) {
-        /* no hash: the config's values */
-
-        if (sr->refused.data) {
-            ngx_free(sr->refused.data);
-            ngx_str_null(&sr->refused);
-        }
-
-        (void) ngx_http_canary_sync_publish(sync->cmcf, ro, &v, sync->log);
+        ngx_http_canary_sync_config(sync, sr);
         return;
     }
 
@@ -972,6 +2199,27 @@ ngx_http_canary_sync_apply(ngx_http_canary_sync_t *sync,
     (void) ngx_http_canary_sync_publish(sync->cmcf, ro, &v, sync->log);
 
     ngx_destroy_pool(pool);
+}
+
+
+/* no hash: the config's values */
+
+static void
+ngx_http_canary_sync_config(ngx_http_canary_sync_t *sync,
+    ngx_http_canary_sync_rollout_t *sr)
+{
+    ngx_http_canary_values_t  v;
+
+    sr->ro->sh->synced = ngx_time();
+
+    if (sr->refused.data) {
+        ngx_free(sr->refused.data);
+        ngx_str_null(&sr->refused);
+    }
+
+    ngx_http_canary_values_init(&v, sr->ro);
+
+    (void) ngx_http_canary_sync_publish(sync->cmcf, sr->ro, &v, sync->log);
 }
 
 
@@ -1910,29 +3158,36 @@ ngx_http_canary_sync_set_swap(ngx_http_canary_main_conf_t *cmcf,
  * (a temporary file beside it, then rename(), so a reader sees the old
  * file or the new one), read by the master when it creates the zone.
  *
- *     canary_state 1
+ *     canary_state 2
+ *     redis <run_id>
  *     rollout <name> <percent> <start> <end> <state or ->
  *     segment <name> <percent> <escaped value>
  *     arm <name> <arm> <weight> on|off     (when not the config's)
  *     shadow <name> <percent>              (when not the config's)
+ *     auto <name> <step> <failures> <since ms> <checked ms>
  *     end
  *
- * Only rollouts whose values came from Redis (or from this file) are
- * written.  User sets have files of their own, see ngx_http_canary_users.c.
+ * Version 2 adds "redis", the instance the state came from when known,
+ * and "auto", an automatic rollout's step as its controller last read it
+ * (both for writing the state back into a Redis that lost it); a version
+ * 1 file is read too.  Only rollouts whose values
+ * came from Redis (or from this file) are written.  User sets have files
+ * of their own, see ngx_http_canary_users.c.
  */
 
 static void
 ngx_http_canary_state_write(ngx_http_canary_sync_t *sync)
 {
-    u_char                       *buf, *p;
-    size_t                        size;
-    ngx_fd_t                      fd;
-    ngx_err_t                     err;
-    ngx_str_t                     tmp, *path;
-    ngx_uint_t                    i, j;
-    ngx_http_canary_rollout_t    *ro;
-    ngx_http_canary_snapshot_t   *snap;
-    ngx_http_canary_main_conf_t  *cmcf;
+    u_char                         *buf, *p;
+    size_t                          size;
+    ngx_fd_t                        fd;
+    ngx_err_t                       err;
+    ngx_str_t                       tmp, *path;
+    ngx_uint_t                      i, j;
+    ngx_http_canary_rollout_t      *ro;
+    ngx_http_canary_snapshot_t     *snap;
+    ngx_http_canary_main_conf_t    *cmcf;
+    ngx_http_canary_auto_status_t  *st;
 
     cmcf = sync->cmcf;
     path = &cmcf->state_file;
@@ -1943,7 +3198,8 @@ ngx_http_canary_state_write(ngx_http_canary_sync_t *sync)
 
     ro = cmcf->rollouts.elts;
 
-    size = sizeof("canary_state 1\n") + sizeof("end\n");
+    size = sizeof("canary_state 2\n") + sizeof("end\n")
+           + sizeof("redis \n") + NGX_HTTP_CANARY_RUN_ID_LEN;
 
     for (i = 0; i < cmcf->rollouts.nelts; i++) {
         snap = ro[i].sh->snapshot;
@@ -1961,6 +3217,8 @@ ngx_http_canary_state_write(ngx_http_canary_sync_t *sync)
             size += sizeof("arm   10000 off\n") + ro[i].name.len
                     + ro[i].variants[j].name.len;
         }
+
+        size += sizeof("auto     \n") + ro[i].name.len + 4 * NGX_INT64_LEN;
     }
 
     buf = ngx_alloc(size, sync->log);
@@ -1968,7 +3226,11 @@ ngx_http_canary_state_write(ngx_http_canary_sync_t *sync)
         return;
     }
 
-    p = ngx_cpymem(buf, "canary_state 1\n", sizeof("canary_state 1\n") - 1);
+    p = ngx_cpymem(buf, "canary_state 2\n", sizeof("canary_state 2\n") - 1);
+
+    if (cmcf->sh->run_id[0]) {
+        p = ngx_sprintf(p, "redis %s\n", cmcf->sh->run_id);
+    }
 
     for (i = 0; i < cmcf->rollouts.nelts; i++) {
         snap = ro[i].sh->snapshot;
@@ -2014,9 +3276,18 @@ ngx_http_canary_state_write(ngx_http_canary_sync_t *sync)
             p = ngx_sprintf(p, "shadow %V %ui.%02ui\n", &ro[i].name,
                             snap->shadow / 100, snap->shadow % 100);
         }
+
+        st = ro[i].sh->autost;
+
+        if (st && st->updated && st->step) {
+            p = ngx_sprintf(p, "auto %V %ui %ui %uL %uL\n", &ro[i].name,
+                            st->step, st->failures, st->since, st->checked);
+        }
     }
 
     p = ngx_cpymem(p, "end\n", sizeof("end\n") - 1);
+
+    sync->state_auto = ngx_http_canary_state_auto(sync);
 
     tmp.len = path->len + sizeof(".tmp") - 1;
     tmp.data = ngx_alloc(tmp.len + 1, sync->log);
@@ -2082,6 +3353,32 @@ failed:
 }
 
 
+/* a sum of what the state file's "auto" lines hold, to tell a change */
+
+static uint64_t
+ngx_http_canary_state_auto(ngx_http_canary_sync_t *sync)
+{
+    uint64_t                        sum;
+    ngx_uint_t                      i;
+    ngx_http_canary_auto_status_t  *st;
+
+    sum = 0;
+
+    for (i = 0; i < sync->nrollouts; i++) {
+        st = sync->rollouts[i].ro->sh->autost;
+
+        if (st && st->updated && st->step) {
+            sum = sum * 31 + st->step;
+            sum = sum * 31 + st->failures;
+            sum = sum * 31 + st->since;
+            sum = sum * 31 + st->checked;
+        }
+    }
+
+    return sum;
+}
+
+
 /*
  * At start, when the zone is new: the state file's values, published with
  * source "state_file", and the user sets of the users files beside it.  A
@@ -2126,15 +3423,17 @@ static void
 ngx_http_canary_state_load_values(ngx_http_canary_main_conf_t *cmcf,
     ngx_log_t *log)
 {
-    u_char                     *buf;
-    ssize_t                     n;
-    ngx_fd_t                    fd;
-    ngx_err_t                   err;
-    ngx_uint_t                  i;
-    ngx_pool_t                 *pool;
-    ngx_file_info_t             fi;
-    ngx_http_canary_values_t   *vals;
-    ngx_http_canary_rollout_t  *ro;
+    u_char                         *buf;
+    ssize_t                         n;
+    ngx_fd_t                        fd;
+    ngx_err_t                       err;
+    ngx_uint_t                      i;
+    ngx_pool_t                     *pool;
+    ngx_file_info_t                 fi;
+    ngx_http_canary_values_t       *vals;
+    ngx_http_canary_rollout_t      *ro;
+    ngx_http_canary_auto_status_t  *st;
+    u_char                          run_id[NGX_HTTP_CANARY_RUN_ID_LEN + 1];
 
     if (cmcf->state_file.len == 0 || cmcf->rollouts.nelts == 0) {
         return;
@@ -2195,15 +3494,38 @@ ngx_http_canary_state_load_values(ngx_http_canary_main_conf_t *cmcf,
         ngx_http_canary_values_init(&vals[i], &ro[i]);
     }
 
-    if (ngx_http_canary_state_parse(cmcf, buf, n, vals, pool, log)
+    run_id[0] = '\0';
+
+    if (ngx_http_canary_state_parse(cmcf, buf, n, vals, run_id, pool, log)
         != NGX_OK)
     {
         goto done;
     }
 
+    if (run_id[0]) {
+        ngx_memcpy(cmcf->sh->run_id, run_id, NGX_HTTP_CANARY_RUN_ID_LEN + 1);
+    }
+
     for (i = 0; i < cmcf->rollouts.nelts; i++) {
-        if (vals[i].source == NGX_HTTP_CANARY_SOURCE_STATE_FILE) {
-            (void) ngx_http_canary_sync_publish(cmcf, &ro[i], &vals[i], log);
+        if (vals[i].source != NGX_HTTP_CANARY_SOURCE_STATE_FILE) {
+            continue;
+        }
+
+        (void) ngx_http_canary_sync_publish(cmcf, &ro[i], &vals[i], log);
+
+        st = ro[i].sh->autost;
+
+        if (st && vals[i].step && ro[i].policy) {
+            ngx_shmtx_lock(&cmcf->shpool->mutex);
+
+            st->step = (ngx_uint_t) vals[i].step;
+            st->nsteps = ro[i].policy->nsteps;
+            st->failures = (ngx_uint_t) vals[i].failures;
+            st->since = vals[i].since;
+            st->checked = vals[i].checked;
+            st->updated = ngx_time();
+
+            ngx_shmtx_unlock(&cmcf->shpool->mutex);
         }
     }
 
@@ -2219,8 +3541,8 @@ done:
 
 static ngx_int_t
 ngx_http_canary_state_parse(ngx_http_canary_main_conf_t *cmcf, u_char *p,
-    size_t len, ngx_http_canary_values_t *vals, ngx_pool_t *pool,
-    ngx_log_t *log)
+    size_t len, ngx_http_canary_values_t *vals, u_char *run_id,
+    ngx_pool_t *pool, ngx_log_t *log)
 {
     int                         ntok;
     u_char                     *last, *eol, *s;
@@ -2229,6 +3551,7 @@ ngx_http_canary_state_parse(ngx_http_canary_main_conf_t *cmcf, u_char *p,
     uint32_t                    pct, w;
     unsigned                    state;
     ngx_int_t                   idx, arm;
+    off_t                       num[4];
     ngx_uint_t                  line, i, ended;
     const char                 *why;
     ngx_array_t                *segs;
@@ -2271,11 +3594,34 @@ ngx_http_canary_state_parse(ngx_http_canary_main_conf_t *cmcf, u_char *p,
         if (line == 1) {
             if (ntok != 2 || tok[0].len != 12
                 || ngx_strncmp(tok[0].data, "canary_state", 12) != 0
-                || tok[1].len != 1 || tok[1].data[0] != '1')
+                || tok[1].len != 1
+                || (tok[1].data[0] != '1' && tok[1].data[0] != '2'))
             {
-                why = "not \"canary_state 1\"";
+                why = "not \"canary_state 1\" or \"canary_state 2\"";
                 goto invalid;
             }
+
+            continue;
+        }
+
+        if (ntok == 2 && tok[0].len == 5
+            && ngx_strncmp(tok[0].data, "redis", 5) == 0)
+        {
+            for (i = 0; i < tok[1].len; i++) {
+                if (!isxdigit(tok[1].data[i])) {
+                    break;
+                }
+            }
+
+            if (tok[1].len != NGX_HTTP_CANARY_RUN_ID_LEN
+                || i != tok[1].len)
+            {
+                why = "bad run_id";
+                goto invalid;
+            }
+
+            ngx_memcpy(run_id, tok[1].data, NGX_HTTP_CANARY_RUN_ID_LEN);
+            run_id[NGX_HTTP_CANARY_RUN_ID_LEN] = '\0';
 
             continue;
         }
@@ -2352,6 +3698,31 @@ ngx_http_canary_state_parse(ngx_http_canary_main_conf_t *cmcf, u_char *p,
             vals[idx].end = end;
             vals[idx].state = state;
             vals[idx].source = NGX_HTTP_CANARY_SOURCE_STATE_FILE;
+
+            continue;
+        }
+
+        if (ntok == 6 && tok[0].len == 4
+            && ngx_strncmp(tok[0].data, "auto", 4) == 0)
+        {
+            for (i = 0; i < 4; i++) {
+                num[i] = ngx_atoof((u_char *) tok[2 + i].data, tok[2 + i].len);
+                if (num[i] == NGX_ERROR) {
+                    why = "bad auto step";
+                    goto invalid;
+                }
+            }
+
+            if (idx < 0
+                || vals[idx].source != NGX_HTTP_CANARY_SOURCE_STATE_FILE)
+            {
+                continue;
+            }
+
+            vals[idx].step = num[0];
+            vals[idx].failures = num[1];
+            vals[idx].since = num[2];
+            vals[idx].checked = num[3];
 
             continue;
         }

@@ -44,7 +44,9 @@ ok(defined wait_until(sub { routes_by($port, 42.5, \@keys) }, 5),
 ok(defined wait_until(sub { -s $file }, 5), 'state file written');
 
 my $text = CanaryTest::read_file($file);
-is($text, "canary_state 1\n"
+my ($run_id) = $r->cli('INFO', 'server') =~ /run_id:([0-9a-f]{40})/;
+is($text, "canary_state 2\n"
+          . "redis $run_id\n"
           . "rollout checkout 42.50 946684800 0 progressing\n"
           . "segment checkout 90.00 US\n"
           . "segment checkout 1.00 a%20b%25\n"
@@ -88,7 +90,8 @@ $ng->stop;
 
 for my $bad (["canary_state 1\nrollout checkout 42.50 0 0 -\n",
               qr/line 2: no "end" line/],
-             ["canary_state 2\nend\n", qr/line 1: not "canary_state 1"/],
+             ["canary_state 3\nend\n", qr/line 1: not "canary_state 1"/],
+             ["canary_state 2\nredis 12ab\nend\n", qr/line 2: bad run_id/],
              ["canary_state 1\nrollout checkout 101 0 0 -\nend\n",
               qr/line 2: bad percent/],
              ["canary_state 1\nrollout checkout 42.50 0 0 running\nend\n",

@@ -79,8 +79,17 @@ if ($> == 0) {
 $ng->stop;
 
 
-# restart with Redis down: the users as before
+# restart with Redis down: the users as before.  Meanwhile Redis gets
+# other members of the same sizes, saved so that it comes back with them
+# (a Redis that came back empty would get the last good sets written
+# back, see t/32-redis-restore.t)
 
+$r->cli('DEL', "$key:canary_users", "$key:stable_users");
+$r->cli('HSET', $key, 'percent', '100');
+$r->cli('SADD', "$key:canary_users", 'u9', grep { $_ ne 'u1' } @canary,
+        "line\nbreak");
+$r->cli('SADD', "$key:stable_users", 's2', 's9');
+$r->cli('SAVE');
 $r->stop;
 $ng = start_nginx($conf, vars => \%vars);
 my $port = $ng->port;
@@ -98,10 +107,6 @@ like($ng->error_log,
 # Redis back with the same sizes but other members, no push: read again
 
 $r->start;
-$r->cli('HSET', $key, 'percent', '100');
-$r->cli('SADD', "$key:canary_users", 'u9', grep { $_ ne 'u1' } @canary,
-        "line\nbreak");
-$r->cli('SADD', "$key:stable_users", 's2', 's9');
 is($r->cli('SCARD', "$key:canary_users"), @canary + 1, 'as many canary users as before');
 
 ok(defined wait_until(sub { variant_of($port, 'u9') eq 'canary canary_users'

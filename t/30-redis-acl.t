@@ -32,7 +32,9 @@ my $secret = 'acl-Pa55-word';
 # the minimal ACL, as README spells it out
 my @acl = (qw(on resetkeys ~canary:* resetchannels &canary:changed
               &canary:alerts &__keyspace@0__:canary:* -@all
-              +ping +hgetall +scard +sscan +subscribe +psubscribe
+              +ping +hgetall +scard +sscan +subscribe +psubscribe +info
+              +mget +eval +get +set +exists +hset +sadd +pexpire +rename
+              +persist +del +publish
               +eval +get +set +pexpire +hmget +hset +hdel +hincrby +xadd
               +publish),
            ">$secret");

@@ -10,6 +10,7 @@
 #   order, shadow last), JSON and Prometheus
 # - a reload that adds an arm (new counters for the arms' layout) keeps
 #   the shadow's counters, and shows shadow after the new arm
+# - a Redis restarted empty gets "shadow" back from the restore
 # - "shadow 0" from Redis on a rollout configured with 30: the state file
 #   keeps it, so a restart from the state file does not shadow
 # - nginx -t: an arm named "shadow" in a shadowed rollout fails, with the
@@ -200,7 +201,21 @@ is_deeply(\@order, [qw(stable blue green red shadow)],
           'text: shadow after the new arm');
 
 
-# 3. shadow 0 from Redis, kept by the state file across a restart
+# 3. a Redis restarted empty gets the shadow share back
+
+$redis->cli('HSET', 'canary:rollout:ab', 'percent', '20', 'shadow', '12.5');
+ok(wait_until(sub { status_json()->{shadow} == 12.5 }, 5),
+   'shadow 12.5 from Redis');
+$redis->kill('KILL');
+sleep 0.5;
+$redis->start;
+ok(wait_until(sub { ($redis->cli('HGET', 'canary:rollout:ab', 'shadow')
+                     // '') eq '12.50' }, 10),
+   'the restore wrote shadow 12.50 back into the empty Redis');
+is(status_json()->{shadow}, 12.5, 'and nginx kept it meanwhile');
+
+
+# 4. shadow 0 from Redis, kept by the state file across a restart
 
 $redis->cli('HSET', 'canary:rollout:ab', 'percent', '20', 'shadow', '0');
 ok(wait_until(sub { status_json()->{shadow} == 0 }, 5),
@@ -218,7 +233,7 @@ my (undef, $h) = http_get($port, "/p/?k=$want_shadow[0]");
 is($h->{'x-shadow'}, '0', 'a key next in line is not shadowed');
 
 
-# 4. nginx -t
+# 5. nginx -t
 
 my ($rc, $out) = nginx_t(<<'EOF');
 canary_zone 1m;
