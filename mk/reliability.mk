@@ -131,8 +131,8 @@ ifeq ($(SANITIZE),1)
 NGINX_CONF_EXTRA := --with-cc-opt='$(SAN_FLAGS)' \
                     --with-ld-opt='-fsanitize=address,undefined'
 CFLAGS_UNIT      += $(SAN_FLAGS)
+export CANARY_REAL_NGINX := $(NGINX)
 NGINX            := $(TOP)/t/lib/nginx-sanitized
-export CANARY_REAL_NGINX := /usr/sbin/nginx
 export CANARY_ASAN_LIB   := $(ASAN_LIB)
 endif
 
@@ -154,7 +154,8 @@ VALGRIND_DIR := $(TOP)/build/valgrind
 valgrind: build
 	$(call apt_install,valgrind)
 	rm -rf $(VALGRIND_DIR)
-	-CANARY_MODULE=$(MODULE) CANARY_NGINX=$(TOP)/t/lib/nginx-valgrind CANARY_KEEP=1 \
+	-$(TEST_ENV) CANARY_NGINX=$(TOP)/t/lib/nginx-valgrind \
+	    CANARY_REAL_NGINX=$(NGINX) CANARY_KEEP=1 \
 	    CANARY_VALGRIND_DIR=$(VALGRIND_DIR) CANARY_TIMEOUT_SCALE=6 \
 	    prove -I t/lib t/*.t 2>&1 | tee $(TOP)/build/valgrind.prove.log
 	t/lib/valgrind-report $(VALGRIND_DIR) | tee $(TOP)/build/valgrind.report
@@ -171,5 +172,5 @@ CHAOS_SCALE ?= 1
 .PHONY: chaos
 
 chaos: deps-test build
-	CANARY_MODULE=$(MODULE) CANARY_NGINX=$(NGINX) \
+	$(TEST_ENV) CANARY_NGINX=$(NGINX) \
 	    perl t/chaos/run.pl --down $(CHAOS_DOWN) --scale $(CHAOS_SCALE)

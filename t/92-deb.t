@@ -16,11 +16,32 @@ use File::Temp qw(tempdir);
 use Test::More;
 use CanaryTest;
 
+use Cwd qw(abs_path);
+
 need_module();
 
 for my $tool (qw(dpkg dpkg-deb objdump)) {
     plan skip_all => "$tool not installed"
         unless grep { -x "$_/$tool" } split /:/, $ENV{PATH};
+}
+
+# The package is Debian's kind of module for Debian's nginx: it is tested
+# in the run against that nginx (`make test`), and said skipped in the
+# runs against other builds (`make test NGINX_VERSION=...`).
+{
+    my $real = abs_path($ENV{CANARY_REAL_NGINX} || $CanaryTest::NGINX)
+               // '';
+    my $debian = abs_path('/usr/sbin/nginx') // '';
+    my $v = nginx_version();
+    plan skip_all => 'the .deb is a dynamic module for Debian\'s nginx;'
+                     . " this run's nginx $v has the module built in"
+        if module_static();
+    plan skip_all => 'the .deb is for Debian\'s nginx (/usr/sbin/nginx);'
+                     . " this run tests another build: $real ($v)"
+        if $real ne $debian;
+    plan skip_all => 'the .deb is for Debian\'s nginx: /usr/sbin/nginx'
+                     . ' is not from a Debian package'
+        if system("dpkg -S /usr/sbin/nginx > /dev/null 2>&1") != 0;
 }
 
 my $repo = "$FindBin::Bin/..";
@@ -70,7 +91,7 @@ SKIP: {
     like($f{Depends}, qr/(?:^|, )\Q$abi\E(?:,|$)/,
          "Depends on the ABI of the installed nginx ($abi)");
 }
-my @needed = `objdump -p '$repo/build/nginx/objs/ngx_http_canary_module.so'`
+my @needed = `objdump -p '${\ module_path()}'`
              =~ /^\s*NEEDED\s+(\S+)/mg;
 ok((grep { /^libhiredis\.so\.0\.14$/ } @needed), 'the .so needs hiredis 0.14');
 like($f{Depends}, qr/(?:^|, )libhiredis0\.14 \(>= [\d.]+\)/,
