@@ -210,7 +210,8 @@ src/ngx_http_canary_dashboard.h: src/ngx_http_canary_dashboard.html \
                                  tools/dashboard2c.pl
 	perl tools/dashboard2c.pl $< > $@.tmp && mv $@.tmp $@
 
-test: deps-test build unit fuzz-replay integration
+# deps-fuzz: clang for the redis fuzz target's replay
+test: deps-test deps-fuzz build unit fuzz-replay integration
 
 unit:
 	@mkdir -p $(BUILD)/unit
