@@ -48,7 +48,8 @@ endif
 
 ifneq ($(NGINX_VERSION),)
 NGINX_TARBALL := $(NGINX_SOURCES)/nginx-$(NGINX_VERSION).tar.gz
-NGINX_BUILD   := $(BUILD)/nginx-$(NGINX_VERSION)-$(NGINX_MODULE_KIND)$(ASAN_SUFFIX)
+NGINX_BUILD   := $(BUILD)/nginx-$(NGINX_VERSION)-$(NGINX_MODULE_KIND)
+NGINX_BUILD   := $(NGINX_BUILD)$(ASAN_SUFFIX)
 NGINX_OWN     := 1
 else ifeq ($(NGINX_MODULE_KIND),static)
 NGINX_BUILD   := $(BUILD)/nginx-static$(ASAN_SUFFIX)
@@ -184,25 +185,32 @@ NGINX_MAKE_TARGETS := $(if $(NGINX_OWN),binary) \
 $(MODULE): $(NGINX_BUILD)/objs/Makefile $(SRCS) src/ngx_http_canary_dashboard.h
 	$(MAKE) -C $(NGINX_BUILD) -f objs/Makefile $(NGINX_MAKE_TARGETS)
 
-# The module built from the same nginx tree without --with-compat or any
-# other option: a .so that the nginx under test must refuse with its own
-# "is not binary compatible" (t/03-binary-compat.t).  Only the module is
-# compiled.
+# The module alone from the same nginx tree, configured with only
+# $(2) (t/03-binary-compat.t): in $(1), without --with-compat or any other
+# option, a .so that the nginx under test must refuse with its own "is not
+# binary compatible"; with --with-compat alone, as the README builds it for
+# an installed nginx, one that it must load.  Only the module is compiled.
+define module_alone
+$(1)/objs/Makefile: config
+	$$(call nginx_tree,$(1))
+	cd $(1) && c=./configure; [ -x $$$$c ] || c=auto/configure; \
+	    $$$$c $(2) --add-dynamic-module=$$(TOP) > $(1).configure.log 2>&1 \
+	    || { tail -30 $(1).configure.log; exit 1; }
+
+$(1)/objs/ngx_http_canary_module.so: $(1)/objs/Makefile $$(SRCS) \
+                                     src/ngx_http_canary_dashboard.h
+	$$(MAKE) -C $(1) -f objs/Makefile modules
+endef
+
 FOREIGN_BUILD  := $(BUILD)/nginx-$(or $(NGINX_VERSION),src)-nocompat
 FOREIGN_MODULE := $(FOREIGN_BUILD)/objs/ngx_http_canary_module.so
+COMPAT_BUILD   := $(BUILD)/nginx-$(or $(NGINX_VERSION),src)-compat
+COMPAT_MODULE  := $(COMPAT_BUILD)/objs/ngx_http_canary_module.so
 
-$(FOREIGN_BUILD)/objs/Makefile: config
-	$(call nginx_tree,$(FOREIGN_BUILD))
-	cd $(FOREIGN_BUILD) && c=./configure; [ -x $$c ] || c=auto/configure; \
-	    $$c --add-dynamic-module=$(TOP) \
-	        > $(FOREIGN_BUILD).configure.log 2>&1 \
-	    || { tail -30 $(FOREIGN_BUILD).configure.log; exit 1; }
+$(eval $(call module_alone,$(FOREIGN_BUILD),))
+$(eval $(call module_alone,$(COMPAT_BUILD),--with-compat))
 
-$(FOREIGN_MODULE): $(FOREIGN_BUILD)/objs/Makefile $(SRCS) \
-                   src/ngx_http_canary_dashboard.h
-	$(MAKE) -C $(FOREIGN_BUILD) -f objs/Makefile modules
-
-foreign-module: $(FOREIGN_MODULE)
+foreign-module: $(FOREIGN_MODULE) $(COMPAT_MODULE)
 
 # the dashboard page, embedded in C; the header is committed, so building
 # needs no perl unless the page changed
@@ -224,8 +232,9 @@ unit:
 	    $(BUILD)/unit/$$n; \
 	done
 
-integration: build $(FOREIGN_MODULE)
+integration: build foreign-module
 	$(TEST_ENV) CANARY_NGINX=$(NGINX) CANARY_FOREIGN_MODULE=$(FOREIGN_MODULE) \
+	    CANARY_COMPAT_MODULE=$(COMPAT_MODULE) \
 	    prove -I t/lib t/*.t
 
 # BENCH_QUICK=1 for a short run while developing; see bench/bench.py

@@ -13,7 +13,10 @@
 #    "module ... version N instead of M".
 #
 # The module built for the run passes the same `nginx -t`, so the config
-# itself is good.
+# itself is good; and the module built from the same tree with nothing but
+# --with-compat (CANARY_COMPAT_MODULE, the README's recipe for an
+# installed nginx such as nginx.org's packages) loads into the nginx under
+# test, whose other options differ, and routes.
 
 use strict;
 use warnings;
@@ -76,6 +79,41 @@ if (module_static()) {
 }
 like($file // '', qr{/nginx\.conf$}, '... naming the file');
 is($line, 1, '... and the line of load_module');
+
+# the module built with --with-compat alone: loaded, and routing
+
+SKIP: {
+    my $compat = $ENV{CANARY_COMPAT_MODULE} // '';
+    skip 'the module is built into this run\'s nginx', 4 if module_static();
+    skip 'CANARY_COMPAT_MODULE is not set (`make test` sets it)', 4
+        unless -f $compat;
+
+    ($rc, $sig, $out) = nginx_test($CanaryTest::NGINX,
+                                   "load_module $compat;");
+    is($rc, 0, 'a module built with --with-compat alone: nginx -t passes')
+        or diag $out;
+
+    local $ENV{CANARY_MODULE} = $compat;
+    my $ng = start_nginx(<<'EOF');
+upstream s { server 127.0.0.1:1; }
+upstream c { server 127.0.0.1:2; }
+canary_zone 1m;
+canary_rollout app { key $arg_u; stable s; canary c; percent 50; }
+server {
+    listen 127.0.0.1:%%PORT%%;
+    location / { canary app; return 200 "$canary_variant $canary_bucket"; }
+}
+EOF
+    like($ng->conf_text, qr/^load_module \Q$compat\E;$/m,
+         '... nginx runs with that module');
+    for my $u (qw(u1 u2)) {
+        my $b = murmur3_32("app:$u") % 10000;
+        my (undef, undef, $body) = http_get($ng->port, "/?u=$u");
+        is($body, ($b < 5000 ? 'canary' : 'stable') . " $b",
+           "... and routes $u by the documented hash");
+    }
+    $ng->stop;
+}
 
 # the run's module in Debian's nginx, when this run is another version
 
