@@ -116,8 +116,8 @@ sub need_module {
 # the build writes it: "nginx: [emerg] MSG in FILE:LINE" on stderr when
 # its error log is a file (nginx.org's and self-built nginx), or
 # "DATE TIME [emerg] PID#TID: MSG in FILE:LINE" when the error log itself
-# is stderr (Debian's --error-log-path=stderr). Empty list if there is no
-# [emerg].
+# is stderr (Debian's --error-log-path=stderr); MSG without the location.
+# Empty list if there is no [emerg].
 
 sub conf_error {
     my ($out) = @_;
@@ -125,9 +125,11 @@ sub conf_error {
                            |\d{4}\/\d\d\/\d\d\ [\d:]+\ \[emerg\]\ \d+\#\d+:\ )
                            (.*)$/mx
         or return ();
-    my ($text, $file, $line) = $msg =~ /^(.*) in (\S+):(\d+)$/
+    # the location is the last " in FILE:LINE"; a module may say more
+    # after it (", it must be ...")
+    my ($text, $file, $line, $more) = $msg =~ /^(.*) in (\S+):(\d+)(,.*)?$/
         or return ($msg);
-    return ($text, $file, $line);
+    return ($text . ($more // ''), $file, $line);
 }
 
 
