@@ -330,6 +330,7 @@ fz_state_file(const uint8_t *p, size_t n)
     u_char                    *copy;
     ngx_pool_t                *pool;
     ngx_http_canary_values_t   vals;
+    u_char                     run_id[NGX_HTTP_CANARY_RUN_ID_LEN + 1];
 
     pool = ngx_create_pool(4096, &fz_log);
     if (pool == NULL) {
@@ -345,9 +346,11 @@ fz_state_file(const uint8_t *p, size_t n)
     }
 
     ngx_memcpy(copy, p, n);
-    ngx_memzero(&vals, sizeof(vals));
+    ngx_http_canary_values_init(&vals, &fz_ro);
+    run_id[0] = '\0';
 
-    if (ngx_http_canary_state_parse(&fz_cmcf, copy, n, &vals, pool, &fz_log)
+    if (ngx_http_canary_state_parse(&fz_cmcf, copy, n, &vals, run_id, pool,
+                                    &fz_log)
         == NGX_OK
         && vals.source == NGX_HTTP_CANARY_SOURCE_STATE_FILE)
     {

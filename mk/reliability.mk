@@ -32,14 +32,17 @@ deps-fuzz:
 	$(call apt_install,$(DEPS_FUZZ))
 
 # Targets that need nginx (the Redis replies through the sync worker's
-# code): a whole nginx tree (NGINX_FULL_SRC: the nginx-1.22.1 sources, as
-# from nginx.org or `apt-get source nginx`; Debian's nginx-dev has only the
-# headers) configured with few modules and this one built in, compiled by
-# clang with the fuzzers' sanitizers and coverage, in build/nginx-fuzz.
-# The target includes the .c file it tests (for its static functions) and
-# links every nginx object but main().
+# code): a whole nginx tree (Debian's nginx-dev has only the headers):
+# ../shared/nginx/nginx-1.22.1.tar.gz, the version Debian ships, or
+# NGINX_FULL_SRC=/path/to/nginx-1.x.y (a source tree), configured with few
+# modules and this one built in, compiled by clang with the fuzzers'
+# sanitizers and coverage, in build/nginx-fuzz.  The target includes the
+# .c file it tests (for its static functions) and links every nginx object
+# but main().
 
 NGINX_FULL_SRC  ?= $(firstword $(wildcard $(TOP)/../nginx-1.22.1))
+NGINX_FUZZ_TAR  ?= $(NGINX_SOURCES)/nginx-1.22.1.tar.gz
+NGINX_FUZZ_FROM := $(or $(NGINX_FULL_SRC),$(wildcard $(NGINX_FUZZ_TAR)))
 NGINX_FUZZ      := $(TOP)/build/nginx-fuzz
 NGINX_FUZZ_CC   := -g -O1 -fsanitize=fuzzer-no-link,address,undefined \
                    -fno-sanitize-recover=all -fno-omit-frame-pointer
@@ -48,10 +51,16 @@ NGINX_FUZZ_INCS := $(addprefix -I $(NGINX_FUZZ)/,src/core src/event \
                    src/http/modules) -Isrc
 
 $(NGINX_FUZZ)/objs/Makefile: config
-	@test -n "$(NGINX_FULL_SRC)" || { echo "make fuzz: set" \
-	    "NGINX_FULL_SRC=/path/to/nginx-1.22.1 (full sources)"; exit 1; }
+	@test -n "$(NGINX_FUZZ_FROM)" || { echo "make fuzz: no" \
+	    "$(NGINX_FUZZ_TAR): set NGINX_FULL_SRC=/path/to/nginx-1.22.1" \
+	    "(full sources)"; exit 1; }
 	rm -rf $(NGINX_FUZZ)
-	cp -r $(NGINX_FULL_SRC) $(NGINX_FUZZ)
+	mkdir -p $(NGINX_FUZZ)
+	if [ -n "$(NGINX_FULL_SRC)" ]; then \
+	    cp -r $(NGINX_FULL_SRC)/. $(NGINX_FUZZ); \
+	else \
+	    tar -xzf $(NGINX_FUZZ_TAR) -C $(NGINX_FUZZ) --strip-components=1; \
+	fi
 	cd $(NGINX_FUZZ) && c=./configure; [ -x $$c ] || c=auto/configure; \
 	    $$c --with-cc=$(FUZZ_CC) --with-cc-opt='$(NGINX_FUZZ_CC)' \
 	        --with-ld-opt='-fsanitize=fuzzer-no-link,address,undefined' \
@@ -106,7 +115,7 @@ fuzz-replay: $(addprefix $(FUZZ_DIR)/replay-,$(FUZZ_PURE_TARGETS))
 	    UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	    $(FUZZ_DIR)/replay-$$t t/fuzz/$$t/*; \
 	done
-	@if [ -n "$(NGINX_FULL_SRC)" ] && command -v $(FUZZ_CC) > /dev/null; \
+	@if [ -n "$(NGINX_FUZZ_FROM)" ] && command -v $(FUZZ_CC) > /dev/null; \
 	then \
 	    set -e; for t in $(FUZZ_NGINX_TARGETS); do \
 	        $(MAKE) --no-print-directory $(FUZZ_DIR)/$$t > /dev/null; \
@@ -116,7 +125,7 @@ fuzz-replay: $(addprefix $(FUZZ_DIR)/replay-,$(FUZZ_PURE_TARGETS))
 	    done; \
 	else \
 	    echo "fuzz-replay: $(FUZZ_NGINX_TARGETS) skipped (needs clang and" \
-	         "NGINX_FULL_SRC=/path/to/nginx-1.22.1)"; \
+	         "$(NGINX_FUZZ_TAR) or NGINX_FULL_SRC=/path/to/nginx-1.22.1)"; \
 	fi
 
 
@@ -131,8 +140,8 @@ ifeq ($(SANITIZE),1)
 NGINX_CONF_EXTRA := --with-cc-opt='$(SAN_FLAGS)' \
                     --with-ld-opt='-fsanitize=address,undefined'
 CFLAGS_UNIT      += $(SAN_FLAGS)
+export CANARY_REAL_NGINX := $(NGINX)
 NGINX            := $(TOP)/t/lib/nginx-sanitized
-export CANARY_REAL_NGINX := /usr/sbin/nginx
 export CANARY_ASAN_LIB   := $(ASAN_LIB)
 endif
 
@@ -154,7 +163,8 @@ VALGRIND_DIR := $(TOP)/build/valgrind
 valgrind: build
 	$(call apt_install,valgrind)
 	rm -rf $(VALGRIND_DIR)
-	-CANARY_MODULE=$(MODULE) CANARY_NGINX=$(TOP)/t/lib/nginx-valgrind CANARY_KEEP=1 \
+	-$(TEST_ENV) CANARY_NGINX=$(TOP)/t/lib/nginx-valgrind \
+	    CANARY_REAL_NGINX=$(NGINX) CANARY_KEEP=1 \
 	    CANARY_VALGRIND_DIR=$(VALGRIND_DIR) CANARY_TIMEOUT_SCALE=6 \
 	    prove -I t/lib t/*.t 2>&1 | tee $(TOP)/build/valgrind.prove.log
 	t/lib/valgrind-report $(VALGRIND_DIR) | tee $(TOP)/build/valgrind.report
@@ -171,5 +181,5 @@ CHAOS_SCALE ?= 1
 .PHONY: chaos
 
 chaos: deps-test build
-	CANARY_MODULE=$(MODULE) CANARY_NGINX=$(NGINX) \
+	$(TEST_ENV) CANARY_NGINX=$(NGINX) \
 	    perl t/chaos/run.pl --down $(CHAOS_DOWN) --scale $(CHAOS_SCALE)

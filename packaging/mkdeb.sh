@@ -18,6 +18,9 @@
 # the nginx-abi-* that the installed nginx Provides) and the packages of
 # the shared libraries the .so needs (libhiredis0.14, libc6).
 #
+# The copyright file is machine-readable (DEP-5): the 2-clause BSD licence
+# from LICENSE, in full.
+#
 # Environment: NGINX_SRC [/usr/share/nginx/src], DEB_REVISION [1],
 # DEB_MAINTAINER.
 
@@ -31,7 +34,9 @@ NGINX_SRC=${NGINX_SRC:-/usr/share/nginx/src}
 PKG=libnginx-mod-http-canary
 VERSION=$(cat "$TOP/VERSION")-${DEB_REVISION:-1}
 ARCH=$(dpkg --print-architecture)
-MAINTAINER=${DEB_MAINTAINER:-ngx_http_canary_module maintainers <canary@localhost>}
+# the project's role address (the packages' Maintainer and the copyright
+# file's Upstream-Contact); DEB_MAINTAINER for a package of your own
+MAINTAINER=${DEB_MAINTAINER:-ngx_http_canary_module maintainers <maintainers@ngx-canary.org>}
 
 die() {
     echo "mkdeb: $*" >&2
@@ -104,14 +109,24 @@ install -m 0644 "$TOP/README.md" "$doc/README.md"
 find "$TOP/conf-examples" -maxdepth 1 -type f \
     -exec install -m 0644 -t "$doc/conf-examples/" {} +
 
-cat > "$doc/copyright" <<COPY
-Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
-Upstream-Name: ngx_http_canary_module
-
-Files: *
-Copyright: ngx_http_canary_module authors
-License: see the upstream repository
-COPY
+# LICENSE: its "Copyright (C) ..." lines, a blank line, the licence text
+[ -f "$TOP/LICENSE" ] || die "no $TOP/LICENSE"
+holders=$(sed -n 's/^Copyright (C) //p' "$TOP/LICENSE")
+[ -n "$holders" ] || die "no \"Copyright (C) ...\" line in $TOP/LICENSE"
+{
+    echo "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/"
+    echo "Upstream-Name: ngx_http_canary_module"
+    echo "Upstream-Contact: $MAINTAINER"
+    echo
+    echo "Files: *"
+    echo "Copyright: $holders"
+    echo "License: BSD-2-clause"
+    echo
+    echo "License: BSD-2-clause"
+    # the text after the first blank line, as DEP-5 wants it: each line
+    # indented by one space, an empty line as " ."
+    sed '1,/^$/d' "$TOP/LICENSE" | sed 's/^$/./; s/^/ /'
+} > "$doc/copyright"
 
 date=$(date -R -d "@${SOURCE_DATE_EPOCH:-$(git -C "$TOP" log -1 --format=%ct \
        2>/dev/null || date +%s)}")

@@ -347,8 +347,8 @@ for my $case (@bad_conf) {
 
     my @cl = split /\n/, $conf;
     my @lines = grep { $cl[$_ - 1] =~ /#!/ } 1 .. @cl;
-    my ($text, $at) =
-        $out =~ /\[emerg\] \d+#\d+: (.*) in \S*nginx\.conf:(\d+)/;
+    my ($text, $file, $at) = conf_error($out);
+    undef $at unless ($file // '') =~ /nginx\.conf$/;
 
     isnt($rc, 0, "$name: nginx -t fails");
     ok(defined $at && grep({ $_ == $at } @lines),

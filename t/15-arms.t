@@ -191,7 +191,8 @@ for my $case (
     my ($rc, $out, $text) = nginx_t(arms_rollout(@v));
     my @cl = split /\n/, $text;
     my @lines = grep { $cl[$_ - 1] =~ /#!/ } 1 .. @cl;
-    my ($err, $at) = $out =~ /\[emerg\] \d+#\d+: (.*) in \S*nginx\.conf:(\d+)/;
+    my ($err, $file, $at) = conf_error($out);
+    undef $at unless ($file // '') =~ /nginx\.conf$/;
     isnt($rc, 0, "$name: nginx -t fails");
     ok(defined $at && grep({ $_ == $at } @lines),
        "$name: error at nginx.conf:@lines") or diag $out;

@@ -78,8 +78,8 @@ for my $case (@bad) {
 
     my @cl = split /\n/, $conf;
     my ($at) = grep { $cl[$_ - 1] =~ /#!/ } 1 .. @cl;
-    my ($text, $line) =
-        $out =~ /\[emerg\] \d+#\d+: (.*) in \S*nginx\.conf:(\d+)/;
+    my ($text, $file, $line) = conf_error($out);
+    undef $line unless ($file // '') =~ /nginx\.conf$/;
 
     isnt($rc, 0, "$name: nginx -t fails");
     is($line, $at, "$name: error at nginx.conf:$at") or diag $out;

@@ -32,10 +32,10 @@ ok(@examples >= 5, scalar(@examples) . ' examples in conf-examples/');
 sub main_conf {
     my ($prefix) = @_;
     my $c = $wrapper;
-    my $module = module_path();
+    my $load = load_module_line();
     my %n;
     $n{load} = $c =~ s{^load_module\s+modules/ngx_http_canary_module\.so;}
-                      {load_module $module;}m;
+                      {$load}m;
     $n{error} = $c =~ s{^error_log\s+\S+}{error_log $prefix/logs/error.log}m;
     $n{pid} = $c =~ s{^pid\s+\S+;}{pid $prefix/logs/nginx.pid;}m;
     $n{access} = $c =~ s{^(\s+)access_log\s+\S+;}

@@ -16,11 +16,32 @@ use File::Temp qw(tempdir);
 use Test::More;
 use CanaryTest;
 
+use Cwd qw(abs_path);
+
 need_module();
 
 for my $tool (qw(dpkg dpkg-deb objdump)) {
     plan skip_all => "$tool not installed"
         unless grep { -x "$_/$tool" } split /:/, $ENV{PATH};
+}
+
+# The package is Debian's kind of module for Debian's nginx: it is tested
+# in the run against that nginx (`make test`), and said skipped in the
+# runs against other builds (`make test NGINX_VERSION=...`).
+{
+    my $real = abs_path($ENV{CANARY_REAL_NGINX} || $CanaryTest::NGINX)
+               // '';
+    my $debian = abs_path('/usr/sbin/nginx') // '';
+    my $v = nginx_version();
+    plan skip_all => 'the .deb is a dynamic module for Debian\'s nginx;'
+                     . " this run's nginx $v has the module built in"
+        if module_static();
+    plan skip_all => 'the .deb is for Debian\'s nginx (/usr/sbin/nginx);'
+                     . " this run tests another build: $real ($v)"
+        if $real ne $debian;
+    plan skip_all => 'the .deb is for Debian\'s nginx: /usr/sbin/nginx'
+                     . ' is not from a Debian package'
+        if system("dpkg -S /usr/sbin/nginx > /dev/null 2>&1") != 0;
 }
 
 my $repo = "$FindBin::Bin/..";
@@ -60,6 +81,9 @@ is($f{Version}, "$version-1", 'Version from VERSION');
 is($f{Architecture}, $arch, 'Architecture');
 is($f{Section}, 'httpd', 'Section httpd, as Debian\'s modules');
 like($f{Maintainer} // '', qr/^.+ <[^>]+\@[^>]+>$/, 'Maintainer: name <mail>');
+unlike($f{Maintainer} // '',
+       qr/\@(?:localhost|[^>]*\.(?:example|invalid|test|local))>|\@example\./,
+       'Maintainer: a real role address, not a placeholder');
 like($f{Description} // '', qr/\A.+\n \S/, 'Description: synopsis and text');
 
 # the nginx ABI: what Debian's nginx provides, as dh_nginx reads it
@@ -70,7 +94,7 @@ SKIP: {
     like($f{Depends}, qr/(?:^|, )\Q$abi\E(?:,|$)/,
          "Depends on the ABI of the installed nginx ($abi)");
 }
-my @needed = `objdump -p '$repo/build/nginx/objs/ngx_http_canary_module.so'`
+my @needed = `objdump -p '${\ module_path()}'`
              =~ /^\s*NEEDED\s+(\S+)/mg;
 ok((grep { /^libhiredis\.so\.0\.14$/ } @needed), 'the .so needs hiredis 0.14');
 like($f{Depends}, qr/(?:^|, )libhiredis0\.14 \(>= [\d.]+\)/,
@@ -100,6 +124,27 @@ is(CanaryTest::read_file("$x/usr/share/nginx/modules-available/"
                          . 'mod-http-canary.conf'),
    "load_module modules/ngx_http_canary_module.so;\n",
    'modules-available file as Debian writes them');
+
+# the copyright file: DEP-5, the licence of LICENSE in full
+
+my $copyright = CanaryTest::read_file(
+    "$x/usr/share/doc/libnginx-mod-http-canary/copyright");
+my $license = CanaryTest::read_file("$repo/LICENSE");
+my ($holders) = $license =~ /^Copyright \(C\) (.+)$/m;
+like($license, qr/^Redistribution and use in source and binary forms/m,
+     'LICENSE: the BSD licence');
+like($copyright, qr{^Format: https://www\.debian\.org/doc/packaging-manuals/copyright-format/1\.0/$}m,
+     'copyright: DEP-5');
+like($copyright, qr/^Copyright: \Q$holders\E$/m,
+     "copyright: Copyright: $holders");
+is(() = $copyright =~ /^License: BSD-2-clause$/mg, 2,
+   'copyright: License: BSD-2-clause, and its text');
+(my $body = $license) =~ s/\A.*?\n\n//s;
+my ($text) = $copyright =~ /^License: BSD-2-clause\n((?: .*\n)+)\z/m;
+$text //= '';
+$text =~ s/^ \.$//mg;
+$text =~ s/^ //mg;
+is($text, $body, 'copyright: the licence text is LICENSE\'s, whole');
 
 # dpkg -i into a temporary root; maintainer scripts run without chroot,
 # against $DPKG_ROOT (dpkg sets it), so the system is not touched

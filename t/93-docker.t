@@ -172,12 +172,12 @@ SKIP: {
 my $entry = "$repo/docker/entrypoint.sh";
 my $redis = start_redis();
 my $prefix = CanaryTest::make_prefix();
-my ($port, $module) = (free_port(), module_path());
+my ($port, $load) = (free_port(), load_module_line());
 
 CanaryTest::write_file("$prefix/nginx.conf", <<"EOF");
 # as Debian's /etc/nginx/nginx.conf, with the module as modules-enabled
-# would load it
-load_module $module;
+# would load it (or nothing, when it is built in)
+$load
 worker_processes 2;
 error_log logs/error.log notice;
 pid logs/nginx.pid;

@@ -16,8 +16,9 @@ package CanaryTest;
 # text), events (events-block text), log_level, allow_log => [qr//],
 # module => 0 (no load_module, for testing the harness itself)
 #
-# Environment: CANARY_MODULE (module .so), CANARY_NGINX (nginx binary; not
-# NGINX, which nginx itself reads as inherited sockets),
+# Environment: CANARY_MODULE (module .so), CANARY_MODULE_KIND=static (the
+# module is built into CANARY_NGINX: no load_module), CANARY_NGINX (nginx
+# binary; not NGINX, which nginx itself reads as inherited sockets),
 # REDIS_SERVER, REDIS_CLI, CANARY_KEEP=1 (keep temp dirs),
 # CANARY_DEBUG=1 (error_log level debug).
 
@@ -36,6 +37,7 @@ use Time::HiRes qw(sleep time);
 our @EXPORT = qw(
     free_port start_nginx nginx_t start_redis http_get http_client
     murmur3_32 module_path need_module expect_log done
+    module_static load_module_line conf_error nginx_version
 );
 
 my $REPO = File::Spec->rel2abs(__FILE__);
@@ -61,11 +63,73 @@ sub module_path {
 }
 
 
+# true when the module is compiled into the nginx under test
+# (`make NGINX_MODULE_KIND=static`): configs then have no load_module
+
+sub module_static {
+    return ($ENV{CANARY_MODULE_KIND} // '') eq 'static';
+}
+
+
+# the main-context line that loads the module, or a comment when it is
+# built in
+
+sub load_module_line {
+    return module_static() ? '# ngx_http_canary_module is built in'
+                           : 'load_module ' . module_path() . ';';
+}
+
+
+# `nginx -V` of the nginx under test, once
+
+my $nginx_V;
+
+sub nginx_V {
+    $nginx_V //= `'$NGINX' -V 2>&1`;
+    return $nginx_V;
+}
+
+
+# its version, "1.22.1"
+
+sub nginx_version {
+    my ($v) = nginx_V() =~ m{nginx version: \S+?/(\d+\.\d+\.\d+)};
+    return $v // '';
+}
+
+
 # skip the whole script when the module has not been built yet
 
 sub need_module {
+    if (module_static()) {
+        plan skip_all => "$NGINX has no module built in (nginx -V shows no"
+                         . ' --add-module)'
+            unless nginx_V() =~ /--add-module=\S/;
+        return;
+    }
     plan skip_all => 'module not built: ' . module_path()
         unless -f module_path();
+}
+
+
+# The first [emerg] of `nginx -t` output, as (message, file, line), however
+# the build writes it: "nginx: [emerg] MSG in FILE:LINE" on stderr when
+# its error log is a file (nginx.org's and self-built nginx), or
+# "DATE TIME [emerg] PID#TID: MSG in FILE:LINE" when the error log itself
+# is stderr (Debian's --error-log-path=stderr); MSG without the location.
+# Empty list if there is no [emerg].
+
+sub conf_error {
+    my ($out) = @_;
+    my ($msg) = $out =~ /^(?:nginx:\ \[emerg\]\ 
+                           |\d{4}\/\d\d\/\d\d\ [\d:]+\ \[emerg\]\ \d+\#\d+:\ )
+                           (.*)$/mx
+        or return ();
+    # the location is the last " in FILE:LINE"; a module may say more
+    # after it (", it must be ...")
+    my ($text, $file, $line, $more) = $msg =~ /^(.*) in (\S+):(\d+)(,.*)?$/
+        or return ($msg);
+    return ($text . ($more // ''), $file, $line);
 }
 
 
@@ -121,7 +185,7 @@ sub full_conf {
 
     my $level = $o{log_level} || ($ENV{CANARY_DEBUG} ? 'debug' : 'info');
     my $workers = $o{workers} // 1;
-    my $load = ($o{module} // 1) ? 'load_module ' . module_path() . ';' : '';
+    my $load = ($o{module} // 1) ? load_module_line() : '';
     my $main = $o{main} // '';
     my $events = $o{events} // '';
 
