@@ -12,6 +12,11 @@
 #   - a healthy canary passes 2 dark intervals and goes on to step 1
 #     (percent 10, the dark fields removed), both nodes agree;
 #   - nginx -t refuses shadow= without a canary_shadow location.
+#
+# With CANARY_DARK_ARMS=1 (t/65-auto-dark-arms.t) both rollouts have two
+# arms (blue, green, 1:1) instead of one canary: the dark phase's shadow
+# figures ("d:") then travel beside the arms' own ("arm:<name>:") and are
+# read back from the row after the arms', and every check above holds.
 
 use strict;
 use warnings;
@@ -31,6 +36,10 @@ need_module();
 my $r = start_redis();
 my $rport = $r->port;
 
+my $arms = $ENV{CANARY_DARK_ARMS}
+    ? "variant blue  canary_up weight=1;\n    variant green canary_up weight=1;"
+    : "canary canary_up;";
+
 sub node_conf {
     my ($id) = @_;
     return <<"EOF";
@@ -45,7 +54,7 @@ upstream canary_up { server 127.0.0.1:%%PORT_C%%; }
 canary_rollout bad {
     key \$arg_u;
     stable stable_up;
-    canary canary_up;
+    $arms
     auto steps=10,50,100 interval=1s max_error_rate=5% min_requests=10
          shadow=50 shadow_intervals=2;
 }
@@ -53,7 +62,7 @@ canary_rollout bad {
 canary_rollout good {
     key \$arg_u;
     stable stable_up;
-    canary canary_up;
+    $arms
     auto steps=10,50,100 interval=1s max_error_rate=5% min_requests=10
          shadow=50 shadow_intervals=2;
 }
