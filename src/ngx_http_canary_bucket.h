@@ -15,6 +15,11 @@
 #include <stdint.h>
 
 
+/* not exported from the module, see ngx_http_canary_module.h */
+#if (__GNUC__ >= 4)
+#pragma GCC visibility push(hidden)
+#endif
+
 #define NGX_HTTP_CANARY_HASH_MURMUR3  0
 #define NGX_HTTP_CANARY_HASH_UNLEASH  1
 
@@ -73,6 +78,11 @@ ngx_http_canary_bucket(uint32_t hash, unsigned mode)
  */
 unsigned ngx_http_canary_arm(uint32_t hash, const uint32_t *weight,
     unsigned n, uint32_t total);
+
+
+#if (__GNUC__ >= 4)
+#pragma GCC visibility pop
+#endif
 
 
 #endif /* _NGX_HTTP_CANARY_BUCKET_H_INCLUDED_ */

@@ -475,9 +475,7 @@ ngx_http_canary_decide_plain(ngx_http_request_t *r,
     ro = (ngx_http_canary_rollout_t *) cmcf->rollouts.elts + index;
     snap = ro->sh->snapshot;
 
-    if (!ro->plain || snap->canary_users || snap->stable_users
-        || snap->start || snap->end || snap->arms_off || snap->total == 0)
-    {
+    if (!ro->plain || !snap->plain) {
         (void) ngx_http_canary_evaluate(r, index, decisions, NULL, 0);
         return &decisions[index];
     }
@@ -905,6 +903,7 @@ static ngx_int_t
 ngx_http_canary_log_handler(ngx_http_request_t *r)
 {
     ngx_int_t                     index;
+    ngx_uint_t                    status;
     ngx_http_canary_ctx_t        *ctx;
     ngx_http_canary_rollout_t    *ro;
     ngx_http_canary_decision_t   *d;
@@ -952,7 +951,13 @@ ngx_http_canary_log_handler(ngx_http_request_t *r)
 
     ro = (ngx_http_canary_rollout_t *) cmcf->rollouts.elts + index;
 
-    ngx_http_canary_count(r, ro, cmcf->sh->nslots, d->variant);
+    /* the status as the log module's $status sees it */
+
+    status = r->err_status ? r->err_status : r->headers_out.status;
+
+    ngx_http_canary_count_status(r, ngx_http_canary_counters(ro,
+                                        ngx_http_canary_slot, d->variant),
+                                 status);
 
     return NGX_OK;
 }
@@ -1196,6 +1201,15 @@ ngx_http_canary_rollout_block(ngx_conf_t *cf, ngx_command_t *cmd,
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid canary_rollout name \"%V\"",
                            &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    /* a request's context notes a rollout in 16 bits, see ctx_t */
+
+    if (cmcf->rollouts.nelts == NGX_HTTP_CANARY_MAX_ROLLOUTS) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "too many canary_rollout blocks, at most %d",
+                           NGX_HTTP_CANARY_MAX_ROLLOUTS);
         return NGX_CONF_ERROR;
     }
 
@@ -2350,6 +2364,16 @@ ngx_http_canary_init(ngx_conf_t *cf)
 static ngx_int_t
 ngx_http_canary_init_process(ngx_cycle_t *cycle)
 {
+    ngx_http_canary_main_conf_t  *cmcf;
+
+    /* the counter slot this worker writes */
+
+    cmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_canary_module);
+
+    if (cmcf && cmcf->sh) {
+        ngx_http_canary_slot = ngx_worker % cmcf->sh->nslots;
+    }
+
     if (ngx_http_canary_sync_init_process(cycle) != NGX_OK) {
         return NGX_ERROR;
     }

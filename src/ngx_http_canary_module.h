@@ -18,6 +18,16 @@
 
 
 /*
+ * The module's own functions and data are hidden: nginx finds a dynamic
+ * module by the names in its generated ngx_http_canary_module_modules.c
+ * only, and a hidden symbol is called and read directly instead of
+ * through the PLT and the GOT, which the request path feels.
+ */
+#if (__GNUC__ >= 4)
+#pragma GCC visibility push(hidden)
+#endif
+
+/*
  * Variants of a rollout: 0 is stable (the users outside the experiment),
  * 1 .. narms the arms in their declared order; a two-sided rollout has
  * one arm, "canary".  The auto controller's figures keep two sides,
@@ -27,6 +37,7 @@
 #define NGX_HTTP_CANARY_CANARY         1
 #define NGX_HTTP_CANARY_NVARIANTS      2
 #define NGX_HTTP_CANARY_MAX_ARMS       16
+#define NGX_HTTP_CANARY_MAX_ROLLOUTS   65535
 /* stable and the arms; a pseudo-variant after the arms needs one more */
 #define NGX_HTTP_CANARY_MAX_VARIANTS   (1 + NGX_HTTP_CANARY_MAX_ARMS)
 #define NGX_HTTP_CANARY_MAX_WEIGHT     10000
@@ -146,6 +157,10 @@ typedef struct {
     uint32_t                        weight[NGX_HTTP_CANARY_MAX_ARMS];
 
     ngx_uint_t                      shadow;         /* hundredths 0..10000 */
+
+    /* no user sets, no time window, no arm off, a weight: set when it is
+       published, for ngx_http_canary_decide_plain() */
+    ngx_uint_t                      plain;
 } ngx_http_canary_snapshot_t;
 
 
@@ -459,16 +474,19 @@ typedef struct {
  * module contexts by an internal redirect (error_page, try_files,
  * X-Accel-Redirect): the decisions stay the same for the whole request,
  * and the request is counted once, under the rollout of the first
- * "canary" location it entered ("routed", index + 1; 0 when none yet).
+ * "canary" location it entered ("routed", index + 1; 0 when none yet;
+ * 16 bits, hence NGX_HTTP_CANARY_MAX_ROLLOUTS).  Whole bytes rather than
+ * bit fields: the rewrite and log handlers read and write them on every
+ * request.
  *
  * 4 bytes and a 4-byte decision per rollout: with up to three rollouts
  * it fits in the 16 bytes of a slot of r->variables, where nginx has
  * already allocated and zeroed it (see ngx_http_canary_get_ctx()).
  */
 typedef struct {
-    unsigned                        routed:29;
-    unsigned                        counted:1;
-    unsigned                        shadow:2;   /* NGX_HTTP_CANARY_SHADOW_* */
+    uint16_t                        routed;
+    u_char                          counted;
+    u_char                          shadow;     /* NGX_HTTP_CANARY_SHADOW_* */
     ngx_http_canary_decision_t      decisions[1];   /* one per rollout */
 } ngx_http_canary_ctx_t;
 
@@ -603,8 +621,8 @@ char *ngx_http_canary_redis_directive(ngx_conf_t *cf, ngx_command_t *cmd,
 /* ngx_http_canary_stats.c */
 extern ngx_msec_t  ngx_http_canary_hist_bounds[];
 
-void ngx_http_canary_count(ngx_http_request_t *r,
-    ngx_http_canary_rollout_t *ro, ngx_uint_t nslots, ngx_uint_t variant);
+extern ngx_uint_t  ngx_http_canary_slot;
+
 void ngx_http_canary_count_status(ngx_http_request_t *r,
     ngx_http_canary_counters_t *c, ngx_uint_t status);
 
@@ -627,6 +645,11 @@ u_char *ngx_http_canary_auto_status_text(ngx_http_canary_main_conf_t *cmcf,
 
 /* ngx_http_canary_status.c */
 char *ngx_http_canary_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+
+
+#if (__GNUC__ >= 4)
+#pragma GCC visibility pop
+#endif
 
 
 #endif /* _NGX_HTTP_CANARY_MODULE_H_INCLUDED_ */

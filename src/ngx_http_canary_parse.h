@@ -18,6 +18,11 @@
 #include <time.h>
 
 
+/* not exported from the module, see ngx_http_canary_module.h */
+#if (__GNUC__ >= 4)
+#pragma GCC visibility push(hidden)
+#endif
+
 /*
  * A non-negative decimal "12.5" as a whole number of 10^-frac units
  * (frac 2: 1250): at most int_digits digits before the dot, at most frac
@@ -69,6 +74,11 @@ typedef struct {
 
 int ngx_http_canary_split(const unsigned char *p, size_t len,
     ngx_http_canary_token_t *tok, int max);
+
+
+#if (__GNUC__ >= 4)
+#pragma GCC visibility pop
+#endif
 
 
 #endif /* _NGX_HTTP_CANARY_PARSE_H_INCLUDED_ */

@@ -20,6 +20,11 @@
 #include <stdint.h>
 
 
+/* not exported from the module, see ngx_http_canary_module.h */
+#if (__GNUC__ >= 4)
+#pragma GCC visibility push(hidden)
+#endif
+
 #define NGX_HTTP_CANARY_POLICY_MAX_STEPS   100
 
 /* request time histogram buckets, as NGX_HTTP_CANARY_HIST_BUCKETS */
@@ -153,6 +158,11 @@ int ngx_http_canary_format_rate(char *buf, size_t size, uint64_t ppm);
 int ngx_http_canary_format_percent(char *buf, size_t size,
     uint32_t hundredths);
 int ngx_http_canary_format_ms(char *buf, size_t size, uint64_t ms);
+
+
+#if (__GNUC__ >= 4)
+#pragma GCC visibility pop
+#endif
 
 
 #endif /* _NGX_HTTP_CANARY_POLICY_H_INCLUDED_ */

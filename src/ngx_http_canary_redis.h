@@ -85,6 +85,11 @@
 #include "ngx_http_canary_module.h"
 
 
+/* not exported from the module, see ngx_http_canary_module.h */
+#if (__GNUC__ >= 4)
+#pragma GCC visibility push(hidden)
+#endif
+
 typedef void (*ngx_http_canary_redis_handler_pt)(ngx_http_canary_redis_t *rc,
     redisReply *reply, void *data);
 
@@ -150,6 +155,11 @@ ngx_int_t ngx_http_canary_redis_send(ngx_http_canary_redis_t *rc, int argc,
     ngx_http_canary_redis_handler_pt handler, void *data);
 ngx_uint_t ngx_http_canary_redis_ready(ngx_http_canary_redis_t *rc);
 void ngx_http_canary_redis_close(ngx_http_canary_redis_t *rc);
+
+
+#if (__GNUC__ >= 4)
+#pragma GCC visibility pop
+#endif
 
 
 #endif /* _NGX_HTTP_CANARY_REDIS_H_INCLUDED_ */

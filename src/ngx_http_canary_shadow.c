@@ -31,7 +31,6 @@
 /* a shadow subrequest's counting state */
 typedef struct {
     ngx_http_canary_shrollout_t    *shr;
-    ngx_uint_t                      nslots;
     unsigned                        counted:1;
 } ngx_http_canary_shadow_t;
 
@@ -397,7 +396,6 @@ ngx_http_canary_shadow_send(ngx_http_request_t *r, ngx_http_canary_ctx_t *ctx)
 
     sh = (ngx_http_canary_shadow_t *) &ps[1];
     sh->shr = ro->sh;
-    sh->nslots = cmcf->sh->nslots;
     sh->counted = 0;
 
     ps->handler = ngx_http_canary_shadow_done;
@@ -458,7 +456,7 @@ ngx_http_canary_shadow_done(ngx_http_request_t *r, void *data, ngx_int_t rc)
                    "canary shadow: \"%V\" done, status %ui",
                    &sh->shr->name, status);
 
-    ngx_http_canary_count_status(r, &sh->shr->shadow[ngx_worker % sh->nslots],
+    ngx_http_canary_count_status(r, &sh->shr->shadow[ngx_http_canary_slot],
                                  status);
 
     return rc;

@@ -585,6 +585,10 @@ ngx_http_canary_publish(ngx_http_canary_main_conf_t *cmcf,
     old = shr->snapshot;
     snap->updated = ngx_time();
 
+    snap->plain = (snap->canary_users == NULL && snap->stable_users == NULL
+                   && snap->start == 0 && snap->end == 0
+                   && snap->arms_off == 0 && snap->total != 0);
+
     /* every store that built the snapshot is seen before the pointer */
 
     ngx_memory_barrier();

@@ -53,25 +53,12 @@ ngx_msec_t  ngx_http_canary_hist_bounds[NGX_HTTP_CANARY_HIST_BUCKETS - 1] = {
 };
 
 
-void
-ngx_http_canary_count(ngx_http_request_t *r, ngx_http_canary_rollout_t *ro,
-    ngx_uint_t nslots, ngx_uint_t variant)
-{
-    ngx_uint_t  status;
+/*
+ * This worker's counter slot, ngx_worker % nslots of the zone: set when
+ * the worker starts, 0 in a single process.
+ */
 
-    /* the status as the log module's $status sees it */
-
-    if (r->err_status) {
-        status = r->err_status;
-
-    } else {
-        status = r->headers_out.status;
-    }
-
-    ngx_http_canary_count_status(r, ngx_http_canary_counters(ro,
-                                        ngx_worker % nslots, variant),
-                                 status);
-}
+ngx_uint_t  ngx_http_canary_slot;
 
 
 /*
