@@ -35,8 +35,9 @@ client keeps its connections alive and rotates user ids (u0 .. u9999).
 Environment: BENCH_ROUNDS (11), BENCH_DURATION (2, seconds per wrk run),
 BENCH_CONNS (32), BENCH_CG_N (2000), BENCH_CG_WARM (500), BENCH_CG_RUNS (1),
 BENCH_QUICK=1 (short everything, for development), BENCH_VARIANTS (all
-above), BENCH_WRK_VARIANTS (a,b,c,d,e,a2,b2,c2), CANARY_MODULE, NGINX,
-BENCH_OUT (build/bench.json).
+above), BENCH_WRK_VARIANTS (a,b,c,d,e,a2,b2,c2), BENCH_PIN (1: for wrk,
+the front nginx on the last CPU, wrk and the backends on the others; 0:
+no pinning), CANARY_MODULE, NGINX, BENCH_OUT (build/bench.json).
 
 Prints a table and writes the JSON summary.
 """
@@ -71,6 +72,13 @@ def env_int(name, default, quick):
 
 
 ROUNDS = env_int('BENCH_ROUNDS', 11, 2)
+# wrk: the front nginx alone on the last CPU, wrk and the backends on the
+# others, so that the front's cost per request sets the throughput and
+# the scheduler's placement of three busy processes on few cores does not
+# (BENCH_PIN=0: no pinning)
+PIN = env_int('BENCH_PIN', 1, 1) == 1 and (os.cpu_count() or 1) >= 2
+FRONT_CPUS = {(os.cpu_count() or 1) - 1}
+OTHER_CPUS = set(range((os.cpu_count() or 1) - 1)) or FRONT_CPUS
 DURATION = env_int('BENCH_DURATION', 2, 2)
 CONNS = env_int('BENCH_CONNS', 32, 16)
 CG_N = env_int('BENCH_CG_N', 2000, 500)
@@ -169,6 +177,13 @@ def free_port():
     port = s.getsockname()[1]
     s.close()
     return port
+
+
+def on_cpus(cpus):
+    """A preexec_fn that keeps the child on cpus, when pinning."""
+    if not PIN:
+        return None
+    return lambda: os.sched_setaffinity(0, cpus)
 
 
 def spawn(args, **kw):
@@ -329,7 +344,7 @@ def start_backends(env):
         os.path.join(HERE, 'conf', 'backend.conf'), env,
         os.path.join(RUN, 'backend'), 0, False))
     p = spawn([NGINX, '-p', prefix, '-c', conf, '-e', 'stderr',
-               '-g', 'daemon off;'])
+               '-g', 'daemon off;'], preexec_fn=on_cpus(OTHER_CPUS))
     wait_ready(env.stable_port, p)
     wait_ready(env.canary_port, p)
     return p
@@ -380,7 +395,7 @@ def redis(env, *args):
     return r.stdout.strip()
 
 
-def start_front(env, v, single=False, valgrind=None):
+def start_front(env, v, single=False, valgrind=None, cpus=None):
     port = free_port()
     name = 'front-' + v + ('-cg' if single else '')
     prefix = os.path.join(RUN, name)
@@ -397,7 +412,8 @@ def start_front(env, v, single=False, valgrind=None):
     if valgrind:
         cmd = valgrind + cmd
     p = spawn(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-              if valgrind else None)
+              if valgrind else None, preexec_fn=on_cpus(cpus) if cpus
+              else None)
     wait_ready(port, p, 120 if valgrind else 20)
     return p, port, prefix
 
@@ -491,7 +507,7 @@ def wrk(port, v, master):
         args.append('uid-header=' + request_id(v))
     cpu = worker_cpu(master)
     r = subprocess.run(args, capture_output=True, text=True,
-                       timeout=DURATION + 30)
+                       timeout=DURATION + 30, preexec_fn=on_cpus(OTHER_CPUS))
     cpu = worker_cpu(master) - cpu
     m = re.search(r'^BENCH (\{.*\})$', r.stdout, re.M)
     if not m:
@@ -506,7 +522,7 @@ def part_wrk(env, summary):
     variants = [v for v in VARIANTS if v in WRK_VARIANTS]
     fronts = {}
     for v in variants:
-        p, port, prefix = start_front(env, v)
+        p, port, prefix = start_front(env, v, cpus=FRONT_CPUS)
         fronts[v] = (p, port, prefix)
 
     # each one splits as configured
@@ -1244,7 +1260,8 @@ def main():
     summary = {
         'date': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
         'host': {'cpus': os.cpu_count(),
-                 'loadavg_start': os.getloadavg()[0]},
+                 'loadavg_start': os.getloadavg()[0],
+                 'wrk_front_cpus': sorted(FRONT_CPUS) if PIN else None},
         'nginx': subprocess.run([NGINX, '-v'], capture_output=True,
                                 text=True).stderr.strip(),
         'sync': env.sync,
