@@ -45,6 +45,7 @@ Prints a table and writes the JSON summary.
 import glob
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -574,6 +575,16 @@ def part_wrk(env, summary):
         return statistics.median(rounds[x][i]['rps'] / rounds[y][i]['rps']
                                  for i in range(ROUNDS))
 
+    def interval(x, y):
+        """A 90% bootstrap interval of the median of the paired ratios:
+        how far another run of as many rounds may put it."""
+        rs = [rounds[x][i]['rps'] / rounds[y][i]['rps']
+              for i in range(ROUNDS)]
+        rng = random.Random(15)
+        meds = sorted(statistics.median(rng.choice(rs) for _ in rs)
+                      for _ in range(2000))
+        return [meds[100], meds[1899]]
+
     def p99_ratio(x, y):
         return statistics.median(rounds[x][i]['p99_us']
                                  / max(rounds[y][i]['p99_us'], 1e-9)
@@ -588,12 +599,14 @@ def part_wrk(env, summary):
     # be if it alone were the bottleneck, and much less disturbed by other
     # load on the machine than requests per second
     out['cpu_ratios'] = {}
+    out['ratio_intervals'] = {}
     for x, y in (('b', 'a'), ('c', 'a'), ('d', 'a'), ('e', 'a'),
                  ('c', 'b'), ('c', 'd'), ('b2', 'a2'), ('c2', 'a2'),
                  ('c2', 'b2')):
         r = ratio(x, y)
         if r is not None:
             out['ratios']['%s/%s' % (x, y)] = r
+            out['ratio_intervals']['%s/%s' % (x, y)] = interval(x, y)
             out['cpu_ratios']['%s/%s' % (x, y)] = cpu_ratio(x, y)
             out['p99_ratios']['%s/%s' % (x, y)] = p99_ratio(x, y)
 
@@ -1208,9 +1221,12 @@ def report(summary):
                 '%.0f' % c['ir_per_request'] if c else '-',
                 '%+.0f' % added if added is not None else '-'))
         if w:
-            lines.append('throughput ratios (median of paired rounds): '
-                         + ', '.join('%s %.3f' % kv
-                                     for kv in w['ratios'].items()))
+            lines.append('throughput ratios (median of paired rounds, '
+                         '[90% bootstrap interval]): '
+                         + ', '.join('%s %.3f [%.3f-%.3f]'
+                                     % ((k, r) + tuple(
+                                         w['ratio_intervals'][k]))
+                                     for k, r in w['ratios'].items()))
             lines.append('front worker CPU per request, ratios: '
                          + ', '.join('%s %.3f' % kv
                                      for kv in w['cpu_ratios'].items()))
