@@ -175,6 +175,7 @@ fz_setup(const uint8_t flags)
     fz_sync.nrollouts = 1;
     fz_sync.users.fd = NGX_INVALID_FILE;
     fz_sync.users.log = &fz_log;
+    fz_sync.scratch = ngx_create_pool(4096, &fz_log);
 
     ngx_http_canary_sync = &fz_sync;
 }
@@ -474,6 +475,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
 
     ngx_http_canary_sync_set_abort(&fz_sync);
+
+    if (fz_sync.scratch) {
+        ngx_destroy_pool(fz_sync.scratch);
+    }
 
     if (fz_sr[0].refused.data) {
         ngx_free(fz_sr[0].refused.data);

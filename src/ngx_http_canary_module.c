@@ -46,6 +46,9 @@ static ngx_inline ngx_http_canary_decision_t *ngx_http_canary_decision(
 static ngx_http_canary_decision_t *ngx_http_canary_decide_plain(
     ngx_http_request_t *r, ngx_http_canary_main_conf_t *cmcf,
     ngx_uint_t index, ngx_http_canary_decision_t *decisions);
+static ngx_http_canary_noinline ngx_uint_t ngx_http_canary_plain_arm(
+    ngx_http_canary_rollout_t *ro, ngx_http_canary_snapshot_t *snap,
+    ngx_http_variable_value_t *key);
 static ngx_int_t ngx_http_canary_rewrite_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_canary_log_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_canary_variable(ngx_http_request_t *r,
@@ -448,10 +451,11 @@ ngx_http_canary_decision(ngx_http_request_t *r, ngx_uint_t index)
 
 /*
  * The request path's decision when none is cached: for a "plain" rollout
- * (no override, segment, match or requires, keys that are all variables,
- * one arm) whose snapshot has no user sets, no time window and its arm
- * on with a weight, what the evaluation below would find, the bucket
- * against the percent, in a small function without the evaluation's
+ * (no override, segment, match or requires, keys that are all variables)
+ * whose snapshot has no user sets, no time window and every arm on with
+ * a weight (snap->plain), what the evaluation below would find, the
+ * bucket against the percent and, for an exposed user of a rollout with
+ * arms, the arm, in a small function without the evaluation's
  * locals (whose addresses are taken, so the stack protector guards its
  * frame); else the evaluation itself.  Stored in decisions[index],
  * returned by pointer.
@@ -463,7 +467,7 @@ ngx_http_canary_decide_plain(ngx_http_request_t *r,
     ngx_http_canary_decision_t *decisions)
 {
     uint32_t                      hash;
-    ngx_uint_t                    i;
+    ngx_uint_t                    i, bucket, variant;
     ngx_http_canary_value_t      *kv;
     ngx_http_canary_rollout_t    *ro;
     ngx_http_canary_decision_t    d;
@@ -480,13 +484,6 @@ ngx_http_canary_decide_plain(ngx_http_request_t *r,
         return &decisions[index];
     }
 
-    /* put together here, stored once */
-
-    d = undecided;
-    d.decided = 1;
-    d.variant = NGX_HTTP_CANARY_STABLE;
-    d.reason = NGX_HTTP_CANARY_REASON_NO_KEY;
-
     /* the key: the first non-empty of the "key" variables */
 
     kv = ro->keys.elts;
@@ -494,23 +491,59 @@ ngx_http_canary_decide_plain(ngx_http_request_t *r,
     for (i = 0; i < ro->keys.nelts; i++) {
         vv = ngx_http_get_indexed_variable(r, kv[i].index);
 
-        if (vv == NULL || vv->not_found || vv->len == 0) {
-            continue;
+        if (vv && !vv->not_found && vv->len) {
+            goto found;
         }
-
-        hash = ngx_http_canary_murmur3_key(&ro->salted, vv->data, vv->len);
-
-        d.bucket = ngx_http_canary_bucket(hash, ro->hash);
-        d.has_bucket = 1;
-        d.reason = NGX_HTTP_CANARY_REASON_PERCENT;
-        d.variant = (d.bucket < snap->percent) ? NGX_HTTP_CANARY_CANARY
-                                               : NGX_HTTP_CANARY_STABLE;
-        break;
     }
+
+    d = undecided;
+    d.decided = 1;
+    d.variant = NGX_HTTP_CANARY_STABLE;
+    d.reason = NGX_HTTP_CANARY_REASON_NO_KEY;
 
     decisions[index] = d;
 
     return &decisions[index];
+
+found:
+
+    hash = ngx_http_canary_murmur3_key(&ro->salted, vv->data, vv->len);
+
+    bucket = ngx_http_canary_bucket(hash, ro->hash);
+    variant = NGX_HTTP_CANARY_STABLE;
+
+    if (bucket < snap->percent) {
+        variant = (ro->narms == 1) ? NGX_HTTP_CANARY_CANARY
+                                   : ngx_http_canary_plain_arm(ro, snap, vv);
+    }
+
+    /* put together here, stored once */
+
+    d = undecided;
+    d.decided = 1;
+    d.has_bucket = 1;
+    d.reason = NGX_HTTP_CANARY_REASON_PERCENT;
+    d.variant = variant;
+    d.bucket = bucket;
+
+    decisions[index] = d;
+
+    return &decisions[index];
+}
+
+
+/* an exposed user's arm, as the evaluation finds it; out of line */
+
+static ngx_http_canary_noinline ngx_uint_t
+ngx_http_canary_plain_arm(ngx_http_canary_rollout_t *ro,
+    ngx_http_canary_snapshot_t *snap, ngx_http_variable_value_t *key)
+{
+    uint32_t  hash;
+
+    hash = ngx_http_canary_murmur3_key(&ro->arm_salted, key->data, key->len);
+
+    return 1 + ngx_http_canary_arm(hash, snap->weight, ro->narms,
+                                   snap->total);
 }
 
 
@@ -2271,8 +2304,7 @@ ngx_http_canary_init(ngx_conf_t *cf)
         ro[i].nrequires = ro[i].requires.nelts;
 
         ro[i].plain = !ro[i].override.set && !ro[i].segment.set
-                      && ro[i].match == NULL && ro[i].nrequires == 0
-                      && ro[i].narms == 1;
+                      && ro[i].match == NULL && ro[i].nrequires == 0;
 
         kv = ro[i].keys.elts;
 

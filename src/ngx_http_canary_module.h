@@ -27,6 +27,13 @@
 #pragma GCC visibility push(hidden)
 #endif
 
+/* a rare branch of a request path function kept out of its frame */
+#if (__GNUC__ >= 4)
+#define ngx_http_canary_noinline  __attribute__((noinline))
+#else
+#define ngx_http_canary_noinline
+#endif
+
 /*
  * Variants of a rollout: 0 is stable (the users outside the experiment),
  * 1 .. narms the arms in their declared order; a two-sided rollout has
@@ -158,8 +165,9 @@ typedef struct {
 
     ngx_uint_t                      shadow;         /* hundredths 0..10000 */
 
-    /* no user sets, no time window, no arm off, a weight: set when it is
-       published, for ngx_http_canary_decide_plain() */
+    /* no user sets (nor an arm's), no time window, no arm off, a
+       weight: set when it is published, for
+       ngx_http_canary_decide_plain() */
     ngx_uint_t                      plain;
 } ngx_http_canary_snapshot_t;
 

@@ -586,6 +586,7 @@ ngx_http_canary_publish(ngx_http_canary_main_conf_t *cmcf,
     snap->updated = ngx_time();
 
     snap->plain = (snap->canary_users == NULL && snap->stable_users == NULL
+                   && snap->arm_users_mask == 0
                    && snap->start == 0 && snap->end == 0
                    && snap->arms_off == 0 && snap->total != 0);
 

@@ -119,6 +119,9 @@ typedef struct {
     ngx_http_canary_sync_rollout_t *rollouts;
     ngx_uint_t                      nrollouts;
 
+    /* a hash reply's scratch memory, reset after each */
+    ngx_pool_t                     *scratch;
+
     ngx_uint_t                      waiting;
     unsigned                        busy:1;
     unsigned                        again:1;
@@ -376,6 +379,18 @@ ngx_http_canary_sync_init_process(ngx_cycle_t *cycle)
     sync->log = cycle->log;
     sync->nrollouts = cmcf->rollouts.nelts;
 
+    /*
+     * Made once, before the worker serves a request, and reset after
+     * each reply rather than made and freed each round: the sync worker
+     * also serves requests, whose pools are malloc()ed and freed around
+     * the sync's allocations
+     */
+
+    sync->scratch = ngx_create_pool(4096, cycle->log);
+    if (sync->scratch == NULL) {
+        return NGX_ERROR;
+    }
+
     sync->rollouts = ngx_pcalloc(cycle->pool,
                                  (sync->nrollouts + 1)
                                  * sizeof(ngx_http_canary_sync_rollout_t));
@@ -555,6 +570,7 @@ ngx_http_canary_sync_exit_process(ngx_cycle_t *cycle)
 {
     if (ngx_http_canary_sync) {
         ngx_http_canary_sync_close(ngx_http_canary_sync);
+        ngx_destroy_pool(ngx_http_canary_sync->scratch);
         ngx_http_canary_sync = NULL;
     }
 }
@@ -2150,15 +2166,12 @@ ngx_http_canary_sync_apply(ngx_http_canary_sync_t *sync,
 
     v.source = NGX_HTTP_CANARY_SOURCE_REDIS;
 
-    pool = ngx_create_pool(4096, sync->log);
-    if (pool == NULL) {
-        return;
-    }
+    pool = sync->scratch;
 
     if (ngx_array_init(&segments, pool, 8, sizeof(ngx_http_canary_segment_t))
         != NGX_OK)
     {
-        ngx_destroy_pool(pool);
+        ngx_reset_pool(pool);
         return;
     }
 
@@ -2179,7 +2192,7 @@ ngx_http_canary_sync_apply(ngx_http_canary_sync_t *sync,
                                        &segments)
             != NGX_OK)
         {
-            ngx_destroy_pool(pool);
+            ngx_reset_pool(pool);
             return;
         }
     }
@@ -2198,7 +2211,7 @@ ngx_http_canary_sync_apply(ngx_http_canary_sync_t *sync,
 
     (void) ngx_http_canary_sync_publish(sync->cmcf, ro, &v, sync->log);
 
-    ngx_destroy_pool(pool);
+    ngx_reset_pool(pool);
 }
 
 
