@@ -176,6 +176,9 @@ fz_setup(const uint8_t flags)
     fz_sync.users.fd = NGX_INVALID_FILE;
     fz_sync.users.log = &fz_log;
     fz_sync.scratch = ngx_create_pool(4096, &fz_log);
+    if (fz_sync.scratch == NULL) {
+        abort();
+    }
 
     ngx_http_canary_sync = &fz_sync;
 }
@@ -421,7 +424,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     reader = redisReaderCreate();
     if (reader == NULL) {
-        return 0;
+        abort();
     }
 
     while (size >= 3) {

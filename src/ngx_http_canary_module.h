@@ -25,10 +25,7 @@
  */
 #if (__GNUC__ >= 4)
 #pragma GCC visibility push(hidden)
-#endif
-
-/* a rare branch of a request path function kept out of its frame */
-#if (__GNUC__ >= 4)
+/* a rare branch of a request path function, kept out of its frame */
 #define ngx_http_canary_noinline  __attribute__((noinline))
 #else
 #define ngx_http_canary_noinline
@@ -144,6 +141,14 @@ typedef struct ngx_http_canary_set_s  ngx_http_canary_set_t;
  */
 typedef struct {
     ngx_uint_t                      percent;        /* hundredths 0..10000 */
+
+    /*
+     * No user sets (nor an arm's), no time window, no arm off, a weight:
+     * set when it is published, for ngx_http_canary_decide_plain(), which
+     * then reads this cache line only
+     */
+    ngx_uint_t                      plain;
+
     time_t                          start;          /* 0: no bound */
     time_t                          end;            /* 0: no bound */
     ngx_uint_t                      state;
@@ -164,11 +169,6 @@ typedef struct {
     uint32_t                        weight[NGX_HTTP_CANARY_MAX_ARMS];
 
     ngx_uint_t                      shadow;         /* hundredths 0..10000 */
-
-    /* no user sets (nor an arm's), no time window, no arm off, a
-       weight: set when it is published, for
-       ngx_http_canary_decide_plain() */
-    ngx_uint_t                      plain;
 } ngx_http_canary_snapshot_t;
 
 

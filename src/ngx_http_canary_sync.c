@@ -119,7 +119,8 @@ typedef struct {
     ngx_http_canary_sync_rollout_t *rollouts;
     ngx_uint_t                      nrollouts;
 
-    /* a hash reply's scratch memory, reset after each */
+    /* a hash reply's scratch memory, reset after each (no cleanups:
+       ngx_reset_pool() does not run them) */
     ngx_pool_t                     *scratch;
 
     ngx_uint_t                      waiting;
@@ -379,18 +380,6 @@ ngx_http_canary_sync_init_process(ngx_cycle_t *cycle)
     sync->log = cycle->log;
     sync->nrollouts = cmcf->rollouts.nelts;
 
-    /*
-     * Made once, before the worker serves a request, and reset after
-     * each reply rather than made and freed each round: the sync worker
-     * also serves requests, whose pools are malloc()ed and freed around
-     * the sync's allocations
-     */
-
-    sync->scratch = ngx_create_pool(4096, cycle->log);
-    if (sync->scratch == NULL) {
-        return NGX_ERROR;
-    }
-
     sync->rollouts = ngx_pcalloc(cycle->pool,
                                  (sync->nrollouts + 1)
                                  * sizeof(ngx_http_canary_sync_rollout_t));
@@ -543,6 +532,18 @@ ngx_http_canary_sync_init_process(ngx_cycle_t *cycle)
     sync->set_clear.data = sync;
     sync->set_clear.log = cycle->log;
     sync->set_clear.cancelable = 1;
+
+    /*
+     * Made once, before the worker serves a request, and reset after
+     * each reply rather than made and freed each round: the sync worker
+     * also serves requests, whose pools are malloc()ed and freed around
+     * the sync's allocations
+     */
+
+    sync->scratch = ngx_create_pool(4096, cycle->log);
+    if (sync->scratch == NULL) {
+        return NGX_ERROR;
+    }
 
     ngx_http_canary_sync = sync;
 
