@@ -270,6 +270,8 @@ fz_reply(unsigned op, redisReply *reply)
             }
 
             fz_sync.set = set;
+            fz_sync.set_gen = ngx_http_canary_set_begin(set);
+            fz_sync.set_inplace = 0;
             fz_sync.set_sr = &fz_sr[0];
             fz_sync.set_which = which;
             fz_sync.set_batches = 0;

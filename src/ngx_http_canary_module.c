@@ -2406,6 +2406,12 @@ ngx_http_canary_init_process(ngx_cycle_t *cycle)
         ngx_http_canary_slot = ngx_worker % cmcf->sh->nslots;
     }
 
+    /* a reader of the zone from here on */
+
+    if (ngx_http_canary_shm_init_process(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     if (ngx_http_canary_sync_init_process(cycle) != NGX_OK) {
         return NGX_ERROR;
     }
@@ -2419,4 +2425,5 @@ ngx_http_canary_exit_process(ngx_cycle_t *cycle)
 {
     ngx_http_canary_auto_exit_process(cycle);
     ngx_http_canary_sync_exit_process(cycle);
+    ngx_http_canary_shm_exit_process(cycle);
 }

@@ -15,6 +15,7 @@
 #include "ngx_http_canary_bucket.h"
 #include "ngx_http_canary_parse.h"
 #include "ngx_http_canary_policy.h"
+#include "ngx_http_canary_reclaim.h"
 
 
 /*
@@ -126,9 +127,9 @@ typedef struct {
 
 
 /*
- * A set of user keys: an open-addressing table of 64-bit hashes with the
- * keys kept beside them, so membership is exact.  Immutable once
- * published; replaced as a whole.
+ * A set of user keys: an open-addressing table of hashes with the keys
+ * kept beside them, so membership is exact.  Changed in place by the sync
+ * process, read without a lock; see ngx_http_canary_set.c.
  */
 typedef struct ngx_http_canary_set_s  ngx_http_canary_set_t;
 
@@ -136,8 +137,9 @@ typedef struct ngx_http_canary_set_s  ngx_http_canary_set_t;
 /*
  * The published state of a rollout.  Immutable once published: the sync
  * worker builds a new snapshot beside the old one, publishes it with one
- * pointer store, and frees the old one after a grace period (see
- * ngx_http_canary_shm.c).  Readers take no lock.
+ * pointer store, and frees the old one once no worker can read it (see
+ * ngx_http_canary_reclaim.c).  Readers take no lock.  The user sets it
+ * names change in place (ngx_http_canary_set.c).
  */
 typedef struct {
     ngx_uint_t                      percent;        /* hundredths 0..10000 */
@@ -280,21 +282,12 @@ struct ngx_http_canary_shrollout_s {
 };
 
 
-/* memory waiting for every reader to be done with it */
-typedef struct ngx_http_canary_retired_s  ngx_http_canary_retired_t;
-
-struct ngx_http_canary_retired_s {
-    ngx_http_canary_retired_t      *next;
-    void                           *data;
-    time_t                          when;
-    ngx_uint_t                      type;
-};
-
-
 typedef struct {
     ngx_http_canary_shrollout_t    *rollouts;
-    ngx_http_canary_retired_t      *retired;
     ngx_uint_t                      nslots;
+
+    /* replaced snapshots and sets, freed when no worker can read them */
+    ngx_http_canary_reclaim_t       reclaim;
 
     /* module-wide figures, written by the sync worker */
     ngx_atomic_t                    redis_up;
@@ -579,9 +572,22 @@ ngx_int_t ngx_http_canary_publish(ngx_http_canary_main_conf_t *cmcf,
 ngx_http_canary_snapshot_t *ngx_http_canary_snapshot_alloc(
     ngx_slab_pool_t *shpool, ngx_http_canary_snapshot_t *from,
     ngx_uint_t nsegments, size_t strings);
-void ngx_http_canary_reclaim(ngx_http_canary_main_conf_t *cmcf);
+size_t ngx_http_canary_snapshot_size(ngx_http_canary_snapshot_t *snap);
 ngx_int_t ngx_http_canary_retire_set_locked(
     ngx_http_canary_main_conf_t *cmcf, ngx_http_canary_set_t *set);
+ngx_uint_t ngx_http_canary_reclaim_now_locked(
+    ngx_http_canary_main_conf_t *cmcf, ngx_log_t *log);
+u_char *ngx_http_canary_zone_room(ngx_http_canary_main_conf_t *cmcf,
+    u_char *buf, size_t need);
+u_char *ngx_http_canary_size_text(u_char *buf, size_t bytes);
+ngx_int_t ngx_http_canary_shm_init_process(ngx_cycle_t *cycle);
+void ngx_http_canary_shm_exit_process(ngx_cycle_t *cycle);
+
+/* "needs 1023.9 MB, 1023.9 MB free of 1023.9 MB" and a little more */
+#define NGX_HTTP_CANARY_ROOM_LEN       128
+
+/* the sync holds pointers into the zone across event-loop turns */
+extern ngx_uint_t  ngx_http_canary_held;
 
 #define ngx_http_canary_snapshot_strings(snap, nsegments)                    \
     ((u_char *) &(snap)[1] + (nsegments) * sizeof(ngx_http_canary_segment_t))
@@ -589,9 +595,16 @@ ngx_int_t ngx_http_canary_retire_set_locked(
 /* ngx_http_canary_set.c */
 ngx_http_canary_set_t *ngx_http_canary_set_create_locked(
     ngx_slab_pool_t *shpool, ngx_uint_t expected);
+size_t ngx_http_canary_set_need(ngx_uint_t n, size_t keys);
 ngx_int_t ngx_http_canary_set_clear(ngx_http_canary_set_t *set);
+ngx_uint_t ngx_http_canary_set_begin(ngx_http_canary_set_t *set);
+ngx_uint_t ngx_http_canary_set_gen(ngx_http_canary_set_t *set);
 ngx_int_t ngx_http_canary_set_add_locked(ngx_slab_pool_t *shpool,
-    ngx_http_canary_set_t *set, u_char *data, size_t len);
+    ngx_http_canary_reclaim_t *rc, ngx_http_canary_set_t *set, u_char *data,
+    size_t len, ngx_uint_t gen);
+ngx_int_t ngx_http_canary_set_sweep_locked(ngx_slab_pool_t *shpool,
+    ngx_http_canary_reclaim_t *rc, ngx_http_canary_set_t *set,
+    ngx_uint_t gen, ngx_uint_t *pos, ngx_uint_t max, ngx_uint_t *removed);
 ngx_uint_t ngx_http_canary_set_contains(ngx_http_canary_set_t *set,
     ngx_str_t *key);
 ngx_uint_t ngx_http_canary_set_size(ngx_http_canary_set_t *set);
@@ -600,6 +613,11 @@ ngx_int_t ngx_http_canary_set_next(ngx_http_canary_set_t *set,
 size_t ngx_http_canary_set_bytes(ngx_http_canary_set_t *set);
 void ngx_http_canary_set_free_locked(ngx_slab_pool_t *shpool,
     ngx_http_canary_set_t *set);
+ngx_int_t ngx_http_canary_set_retire_locked(ngx_slab_pool_t *shpool,
+    ngx_http_canary_reclaim_t *rc, ngx_http_canary_set_t *set);
+
+/* the longest member of a user set, in bytes */
+#define NGX_HTTP_CANARY_SET_KEY_MAX    65535
 
 /* ngx_http_canary_users.c */
 void ngx_http_canary_users_open(ngx_http_canary_users_file_t *uf,

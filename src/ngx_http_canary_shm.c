@@ -11,9 +11,10 @@
  * snapshot beside the old one and publishes it with one pointer store
  * after a memory barrier; a reader loads the pointer once per decision
  * and so sees either the old snapshot or the new one, whole.  The old one
- * is not freed at once: it joins the "retired" list and is freed by a
- * later writer once NGX_HTTP_CANARY_GRACE seconds have passed, far longer
- * than any reader holds a snapshot (the span of one routing decision).
+ * is not freed at once: it is retired, and freed once every worker has
+ * passed a quiescent point (see ngx_http_canary_reclaim.c); each worker
+ * makes one every NGX_HTTP_CANARY_QUIESCE ms with a timer set here, and
+ * the sync process frees.
  */
 
 
@@ -22,12 +23,6 @@
 #include <ngx_http.h>
 
 #include "ngx_http_canary_module.h"
-
-
-#define NGX_HTTP_CANARY_GRACE         30
-
-#define NGX_HTTP_CANARY_RETIRED_SNAPSHOT  0
-#define NGX_HTTP_CANARY_RETIRED_SET       1
 
 
 static ngx_http_canary_shrollout_t *ngx_http_canary_shm_rollout(
@@ -43,8 +38,17 @@ static ngx_http_canary_snapshot_t *ngx_http_canary_shm_copy(
 static void ngx_http_canary_shm_arms(ngx_http_canary_main_conf_t *cmcf,
     ngx_http_canary_snapshot_t *snap, ngx_http_canary_rollout_t *ro,
     ngx_int_t *map);
-static ngx_int_t ngx_http_canary_retire_locked(
-    ngx_http_canary_main_conf_t *cmcf, void *data, ngx_uint_t type);
+static void ngx_http_canary_quiesce_handler(ngx_event_t *ev);
+
+
+/*
+ * This process's entry among the zone's readers, its quiescent timer,
+ * and whether the sync holds pointers into the zone across event-loop
+ * turns (then the timer waits)
+ */
+static ngx_http_canary_reader_t  *ngx_http_canary_reader;
+static ngx_event_t                ngx_http_canary_quiesce_ev;
+ngx_uint_t                        ngx_http_canary_held;
 
 
 ngx_int_t
@@ -599,69 +603,33 @@ ngx_http_canary_publish(ngx_http_canary_main_conf_t *cmcf,
     ngx_memory_barrier();
 
     if (old) {
-        return ngx_http_canary_retire_locked(cmcf, old,
-                                             NGX_HTTP_CANARY_RETIRED_SNAPSHOT);
+        /* without room to track it, it is never freed: safe */
+        (void) ngx_http_canary_retire_locked(cmcf->shpool,
+                                    &cmcf->sh->reclaim, old,
+                                    NGX_HTTP_CANARY_RETIRED_BLOCK,
+                                    ngx_http_canary_snapshot_size(old));
     }
 
     return NGX_OK;
 }
 
 
-static ngx_int_t
-ngx_http_canary_retire_locked(ngx_http_canary_main_conf_t *cmcf, void *data,
-    ngx_uint_t type)
-{
-    ngx_http_canary_retired_t  *rt;
+/* the bytes of a snapshot's block: itself, its segments and their values */
 
-    rt = ngx_slab_alloc_locked(cmcf->shpool,
-                               sizeof(ngx_http_canary_retired_t));
-    if (rt == NULL) {
-        /*
-         * Without a list node the memory cannot be tracked: leaking it is
-         * safe, freeing it now is not.
-         */
-        return NGX_OK;
+size_t
+ngx_http_canary_snapshot_size(ngx_http_canary_snapshot_t *snap)
+{
+    size_t      size;
+    ngx_uint_t  i;
+
+    size = sizeof(ngx_http_canary_snapshot_t)
+           + snap->nsegments * sizeof(ngx_http_canary_segment_t);
+
+    for (i = 0; i < snap->nsegments; i++) {
+        size += snap->segments[i].value.len;
     }
 
-    rt->data = data;
-    rt->type = type;
-    rt->when = ngx_time();
-    rt->next = cmcf->sh->retired;
-    cmcf->sh->retired = rt;
-
-    return NGX_OK;
-}
-
-
-/* frees what was retired long enough ago; the slab mutex must be held */
-
-void
-ngx_http_canary_reclaim(ngx_http_canary_main_conf_t *cmcf)
-{
-    time_t                      now;
-    ngx_http_canary_retired_t  *rt, **prev;
-
-    now = ngx_time();
-    prev = &cmcf->sh->retired;
-
-    for (rt = *prev; rt; rt = *prev) {
-
-        if (now - rt->when < NGX_HTTP_CANARY_GRACE) {
-            prev = &rt->next;
-            continue;
-        }
-
-        *prev = rt->next;
-
-        if (rt->type == NGX_HTTP_CANARY_RETIRED_SET) {
-            ngx_http_canary_set_free_locked(cmcf->shpool, rt->data);
-
-        } else {
-            ngx_slab_free_locked(cmcf->shpool, rt->data);
-        }
-
-        ngx_slab_free_locked(cmcf->shpool, rt);
-    }
+    return size;
 }
 
 
@@ -669,6 +637,159 @@ ngx_int_t
 ngx_http_canary_retire_set_locked(ngx_http_canary_main_conf_t *cmcf,
     ngx_http_canary_set_t *set)
 {
-    return ngx_http_canary_retire_locked(cmcf, set,
-                                         NGX_HTTP_CANARY_RETIRED_SET);
+    return ngx_http_canary_set_retire_locked(cmcf->shpool, &cmcf->sh->reclaim,
+                                             set);
+}
+
+
+/*
+ * Frees what every reader has passed, unless this process holds pointers
+ * into the zone across turns; the sync process only.  The slab mutex is
+ * held.
+ */
+
+ngx_uint_t
+ngx_http_canary_reclaim_now_locked(ngx_http_canary_main_conf_t *cmcf,
+    ngx_log_t *log)
+{
+    if (ngx_http_canary_held || !ngx_http_canary_sync_process()) {
+        return 0;
+    }
+
+    return ngx_http_canary_reclaim_locked(cmcf->shpool, &cmcf->sh->reclaim,
+                                          ngx_http_canary_reader, log);
+}
+
+
+/*
+ * Every worker is a reader of the zone: its entry, and a timer that makes
+ * a quiescent point every NGX_HTTP_CANARY_QUIESCE ms (the sync process
+ * frees there too).  Cancelable: an exiting worker does not wait for it,
+ * and it goes on while the worker finishes its requests.
+ */
+
+ngx_int_t
+ngx_http_canary_shm_init_process(ngx_cycle_t *cycle)
+{
+    ngx_http_canary_main_conf_t  *cmcf;
+
+    if (ngx_process != NGX_PROCESS_WORKER
+        && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        return NGX_OK;
+    }
+
+    cmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_canary_module);
+
+    if (cmcf == NULL || cmcf->sh == NULL) {
+        return NGX_OK;
+    }
+
+    ngx_http_canary_reader = ngx_http_canary_reader_register(cmcf->shpool,
+                                                      &cmcf->sh->reclaim,
+                                                      cycle->log);
+
+    ngx_http_canary_quiesce_ev.handler = ngx_http_canary_quiesce_handler;
+    ngx_http_canary_quiesce_ev.data = cmcf;
+    ngx_http_canary_quiesce_ev.log = cycle->log;
+    ngx_http_canary_quiesce_ev.cancelable = 1;
+
+    ngx_add_timer(&ngx_http_canary_quiesce_ev, NGX_HTTP_CANARY_QUIESCE);
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_canary_shm_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_http_canary_main_conf_t  *cmcf;
+
+    if (ngx_http_canary_quiesce_ev.handler == NULL) {
+        return;
+    }
+
+    cmcf = ngx_http_canary_quiesce_ev.data;
+
+    if (ngx_http_canary_quiesce_ev.timer_set) {
+        ngx_del_timer(&ngx_http_canary_quiesce_ev);
+    }
+
+    ngx_http_canary_reader_unregister(cmcf->shpool, &cmcf->sh->reclaim,
+                                      ngx_http_canary_reader);
+    ngx_http_canary_reader = NULL;
+    ngx_http_canary_quiesce_ev.handler = NULL;
+}
+
+
+static void
+ngx_http_canary_quiesce_handler(ngx_event_t *ev)
+{
+    ngx_http_canary_main_conf_t  *cmcf = ev->data;
+
+    ngx_http_canary_reclaim_t  *rc;
+
+    rc = &cmcf->sh->reclaim;
+
+    if (!ngx_http_canary_held) {
+        ngx_http_canary_quiesce(rc, ngx_http_canary_reader);
+
+        if (rc->retired && ngx_http_canary_sync_process()) {
+            ngx_shmtx_lock(&cmcf->shpool->mutex);
+            (void) ngx_http_canary_reclaim_now_locked(cmcf, ev->log);
+            ngx_shmtx_unlock(&cmcf->shpool->mutex);
+        }
+    }
+
+    ngx_add_timer(ev, NGX_HTTP_CANARY_QUIESCE);
+}
+
+
+/*
+ * "needs 6.1 MB, 2.3 MB free of 64.0 MB": what a refusal for lack of room
+ * says.  Free is the zone's free pages (a racy read, fine for a message);
+ * room for NGX_HTTP_CANARY_ROOM_LEN bytes.
+ */
+
+u_char *
+ngx_http_canary_zone_room(ngx_http_canary_main_conf_t *cmcf, u_char *buf,
+    size_t need)
+{
+    size_t  free, size;
+
+    free = cmcf->shpool->pfree * ngx_pagesize;
+    size = cmcf->shm_zone->shm.size;
+
+    if (need == NGX_MAX_SIZE_T_VALUE) {
+        buf = ngx_sprintf(buf, "needs more than any zone holds");
+
+    } else {
+        buf = ngx_sprintf(buf, "needs ");
+        buf = ngx_http_canary_size_text(buf, need);
+    }
+
+    buf = ngx_sprintf(buf, ", ");
+    buf = ngx_http_canary_size_text(buf, free);
+    buf = ngx_sprintf(buf, " free of ");
+
+    return ngx_http_canary_size_text(buf, size);
+}
+
+
+/* bytes as "512 B", "12.5 KB", "6.1 MB" */
+
+u_char *
+ngx_http_canary_size_text(u_char *buf, size_t bytes)
+{
+    if (bytes < 1024) {
+        return ngx_sprintf(buf, "%uz B", bytes);
+    }
+
+    if (bytes < 1024 * 1024) {
+        return ngx_sprintf(buf, "%uz.%uz KB", bytes / 1024,
+                           bytes % 1024 * 10 / 1024);
+    }
+
+    return ngx_sprintf(buf, "%uz.%uz MB", bytes / (1024 * 1024),
+                       bytes % (1024 * 1024) * 10 / (1024 * 1024));
 }

@@ -93,6 +93,12 @@ typedef struct {
     ngx_atomic_uint_t               restored_rollouts;
     size_t                          zone_size;
     size_t                          zone_free;
+
+    /* replaced state not yet freed, what was, and whom it waits for */
+    ngx_uint_t                      retired;
+    size_t                          retired_bytes;
+    ngx_atomic_uint_t               freed;
+    ngx_pid_t                       holder;
     ngx_msec_t                      now_msec;
     time_t                          now;
 } ngx_http_canary_report_t;
@@ -439,6 +445,11 @@ ngx_http_canary_report(ngx_http_request_t *r, ngx_http_canary_report_t *rp)
     rp->zone_size = cmcf->shm_zone->shm.size;
     rp->zone_free = shpool->pfree * ngx_pagesize;
 
+    rp->retired = sh->reclaim.nretired;
+    rp->retired_bytes = sh->reclaim.retired_bytes;
+    rp->freed = sh->reclaim.freed;
+    rp->holder = sh->reclaim.holder;
+
     rp->nviews = cmcf->rollouts.nelts;
 
     if (rp->nviews == 0) {
@@ -523,7 +534,8 @@ ngx_http_canary_sum(ngx_http_canary_main_conf_t *cmcf,
  *   Rollouts: 1
  *   Redis: up 1 syncs 12 errors 0 refused 0 last_sync 1796000000
  *   Restored: 1 rollouts 2 at 1796000000     (once Redis was restored)
- *   Zone: size 1048576 used 40960 free 1007616
+ *   Zone: size 1048576 used 40960 free 1007616 retired 2 retired_bytes 624
+ *         freed 5718 waiting_for 0         (one line)
  *   Rollout checkout percent 12.5 state none source config updated 17..
  *    segment "US" 50
  *    stable requests 9 1xx 0 2xx 5 3xx 0 4xx 2 5xx 2 upstream_errors 2 errors 2
@@ -543,7 +555,7 @@ ngx_http_canary_text(ngx_http_canary_out_t *o, ngx_http_canary_report_t *rp)
     ngx_http_canary_snapshot_t  *snap;
 
     p = ngx_http_canary_reserve(o, 4 * NGX_HTTP_CANARY_LINE
-                                   + 12 * NGX_HTTP_CANARY_NUM);
+                                   + 16 * NGX_HTTP_CANARY_NUM);
     if (p == NULL) {
         return NGX_ERROR;
     }
@@ -559,9 +571,11 @@ ngx_http_canary_text(ngx_http_canary_out_t *o, ngx_http_canary_report_t *rp)
                         rp->restores, rp->restored_rollouts, rp->restored);
     }
 
-    p = ngx_sprintf(p, "Zone: size %uz used %uz free %uz\n",
+    p = ngx_sprintf(p, "Zone: size %uz used %uz free %uz retired %ui "
+                    "retired_bytes %uz freed %uA waiting_for %P\n",
                     rp->zone_size, rp->zone_size - rp->zone_free,
-                    rp->zone_free);
+                    rp->zone_free, rp->retired, rp->retired_bytes,
+                    rp->freed, rp->holder);
 
     o->buf->last = p;
 
@@ -749,7 +763,8 @@ ngx_http_canary_arms(u_char *p, ngx_http_canary_view_t *vw, ngx_uint_t json)
  * JSON:
  *
  *   {"time_ms":..,"histogram_bounds_ms":[1,2,..,60000],
- *    "zone":{"size":..,"used":..,"free":..},
+ *    "zone":{"size":..,"used":..,"free":..,"retired":..,
+ *            "retired_bytes":..,"freed":..,"waiting_for":pid|null},
  *    "redis":{"connected":..,"syncs":..,"sync_errors":..,
  *             "refused_values":..,"last_sync":..|null,
  *             "restored":{"count":..,"rollouts":..,"at":..}|null},
@@ -768,8 +783,8 @@ ngx_http_canary_json(ngx_http_canary_out_t *o, ngx_http_canary_report_t *rp)
     ngx_http_canary_view_t      *vw;
     ngx_http_canary_snapshot_t  *snap;
 
-    p = ngx_http_canary_reserve(o, 5 * NGX_HTTP_CANARY_LINE
-                                   + (NGX_HTTP_CANARY_HIST_BUCKETS + 13)
+    p = ngx_http_canary_reserve(o, 6 * NGX_HTTP_CANARY_LINE
+                                   + (NGX_HTTP_CANARY_HIST_BUCKETS + 17)
                                      * NGX_HTTP_CANARY_NUM);
     if (p == NULL) {
         return NGX_ERROR;
@@ -784,12 +799,23 @@ ngx_http_canary_json(ngx_http_canary_out_t *o, ngx_http_canary_report_t *rp)
     }
 
     p = ngx_sprintf(p, "],\n\"zone\":{\"size\":%uz,\"used\":%uz,"
-                    "\"free\":%uz},\n"
-                    "\"redis\":{\"connected\":%s,\"syncs\":%uA,"
+                    "\"free\":%uz,\"retired\":%ui,\"retired_bytes\":%uz,"
+                    "\"freed\":%uA,\"waiting_for\":",
+                    rp->zone_size, rp->zone_size - rp->zone_free,
+                    rp->zone_free, rp->retired, rp->retired_bytes,
+                    rp->freed);
+
+    if (rp->holder) {
+        p = ngx_sprintf(p, "%P},\n", rp->holder);
+
+    } else {
+        p = ngx_sprintf(p, "null},\n");
+    }
+
+    p = ngx_sprintf(p, "\"redis\":{\"connected\":%s,\"syncs\":%uA,"
                     "\"sync_errors\":%uA,\"refused_values\":%uA,"
                     "\"last_sync\":",
-                    rp->zone_size, rp->zone_size - rp->zone_free,
-                    rp->zone_free, rp->redis_up ? "true" : "false",
+                    rp->redis_up ? "true" : "false",
                     rp->syncs, rp->sync_errors, rp->refused);
 
     if (rp->last_sync) {
@@ -1274,7 +1300,7 @@ ngx_http_canary_prom(ngx_http_canary_out_t *o, ngx_http_canary_report_t *rp)
 
     /* module-wide */
 
-    p = ngx_http_canary_reserve(o, 16 * NGX_HTTP_CANARY_LINE);
+    p = ngx_http_canary_reserve(o, 20 * NGX_HTTP_CANARY_LINE);
     if (p == NULL) {
         return NGX_ERROR;
     }
@@ -1314,10 +1340,19 @@ ngx_http_canary_prom(ngx_http_canary_out_t *o, ngx_http_canary_report_t *rp)
         "# HELP nginx_canary_zone_free_bytes Free pages of the zone, "
         "in bytes.\n"
         "# TYPE nginx_canary_zone_free_bytes gauge\n"
-        "nginx_canary_zone_free_bytes %uz\n",
+        "nginx_canary_zone_free_bytes %uz\n"
+        "# HELP nginx_canary_zone_retired_bytes Bytes of replaced "
+        "snapshots and sets that a worker may still read.\n"
+        "# TYPE nginx_canary_zone_retired_bytes gauge\n"
+        "nginx_canary_zone_retired_bytes %uz\n"
+        "# HELP nginx_canary_zone_freed_total Replaced snapshots and "
+        "set blocks freed once no worker read them.\n"
+        "# TYPE nginx_canary_zone_freed_total counter\n"
+        "nginx_canary_zone_freed_total %uA\n",
         rp->redis_up, rp->syncs, rp->sync_errors, rp->refused,
         rp->last_sync, rp->restores, rp->restored, rp->zone_size,
-        rp->zone_size - rp->zone_free, rp->zone_free);
+        rp->zone_size - rp->zone_free, rp->zone_free, rp->retired_bytes,
+        rp->freed);
 
     o->buf->last = p;
 

@@ -22,13 +22,24 @@
  *
  * A user set is read only when its SCARD differs from the published set's
  * size, or a push message named it: SSCAN 1000 members per reply, one
- * reply per event-loop turn, into a new set built beside the published
- * one (the slab mutex is held per batch only), then published in a new
- * snapshot; the old set is retired.
+ * reply per event-loop turn (the slab mutex is held per batch only).  A
+ * set that keeps most of its members is changed in place: each member
+ * SSCAN gives is added, or noted as seen, at once, and at the end the
+ * members it did not give are removed, a slice of the table per turn
+ * (ngx_http_canary_set.c); a new set, or one whose size changed by more
+ * than half, is built beside the published one and published in a new
+ * snapshot, the old set retired.
  *
  * Push: a second connection SUBSCRIBEs to <prefix>changed and
  * PSUBSCRIBEs to __keyspace@<db>__:<prefix>*; any message only starts a
- * round (the one code path that applies state).
+ * round (the one code path that applies state).  Rounds start at most
+ * every NGX_HTTP_CANARY_SYNC_GAP ms: a burst of writes is applied as its
+ * latest state, in a bounded number of rounds, the first one at once.
+ *
+ * Memory that a change replaces is freed once no worker reads it
+ * (ngx_http_canary_reclaim.c).  A change the zone has no room for is
+ * refused with what it needs and what is free, logged at most once a
+ * second per rollout, and tried again at the next round that finds room.
  */
 
 
@@ -41,6 +52,15 @@
 
 
 #define NGX_HTTP_CANARY_SSCAN_COUNT    "1000"
+
+/* the least time between the starts of two rounds, in milliseconds */
+#define NGX_HTTP_CANARY_SYNC_GAP       100
+
+/* the table entries an in-place read's end looks at per event-loop turn */
+#define NGX_HTTP_CANARY_SWEEP          65536
+
+/* a refusal for lack of room is logged at most this often per rollout */
+#define NGX_HTTP_CANARY_NOMEM_LOG      1000
 #define NGX_HTTP_CANARY_LOG_VALUE_MAX  64
 #define NGX_HTTP_CANARY_STATE_MAX      (64 * 1024 * 1024)
 
@@ -82,7 +102,16 @@ struct ngx_http_canary_sync_rollout_s {
 
     ngx_int_t                       scard[NGX_HTTP_CANARY_NSETS];
     ngx_int_t                       too_big[NGX_HTTP_CANARY_NSETS];
+    size_t                          need[NGX_HTTP_CANARY_NSETS];
+
+    /* refusals for lack of room: the last one logged, when, and how
+       many of the same since */
+    ngx_str_t                      *nomem_key;
+    ngx_int_t                       nomem_members;
+    ngx_msec_t                      nomem_logged;
+    ngx_uint_t                      nomem_suppressed;
     uint32_t                        dirty;      /* bit "which" */
+    uint32_t                        whole;      /* replaced, not changed */
     unsigned                        missing:1;  /* no hash, while suspect */
 };
 
@@ -138,6 +167,21 @@ typedef struct {
     ngx_uint_t                      set_batches;
     ngx_uint_t                      set_scanning;
     ngx_event_t                     set_clear;
+
+    /* changed in place: the read's generation, where its end is, counts */
+    ngx_uint_t                      set_gen;
+    ngx_uint_t                      set_pos;
+    ngx_uint_t                      set_seen;
+    ngx_uint_t                      set_added;
+    ngx_uint_t                      set_removed;
+    ngx_uint_t                      set_long;   /* members too long */
+    size_t                          set_keys;   /* their bytes, seen */
+    unsigned                        set_inplace:1;
+    unsigned                        set_sweeping:1;
+
+    /* a round asked for before NGX_HTTP_CANARY_SYNC_GAP was over */
+    ngx_event_t                     soon;
+    ngx_msec_t                      started;
     ngx_http_canary_users_file_t    users;      /* the set's file */
 
     ngx_err_t                       state_err;
@@ -201,8 +245,14 @@ static void ngx_http_canary_sync_ignore(ngx_http_canary_redis_t *rc,
 static void ngx_http_canary_sync_pong(ngx_http_canary_redis_t *rc,
     redisReply *reply, void *data);
 static void ngx_http_canary_sync_touch(ngx_http_canary_sync_t *sync,
-    ngx_http_canary_sync_rollout_t *sr, ngx_uint_t which);
+    ngx_http_canary_sync_rollout_t *sr, ngx_uint_t which, ngx_uint_t whole);
+static ngx_uint_t ngx_http_canary_sync_sop(redisReply *event);
 static void ngx_http_canary_sync_start(ngx_http_canary_sync_t *sync);
+static void ngx_http_canary_sync_soon(ngx_http_canary_sync_t *sync);
+static void ngx_http_canary_sync_soon_handler(ngx_event_t *ev);
+static void ngx_http_canary_sync_nomem(ngx_http_canary_sync_t *sync,
+    ngx_http_canary_rollout_t *ro, ngx_str_t *key, ngx_int_t members,
+    size_t need);
 static void ngx_http_canary_sync_hash(ngx_http_canary_redis_t *rc,
     redisReply *reply, void *data);
 static void ngx_http_canary_sync_scard_reply(ngx_http_canary_redis_t *rc,
@@ -230,6 +280,8 @@ static void ngx_http_canary_sync_error(ngx_http_canary_sync_t *sync,
 static ngx_int_t ngx_http_canary_sync_publish(
     ngx_http_canary_main_conf_t *cmcf, ngx_http_canary_rollout_t *ro,
     ngx_http_canary_values_t *v, ngx_log_t *log);
+static size_t ngx_http_canary_sync_snapshot_need(
+    ngx_http_canary_values_t *v);
 static ngx_uint_t ngx_http_canary_sync_same(ngx_http_canary_snapshot_t *cur,
     ngx_http_canary_values_t *v);
 static ngx_http_canary_snapshot_t *ngx_http_canary_sync_copy_locked(
@@ -249,6 +301,10 @@ static void ngx_http_canary_sync_set_abort(ngx_http_canary_sync_t *sync);
 static void ngx_http_canary_sync_set_clear(ngx_http_canary_sync_t *sync);
 static void ngx_http_canary_sync_set_clear_handler(ngx_event_t *ev);
 static void ngx_http_canary_sync_set_publish(ngx_http_canary_sync_t *sync);
+static ngx_int_t ngx_http_canary_sync_set_current(
+    ngx_http_canary_sync_t *sync);
+static void ngx_http_canary_sync_set_sweep(ngx_http_canary_sync_t *sync);
+static void ngx_http_canary_sync_set_done(ngx_http_canary_sync_t *sync);
 static ngx_int_t ngx_http_canary_sync_set_swap(
     ngx_http_canary_main_conf_t *cmcf, ngx_http_canary_rollout_t *ro,
     ngx_uint_t which, ngx_http_canary_set_t *set, ngx_log_t *log);
@@ -533,6 +589,11 @@ ngx_http_canary_sync_init_process(ngx_cycle_t *cycle)
     sync->set_clear.log = cycle->log;
     sync->set_clear.cancelable = 1;
 
+    sync->soon.handler = ngx_http_canary_sync_soon_handler;
+    sync->soon.data = sync;
+    sync->soon.log = cycle->log;
+    sync->soon.cancelable = 1;
+
     /*
      * Made once, before the worker serves a request, and reset after
      * each reply rather than made and freed each round: the sync worker
@@ -594,12 +655,17 @@ ngx_http_canary_sync_close(ngx_http_canary_sync_t *sync)
         ngx_del_timer(&sync->set_clear);
     }
 
+    if (sync->soon.timer_set) {
+        ngx_del_timer(&sync->soon);
+    }
+
     ngx_http_canary_redis_close(sync->redis);
     ngx_http_canary_redis_close(sync->sub);
 
     if (sync->restore) {
         ngx_destroy_pool(sync->restore->pool);
         sync->restore = NULL;
+        ngx_http_canary_held = 0;
     }
 
     ngx_http_canary_sync_set_abort(sync);
@@ -738,12 +804,7 @@ ngx_http_canary_sync_sub_ready(ngx_http_canary_redis_t *rc)
     /* what changed while the subscription was down */
 
     if (ngx_http_canary_redis_ready(sync->redis)) {
-        if (sync->busy) {
-            sync->again = 1;
-
-        } else {
-            ngx_http_canary_sync_start(sync);
-        }
+        ngx_http_canary_sync_soon(sync);
     }
 }
 
@@ -827,7 +888,7 @@ ngx_http_canary_sync_push(ngx_http_canary_redis_t *rc, redisReply *reply)
                                payload->len) == 0)
             {
                 for (j = 0; j < sr->nsets; j++) {
-                    ngx_http_canary_sync_touch(sync, sr, j);
+                    ngx_http_canary_sync_touch(sync, sr, j, 1);
                 }
             }
         }
@@ -852,7 +913,8 @@ ngx_http_canary_sync_push(ngx_http_canary_redis_t *rc, redisReply *reply)
                         && ngx_strncmp(sr->set_key[j].data, s.data, s.len)
                            == 0)
                     {
-                        ngx_http_canary_sync_touch(sync, sr, j);
+                        ngx_http_canary_sync_touch(sync, sr, j,
+                                !ngx_http_canary_sync_sop(payload));
                     }
                 }
             }
@@ -863,12 +925,7 @@ ngx_http_canary_sync_push(ngx_http_canary_redis_t *rc, redisReply *reply)
         return;
     }
 
-    if (sync->busy) {
-        sync->again = 1;
-        return;
-    }
-
-    ngx_http_canary_sync_start(sync);
+    ngx_http_canary_sync_soon(sync);
 }
 
 
@@ -879,7 +936,7 @@ ngx_http_canary_sync_push(ngx_http_canary_redis_t *rc, redisReply *reply)
 
 static void
 ngx_http_canary_sync_touch(ngx_http_canary_sync_t *sync,
-    ngx_http_canary_sync_rollout_t *sr, ngx_uint_t which)
+    ngx_http_canary_sync_rollout_t *sr, ngx_uint_t which, ngx_uint_t whole)
 {
     if (sync->set && sync->set_sr == sr && sync->set_which == which
         && !sync->set_scanning)
@@ -888,6 +945,85 @@ ngx_http_canary_sync_touch(ngx_http_canary_sync_t *sync,
     }
 
     sr->dirty |= 1 << which;
+
+    if (whole) {
+        sr->whole |= 1 << which;
+    }
+}
+
+
+/*
+ * Whether a keyspace notification's event adds or removes members one by
+ * one (SADD, SREM, SPOP, SMOVE): a set changed so is changed in place.
+ * Any other (RENAME onto it, DEL, SUNIONSTORE, RESTORE, ...) replaces it,
+ * and the new set is built whole and published at once, as it was written.
+ */
+
+static ngx_uint_t
+ngx_http_canary_sync_sop(redisReply *event)
+{
+    static const char  *ops[] = { "sadd", "srem", "spop", "smove" };
+
+    ngx_uint_t  i;
+
+    for (i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
+        if (event->len == ngx_strlen(ops[i])
+            && ngx_strncmp(event->str, ops[i], event->len) == 0)
+        {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+/*
+ * A round for a push message, or for one that came during a round: at
+ * once if the last one started NGX_HTTP_CANARY_SYNC_GAP ago, else when it
+ * did.  A burst of messages so costs a few rounds, each applying the
+ * latest state, and its last write is in force within the gap and one
+ * round.
+ */
+
+static void
+ngx_http_canary_sync_soon(ngx_http_canary_sync_t *sync)
+{
+    ngx_msec_t  elapsed;
+
+    if (sync->busy || sync->restore) {
+        sync->again = 1;
+        return;
+    }
+
+    if (sync->soon.timer_set) {
+        return;
+    }
+
+    elapsed = ngx_current_msec - sync->started;
+
+    if (elapsed >= NGX_HTTP_CANARY_SYNC_GAP) {
+        ngx_http_canary_sync_start(sync);
+        return;
+    }
+
+    ngx_add_timer(&sync->soon, NGX_HTTP_CANARY_SYNC_GAP - elapsed);
+}
+
+
+static void
+ngx_http_canary_sync_soon_handler(ngx_event_t *ev)
+{
+    ngx_http_canary_sync_t  *sync = ev->data;
+
+    if (ngx_exiting || ngx_terminate) {
+        ngx_http_canary_sync_close(sync);
+        return;
+    }
+
+    if (ngx_http_canary_redis_ready(sync->redis)) {
+        ngx_http_canary_sync_start(sync);
+    }
 }
 
 
@@ -904,8 +1040,13 @@ ngx_http_canary_sync_start(ngx_http_canary_sync_t *sync)
         return;
     }
 
+    if (sync->soon.timer_set) {
+        ngx_del_timer(&sync->soon);
+    }
+
     sync->busy = 1;
     sync->again = 0;
+    sync->started = ngx_current_msec;
     sync->failed = 0;
     sync->present = 0;
     sync->waiting = 1;
@@ -1087,11 +1228,19 @@ ngx_http_canary_sync_scard(ngx_http_canary_sync_rollout_t *sr,
     snap = sr->ro->sh->snapshot;
     set = ngx_http_canary_snapshot_set(snap, which);
 
-    if ((ngx_uint_t) n != ngx_http_canary_set_size(set)
-        && n != sr->too_big[which])
-    {
-        sr->dirty |= 1 << which;
+    if ((ngx_uint_t) n == ngx_http_canary_set_size(set)) {
+        return;
     }
+
+    /* refused for lack of room: again once there may be room */
+
+    if (n == sr->too_big[which]
+        && sync->cmcf->shpool->pfree * ngx_pagesize < sr->need[which])
+    {
+        return;
+    }
+
+    sr->dirty |= 1 << which;
 }
 
 
@@ -1126,10 +1275,6 @@ ngx_http_canary_sync_reply_done(ngx_http_canary_sync_t *sync)
 
     }
 
-    ngx_shmtx_lock(&sync->cmcf->shpool->mutex);
-    ngx_http_canary_reclaim(sync->cmcf);
-    ngx_shmtx_unlock(&sync->cmcf->shpool->mutex);
-
     /* another instance: lost its data, or not? */
 
     hold = 0;
@@ -1157,7 +1302,8 @@ ngx_http_canary_sync_reply_done(ngx_http_canary_sync_t *sync)
     }
 
     if (sync->again && ngx_http_canary_redis_ready(sync->redis)) {
-        ngx_http_canary_sync_start(sync);
+        sync->again = 0;
+        ngx_http_canary_sync_soon(sync);
     }
 }
 
@@ -1442,6 +1588,9 @@ ngx_http_canary_restore_start(ngx_http_canary_sync_t *sync)
                                 : NGX_HTTP_CANARY_SOURCE_REDIS;
 
     sync->restore = r;
+
+    /* its sets are read across turns: nothing is freed until it ends */
+    ngx_http_canary_held = 1;
 
     n = 0;
     ngx_http_canary_restore_arg(r, &n, "EVAL", 4);
@@ -2025,6 +2174,7 @@ ngx_http_canary_restore_release(ngx_http_canary_redis_t *rc,
 
     ngx_destroy_pool(r->pool);
     sync->restore = NULL;
+    ngx_http_canary_held = 0;
 
     ngx_http_canary_sync_adopt(sync);
 
@@ -2082,6 +2232,7 @@ ngx_http_canary_restore_end(ngx_http_canary_sync_t *sync, const char *why,
     if (sync->restore) {
         ngx_destroy_pool(sync->restore->pool);
         sync->restore = NULL;
+        ngx_http_canary_held = 0;
     }
 }
 
@@ -2593,13 +2744,28 @@ ngx_http_canary_sync_publish(ngx_http_canary_main_conf_t *cmcf,
 
     snap = ngx_http_canary_sync_copy_locked(cmcf->shpool, cur, v);
 
+    if (snap == NULL
+        && ngx_http_canary_reclaim_now_locked(cmcf, log))
+    {
+        /* what no worker reads any more made room */
+        snap = ngx_http_canary_sync_copy_locked(cmcf->shpool, cur, v);
+    }
+
     if (snap == NULL) {
         ngx_shmtx_unlock(&cmcf->shpool->mutex);
 
-        ngx_log_error(NGX_LOG_ERR, log, 0,
-                      "canary sync: no room in canary_zone for rollout "
-                      "\"%V\" with %ui segments, the last good state stays "
-                      "in force", &ro->name, v->nsegments);
+        if (ngx_http_canary_sync) {
+            ngx_http_canary_sync_nomem(ngx_http_canary_sync, ro,
+                       &ngx_http_canary_sync->rollouts[ro->index].key, -1,
+                       ngx_http_canary_sync_snapshot_need(v));
+
+        } else {
+            ngx_log_error(NGX_LOG_ERR, log, 0,
+                          "canary: no room in canary_zone for rollout "
+                          "\"%V\" with %ui segments, the last good state "
+                          "stays in force", &ro->name, v->nsegments);
+        }
+
         return NGX_ERROR;
     }
 
@@ -2663,6 +2829,25 @@ ngx_http_canary_sync_same(ngx_http_canary_snapshot_t *cur,
  * A copy of "from" (its user sets included) with the values of v, or, when
  * v is NULL, with from's own values and segments.  The mutex is held.
  */
+
+/* the bytes of a snapshot of v, for a refusal's message */
+
+static size_t
+ngx_http_canary_sync_snapshot_need(ngx_http_canary_values_t *v)
+{
+    size_t      size;
+    ngx_uint_t  i;
+
+    size = sizeof(ngx_http_canary_snapshot_t)
+           + v->nsegments * sizeof(ngx_http_canary_segment_t);
+
+    for (i = 0; i < v->nsegments; i++) {
+        size += v->segments[i].value.len;
+    }
+
+    return size;
+}
+
 
 static ngx_http_canary_snapshot_t *
 ngx_http_canary_sync_copy_locked(ngx_slab_pool_t *shpool,
@@ -2767,11 +2952,18 @@ ngx_http_canary_sync_orphan_locked(ngx_http_canary_sync_t *sync)
 static void
 ngx_http_canary_sync_next_set(ngx_http_canary_sync_t *sync)
 {
-    ngx_uint_t                       i, which;
-    ngx_http_canary_set_t           *set;
+    ngx_uint_t                       i, which, n, whole;
+    ngx_http_canary_set_t           *set, *cur;
     ngx_http_canary_sync_rollout_t  *sr;
 
-    if (sync->set || sync->closed
+    /*
+     * Not while the instance behind the connection is not known to be the
+     * one the state came from: an empty Redis' empty set is not read, it
+     * is restored (see ..._judge())
+     */
+
+    if (sync->set || sync->closed || sync->suspect || sync->restore
+        || sync->generation != sync->redis->generation + 1
         || !ngx_http_canary_redis_ready(sync->redis))
     {
         return;
@@ -2796,7 +2988,50 @@ ngx_http_canary_sync_next_set(ngx_http_canary_sync_t *sync)
             continue;
         }
 
+        whole = sr->whole & (1 << which);
+        sr->whole &= ~(1 << which);
+
+        sync->set_sr = sr;
+        sync->set_which = which;
+        sync->set_batches = 0;
+        sync->set_scanning = 0;
+        sync->set_seen = 0;
+        sync->set_added = 0;
+        sync->set_removed = 0;
+        sync->set_long = 0;
+        sync->set_keys = 0;
+        sync->set_sweeping = 0;
+
         ngx_shmtx_lock(&sync->cmcf->shpool->mutex);
+
+        cur = ngx_http_canary_snapshot_set(sr->ro->sh->snapshot, which);
+        n = ngx_http_canary_set_size(cur);
+
+        /*
+         * Members added or removed (not the set replaced) and most of them
+         * stay (Redis has between half and twice as many): the published
+         * set changes in place, by what changed
+         */
+
+        if (n && !whole && sr->scard[which] > 0
+            && (ngx_uint_t) sr->scard[which] <= 2 * n
+            && (ngx_uint_t) sr->scard[which] >= n / 2)
+        {
+            sync->set_gen = ngx_http_canary_set_begin(cur);
+            ngx_shmtx_unlock(&sync->cmcf->shpool->mutex);
+
+            sync->set = cur;
+            sync->set_inplace = 1;
+            sync->set_scanning = 1;
+
+            ngx_http_canary_users_open(&sync->users,
+                                       &sync->cmcf->state_file,
+                                       &sr->set_name[which],
+                                       ngx_min(which, 2));
+
+            ngx_http_canary_sync_sscan(sync, (u_char *) "0", 1);
+            return;
+        }
 
         ngx_http_canary_sync_orphan_locked(sync);
 
@@ -2805,14 +3040,10 @@ ngx_http_canary_sync_next_set(ngx_http_canary_sync_t *sync)
         if (set) {
             sync->cmcf->sh->building = set;
             sync->cmcf->sh->building_pid = ngx_pid;
+            sync->set_gen = ngx_http_canary_set_begin(set);
         }
 
         ngx_shmtx_unlock(&sync->cmcf->shpool->mutex);
-
-        sync->set_sr = sr;
-        sync->set_which = which;
-        sync->set_batches = 0;
-        sync->set_scanning = 0;
 
         if (set == NULL) {
             ngx_http_canary_sync_set_abort(sync);
@@ -2821,6 +3052,7 @@ ngx_http_canary_sync_next_set(ngx_http_canary_sync_t *sync)
         }
 
         sync->set = set;
+        sync->set_inplace = 0;
 
         ngx_http_canary_users_open(&sync->users, &sync->cmcf->state_file,
                                    &sr->set_name[which],
@@ -2850,6 +3082,8 @@ ngx_http_canary_sync_set_clear(ngx_http_canary_sync_t *sync)
 }
 
 
+/* the next slice of a new set's table, or of an in-place read's end */
+
 static void
 ngx_http_canary_sync_set_clear_handler(ngx_event_t *ev)
 {
@@ -2862,6 +3096,11 @@ ngx_http_canary_sync_set_clear_handler(ngx_event_t *ev)
     if (sync->closed || ngx_exiting || ngx_terminate) {
         sync->set_sr->dirty |= 1 << sync->set_which;
         ngx_http_canary_sync_set_abort(sync);
+        return;
+    }
+
+    if (sync->set_sweeping) {
+        ngx_http_canary_sync_set_sweep(sync);
         return;
     }
 
@@ -2946,6 +3185,14 @@ ngx_http_canary_sync_sscan_handler(ngx_http_canary_redis_t *rc,
 
     ngx_shmtx_lock(&sync->cmcf->shpool->mutex);
 
+    if (ngx_http_canary_sync_set_current(sync) != NGX_OK) {
+        ngx_shmtx_unlock(&sync->cmcf->shpool->mutex);
+        sr->dirty |= 1 << which;
+        ngx_http_canary_sync_set_abort(sync);
+        ngx_http_canary_sync_next_set(sync);
+        return;
+    }
+
     for (i = 0; i < members->elements; i++) {
         m = members->element[i];
 
@@ -2953,9 +3200,20 @@ ngx_http_canary_sync_sscan_handler(ngx_http_canary_redis_t *rc,
             continue;
         }
 
-        n = ngx_http_canary_set_add_locked(sync->cmcf->shpool, sync->set,
-                                           (u_char *) m->str, m->len);
-        if (n == NGX_ERROR) {
+        sync->set_seen++;
+        sync->set_keys += m->len;
+
+        n = ngx_http_canary_set_add_locked(sync->cmcf->shpool,
+                                           &sync->cmcf->sh->reclaim,
+                                           sync->set, (u_char *) m->str,
+                                           m->len, sync->set_gen);
+        if (n == NGX_OK) {
+            sync->set_added++;
+
+        } else if (n == NGX_ABORT) {
+            sync->set_long++;
+
+        } else if (n == NGX_ERROR) {
             break;
         }
     }
@@ -2974,7 +3232,9 @@ ngx_http_canary_sync_sscan_handler(ngx_http_canary_redis_t *rc,
     for (i = 0; i < members->elements; i++) {
         m = members->element[i];
 
-        if (m->type == REDIS_REPLY_STRING && m->len) {
+        if (m->type == REDIS_REPLY_STRING && m->len
+            && m->len <= NGX_HTTP_CANARY_SET_KEY_MAX)
+        {
             ngx_http_canary_users_add(&sync->users, (u_char *) m->str,
                                       m->len);
         }
@@ -2983,6 +3243,21 @@ ngx_http_canary_sync_sscan_handler(ngx_http_canary_redis_t *rc,
     sync->set_batches++;
 
     if (cursor->len == 1 && cursor->str[0] == '0') {
+        if (sync->set_long) {
+            ngx_log_error(NGX_LOG_ERR, sync->log, 0,
+                          "canary sync: %ui members of \"%V\" of rollout "
+                          "\"%V\" are longer than %d bytes and were "
+                          "ignored", sync->set_long, &sr->set_key[which],
+                          &sr->ro->name, NGX_HTTP_CANARY_SET_KEY_MAX);
+        }
+
+        if (sync->set_inplace) {
+            sync->set_sweeping = 1;
+            sync->set_pos = 0;
+            ngx_http_canary_sync_set_sweep(sync);
+            return;
+        }
+
         ngx_http_canary_sync_set_publish(sync);
         ngx_http_canary_sync_next_set(sync);
         return;
@@ -2992,12 +3267,155 @@ ngx_http_canary_sync_sscan_handler(ngx_http_canary_redis_t *rc,
 }
 
 
-/* a set that does not fit: logged and counted once per size */
+/*
+ * Whether the set being changed in place is still the rollout's, and this
+ * read the set's latest (after a reload, the old sync worker may still be
+ * at one while the new one starts its own): NGX_OK to go on.  The mutex
+ * is held.
+ */
+
+static ngx_int_t
+ngx_http_canary_sync_set_current(ngx_http_canary_sync_t *sync)
+{
+    ngx_http_canary_set_t  *cur;
+
+    if (!sync->set_inplace) {
+        return NGX_OK;
+    }
+
+    cur = ngx_http_canary_snapshot_set(sync->set_sr->ro->sh->snapshot,
+                                       sync->set_which);
+
+    if (cur != sync->set || ngx_http_canary_set_gen(cur) != sync->set_gen) {
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The end of an in-place read: the members SSCAN did not give are
+ * removed, NGX_HTTP_CANARY_SWEEP entries per event-loop turn.
+ */
+
+static void
+ngx_http_canary_sync_set_sweep(ngx_http_canary_sync_t *sync)
+{
+    ngx_int_t                        rc;
+    ngx_http_canary_sync_rollout_t  *sr;
+
+    sr = sync->set_sr;
+
+    ngx_shmtx_lock(&sync->cmcf->shpool->mutex);
+
+    if (ngx_http_canary_sync_set_current(sync) != NGX_OK) {
+        ngx_shmtx_unlock(&sync->cmcf->shpool->mutex);
+        sr->dirty |= 1 << sync->set_which;
+        ngx_http_canary_sync_set_abort(sync);
+        ngx_http_canary_sync_next_set(sync);
+        return;
+    }
+
+    rc = ngx_http_canary_set_sweep_locked(sync->cmcf->shpool,
+                                          &sync->cmcf->sh->reclaim,
+                                          sync->set, sync->set_gen,
+                                          &sync->set_pos,
+                                          NGX_HTTP_CANARY_SWEEP,
+                                          &sync->set_removed);
+
+    ngx_shmtx_unlock(&sync->cmcf->shpool->mutex);
+
+    if (rc == NGX_AGAIN) {
+        ngx_add_timer(&sync->set_clear, 1);
+        return;
+    }
+
+    /* NGX_ERROR: no room to compact it; the set is right all the same */
+
+    ngx_http_canary_sync_set_done(sync);
+    ngx_http_canary_sync_next_set(sync);
+}
+
+
+/* an in-place read is over: the set is Redis' */
+
+static void
+ngx_http_canary_sync_set_done(ngx_http_canary_sync_t *sync)
+{
+    ngx_uint_t                       which, n;
+    ngx_http_canary_set_t           *set;
+    ngx_http_canary_sync_rollout_t  *sr;
+
+    sr = sync->set_sr;
+    which = sync->set_which;
+    set = sync->set;
+
+    sync->set = NULL;
+    sync->set_sr = NULL;
+    sync->set_inplace = 0;
+    sync->set_sweeping = 0;
+
+    sr->too_big[which] = -1;
+
+    n = ngx_http_canary_set_size(set);
+
+    if (n == 0) {
+        /* emptied: no set, as when Redis has none */
+        if (ngx_http_canary_sync_set_swap(sync->cmcf, sr->ro, which, NULL,
+                                          sync->log)
+            == NGX_ERROR)
+        {
+            ngx_http_canary_users_abort(&sync->users);
+            return;
+        }
+    }
+
+    ngx_http_canary_users_commit(&sync->users);
+
+    ngx_log_error(NGX_LOG_INFO, sync->log, 0,
+                  "canary sync: rollout \"%V\" %s%V now has %ui members "
+                  "(%ui added, %ui removed) in %uz bytes of the zone",
+                  &sr->ro->name,
+                  which == 0 ? "canary_users" : which == 1 ? "stable_users"
+                                                           : "users:",
+                  which < 2 ? &ngx_http_canary_empty
+                            : &sr->ro->variants[which - 1].name, n,
+                  sync->set_added, sync->set_removed,
+                  ngx_http_canary_set_bytes(n ? set : NULL));
+
+    if (sync->set_added || sync->set_removed) {
+        sync->changed = 1;
+        ngx_http_canary_state_write(sync);
+        sync->changed = 0;
+    }
+}
+
+
+/*
+ * A set that does not fit: logged (at most once a second per rollout)
+ * and counted once per size, and read again when there may be room
+ */
 
 static void
 ngx_http_canary_sync_too_big(ngx_http_canary_sync_t *sync,
     ngx_http_canary_sync_rollout_t *sr, ngx_uint_t which)
 {
+    size_t      keys;
+    ngx_uint_t  n, seen;
+
+    n = (sr->scard[which] > 0) ? (ngx_uint_t) sr->scard[which] : 0;
+
+    /* the members' bytes: as those seen so far, 16 each if none was */
+
+    seen = sync->set_seen;
+    keys = seen ? ngx_max(sync->set_keys / seen, 1) : 16;
+    keys = (n <= NGX_MAX_SIZE_T_VALUE / 8 / keys) ? keys * n
+                                                   : NGX_MAX_SIZE_T_VALUE;
+
+    sr->need[which] = ngx_http_canary_set_need(n, keys);
+    sr->dirty &= ~(1 << which);
+
     if (sr->too_big[which] == sr->scard[which]) {
         return;
     }
@@ -3006,11 +3424,63 @@ ngx_http_canary_sync_too_big(ngx_http_canary_sync_t *sync,
 
     (void) ngx_atomic_fetch_add(&sync->cmcf->sh->refused, 1);
 
+    ngx_http_canary_sync_nomem(sync, sr->ro, &sr->set_key[which],
+                               sr->scard[which], sr->need[which]);
+}
+
+
+/*
+ * A change refused for lack of room in the zone: what it needs and what
+ * is free.  The same refusal (the same key, and for a set the same size)
+ * is logged at most once every NGX_HTTP_CANARY_NOMEM_LOG ms per rollout,
+ * with the count of those not logged in between.
+ */
+
+static void
+ngx_http_canary_sync_nomem(ngx_http_canary_sync_t *sync,
+    ngx_http_canary_rollout_t *ro, ngx_str_t *key, ngx_int_t members,
+    size_t need)
+{
+    u_char                          *p;
+    u_char                           room[NGX_HTTP_CANARY_ROOM_LEN];
+    u_char                           count[NGX_INT_T_LEN + 16];
+    ngx_str_t                        what;
+    ngx_http_canary_sync_rollout_t  *sr;
+
+    if (sync == NULL || ro->index >= sync->nrollouts) {
+        return;
+    }
+
+    sr = &sync->rollouts[ro->index];
+
+    what.data = count;
+    what.len = (members >= 0)
+               ? (size_t) (ngx_sprintf(count, " (%i members)", members)
+                           - count)
+               : 0;
+
+    /* the same refusal again (a set of another size is another) */
+
+    if (sr->nomem_key == key && sr->nomem_members == members
+        && ngx_current_msec - sr->nomem_logged < NGX_HTTP_CANARY_NOMEM_LOG)
+    {
+        sr->nomem_suppressed++;
+        return;
+    }
+
+    p = ngx_http_canary_zone_room(sync->cmcf, room, need);
+
     ngx_log_error(NGX_LOG_ERR, sync->log, 0,
-                  "canary sync: refused \"%V\" of rollout \"%V\": %i "
-                  "members do not fit in canary_zone, the last good set "
-                  "stays in force", &sr->set_key[which], &sr->ro->name,
-                  sr->scard[which]);
+                  "canary sync: no room in canary_zone for \"%V\"%V of "
+                  "rollout \"%V\": %*s; the last good state stays in force "
+                  "and the change is tried again when there is room (%ui "
+                  "more refused since the last such line)", key, &what,
+                  &ro->name, p - room, room, sr->nomem_suppressed);
+
+    sr->nomem_key = key;
+    sr->nomem_members = members;
+    sr->nomem_logged = ngx_current_msec;
+    sr->nomem_suppressed = 0;
 }
 
 
@@ -3023,7 +3493,9 @@ ngx_http_canary_sync_set_abort(ngx_http_canary_sync_t *sync)
 
     ngx_http_canary_users_abort(&sync->users);
 
-    if (sync->set) {
+    /* a set changed in place stays as it is, right member by member */
+
+    if (sync->set && !sync->set_inplace) {
         ngx_shmtx_lock(&sync->cmcf->shpool->mutex);
 
         if (sync->cmcf->sh->building == sync->set) {
@@ -3036,6 +3508,8 @@ ngx_http_canary_sync_set_abort(ngx_http_canary_sync_t *sync)
 
     sync->set = NULL;
     sync->set_sr = NULL;
+    sync->set_inplace = 0;
+    sync->set_sweeping = 0;
 }
 
 
@@ -3130,6 +3604,10 @@ ngx_http_canary_sync_set_swap(ngx_http_canary_main_conf_t *cmcf,
 
     snap = ngx_http_canary_sync_copy_locked(cmcf->shpool, cur, NULL);
 
+    if (snap == NULL && ngx_http_canary_reclaim_now_locked(cmcf, log)) {
+        snap = ngx_http_canary_sync_copy_locked(cmcf->shpool, cur, NULL);
+    }
+
     if (snap == NULL) {
         if (set) {
             ngx_http_canary_set_free_locked(cmcf->shpool, set);
@@ -3137,10 +3615,12 @@ ngx_http_canary_sync_set_swap(ngx_http_canary_main_conf_t *cmcf,
 
         ngx_shmtx_unlock(&cmcf->shpool->mutex);
 
-        ngx_log_error(NGX_LOG_ERR, log, 0,
-                      "canary sync: no room in canary_zone for rollout "
-                      "\"%V\", the last good state stays in force",
-                      &ro->name);
+        if (ngx_http_canary_sync) {
+            ngx_http_canary_sync_nomem(ngx_http_canary_sync, ro,
+                       &ngx_http_canary_sync->rollouts[ro->index].key, -1,
+                       ngx_http_canary_snapshot_size(cur));
+        }
+
         return NGX_ERROR;
     }
 

@@ -477,8 +477,11 @@ ngx_http_canary_users_parse(ngx_http_canary_main_conf_t *cmcf,
 
         /* SSCAN may give a member twice, and so may the file: once */
 
-        rc = ngx_http_canary_set_add_locked(cmcf->shpool, set, p, slen);
-        if (rc == NGX_DECLINED) {
+        rc = ngx_http_canary_set_add_locked(cmcf->shpool, &cmcf->sh->reclaim,
+                                            set, p, slen, 0);
+
+        if (rc == NGX_DECLINED || rc == NGX_ABORT) {
+            /* twice, or longer than a member may be (not written so) */
             rc = NGX_OK;
         }
 
