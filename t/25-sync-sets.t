@@ -104,15 +104,17 @@ for my $i (1 .. 60_000) {
     }
 }
 ok(defined wait_until(sub {
-       $ng2->error_log =~ /refused "\Q$key\E:canary_users" of rollout "checkout": 60001 members do not fit/
-   }, 10), 'a set too large for the zone is refused, naming it and its size');
+       $ng2->error_log =~ /no room in canary_zone for "\Q$key\E:canary_users" \(60001 members\) of rollout "checkout": needs (\d+\.\d) MB, (\d+\.\d) KB free of 1\.0 MB/
+   }, 10), 'a set too large for the zone is refused, naming it, its size, '
+           . 'what it needs and what is free');
+diag($1) if $ng2->error_log =~ /(no room in canary_zone for [^;]*)/;
 my ($a) = variants($ng2->port, [['alice', 0]]);
 is($a->{reason}, 'canary_users', 'the last good set stays in force');
 ($a) = variants($ng2->port, [['member-with-a-long-name-60000', 0]]);
 is($a->{reason}, 'percent', 'the refused members are not');
-my $lines = log_count($ng2, qr/members do not fit/);
+my $lines = log_count($ng2, qr/no room in canary_zone/);
 sleep 0.6;
-is(log_count($ng2, qr/members do not fit/), $lines,
+is(log_count($ng2, qr/no room in canary_zone/), $lines,
    'refused once, not per round');
 
 done();
