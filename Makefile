@@ -96,7 +96,7 @@ SRCS := $(wildcard src/*.c src/*.h) config
 DEPS_BUILD := nginx nginx-dev libhiredis-dev libpcre2-dev libssl-dev \
               zlib1g-dev make gcc
 DEPS_TEST  := $(DEPS_BUILD) libcmocka-dev redis-server redis-tools wrk openssl \
-              prometheus chromium perl curl
+              prometheus chromium perl curl gdb
 DEPS_DEMO  := $(DEPS_BUILD) redis-server redis-tools curl
 DEPS_BENCH := $(DEPS_BUILD) redis-server redis-tools wrk valgrind python3 \
               libnginx-mod-http-ndk libnginx-mod-http-lua lua-nginx-redis

@@ -172,14 +172,19 @@ valgrind: build
 	xargs -r -n1 dirname < $(VALGRIND_DIR)/dirs | sort -u | xargs -r rm -rf
 
 
-# make chaos [CHAOS_DOWN=3] [CHAOS_SCALE=1]: each fault under load (see
-# t/lib/CanaryChaos.pm), then a table (also in build/chaos.txt)
+# make chaos [CHAOS_DOWN=3] [CHAOS_SCALE=1] [CHAOS_CHURN_SECONDS=180]:
+# each fault under load (see t/lib/CanaryChaos.pm), then a table (also in
+# build/chaos.txt); then sustained churn under wrk (t/chaos/churn.pl, a
+# table in build/chaos-churn.txt)
 
 CHAOS_DOWN  ?= 3
 CHAOS_SCALE ?= 1
+CHAOS_CHURN_SECONDS ?= 180
 
 .PHONY: chaos
 
 chaos: deps-test build
 	$(TEST_ENV) CANARY_NGINX=$(NGINX) \
 	    perl t/chaos/run.pl --down $(CHAOS_DOWN) --scale $(CHAOS_SCALE)
+	$(TEST_ENV) CANARY_NGINX=$(NGINX) \
+	    perl t/chaos/churn.pl --seconds $(CHAOS_CHURN_SECONDS)
