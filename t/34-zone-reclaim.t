@@ -104,8 +104,8 @@ SKIP: {
             '-ex', "shell touch $prefix/hit",
             '-ex', "shell while [ ! -e $prefix/go ]; do sleep 0.05; done",
             '-ex', 'delete',
-            '-ex', 'detach';
-        POSIX::_exit(127);
+            '-ex', 'detach'
+            or POSIX::_exit(127);
     }
 
     ok(defined wait_until(sub {

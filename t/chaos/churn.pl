@@ -104,8 +104,8 @@ if ($wpid == 0) {
     open STDOUT, '>', $wrk_out;
     open STDERR, '>&', \*STDOUT;
     exec $wrk, '-t1', '-c8', "-d${seconds}s", '-s', $lua,
-        "http://127.0.0.1:$port/";
-    POSIX::_exit(127);
+        "http://127.0.0.1:$port/"
+        or POSIX::_exit(127);
 }
 
 my $redis = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
