@@ -77,11 +77,11 @@ is(variant_of('m1'), 'canary canary_users', 'and it is whole');
 
 my $freed = log_count($ng, qr/canary sync: freed the user set of \d+ members that worker \d+ left half-built/);
 cmp_ok($freed, '>=', 1, "half-built sets freed ($freed of 3 kills fell in a build)");
-is(log_count($ng, qr/do not fit in canary_zone/), 0, 'no set refused for room');
+is(log_count($ng, qr/no room in canary_zone/), 0, 'no set refused for room');
 
 my $after;
 ok(defined wait_until(sub { $after = zone_used(); $after <= $before + 256 * 1024 },
-                      45, 0.5),
+                      10, 0.1),
    "the zone is back to what it held before the kills ($before -> $after bytes)");
 
 done();
