@@ -20,6 +20,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 
+use IO::Socket::INET;
 use JSON::PP;
 use POSIX qw(WNOHANG);
 use Test::More;
@@ -65,14 +66,26 @@ sub status {
 
 sub zone { status()->{zone} // {} }
 
+# writes on one connection (a redis-cli per write is slow on a busy
+# machine, and the held request waits for all of them)
+sub hset {
+    my ($p) = @_;
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                  PeerPort => $r->port, Proto => 'tcp')
+        || die "redis: $!";
+    print $s "*4\r\n\$4\r\nHSET\r\n\$23\r\ncanary:rollout:checkout\r\n"
+             . "\$7\r\npercent\r\n\$" . length($p) . "\r\n$p\r\n";
+    <$s>;
+    close $s;
+}
+
 sub churn {
     my ($n) = @_;
     for my $i (1 .. $n) {
-        $r->cli('HSET', 'canary:rollout:checkout', 'percent',
-                $i % 2 ? '100' : '99.99');
-        sleep 0.01;
+        hset($i % 2 ? '100' : '99.99');
+        sleep 0.02;
     }
-    $r->cli('HSET', 'canary:rollout:checkout', 'percent', '100');
+    hset('100');
     return wait_until(sub {
         (status()->{rollouts}[0]{percent} // -1) == 100 }, 5);
 }
@@ -117,8 +130,9 @@ SKIP: {
     while (!$held && $tries++ < 50) {
         my $pid = fork // die "fork: $!";
         if ($pid == 0) {
-            my ($st, undef, $body) = http_get($port, '/',
-                                              'X-User-Id' => 'u-held');
+            my $c = CanaryTest::Client->new($port, timeout => 120);
+            my ($st, undef, $body) = $c->get('/', 'X-User-Id' => 'u-held',
+                                             Connection => 'close');
             CanaryTest::write_file("$prefix/resp.$$", $body // '');
             POSIX::_exit(0);
         }
