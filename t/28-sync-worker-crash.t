@@ -55,12 +55,19 @@ ok(defined wait_until(sub { variant_of("m$n") eq 'canary canary_users' }, 30, 0.
    "$n members synced");
 my $before = zone_used();
 
+# SSCAN calls so far: a kill once the count moves falls inside a build
+sub sscans {
+    return ($r->cli('INFO', 'commandstats') =~ /cmdstat_sscan:calls=(\d+)/)[0]
+           // 0;
+}
+
 my $killed = 0;
 for my $i (1 .. 3) {
     my $sync = CanaryChaos::sync_worker($ng, $r->port);
+    my $scans = sscans();
     $r->cli('SADD', "$key:canary_users", "extra$i");
     $r->cli('PUBLISH', 'canary:changed', 'checkout');
-    sleep 0.04;
+    wait_until(sub { sscans() > $scans + 2 }, 5, 0.002);
     if ($sync && kill 'KILL', $sync) {
         $killed++;
     }
