@@ -6,7 +6,7 @@
 #
 # - A worker stopped in the middle of a decision (gdb holds it at a
 #   breakpoint after it loaded the snapshot, percent 0): 60 changes to
-#   percent 100 are published meanwhile and nothing is freed (status says
+#   99.xx% and 100% are published meanwhile and nothing is freed (status says
 #   whom the zone waits for); let go, the worker finishes its decision
 #   with the snapshot it had (stable), which a debug build would have
 #   poisoned had it been freed; then everything is freed.
@@ -81,8 +81,10 @@ sub hset {
 
 sub churn {
     my ($n) = @_;
+    # every value differs from the one before and from 100, the last one:
+    # each round that reads one publishes, and so does the last
     for my $i (1 .. $n) {
-        hset($i % 2 ? '100' : '99.99');
+        hset(sprintf '99.%02d', $i % 100);
         sleep 0.02;
     }
     hset('100');
