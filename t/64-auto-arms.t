@@ -175,7 +175,11 @@ $r->cli('HSET', $key, 'state', 'progressing');
 
 ok(defined wait_until(sub { ($r->cli('HGET', $key, 'percent') // '') eq '10' },
                       10), 'the ramp starts at 10%');
-my @at10 = arms_of($na);
+# in force on node A within a round (rounds start at most 100 ms apart)
+my @at10;
+wait_until(sub { @at10 = arms_of($na);
+                 (grep { /^(?:blue|green) percent$/ } @at10) > 20 },
+           5, 0.02);
 my %blue10 = map { $users[$_] => 1 } grep { $at10[$_] eq 'blue percent' }
              0 .. $#users;
 my %green10 = map { $users[$_] => 1 } grep { $at10[$_] eq 'green percent' }
