@@ -58,6 +58,8 @@ static void ngx_http_canary_restore_lease(ngx_http_canary_redis_t *rc,
     redisReply *reply, void *data);
 static ngx_int_t ngx_http_canary_restore_hash(ngx_http_canary_sync_t *sync,
     ngx_http_canary_sync_rollout_t *sr);
+static void ngx_http_canary_restore_auto(ngx_http_canary_restore_t *r,
+    ngx_uint_t *n, ngx_http_canary_auto_status_t *st);
 static void ngx_http_canary_restore_hash_handler(ngx_http_canary_redis_t *rc,
     redisReply *reply, void *data);
 static void ngx_http_canary_restore_next_set(ngx_http_canary_sync_t *sync);
@@ -255,15 +257,10 @@ ngx_http_canary_restore_hash(ngx_http_canary_sync_t *sync,
 {
     u_char                         *p;
     uint32_t                        arms;
-    ngx_uint_t                      i, n, v;
+    ngx_uint_t                      i, n;
     ngx_http_canary_snapshot_t     *snap;
     ngx_http_canary_restore_t      *r;
     ngx_http_canary_auto_status_t   st;
-
-    static const char  *fig[2][4] = {
-        { "s_requests", "s_errors", "s_error_rate", "s_p99" },
-        { "c_requests", "c_errors", "c_error_rate", "c_p99" }
-    };
 
     r = sync->restore;
     snap = sr->ro->sh->snapshot;
@@ -383,54 +380,8 @@ ngx_http_canary_restore_hash(ngx_http_canary_sync_t *sync,
                                      snap->shadow % 100);
     }
 
-    if (st.updated && st.step) {
-        ngx_http_canary_restore_arg(r, &n, "step", 4);
-        ngx_http_canary_restore_argf(r, &n, "%ui", st.step);
-        ngx_http_canary_restore_arg(r, &n, "failures", 8);
-        ngx_http_canary_restore_argf(r, &n, "%ui", st.failures);
-        ngx_http_canary_restore_arg(r, &n, "since", 5);
-        ngx_http_canary_restore_argf(r, &n, "%uL", st.since);
-        ngx_http_canary_restore_arg(r, &n, "checked", 7);
-        ngx_http_canary_restore_argf(r, &n, "%uL", st.checked);
-    }
-
-    if (st.updated && st.decided_at) {
-        ngx_http_canary_restore_arg(r, &n, "decided_at", 10);
-        ngx_http_canary_restore_argf(r, &n, "%uL", st.decided_at);
-        ngx_http_canary_restore_arg(r, &n, "decided_by", 10);
-        ngx_http_canary_restore_arg(r, &n, st.decided_by, st.decided_by_len);
-        ngx_http_canary_restore_arg(r, &n, "decision", 8);
-        ngx_http_canary_restore_arg(r, &n, st.decision, st.decision_len);
-        ngx_http_canary_restore_arg(r, &n, "reason", 6);
-        ngx_http_canary_restore_arg(r, &n, st.reason, st.reason_len);
-    }
-
-    if (st.updated && st.interval) {
-        ngx_http_canary_restore_arg(r, &n, "interval", 8);
-        ngx_http_canary_restore_argf(r, &n, "%uL", st.interval);
-        ngx_http_canary_restore_arg(r, &n, "nodes", 5);
-        ngx_http_canary_restore_argf(r, &n, "%ui", st.nodes);
-
-        for (v = 0; v < NGX_HTTP_CANARY_NVARIANTS; v++) {
-            ngx_http_canary_restore_arg(r, &n, fig[v][0],
-                                        ngx_strlen(fig[v][0]));
-            ngx_http_canary_restore_argf(r, &n, "%uL", st.requests[v]);
-            ngx_http_canary_restore_arg(r, &n, fig[v][1],
-                                        ngx_strlen(fig[v][1]));
-            ngx_http_canary_restore_argf(r, &n, "%uL", st.errors[v]);
-            ngx_http_canary_restore_arg(r, &n, fig[v][2],
-                                        ngx_strlen(fig[v][2]));
-            ngx_http_canary_restore_argf(r, &n, "%uL", st.error_rate[v]);
-            ngx_http_canary_restore_arg(r, &n, fig[v][3],
-                                        ngx_strlen(fig[v][3]));
-
-            if (st.p99[v] == NGX_HTTP_CANARY_P99_INF) {
-                ngx_http_canary_restore_arg(r, &n, "inf", 3);
-
-            } else {
-                ngx_http_canary_restore_argf(r, &n, "%uL", st.p99[v]);
-            }
-        }
+    if (st.updated) {
+        ngx_http_canary_restore_auto(r, &n, &st);
     }
 
     if (r->nomem) {
@@ -447,6 +398,75 @@ ngx_http_canary_restore_hash(ngx_http_canary_sync_t *sync,
     r->waiting++;
 
     return NGX_OK;
+}
+
+
+/*
+ * An automatic rollout's fields as its controller last read them: step,
+ * failures, since, checked; the last decision; the last interval's
+ * figures
+ */
+
+static void
+ngx_http_canary_restore_auto(ngx_http_canary_restore_t *r, ngx_uint_t *n,
+    ngx_http_canary_auto_status_t *st)
+{
+    ngx_uint_t  v;
+
+    static const char  *fig[2][4] = {
+        { "s_requests", "s_errors", "s_error_rate", "s_p99" },
+        { "c_requests", "c_errors", "c_error_rate", "c_p99" }
+    };
+
+    if (st->step) {
+        ngx_http_canary_restore_arg(r, n, "step", 4);
+        ngx_http_canary_restore_argf(r, n, "%ui", st->step);
+        ngx_http_canary_restore_arg(r, n, "failures", 8);
+        ngx_http_canary_restore_argf(r, n, "%ui", st->failures);
+        ngx_http_canary_restore_arg(r, n, "since", 5);
+        ngx_http_canary_restore_argf(r, n, "%uL", st->since);
+        ngx_http_canary_restore_arg(r, n, "checked", 7);
+        ngx_http_canary_restore_argf(r, n, "%uL", st->checked);
+    }
+
+    if (st->decided_at) {
+        ngx_http_canary_restore_arg(r, n, "decided_at", 10);
+        ngx_http_canary_restore_argf(r, n, "%uL", st->decided_at);
+        ngx_http_canary_restore_arg(r, n, "decided_by", 10);
+        ngx_http_canary_restore_arg(r, n, st->decided_by, st->decided_by_len);
+        ngx_http_canary_restore_arg(r, n, "decision", 8);
+        ngx_http_canary_restore_arg(r, n, st->decision, st->decision_len);
+        ngx_http_canary_restore_arg(r, n, "reason", 6);
+        ngx_http_canary_restore_arg(r, n, st->reason, st->reason_len);
+    }
+
+    if (st->interval) {
+        ngx_http_canary_restore_arg(r, n, "interval", 8);
+        ngx_http_canary_restore_argf(r, n, "%uL", st->interval);
+        ngx_http_canary_restore_arg(r, n, "nodes", 5);
+        ngx_http_canary_restore_argf(r, n, "%ui", st->nodes);
+
+        for (v = 0; v < NGX_HTTP_CANARY_NVARIANTS; v++) {
+            ngx_http_canary_restore_arg(r, n, fig[v][0],
+                                        ngx_strlen(fig[v][0]));
+            ngx_http_canary_restore_argf(r, n, "%uL", st->requests[v]);
+            ngx_http_canary_restore_arg(r, n, fig[v][1],
+                                        ngx_strlen(fig[v][1]));
+            ngx_http_canary_restore_argf(r, n, "%uL", st->errors[v]);
+            ngx_http_canary_restore_arg(r, n, fig[v][2],
+                                        ngx_strlen(fig[v][2]));
+            ngx_http_canary_restore_argf(r, n, "%uL", st->error_rate[v]);
+            ngx_http_canary_restore_arg(r, n, fig[v][3],
+                                        ngx_strlen(fig[v][3]));
+
+            if (st->p99[v] == NGX_HTTP_CANARY_P99_INF) {
+                ngx_http_canary_restore_arg(r, n, "inf", 3);
+
+            } else {
+                ngx_http_canary_restore_argf(r, n, "%uL", st->p99[v]);
+            }
+        }
+    }
 }
 
 
