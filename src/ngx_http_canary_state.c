@@ -51,6 +51,9 @@ typedef struct {
 } ngx_http_canary_state_ctx_t;
 
 
+static size_t ngx_http_canary_state_size(ngx_http_canary_main_conf_t *cmcf);
+static u_char *ngx_http_canary_state_text(u_char *p,
+    ngx_http_canary_rollout_t *ro, ngx_http_canary_snapshot_t *snap);
 static void ngx_http_canary_state_load_values(
     ngx_http_canary_main_conf_t *cmcf, ngx_log_t *log);
 static ngx_int_t ngx_http_canary_state_line(ngx_http_canary_state_ctx_t *ctx,
@@ -159,16 +162,13 @@ void
 ngx_http_canary_state_write(ngx_http_canary_main_conf_t *cmcf,
     ngx_log_t *log, ngx_err_t *state_err, uint64_t *autosum)
 {
-    u_char                         *buf, *p;
-    size_t                          size;
-    uint32_t                        arms;
-    ngx_fd_t                        fd;
-    ngx_err_t                       err;
-    ngx_str_t                       tmp, *path;
-    ngx_uint_t                      i, j;
-    ngx_http_canary_rollout_t      *ro;
-    ngx_http_canary_snapshot_t     *snap;
-    ngx_http_canary_auto_status_t  *st;
+    u_char                      *buf, *p;
+    ngx_fd_t                     fd;
+    ngx_err_t                    err;
+    ngx_str_t                    tmp, *path;
+    ngx_uint_t                   i;
+    ngx_http_canary_rollout_t   *ro;
+    ngx_http_canary_snapshot_t  *snap;
 
     path = &cmcf->state_file;
 
@@ -178,30 +178,7 @@ ngx_http_canary_state_write(ngx_http_canary_main_conf_t *cmcf,
 
     ro = cmcf->rollouts.elts;
 
-    size = sizeof("canary_state 2\n") + sizeof("end\n")
-           + sizeof("redis \n") + NGX_HTTP_CANARY_RUN_ID_LEN;
-
-    for (i = 0; i < cmcf->rollouts.nelts; i++) {
-        snap = ro[i].sh->snapshot;
-
-        size += sizeof("rollout   100.00     rolled_back\n")
-                + ro[i].name.len + 2 * NGX_TIME_T_LEN
-                + sizeof("shadow   100.00\n") + ro[i].name.len;
-
-        for (j = 0; j < snap->nsegments; j++) {
-            size += sizeof("segment   100.00\n") + ro[i].name.len
-                    + 3 * snap->segments[j].value.len;
-        }
-
-        for (j = 1; j <= ro[i].narms; j++) {
-            size += sizeof("arm   10000 off\n") + ro[i].name.len
-                    + ro[i].variants[j].name.len;
-        }
-
-        size += sizeof("auto     \n") + ro[i].name.len + 4 * NGX_INT64_LEN;
-    }
-
-    buf = ngx_alloc(size, log);
+    buf = ngx_alloc(ngx_http_canary_state_size(cmcf), log);
     if (buf == NULL) {
         return;
     }
@@ -219,50 +196,7 @@ ngx_http_canary_state_write(ngx_http_canary_main_conf_t *cmcf,
             continue;
         }
 
-        p = ngx_sprintf(p, "rollout %V %ui.%02ui %T %T %s\n", &ro[i].name,
-                        snap->percent / 100, snap->percent % 100,
-                        snap->start, snap->end,
-                        snap->state ? ngx_http_canary_state_names[snap->state]
-                                      .data
-                                    : (u_char *) "-");
-
-        for (j = 0; j < snap->nsegments; j++) {
-            p = ngx_sprintf(p, "segment %V %ui.%02ui ", &ro[i].name,
-                            snap->segments[j].percent / 100,
-                            snap->segments[j].percent % 100);
-            p += ngx_http_canary_escape(p, snap->segments[j].value.data,
-                                        snap->segments[j].value.len);
-            *p++ = '\n';
-        }
-
-        /* the arms whose allocation Redis changed */
-
-        arms = ngx_http_canary_values_arms_changed(&ro[i], snap);
-
-        for (j = 1; j <= ro[i].narms; j++) {
-            if (!(arms & (1 << (j - 1)))) {
-                continue;
-            }
-
-            p = ngx_sprintf(p, "arm %V %V %uD %s\n", &ro[i].name,
-                            &ro[i].variants[j].name, snap->weight[j - 1],
-                            (snap->arms_off & (1 << (j - 1))) ? "off"
-                                                              : "on");
-        }
-
-        /* the shadow share, as the arms, when not the configuration's */
-
-        if (snap->shadow != ro[i].shadow) {
-            p = ngx_sprintf(p, "shadow %V %ui.%02ui\n", &ro[i].name,
-                            snap->shadow / 100, snap->shadow % 100);
-        }
-
-        st = ro[i].sh->autost;
-
-        if (st && st->updated && st->step) {
-            p = ngx_sprintf(p, "auto %V %ui %ui %uL %uL\n", &ro[i].name,
-                            st->step, st->failures, st->since, st->checked);
-        }
+        p = ngx_http_canary_state_text(p, &ro[i], snap);
     }
 
     p = ngx_cpymem(p, "end\n", sizeof("end\n") - 1);
@@ -319,6 +253,104 @@ failed:
 
     ngx_free(tmp.data);
     ngx_free(buf);
+}
+
+
+/* the bytes the state file may take at most */
+
+static size_t
+ngx_http_canary_state_size(ngx_http_canary_main_conf_t *cmcf)
+{
+    size_t                       size;
+    ngx_uint_t                   i, j;
+    ngx_http_canary_rollout_t   *ro;
+    ngx_http_canary_snapshot_t  *snap;
+
+    ro = cmcf->rollouts.elts;
+
+    size = sizeof("canary_state 2\n") + sizeof("end\n")
+           + sizeof("redis \n") + NGX_HTTP_CANARY_RUN_ID_LEN;
+
+    for (i = 0; i < cmcf->rollouts.nelts; i++) {
+        snap = ro[i].sh->snapshot;
+
+        size += sizeof("rollout   100.00     rolled_back\n")
+                + ro[i].name.len + 2 * NGX_TIME_T_LEN
+                + sizeof("shadow   100.00\n") + ro[i].name.len;
+
+        for (j = 0; j < snap->nsegments; j++) {
+            size += sizeof("segment   100.00\n") + ro[i].name.len
+                    + 3 * snap->segments[j].value.len;
+        }
+
+        for (j = 1; j <= ro[i].narms; j++) {
+            size += sizeof("arm   10000 off\n") + ro[i].name.len
+                    + ro[i].variants[j].name.len;
+        }
+
+        size += sizeof("auto     \n") + ro[i].name.len + 4 * NGX_INT64_LEN;
+    }
+
+    return size;
+}
+
+
+/* a rollout's lines, from its snapshot snap */
+
+static u_char *
+ngx_http_canary_state_text(u_char *p, ngx_http_canary_rollout_t *ro,
+    ngx_http_canary_snapshot_t *snap)
+{
+    uint32_t                        arms;
+    ngx_uint_t                      j;
+    ngx_http_canary_auto_status_t  *st;
+
+    p = ngx_sprintf(p, "rollout %V %ui.%02ui %T %T %s\n", &ro->name,
+                    snap->percent / 100, snap->percent % 100,
+                    snap->start, snap->end,
+                    snap->state ? ngx_http_canary_state_names[snap->state]
+                                  .data
+                                : (u_char *) "-");
+
+    for (j = 0; j < snap->nsegments; j++) {
+        p = ngx_sprintf(p, "segment %V %ui.%02ui ", &ro->name,
+                        snap->segments[j].percent / 100,
+                        snap->segments[j].percent % 100);
+        p += ngx_http_canary_escape(p, snap->segments[j].value.data,
+                                    snap->segments[j].value.len);
+        *p++ = '\n';
+    }
+
+    /* the arms whose allocation Redis changed */
+
+    arms = ngx_http_canary_values_arms_changed(ro, snap);
+
+    for (j = 1; j <= ro->narms; j++) {
+        if (!(arms & (1 << (j - 1)))) {
+            continue;
+        }
+
+        p = ngx_sprintf(p, "arm %V %V %uD %s\n", &ro->name,
+                        &ro->variants[j].name, snap->weight[j - 1],
+                        (snap->arms_off & (1 << (j - 1))) ? "off"
+                                                          : "on");
+    }
+
+    /* the shadow share, as the arms, when not the configuration's */
+
+    if (snap->shadow != ro->shadow) {
+        p = ngx_sprintf(p, "shadow %V %ui.%02ui\n", &ro->name,
+                        snap->shadow / 100, snap->shadow % 100);
+    }
+
+    st = ro->sh->autost;
+
+    if (st && st->updated && st->step) {
+        p = ngx_sprintf(p, "auto %V %ui %ui %uL %uL\n", &ro->name,
+                        st->step, st->failures, st->since, st->checked);
+    }
+
+    return p;
 }
 
 
