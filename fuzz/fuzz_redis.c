@@ -3,11 +3,11 @@
  * Copyright (C) ngx_http_canary_module authors
  *
  * libFuzzer target: what Redis answers, through hiredis' redisReader, to
- * the state in the shared zone -- the sync worker's own code
- * (ngx_http_canary_sync.c and ngx_http_canary_users.c, included here for
- * their static functions), on a
- * real slab pool, built against a whole nginx tree compiled with the same
- * sanitizers (make fuzz builds it in build/nginx-fuzz).
+ * the state in the shared zone -- the sync worker's own code, linked from
+ * the module's objects (ngx_http_canary_sync_round.c, _sync_sets.c,
+ * _subscribe.c, _state.c, _users.c, ...), on a real slab pool, built
+ * against a whole nginx tree compiled with the same sanitizers (make fuzz
+ * builds it in build/nginx-fuzz).
  *
  * The input is a list of records: one byte naming what the bytes answer,
  * two bytes of length, then raw RESP bytes fed to one redisReader; every
@@ -17,7 +17,7 @@
  *     1  SCARD ...:canary_users                ngx_http_canary_sync_scard()
  *     2  SCARD ...:stable_users
  *     3  SSCAN ... (a set being built)         ..._sync_sscan_handler()
- *     4  a push message (message, pmessage)    ngx_http_canary_sync_push()
+ *     4  a push message (message, pmessage)    ..._subscribe_push()
  *     5  the state file's bytes, not RESP      ngx_http_canary_state_parse()
  *     6  a users file's bytes, not RESP        ngx_http_canary_users_parse()
  *
@@ -29,8 +29,17 @@
  */
 
 
-#include "ngx_http_canary_sync.c"
-#include "ngx_http_canary_users.c"
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_event.h>
+#include <ngx_http.h>
+
+#include "ngx_http_canary_sync.h"
+#include "ngx_http_canary_sync_round.h"
+#include "ngx_http_canary_sync_sets.h"
+#include "ngx_http_canary_subscribe.h"
+#include "ngx_http_canary_state.h"
+#include "ngx_http_canary_users.h"
 
 
 #define FZ_ZONE  (256 * 1024)
@@ -179,8 +188,6 @@ fz_setup(const uint8_t flags)
     if (fz_sync.scratch == NULL) {
         abort();
     }
-
-    ngx_http_canary_sync = &fz_sync;
 }
 
 
@@ -252,7 +259,7 @@ fz_reply(unsigned op, redisReply *reply)
 
     case 1:
     case 2:
-        ngx_http_canary_sync_scard(&fz_sr[0], op - 1, reply);
+        ngx_http_canary_sync_scard(&fz_sync, &fz_sr[0], op - 1, reply);
         break;
 
     case 3:
@@ -291,7 +298,7 @@ fz_reply(unsigned op, redisReply *reply)
                     && ngx_strncmp(reply->element[0]->str, "pmessage", 8)
                        == 0)))
         {
-            ngx_http_canary_sync_push(&fz_sub, reply);
+            ngx_http_canary_subscribe_push(&fz_sub, reply);
         }
 
         break;
@@ -360,8 +367,8 @@ fz_state_file(const uint8_t *p, size_t n)
         == NGX_OK
         && vals.source == NGX_HTTP_CANARY_SOURCE_STATE_FILE)
     {
-        (void) ngx_http_canary_sync_publish(&fz_cmcf, &fz_ro, &vals,
-                                            &fz_log);
+        (void) ngx_http_canary_snapshot_apply(&fz_cmcf, &fz_ro, &vals,
+                                              &fz_log);
     }
 
     free(copy);
@@ -400,8 +407,8 @@ fz_users_file(const uint8_t *p, size_t n)
             abort();
         }
 
-        (void) ngx_http_canary_sync_set_swap(&fz_cmcf, &fz_ro, which, set,
-                                             &fz_log);
+        (void) ngx_http_canary_snapshot_set_swap(&fz_cmcf, &fz_ro, which,
+                                                 set, &fz_log);
     }
 
     free(copy);
@@ -485,16 +492,16 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         ngx_destroy_pool(fz_sync.scratch);
     }
 
-    if (fz_sr[0].refused.data) {
-        ngx_free(fz_sr[0].refused.data);
+    if (fz_sr[0].rf.refused.data) {
+        ngx_free(fz_sr[0].rf.refused.data);
     }
 
-    if (fz_sr[0].refused_new.data) {
-        ngx_free(fz_sr[0].refused_new.data);
+    if (fz_sr[0].rf.refused_new.data) {
+        ngx_free(fz_sr[0].rf.refused_new.data);
     }
 
-    if (fz_sr[0].error.data) {
-        ngx_free(fz_sr[0].error.data);
+    if (fz_sr[0].rf.error.data) {
+        ngx_free(fz_sr[0].rf.error.data);
     }
 
     return 0;

@@ -36,9 +36,9 @@ deps-fuzz:
 # ../shared/nginx/nginx-1.22.1.tar.gz, the version Debian ships, or
 # NGINX_FULL_SRC=/path/to/nginx-1.x.y (a source tree), configured with few
 # modules and this one built in, compiled by clang with the fuzzers'
-# sanitizers and coverage, in build/nginx-fuzz.  The target includes the
-# .c file it tests (for its static functions) and links every nginx object
-# but main().
+# sanitizers and coverage, in build/nginx-fuzz.  The target calls the
+# module's functions through its headers and links every nginx object
+# (this module's too) but main().
 
 NGINX_FULL_SRC  ?= $(firstword $(wildcard $(TOP)/../nginx-1.22.1))
 NGINX_FUZZ_TAR  ?= $(NGINX_SOURCES)/nginx-1.22.1.tar.gz
@@ -86,8 +86,7 @@ $(FUZZ_DIR)/redis: fuzz/fuzz_redis.c $(NGINX_FUZZ)/objs/Makefile $(SRCS)
 	    $$(find $(NGINX_FUZZ)/objs/src -name '*.o' ! -name nginx.o \
 	        ! -name ngx_murmurhash.o) \
 	    $(NGINX_FUZZ)/objs/ngx_modules.o \
-	    $$(ls $(NGINX_FUZZ)/objs/addon/src/*.o \
-	        | grep -v -e _sync.o -e _users.o) \
+	    $(NGINX_FUZZ)/objs/addon/src/*.o \
 	    -lhiredis -lpcre2-8 -lcrypt -lpthread
 
 $(FUZZ_DIR)/%: fuzz/fuzz_%.c $(FUZZ_DEPS)

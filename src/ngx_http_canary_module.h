@@ -430,7 +430,6 @@ typedef struct {
     ngx_slab_pool_t                *shpool;
 
     ngx_http_canary_redis_conf_t   *redis;      /* canary_redis, or NULL */
-    ngx_http_canary_redis_t        *redis_conn; /* in the sync worker */
     ngx_msec_t                      sync_interval;
     ngx_str_t                       state_file;
     ngx_str_t                       node_id;    /* canary_node_id */
@@ -566,17 +565,8 @@ ngx_int_t ngx_http_canary_shadow_variable(ngx_http_request_t *r,
 extern ngx_conf_bitmask_t  ngx_http_canary_shadow_methods[];
 
 /* ngx_http_canary_shm.c */
-ngx_int_t ngx_http_canary_init_zone(ngx_shm_zone_t *shm_zone, void *data);
-ngx_int_t ngx_http_canary_publish(ngx_http_canary_main_conf_t *cmcf,
-    ngx_http_canary_shrollout_t *shr, ngx_http_canary_snapshot_t *snap);
-ngx_http_canary_snapshot_t *ngx_http_canary_snapshot_alloc(
-    ngx_slab_pool_t *shpool, ngx_http_canary_snapshot_t *from,
-    ngx_uint_t nsegments, size_t strings);
-size_t ngx_http_canary_snapshot_size(ngx_http_canary_snapshot_t *snap);
-ngx_int_t ngx_http_canary_retire_set_locked(
-    ngx_http_canary_main_conf_t *cmcf, ngx_http_canary_set_t *set);
-ngx_uint_t ngx_http_canary_reclaim_now_locked(
-    ngx_http_canary_main_conf_t *cmcf, ngx_log_t *log);
+ngx_int_t ngx_http_canary_shm_init_zone(ngx_shm_zone_t *shm_zone,
+    void *data);
 u_char *ngx_http_canary_zone_room(ngx_http_canary_main_conf_t *cmcf,
     u_char *buf, size_t need);
 u_char *ngx_http_canary_size_text(u_char *buf, size_t bytes);
@@ -585,12 +575,6 @@ void ngx_http_canary_shm_exit_process(ngx_cycle_t *cycle);
 
 /* "needs 1023.9 MB, 1023.9 MB free of 1023.9 MB" and a little more */
 #define NGX_HTTP_CANARY_ROOM_LEN       128
-
-/* the sync holds pointers into the zone across event-loop turns */
-extern ngx_uint_t  ngx_http_canary_held;
-
-#define ngx_http_canary_snapshot_strings(snap, nsegments)                    \
-    ((u_char *) &(snap)[1] + (nsegments) * sizeof(ngx_http_canary_segment_t))
 
 /* ngx_http_canary_set.c */
 ngx_http_canary_set_t *ngx_http_canary_set_create_locked(
@@ -619,24 +603,14 @@ ngx_int_t ngx_http_canary_set_retire_locked(ngx_slab_pool_t *shpool,
 /* the longest member of a user set, in bytes */
 #define NGX_HTTP_CANARY_SET_KEY_MAX    65535
 
-/* ngx_http_canary_users.c */
-void ngx_http_canary_users_open(ngx_http_canary_users_file_t *uf,
-    ngx_str_t *state_file, ngx_str_t *name, ngx_uint_t which);
-void ngx_http_canary_users_add(ngx_http_canary_users_file_t *uf,
-    u_char *data, size_t len);
-void ngx_http_canary_users_commit(ngx_http_canary_users_file_t *uf);
-void ngx_http_canary_users_abort(ngx_http_canary_users_file_t *uf);
-ngx_http_canary_set_t *ngx_http_canary_users_load(
-    ngx_http_canary_main_conf_t *cmcf, ngx_str_t *name, ngx_uint_t which,
-    ngx_log_t *log);
+/* ngx_http_canary_state.c: the zone's init hook, canary_state_file */
+ngx_int_t ngx_http_canary_init_zone(ngx_shm_zone_t *shm_zone, void *data);
+char *ngx_http_canary_state_file(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 
 /* ngx_http_canary_sync.c */
 ngx_int_t ngx_http_canary_sync_init_process(ngx_cycle_t *cycle);
 void ngx_http_canary_sync_exit_process(ngx_cycle_t *cycle);
-void ngx_http_canary_state_load(ngx_http_canary_main_conf_t *cmcf,
-    ngx_log_t *log);
-char *ngx_http_canary_state_file(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
 char *ngx_http_canary_sync_interval(ngx_conf_t *cf, void *post,
     void *data);
 

@@ -56,6 +56,15 @@ static void ngx_http_canary_reclaim_free(ngx_slab_pool_t *shpool,
     ngx_http_canary_retired_t *rt);
 
 
+/*
+ * This process's entry among the zone's readers, and whether the sync
+ * holds pointers into the zone across event-loop turns (then its
+ * quiescent timer waits, and nothing is freed)
+ */
+ngx_http_canary_reader_t  *ngx_http_canary_reader;
+ngx_uint_t                 ngx_http_canary_held;
+
+
 /* the process's entry; the slab mutex is taken here */
 
 ngx_http_canary_reader_t *
@@ -195,6 +204,28 @@ ngx_http_canary_retire_locked(ngx_slab_pool_t *shpool,
     ngx_memory_barrier();
 
     return NGX_OK;
+}
+
+
+/*
+ * Frees what every reader has passed, unless this process holds pointers
+ * into the zone across turns; the sync process only (worker 0, or the
+ * single process).  The slab mutex is held.
+ */
+
+ngx_uint_t
+ngx_http_canary_reclaim_now_locked(ngx_slab_pool_t *shpool,
+    ngx_http_canary_reclaim_t *rc, ngx_log_t *log)
+{
+    if (ngx_http_canary_held
+        || !(ngx_process == NGX_PROCESS_SINGLE
+             || (ngx_process == NGX_PROCESS_WORKER && ngx_worker == 0)))
+    {
+        return 0;
+    }
+
+    return ngx_http_canary_reclaim_locked(shpool, rc, ngx_http_canary_reader,
+                                          log);
 }
 
 

@@ -81,6 +81,13 @@ ngx_int_t ngx_http_canary_retire_locked(ngx_slab_pool_t *shpool,
 ngx_uint_t ngx_http_canary_reclaim_locked(ngx_slab_pool_t *shpool,
     ngx_http_canary_reclaim_t *rc, ngx_http_canary_reader_t *self,
     ngx_log_t *log);
+ngx_uint_t ngx_http_canary_reclaim_now_locked(ngx_slab_pool_t *shpool,
+    ngx_http_canary_reclaim_t *rc, ngx_log_t *log);
+
+
+/* this process's entry; the sync holds pointers into the zone */
+extern ngx_http_canary_reader_t  *ngx_http_canary_reader;
+extern ngx_uint_t                 ngx_http_canary_held;
 
 
 #if (__GNUC__ >= 4)

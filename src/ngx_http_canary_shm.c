@@ -3,7 +3,8 @@
  * Copyright (C) ngx_http_canary_module authors
  *
  * The shared zone: its layout, the rollouts found again by name across
- * reloads, and the publication of immutable snapshots.
+ * reloads, their counters, each worker's reader entry and quiescent
+ * timer; snapshots are written by ngx_http_canary_snapshot.c.
  *
  * One writer at a time changes the zone, holding the slab pool's mutex:
  * the master while it reads a configuration, the sync worker afterwards.
@@ -13,8 +14,8 @@
  * and so sees either the old snapshot or the new one, whole.  The old one
  * is not freed at once: it is retired, and freed once every worker has
  * passed a quiescent point (see ngx_http_canary_reclaim.c); each worker
- * makes one every NGX_HTTP_CANARY_QUIESCE ms with a timer set here, and
- * the sync process frees.
+ * makes one every NGX_HTTP_CANARY_QUIESCE ms with a tick set here (a
+ * timerfd on Linux), and the sync process frees.
  */
 
 
@@ -23,6 +24,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_canary_module.h"
+#include "ngx_http_canary_snapshot.h"
 
 #if (NGX_LINUX)
 #include <sys/timerfd.h>
@@ -37,8 +39,6 @@ static ngx_int_t ngx_http_canary_shm_counters(
     ngx_http_canary_rollout_t *ro, ngx_int_t *map);
 static ngx_uint_t ngx_http_canary_shm_config_same(
     ngx_http_canary_snapshot_t *snap, ngx_http_canary_rollout_t *ro);
-static ngx_http_canary_snapshot_t *ngx_http_canary_shm_copy(
-    ngx_slab_pool_t *shpool, ngx_http_canary_snapshot_t *from);
 static void ngx_http_canary_shm_arms(ngx_http_canary_main_conf_t *cmcf,
     ngx_http_canary_snapshot_t *snap, ngx_http_canary_rollout_t *ro,
     ngx_int_t *map);
@@ -51,22 +51,21 @@ static void ngx_http_canary_quiesce_read(ngx_event_t *rev);
 #endif
 
 
-/*
- * This process's entry among the zone's readers, its quiescent tick
- * (a timerfd's connection, or a timer), and whether the sync holds
- * pointers into the zone across event-loop turns (then the tick waits)
- */
+/* this process's quiescent tick: a timerfd's connection, or a timer */
 static ngx_http_canary_main_conf_t  *ngx_http_canary_quiesce_cmcf;
-static ngx_http_canary_reader_t     *ngx_http_canary_reader;
 static ngx_event_t                   ngx_http_canary_quiesce_ev;
 #if (NGX_LINUX)
 static ngx_connection_t             *ngx_http_canary_quiesce_conn;
 #endif
-ngx_uint_t                           ngx_http_canary_held;
 
+
+/*
+ * The zone's layout and the rollouts in it; the state file is loaded
+ * into a new zone after this, see ngx_http_canary_init_zone()
+ */
 
 ngx_int_t
-ngx_http_canary_init_zone(ngx_shm_zone_t *shm_zone, void *data)
+ngx_http_canary_shm_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 {
     ngx_http_canary_main_conf_t  *ocmcf = data;
 
@@ -152,11 +151,6 @@ rollouts:
 
     if (rc != NGX_OK) {
         goto nomem;
-    }
-
-    if (ocmcf == NULL && !shm_zone->shm.exists) {
-        /* a new zone: the last good state from before the restart */
-        ngx_http_canary_state_load(cmcf, shm_zone->shm.log);
     }
 
     return NGX_OK;
@@ -271,7 +265,7 @@ ngx_http_canary_shm_rollout(ngx_http_canary_main_conf_t *cmcf,
     }
 
     if (snap) {
-        snap = ngx_http_canary_shm_copy(shpool, snap);
+        snap = ngx_http_canary_snapshot_copy_locked(shpool, snap, NULL);
 
     } else {
         snap = ngx_http_canary_snapshot_alloc(shpool, NULL, 0, 0);
@@ -299,45 +293,6 @@ ngx_http_canary_shm_rollout(ngx_http_canary_main_conf_t *cmcf,
                    &shr->name, ro->percent);
 
     return shr;
-}
-
-
-/* a copy of a snapshot, its segments too; the slab mutex is held */
-
-static ngx_http_canary_snapshot_t *
-ngx_http_canary_shm_copy(ngx_slab_pool_t *shpool,
-    ngx_http_canary_snapshot_t *from)
-{
-    u_char                      *p;
-    size_t                       strings;
-    ngx_uint_t                   i;
-    ngx_http_canary_snapshot_t  *snap;
-
-    strings = 0;
-
-    for (i = 0; i < from->nsegments; i++) {
-        strings += from->segments[i].value.len;
-    }
-
-    snap = ngx_http_canary_snapshot_alloc(shpool, from, from->nsegments,
-                                          strings);
-    if (snap == NULL) {
-        return NULL;
-    }
-
-    p = ngx_http_canary_snapshot_strings(snap, from->nsegments);
-
-    for (i = 0; i < from->nsegments; i++) {
-        snap->segments[i].percent = from->segments[i].percent;
-        snap->segments[i].value.len = from->segments[i].value.len;
-        snap->segments[i].value.data = p;
-        p = ngx_cpymem(p, from->segments[i].value.data,
-                       from->segments[i].value.len);
-    }
-
-    snap->nsegments = from->nsegments;
-
-    return snap;
 }
 
 
@@ -394,7 +349,9 @@ ngx_http_canary_shm_arms(ngx_http_canary_main_conf_t *cmcf,
 
     for (a = 0; a < NGX_HTTP_CANARY_MAX_ARMS; a++) {
         if (users[a]) {
-            (void) ngx_http_canary_retire_set_locked(cmcf, users[a]);
+            (void) ngx_http_canary_set_retire_locked(cmcf->shpool,
+                                                     &cmcf->sh->reclaim,
+                                                     users[a]);
         }
     }
 }
@@ -548,130 +505,6 @@ ngx_http_canary_shm_counters(ngx_http_canary_main_conf_t *cmcf,
     ro->counters = counters;
 
     return NGX_OK;
-}
-
-
-/*
- * A new snapshot, a copy of "from" (or zeroes) but for its segments: room
- * for nsegments segments follows it, then "strings" bytes for their values
- * (see ngx_http_canary_snapshot_strings()), all in one block that is freed
- * as one.  The caller fills the segments and sets nsegments.  The slab
- * mutex must be held.
- */
-
-ngx_http_canary_snapshot_t *
-ngx_http_canary_snapshot_alloc(ngx_slab_pool_t *shpool,
-    ngx_http_canary_snapshot_t *from, ngx_uint_t nsegments, size_t strings)
-{
-    ngx_http_canary_snapshot_t  *snap;
-
-    snap = ngx_slab_alloc_locked(shpool,
-                                 sizeof(ngx_http_canary_snapshot_t)
-                                 + nsegments
-                                   * sizeof(ngx_http_canary_segment_t)
-                                 + strings);
-    if (snap == NULL) {
-        return NULL;
-    }
-
-    if (from) {
-        *snap = *from;
-
-    } else {
-        ngx_memzero(snap, sizeof(ngx_http_canary_snapshot_t));
-    }
-
-    snap->nsegments = 0;
-    snap->segments = nsegments ? (ngx_http_canary_segment_t *) &snap[1]
-                               : NULL;
-
-    return snap;
-}
-
-
-/*
- * Makes snap the rollout's state for every worker.  The slab mutex must be
- * held.  The snapshot it replaces is retired, not freed.
- */
-
-ngx_int_t
-ngx_http_canary_publish(ngx_http_canary_main_conf_t *cmcf,
-    ngx_http_canary_shrollout_t *shr, ngx_http_canary_snapshot_t *snap)
-{
-    ngx_http_canary_snapshot_t  *old;
-
-    old = shr->snapshot;
-    snap->updated = ngx_time();
-
-    snap->plain = (snap->canary_users == NULL && snap->stable_users == NULL
-                   && snap->arm_users_mask == 0
-                   && snap->start == 0 && snap->end == 0
-                   && snap->arms_off == 0 && snap->total != 0);
-
-    /* every store that built the snapshot is seen before the pointer */
-
-    ngx_memory_barrier();
-
-    shr->snapshot = snap;
-
-    ngx_memory_barrier();
-
-    if (old) {
-        /* without room to track it, it is never freed: safe */
-        (void) ngx_http_canary_retire_locked(cmcf->shpool,
-                                    &cmcf->sh->reclaim, old,
-                                    NGX_HTTP_CANARY_RETIRED_BLOCK,
-                                    ngx_http_canary_snapshot_size(old));
-    }
-
-    return NGX_OK;
-}
-
-
-/* the bytes of a snapshot's block: itself, its segments and their values */
-
-size_t
-ngx_http_canary_snapshot_size(ngx_http_canary_snapshot_t *snap)
-{
-    size_t      size;
-    ngx_uint_t  i;
-
-    size = sizeof(ngx_http_canary_snapshot_t)
-           + snap->nsegments * sizeof(ngx_http_canary_segment_t);
-
-    for (i = 0; i < snap->nsegments; i++) {
-        size += snap->segments[i].value.len;
-    }
-
-    return size;
-}
-
-
-ngx_int_t
-ngx_http_canary_retire_set_locked(ngx_http_canary_main_conf_t *cmcf,
-    ngx_http_canary_set_t *set)
-{
-    return ngx_http_canary_set_retire_locked(cmcf->shpool, &cmcf->sh->reclaim,
-                                             set);
-}
-
-
-/*
- * Frees what every reader has passed, unless this process holds pointers
- * into the zone across turns; the sync process only.  The slab mutex is
- * held.
- */
-
-ngx_uint_t
-ngx_http_canary_reclaim_now_locked(ngx_http_canary_main_conf_t *cmcf,
-    ngx_log_t *log)
-{
-    if (ngx_http_canary_held || !ngx_http_canary_sync_process()) {
-        return 0;
-    }
-
-    return ngx_http_canary_reclaim_locked(cmcf->shpool, &cmcf->sh->reclaim,
-                                          ngx_http_canary_reader, log);
 }
 
 
@@ -857,7 +690,7 @@ ngx_http_canary_quiesce_tick(ngx_http_canary_main_conf_t *cmcf,
 
     if (rc->retired && ngx_http_canary_sync_process()) {
         ngx_shmtx_lock(&cmcf->shpool->mutex);
-        (void) ngx_http_canary_reclaim_now_locked(cmcf, log);
+        (void) ngx_http_canary_reclaim_now_locked(cmcf->shpool, rc, log);
         ngx_shmtx_unlock(&cmcf->shpool->mutex);
     }
 }

@@ -34,6 +34,8 @@
 
 #include "ngx_http_canary_module.h"
 #include "ngx_http_canary_parse.h"
+#include "ngx_http_canary_users.h"
+#include "ngx_http_canary_file.h"
 
 
 #define NGX_HTTP_CANARY_USERS_BUF  65536
@@ -46,9 +48,6 @@ static ngx_int_t ngx_http_canary_users_flush(
     ngx_http_canary_users_file_t *uf);
 static void ngx_http_canary_users_failed(ngx_http_canary_users_file_t *uf,
     ngx_err_t err);
-static ngx_http_canary_set_t *ngx_http_canary_users_parse(
-    ngx_http_canary_main_conf_t *cmcf, ngx_str_t *path, ngx_str_t *name,
-    ngx_uint_t which, u_char *p, size_t len, ngx_log_t *log);
 
 
 /* which: 0 canary_users, 1 stable_users, 2 an arm's users:<arm> */
@@ -113,18 +112,13 @@ ngx_http_canary_users_open(ngx_http_canary_users_file_t *uf,
         return;
     }
 
-    uf->tmp.len = uf->path.len + sizeof(".tmp") - 1;
-    uf->tmp.data = ngx_alloc(uf->tmp.len + 1, uf->log);
+    uf->fd = ngx_http_canary_file_create(&uf->path, &uf->tmp, uf->log);
+
     if (uf->tmp.data == NULL) {
         ngx_free(uf->path.data);
         uf->path.data = NULL;
         return;
     }
-
-    ngx_sprintf(uf->tmp.data, "%V.tmp%Z", &uf->path);
-
-    uf->fd = ngx_open_file(uf->tmp.data, NGX_FILE_WRONLY, NGX_FILE_TRUNCATE,
-                           NGX_FILE_DEFAULT_ACCESS);
 
     if (uf->fd == NGX_INVALID_FILE) {
         ngx_http_canary_users_failed(uf, ngx_errno);
@@ -228,12 +222,7 @@ ngx_http_canary_users_commit(ngx_http_canary_users_file_t *uf)
     fd = uf->fd;
     uf->fd = NGX_INVALID_FILE;
 
-    if (ngx_close_file(fd) == NGX_FILE_ERROR) {
-        ngx_http_canary_users_failed(uf, ngx_errno);
-        return;
-    }
-
-    if (ngx_rename_file(uf->tmp.data, uf->path.data) == NGX_FILE_ERROR) {
+    if (ngx_http_canary_file_commit(fd, &uf->tmp, &uf->path) != NGX_OK) {
         ngx_http_canary_users_failed(uf, ngx_errno);
         return;
     }
@@ -307,12 +296,8 @@ ngx_http_canary_set_t *
 ngx_http_canary_users_load(ngx_http_canary_main_conf_t *cmcf,
     ngx_str_t *name, ngx_uint_t which, ngx_log_t *log)
 {
-    u_char                 *buf;
-    ssize_t                 n;
-    ngx_fd_t                fd;
     ngx_err_t               err;
-    ngx_str_t               path;
-    ngx_file_info_t         fi;
+    ngx_str_t               path, buf;
     ngx_http_canary_set_t  *set;
 
     if (ngx_http_canary_users_path(&path, &cmcf->state_file, name, which,
@@ -323,13 +308,20 @@ ngx_http_canary_users_load(ngx_http_canary_main_conf_t *cmcf,
     }
 
     set = NULL;
-    buf = NULL;
 
-    fd = ngx_open_file(path.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    /* escaped, a member takes at most three times its bytes */
 
-    if (fd == NGX_INVALID_FILE) {
-        err = ngx_errno;
+    switch (ngx_http_canary_file_read(&path,
+                                      (off_t) (3 * cmcf->shm_zone->shm.size),
+                                      &buf, &err, log))
+    {
+    case NGX_OK:
+        set = ngx_http_canary_users_parse(cmcf, &path, name, which, buf.data,
+                                          buf.len, log);
+        ngx_free(buf.data);
+        break;
 
+    case NGX_HTTP_CANARY_FILE_OPEN:
         if (err != NGX_ENOENT) {
             ngx_log_error(NGX_LOG_ERR, log, err,
                           "canary: users file \"%V\" cannot be read, "
@@ -337,46 +329,25 @@ ngx_http_canary_users_load(ngx_http_canary_main_conf_t *cmcf,
                           &path, name, &ngx_http_canary_users_which[which]);
         }
 
-        ngx_free(path.data);
-        return NULL;
-    }
+        break;
 
-    /* escaped, a member takes at most three times its bytes */
-
-    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR
-        || ngx_file_size(&fi) > (off_t) (3 * cmcf->shm_zone->shm.size))
-    {
-        ngx_log_error(NGX_LOG_ERR, log, ngx_errno,
+    case NGX_HTTP_CANARY_FILE_SIZE:
+        ngx_log_error(NGX_LOG_ERR, log, err,
                       "canary: users file \"%V\" cannot be read or is larger "
                       "than canary_zone could hold, rollout \"%V\" starts "
                       "without its %V users", &path, name,
                       &ngx_http_canary_users_which[which]);
-        goto done;
-    }
+        break;
 
-    buf = ngx_alloc(ngx_file_size(&fi) + 1, log);
-    if (buf == NULL) {
-        goto done;
-    }
-
-    n = ngx_read_fd(fd, buf, ngx_file_size(&fi));
-
-    if (n != ngx_file_size(&fi)) {
-        ngx_log_error(NGX_LOG_ERR, log, ngx_errno,
+    case NGX_HTTP_CANARY_FILE_SHORT:
+        ngx_log_error(NGX_LOG_ERR, log, err,
                       "canary: users file \"%V\" read short, rollout \"%V\" "
                       "starts without its %V users", &path, name,
                       &ngx_http_canary_users_which[which]);
-        goto done;
-    }
+        break;
 
-    set = ngx_http_canary_users_parse(cmcf, &path, name, which, buf, n, log);
-
-done:
-
-    (void) ngx_close_file(fd);
-
-    if (buf) {
-        ngx_free(buf);
+    default:
+        break;
     }
 
     ngx_free(path.data);
@@ -385,7 +356,12 @@ done:
 }
 
 
-static ngx_http_canary_set_t *
+/*
+ * A users file's bytes into a new set in the zone, or NULL (logged, but
+ * for a file of an empty set)
+ */
+
+ngx_http_canary_set_t *
 ngx_http_canary_users_parse(ngx_http_canary_main_conf_t *cmcf,
     ngx_str_t *path, ngx_str_t *name, ngx_uint_t which, u_char *p,
     size_t len, ngx_log_t *log)

@@ -1,0 +1,859 @@
+
+/*
+ * Copyright (C) ngx_http_canary_module authors
+ *
+ * The restore of a Redis that lost its data (another instance than the
+ * last good state came from, holding none of the configured rollouts'
+ * keys, see ngx_http_canary_sync_judge()): the last good state, from the
+ * zone or the state file, written back.
+ *
+ * The restore: take the lease <prefix>restore (its value is this node's
+ * name; 30 s) and mark <prefix>restoring with the instance's run_id (a
+ * restore begun); write each rollout hash with a script that writes it
+ * only if it still does not exist; fill each user set into a temporary
+ * key in SADD batches (one per reply) and rename it onto the set only if
+ * that still does not exist; then release the lease, delete the mark and
+ * PUBLISH <prefix>changed.  Rounds wait meanwhile; the round after it
+ * reads back what Redis holds.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_event.h>
+#include <ngx_http.h>
+
+#include "ngx_http_canary_restore.h"
+
+
+/* a restore: members per SADD, the lease's and the temporary sets' life */
+#define NGX_HTTP_CANARY_RESTORE_BATCH  1000
+#define NGX_HTTP_CANARY_RESTORE_LEASE  "30000"
+#define NGX_HTTP_CANARY_RESTORE_TMP    "60000"
+#define NGX_HTTP_CANARY_RESTORE_ARGS   64
+
+
+struct ngx_http_canary_restore_s {
+    ngx_pool_t                     *pool;
+    ngx_uint_t                      source;     /* zone or state file */
+    ngx_uint_t                      rollouts;   /* with something to write */
+    ngx_uint_t                      written;    /* keys */
+    ngx_uint_t                      kept;       /* keys already there */
+    ngx_uint_t                      members;
+    ngx_uint_t                      waiting;
+    ngx_uint_t                      index;      /* the set being written */
+    ngx_uint_t                      which;
+    ngx_uint_t                      pos;
+    ngx_uint_t                      n;          /* its members sent */
+    ngx_http_canary_set_t          *set;
+    ngx_str_t                       tmp;
+    const char                    **argv;
+    size_t                         *argvlen;
+    unsigned                        failed:1;
+    unsigned                        nomem:1;
+};
+
+
+static void ngx_http_canary_restore_lease(ngx_http_canary_redis_t *rc,
+    redisReply *reply, void *data);
+static ngx_int_t ngx_http_canary_restore_hash(ngx_http_canary_sync_t *sync,
+    ngx_http_canary_sync_rollout_t *sr);
+static void ngx_http_canary_restore_auto(ngx_http_canary_restore_t *r,
+    ngx_uint_t *n, ngx_http_canary_auto_status_t *st);
+static void ngx_http_canary_restore_hash_handler(ngx_http_canary_redis_t *rc,
+    redisReply *reply, void *data);
+static void ngx_http_canary_restore_next_set(ngx_http_canary_sync_t *sync);
+static void ngx_http_canary_restore_sadd(ngx_http_canary_sync_t *sync);
+static void ngx_http_canary_restore_sadd_handler(ngx_http_canary_redis_t *rc,
+    redisReply *reply, void *data);
+static void ngx_http_canary_restore_rename(ngx_http_canary_redis_t *rc,
+    redisReply *reply, void *data);
+static void ngx_http_canary_restore_release(ngx_http_canary_redis_t *rc,
+    redisReply *reply, void *data);
+static void ngx_http_canary_restore_ignore(ngx_http_canary_redis_t *rc,
+    redisReply *reply, void *data);
+static void ngx_http_canary_restore_arg(ngx_http_canary_restore_t *r,
+    ngx_uint_t *n, const void *data, size_t len);
+static void ngx_http_canary_restore_argf(ngx_http_canary_restore_t *r,
+    ngx_uint_t *n, const char *fmt, ...);
+
+
+/*
+ * KEYS[1] the restore lease, KEYS[2] the mark of a restore begun; ARGV
+ * node, life in ms, the instance's run_id.  1: this node's
+ */
+
+static ngx_str_t  ngx_http_canary_restore_lease_lua = ngx_string(
+    "local v = redis.call('GET', KEYS[1]) "
+    "if v and v ~= ARGV[1] then return 0 end "
+    "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) "
+    "redis.call('SET', KEYS[2], ARGV[3]) "
+    "return 1");
+
+
+/* KEYS[1] a rollout hash; ARGV its fields and values.  1: written */
+
+static ngx_str_t  ngx_http_canary_restore_hash_lua = ngx_string(
+    "if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end "
+    "for i = 1, #ARGV, 2 do "
+    "  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) "
+    "end "
+    "return 1");
+
+
+/* KEYS[1] a filled temporary set, KEYS[2] the user set.  1: renamed */
+
+static ngx_str_t  ngx_http_canary_restore_set_lua = ngx_string(
+    "if redis.call('EXISTS', KEYS[2]) == 1 then "
+    "  redis.call('DEL', KEYS[1]) return 0 "
+    "end "
+    "redis.call('RENAME', KEYS[1], KEYS[2]) "
+    "redis.call('PERSIST', KEYS[2]) "
+    "return 1");
+
+
+/* KEYS[1] the restore lease, KEYS[2] the mark; ARGV node, the channel */
+
+static ngx_str_t  ngx_http_canary_restore_release_lua = ngx_string(
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+    "  redis.call('DEL', KEYS[1]) "
+    "end "
+    "redis.call('DEL', KEYS[2]) "
+    "redis.call('PUBLISH', ARGV[2], '') "
+    "return 1");
+
+
+void
+ngx_http_canary_restore_start(ngx_http_canary_sync_t *sync)
+{
+    ngx_uint_t                  i, n;
+    ngx_pool_t                 *pool;
+    ngx_http_canary_restore_t  *r;
+
+    pool = ngx_create_pool(4096, sync->log);
+    if (pool == NULL) {
+        return;
+    }
+
+    r = ngx_pcalloc(pool, sizeof(ngx_http_canary_restore_t));
+    if (r == NULL) {
+        ngx_destroy_pool(pool);
+        return;
+    }
+
+    n = NGX_HTTP_CANARY_RESTORE_BATCH + NGX_HTTP_CANARY_RESTORE_ARGS;
+
+    r->argv = ngx_palloc(pool, n * sizeof(const char *));
+    r->argvlen = ngx_palloc(pool, n * sizeof(size_t));
+    if (r->argv == NULL || r->argvlen == NULL) {
+        ngx_destroy_pool(pool);
+        return;
+    }
+
+    r->pool = pool;
+
+    /* from the state file, also when resumed after the keys it wrote */
+
+    for (i = 0; i < sync->nrollouts; i++) {
+        if (sync->rollouts[i].ro->sh->snapshot->source
+            == NGX_HTTP_CANARY_SOURCE_STATE_FILE)
+        {
+            sync->from_file = 1;
+        }
+    }
+
+    r->source = sync->from_file ? NGX_HTTP_CANARY_SOURCE_STATE_FILE
+                                : NGX_HTTP_CANARY_SOURCE_REDIS;
+
+    sync->restore = r;
+
+    /* its sets are read across turns: nothing is freed until it ends */
+    ngx_http_canary_held = 1;
+
+    n = 0;
+    ngx_http_canary_restore_arg(r, &n, "EVAL", 4);
+    ngx_http_canary_restore_arg(r, &n, ngx_http_canary_restore_lease_lua.data,
+                                ngx_http_canary_restore_lease_lua.len);
+    ngx_http_canary_restore_arg(r, &n, "2", 1);
+    ngx_http_canary_restore_arg(r, &n, sync->lease.data, sync->lease.len);
+    ngx_http_canary_restore_arg(r, &n, sync->begun.data, sync->begun.len);
+    ngx_http_canary_restore_arg(r, &n, sync->node.data, sync->node.len);
+    ngx_http_canary_restore_arg(r, &n, NGX_HTTP_CANARY_RESTORE_LEASE,
+                                sizeof(NGX_HTTP_CANARY_RESTORE_LEASE) - 1);
+    ngx_http_canary_restore_arg(r, &n, sync->run_id,
+                                NGX_HTTP_CANARY_RUN_ID_LEN);
+
+    if (ngx_http_canary_redis_send(sync->redis, n, r->argv, r->argvlen,
+                                   ngx_http_canary_restore_lease, sync)
+        != NGX_OK)
+    {
+        ngx_http_canary_restore_end(sync, "the connection failed", NULL);
+    }
+}
+
+
+static void
+ngx_http_canary_restore_lease(ngx_http_canary_redis_t *rc,
+    redisReply *reply, void *data)
+{
+    ngx_http_canary_sync_t  *sync = data;
+
+    ngx_int_t                        n;
+    ngx_uint_t                       i, j;
+    ngx_http_canary_restore_t       *r;
+    ngx_http_canary_sync_rollout_t  *sr;
+
+    r = sync->restore;
+
+    if (reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
+        ngx_http_canary_restore_end(sync, "the lease was not taken", reply);
+        return;
+    }
+
+    if (reply->integer != 1) {
+        /* another node's: the next round waits for it */
+        ngx_http_canary_restore_end(sync, NULL, NULL);
+        return;
+    }
+
+    for (i = 0; i < sync->nrollouts; i++) {
+        sr = &sync->rollouts[i];
+        n = ngx_http_canary_restore_hash(sync, sr);
+
+        if (n == NGX_ERROR) {
+            ngx_http_canary_restore_end(sync, "the hash was not sent", NULL);
+            return;
+        }
+
+        for (j = 0; j < sr->nsets; j++) {
+            if (ngx_http_canary_set_size(
+                    ngx_http_canary_snapshot_set(sr->ro->sh->snapshot, j)))
+            {
+                n = NGX_OK;
+            }
+        }
+
+        if (n == NGX_OK) {
+            r->rollouts++;
+        }
+    }
+
+    if (r->waiting == 0) {
+        ngx_http_canary_restore_next_set(sync);
+    }
+}
+
+
+/*
+ * The rollout hash as the zone holds it: the published values and, for
+ * an automatic rollout, what its controller last read (step, since,
+ * checked, failures, the last decision and its figures).  NGX_DECLINED:
+ * none (the config's values).
+ */
+
+static ngx_int_t
+ngx_http_canary_restore_hash(ngx_http_canary_sync_t *sync,
+    ngx_http_canary_sync_rollout_t *sr)
+{
+    u_char                         *p;
+    uint32_t                        arms;
+    ngx_uint_t                      i, n;
+    ngx_http_canary_snapshot_t     *snap;
+    ngx_http_canary_restore_t      *r;
+    ngx_http_canary_auto_status_t   st;
+
+    r = sync->restore;
+    snap = sr->ro->sh->snapshot;
+
+    if (snap->source == NGX_HTTP_CANARY_SOURCE_CONFIG) {
+        return NGX_DECLINED;
+    }
+
+    ngx_memzero(&st, sizeof(ngx_http_canary_auto_status_t));
+
+    if (sr->ro->sh->autost) {
+        ngx_shmtx_lock(&sync->cmcf->shpool->mutex);
+        st = *sr->ro->sh->autost;
+        ngx_shmtx_unlock(&sync->cmcf->shpool->mutex);
+    }
+
+    n = 2 * (snap->nsegments + 2 * NGX_HTTP_CANARY_MAX_ARMS + 32) + 4;
+
+    if (n > NGX_HTTP_CANARY_RESTORE_BATCH + NGX_HTTP_CANARY_RESTORE_ARGS) {
+        r->argv = ngx_palloc(r->pool, n * sizeof(const char *));
+        r->argvlen = ngx_palloc(r->pool, n * sizeof(size_t));
+        if (r->argv == NULL || r->argvlen == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    n = 0;
+    ngx_http_canary_restore_arg(r, &n, "EVAL", 4);
+    ngx_http_canary_restore_arg(r, &n, ngx_http_canary_restore_hash_lua.data,
+                                ngx_http_canary_restore_hash_lua.len);
+    ngx_http_canary_restore_arg(r, &n, "1", 1);
+    ngx_http_canary_restore_arg(r, &n, sr->key.data, sr->key.len);
+
+    ngx_http_canary_restore_arg(r, &n, "percent", 7);
+    ngx_http_canary_restore_argf(r, &n, "%ui.%02ui", snap->percent / 100,
+                                 snap->percent % 100);
+
+    for (i = 0; i < snap->nsegments; i++) {
+        p = ngx_pnalloc(r->pool, 8 + snap->segments[i].value.len);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(p, "percent:", 8);
+        ngx_memcpy(p + 8, snap->segments[i].value.data,
+                   snap->segments[i].value.len);
+
+        ngx_http_canary_restore_arg(r, &n, p,
+                                    8 + snap->segments[i].value.len);
+        ngx_http_canary_restore_argf(r, &n, "%ui.%02ui",
+                                     snap->segments[i].percent / 100,
+                                     snap->segments[i].percent % 100);
+    }
+
+    if (snap->start) {
+        ngx_http_canary_restore_arg(r, &n, "start", 5);
+        ngx_http_canary_restore_argf(r, &n, "%T", snap->start);
+    }
+
+    if (snap->end) {
+        ngx_http_canary_restore_arg(r, &n, "end", 3);
+        ngx_http_canary_restore_argf(r, &n, "%T", snap->end);
+    }
+
+    if (snap->state != NGX_HTTP_CANARY_STATE_NONE) {
+        ngx_http_canary_restore_arg(r, &n, "state", 5);
+        ngx_http_canary_restore_arg(r, &n,
+                                    ngx_http_canary_state_names[snap->state]
+                                    .data,
+                                    ngx_http_canary_state_names[snap->state]
+                                    .len);
+    }
+
+    /* the arms whose allocation Redis changed, as the state file keeps */
+
+    arms = ngx_http_canary_values_arms_changed(sr->ro, snap);
+
+    for (i = 1; i <= sr->ro->narms; i++) {
+        if (!(arms & (1 << (i - 1)))) {
+            continue;
+        }
+
+        p = ngx_pnalloc(r->pool, 7 + sr->ro->variants[i].name.len);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(p, "weight:", 7);
+        ngx_memcpy(p + 7, sr->ro->variants[i].name.data,
+                   sr->ro->variants[i].name.len);
+
+        ngx_http_canary_restore_arg(r, &n, p,
+                                    7 + sr->ro->variants[i].name.len);
+        ngx_http_canary_restore_argf(r, &n, "%uD", snap->weight[i - 1]);
+
+        if (snap->arms_off & (1 << (i - 1))) {
+            p = ngx_pnalloc(r->pool, 4 + sr->ro->variants[i].name.len);
+            if (p == NULL) {
+                return NGX_ERROR;
+            }
+
+            ngx_memcpy(p, "arm:", 4);
+            ngx_memcpy(p + 4, sr->ro->variants[i].name.data,
+                       sr->ro->variants[i].name.len);
+
+            ngx_http_canary_restore_arg(r, &n, p,
+                                        4 + sr->ro->variants[i].name.len);
+            ngx_http_canary_restore_arg(r, &n, "off", 3);
+        }
+    }
+
+    /* the shadow share, as the state file keeps it */
+
+    if (snap->shadow != sr->ro->shadow) {
+        ngx_http_canary_restore_arg(r, &n, "shadow", 6);
+        ngx_http_canary_restore_argf(r, &n, "%ui.%02ui", snap->shadow / 100,
+                                     snap->shadow % 100);
+    }
+
+    if (st.updated) {
+        ngx_http_canary_restore_auto(r, &n, &st);
+    }
+
+    if (r->nomem) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_canary_redis_send(sync->redis, n, r->argv, r->argvlen,
+                                   ngx_http_canary_restore_hash_handler, sync)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    r->waiting++;
+
+    return NGX_OK;
+}
+
+
+/*
+ * An automatic rollout's fields as its controller last read them: step,
+ * failures, since, checked; the last decision; the last interval's
+ * figures
+ */
+
+static void
+ngx_http_canary_restore_auto(ngx_http_canary_restore_t *r, ngx_uint_t *n,
+    ngx_http_canary_auto_status_t *st)
+{
+    ngx_uint_t  v;
+
+    static const char  *fig[2][4] = {
+        { "s_requests", "s_errors", "s_error_rate", "s_p99" },
+        { "c_requests", "c_errors", "c_error_rate", "c_p99" }
+    };
+
+    if (st->step) {
+        ngx_http_canary_restore_arg(r, n, "step", 4);
+        ngx_http_canary_restore_argf(r, n, "%ui", st->step);
+        ngx_http_canary_restore_arg(r, n, "failures", 8);
+        ngx_http_canary_restore_argf(r, n, "%ui", st->failures);
+        ngx_http_canary_restore_arg(r, n, "since", 5);
+        ngx_http_canary_restore_argf(r, n, "%uL", st->since);
+        ngx_http_canary_restore_arg(r, n, "checked", 7);
+        ngx_http_canary_restore_argf(r, n, "%uL", st->checked);
+    }
+
+    if (st->decided_at) {
+        ngx_http_canary_restore_arg(r, n, "decided_at", 10);
+        ngx_http_canary_restore_argf(r, n, "%uL", st->decided_at);
+        ngx_http_canary_restore_arg(r, n, "decided_by", 10);
+        ngx_http_canary_restore_arg(r, n, st->decided_by, st->decided_by_len);
+        ngx_http_canary_restore_arg(r, n, "decision", 8);
+        ngx_http_canary_restore_arg(r, n, st->decision, st->decision_len);
+        ngx_http_canary_restore_arg(r, n, "reason", 6);
+        ngx_http_canary_restore_arg(r, n, st->reason, st->reason_len);
+    }
+
+    if (st->interval) {
+        ngx_http_canary_restore_arg(r, n, "interval", 8);
+        ngx_http_canary_restore_argf(r, n, "%uL", st->interval);
+        ngx_http_canary_restore_arg(r, n, "nodes", 5);
+        ngx_http_canary_restore_argf(r, n, "%ui", st->nodes);
+
+        for (v = 0; v < NGX_HTTP_CANARY_NVARIANTS; v++) {
+            ngx_http_canary_restore_arg(r, n, fig[v][0],
+                                        ngx_strlen(fig[v][0]));
+            ngx_http_canary_restore_argf(r, n, "%uL", st->requests[v]);
+            ngx_http_canary_restore_arg(r, n, fig[v][1],
+                                        ngx_strlen(fig[v][1]));
+            ngx_http_canary_restore_argf(r, n, "%uL", st->errors[v]);
+            ngx_http_canary_restore_arg(r, n, fig[v][2],
+                                        ngx_strlen(fig[v][2]));
+            ngx_http_canary_restore_argf(r, n, "%uL", st->error_rate[v]);
+            ngx_http_canary_restore_arg(r, n, fig[v][3],
+                                        ngx_strlen(fig[v][3]));
+
+            if (st->p99[v] == NGX_HTTP_CANARY_P99_INF) {
+                ngx_http_canary_restore_arg(r, n, "inf", 3);
+
+            } else {
+                ngx_http_canary_restore_argf(r, n, "%uL", st->p99[v]);
+            }
+        }
+    }
+}
+
+
+static void
+ngx_http_canary_restore_hash_handler(ngx_http_canary_redis_t *rc,
+    redisReply *reply, void *data)
+{
+    ngx_http_canary_sync_t  *sync = data;
+
+    ngx_http_canary_restore_t  *r;
+
+    r = sync->restore;
+
+    if (r == NULL) {
+        return;
+    }
+
+    if (reply && reply->type == REDIS_REPLY_INTEGER) {
+        if (reply->integer == 1) {
+            r->written++;
+
+        } else {
+            r->kept++;
+        }
+
+    } else if (!r->failed) {
+        /* the first failure ends the restore once all have answered */
+        r->failed = 1;
+
+        if (reply) {
+            ngx_log_error(NGX_LOG_ERR, sync->log, 0,
+                          "canary sync: restoring a rollout hash: %*s",
+                          (size_t) reply->len, reply->str);
+        }
+    }
+
+    if (--r->waiting) {
+        return;
+    }
+
+    if (r->failed) {
+        ngx_http_canary_restore_end(sync, "a rollout hash was not written",
+                                    NULL);
+        return;
+    }
+
+    ngx_http_canary_restore_next_set(sync);
+}
+
+
+/* the next user set to write back, or the end */
+
+static void
+ngx_http_canary_restore_next_set(ngx_http_canary_sync_t *sync)
+{
+    ngx_uint_t                       n;
+    ngx_http_canary_set_t           *set;
+    ngx_http_canary_restore_t       *r;
+    ngx_http_canary_snapshot_t      *snap;
+    ngx_http_canary_sync_rollout_t  *sr;
+
+    r = sync->restore;
+
+    while (r->index < sync->nrollouts) {
+        sr = &sync->rollouts[r->index];
+        snap = sr->ro->sh->snapshot;
+
+        if (r->which == sr->nsets) {
+            r->which = 0;
+            r->index++;
+            continue;
+        }
+
+        set = ngx_http_canary_snapshot_set(snap, r->which);
+
+        if (ngx_http_canary_set_size(set) == 0) {
+            r->which++;
+            continue;
+        }
+
+        r->set = set;
+        r->pos = 0;
+        r->n = 0;
+
+        r->tmp.len = sr->set_key[r->which].len + sizeof(":restore") - 1;
+        r->tmp.data = ngx_pnalloc(r->pool, r->tmp.len);
+        if (r->tmp.data == NULL) {
+            ngx_http_canary_restore_end(sync, "out of memory", NULL);
+            return;
+        }
+
+        ngx_sprintf(r->tmp.data, "%V:restore", &sr->set_key[r->which]);
+
+        /* a temporary set left by a node that died is replaced */
+
+        n = 0;
+        ngx_http_canary_restore_arg(r, &n, "DEL", 3);
+        ngx_http_canary_restore_arg(r, &n, r->tmp.data, r->tmp.len);
+
+        if (ngx_http_canary_redis_send(sync->redis, n, r->argv, r->argvlen,
+                                       ngx_http_canary_restore_ignore, sync)
+            != NGX_OK)
+        {
+            ngx_http_canary_restore_end(sync, "the connection failed", NULL);
+            return;
+        }
+
+        ngx_http_canary_restore_sadd(sync);
+        return;
+    }
+
+    /* all written: the lease released, every node told */
+
+    n = 0;
+    ngx_http_canary_restore_arg(r, &n, "EVAL", 4);
+    ngx_http_canary_restore_arg(r, &n,
+                                ngx_http_canary_restore_release_lua.data,
+                                ngx_http_canary_restore_release_lua.len);
+    ngx_http_canary_restore_arg(r, &n, "2", 1);
+    ngx_http_canary_restore_arg(r, &n, sync->lease.data, sync->lease.len);
+    ngx_http_canary_restore_arg(r, &n, sync->begun.data, sync->begun.len);
+    ngx_http_canary_restore_arg(r, &n, sync->node.data, sync->node.len);
+    ngx_http_canary_restore_arg(r, &n, sync->changed_channel.data,
+                                sync->changed_channel.len);
+
+    if (ngx_http_canary_redis_send(sync->redis, n, r->argv, r->argvlen,
+                                   ngx_http_canary_restore_release, sync)
+        != NGX_OK)
+    {
+        /* written all the same; the lease expires by itself */
+        ngx_http_canary_restore_release(sync->redis, NULL, sync);
+    }
+}
+
+
+/* one SADD of the next batch of members, or the rename after the last */
+
+static void
+ngx_http_canary_restore_sadd(ngx_http_canary_sync_t *sync)
+{
+    ngx_str_t                        key;
+    ngx_uint_t                       n;
+    ngx_http_canary_restore_t       *r;
+    ngx_http_canary_sync_rollout_t  *sr;
+
+    r = sync->restore;
+    sr = &sync->rollouts[r->index];
+
+    n = 0;
+    ngx_http_canary_restore_arg(r, &n, "SADD", 4);
+    ngx_http_canary_restore_arg(r, &n, r->tmp.data, r->tmp.len);
+
+    while (n < NGX_HTTP_CANARY_RESTORE_BATCH + 2
+           && ngx_http_canary_set_next(r->set, &r->pos, &key) == NGX_OK)
+    {
+        ngx_http_canary_restore_arg(r, &n, key.data, key.len);
+    }
+
+    if (n > 2) {
+        if (ngx_http_canary_redis_send(sync->redis, n, r->argv, r->argvlen,
+                                       ngx_http_canary_restore_sadd_handler,
+                                       sync)
+            != NGX_OK)
+        {
+            ngx_http_canary_restore_end(sync, "the connection failed", NULL);
+            return;
+        }
+
+        r->n += n - 2;
+
+        if (r->n == n - 2) {
+            /* gone by itself if this node dies before the rename */
+            n = 0;
+            ngx_http_canary_restore_arg(r, &n, "PEXPIRE", 7);
+            ngx_http_canary_restore_arg(r, &n, r->tmp.data, r->tmp.len);
+            ngx_http_canary_restore_arg(r, &n, NGX_HTTP_CANARY_RESTORE_TMP,
+                                        sizeof(NGX_HTTP_CANARY_RESTORE_TMP)
+                                        - 1);
+
+            (void) ngx_http_canary_redis_send(sync->redis, n, r->argv,
+                                              r->argvlen,
+                                              ngx_http_canary_restore_ignore,
+                                              sync);
+        }
+
+        return;
+    }
+
+    n = 0;
+    ngx_http_canary_restore_arg(r, &n, "EVAL", 4);
+    ngx_http_canary_restore_arg(r, &n, ngx_http_canary_restore_set_lua.data,
+                                ngx_http_canary_restore_set_lua.len);
+    ngx_http_canary_restore_arg(r, &n, "2", 1);
+    ngx_http_canary_restore_arg(r, &n, r->tmp.data, r->tmp.len);
+    ngx_http_canary_restore_arg(r, &n, sr->set_key[r->which].data,
+                                sr->set_key[r->which].len);
+
+    if (ngx_http_canary_redis_send(sync->redis, n, r->argv, r->argvlen,
+                                   ngx_http_canary_restore_rename, sync)
+        != NGX_OK)
+    {
+        ngx_http_canary_restore_end(sync, "the connection failed", NULL);
+    }
+}
+
+
+static void
+ngx_http_canary_restore_sadd_handler(ngx_http_canary_redis_t *rc,
+    redisReply *reply, void *data)
+{
+    ngx_http_canary_sync_t  *sync = data;
+
+    if (sync->restore == NULL) {
+        return;
+    }
+
+    if (reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
+        ngx_http_canary_restore_end(sync, "a user set was not written",
+                                    reply);
+        return;
+    }
+
+    ngx_http_canary_restore_sadd(sync);
+}
+
+
+static void
+ngx_http_canary_restore_rename(ngx_http_canary_redis_t *rc,
+    redisReply *reply, void *data)
+{
+    ngx_http_canary_sync_t  *sync = data;
+
+    ngx_http_canary_restore_t  *r;
+
+    r = sync->restore;
+
+    if (r == NULL) {
+        return;
+    }
+
+    if (reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
+        ngx_http_canary_restore_end(sync, "a user set was not written",
+                                    reply);
+        return;
+    }
+
+    if (reply->integer == 1) {
+        r->written++;
+        r->members += r->n;
+
+    } else {
+        r->kept++;
+    }
+
+    r->which++;
+
+    ngx_http_canary_restore_next_set(sync);
+}
+
+
+/* the end of a restore that wrote what it could */
+
+static void
+ngx_http_canary_restore_release(ngx_http_canary_redis_t *rc,
+    redisReply *reply, void *data)
+{
+    ngx_http_canary_sync_t  *sync = data;
+
+    ngx_http_canary_shctx_t    *sh;
+    ngx_http_canary_restore_t  *r;
+
+    r = sync->restore;
+
+    if (r == NULL) {
+        return;
+    }
+
+    sh = sync->cmcf->sh;
+
+    ngx_log_error(NGX_LOG_NOTICE, sync->log, 0,
+                  "canary sync: Redis at %V came back empty (run_id %s, "
+                  "was %s): restored %ui rollouts from the %s, %ui keys "
+                  "written (%ui user set members), %ui kept as another "
+                  "writer left them", &sync->cmcf->redis->name,
+                  sync->run_id, sh->run_id, r->rollouts,
+                  r->source == NGX_HTTP_CANARY_SOURCE_STATE_FILE
+                  ? "state file" : "zone",
+                  r->written, r->members, r->kept);
+
+    sh->restored = ngx_time();
+    sh->restored_rollouts = r->rollouts;
+    (void) ngx_atomic_fetch_add(&sh->restores, 1);
+
+    sync->suspect = 0;
+    sync->held = 0;
+    sync->held_mine = 0;
+    sync->unfinished = 0;
+    sync->from_file = 0;
+    sync->waited = 0;
+    sync->restore_err = 0;
+
+    ngx_destroy_pool(r->pool);
+    sync->restore = NULL;
+    ngx_http_canary_held = 0;
+
+    sync->restored(sync);
+}
+
+
+static void
+ngx_http_canary_restore_ignore(ngx_http_canary_redis_t *rc,
+    redisReply *reply, void *data)
+{
+}
+
+
+/*
+ * A restore that stopped (why, and Redis' answer if any; NULL: the lease
+ * is another node's): it starts again at the next round that finds the
+ * keys still missing; this node's lease lets it carry on over the keys
+ * it wrote already.
+ */
+
+void
+ngx_http_canary_restore_end(ngx_http_canary_sync_t *sync, const char *why,
+    redisReply *reply)
+{
+    /* logged once until a restore succeeds: it is tried every round */
+
+    if (why && !sync->restore_err) {
+        sync->restore_err = 1;
+
+        if (reply && reply->type == REDIS_REPLY_ERROR) {
+            ngx_log_error(NGX_LOG_ERR, sync->log, 0,
+                          "canary sync: restoring Redis at %V stopped, %s: "
+                          "%*s; the last good state stays in force",
+                          &sync->cmcf->redis->name, why,
+                          (size_t) reply->len, reply->str);
+
+        } else {
+            ngx_log_error(NGX_LOG_ERR, sync->log, 0,
+                          "canary sync: restoring Redis at %V stopped, %s; "
+                          "the last good state stays in force",
+                          &sync->cmcf->redis->name, why);
+        }
+    }
+
+    if (sync->restore) {
+        ngx_destroy_pool(sync->restore->pool);
+        sync->restore = NULL;
+        ngx_http_canary_held = 0;
+    }
+}
+
+
+/* a restore command's argument; r->nomem when one was out of memory */
+
+static void
+ngx_http_canary_restore_arg(ngx_http_canary_restore_t *r, ngx_uint_t *n,
+    const void *data, size_t len)
+{
+    if (r->nomem) {
+        return;
+    }
+
+    r->argv[*n] = data;
+    r->argvlen[*n] = len;
+    (*n)++;
+}
+
+
+static void
+ngx_http_canary_restore_argf(ngx_http_canary_restore_t *r, ngx_uint_t *n,
+    const char *fmt, ...)
+{
+    u_char   *p, *last;
+    va_list   args;
+
+    p = ngx_pnalloc(r->pool, NGX_INT64_LEN * 2 + 2);
+    if (p == NULL) {
+        r->nomem = 1;
+        return;
+    }
+
+    va_start(args, fmt);
+    last = ngx_vslprintf(p, p + NGX_INT64_LEN * 2 + 2, fmt, args);
+    va_end(args);
+
+    ngx_http_canary_restore_arg(r, n, p, last - p);
+}
