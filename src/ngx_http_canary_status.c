@@ -23,6 +23,7 @@
 
 #include "ngx_http_canary_module.h"
 #include "ngx_http_canary_dashboard.h"
+#include "ngx_http_canary_auto_fields.h"
 
 
 #define NGX_HTTP_CANARY_FORMAT_TEXT     0
@@ -150,6 +151,16 @@ static u_char *ngx_http_canary_seconds(u_char *p, ngx_atomic_uint_t ms);
 static u_char *ngx_http_canary_quantile(u_char *p,
     ngx_http_canary_counters_t *c, ngx_atomic_uint_t count, ngx_uint_t q);
 static ngx_str_t *ngx_http_canary_state(ngx_uint_t state);
+static size_t ngx_http_canary_auto_status_size(ngx_http_canary_rollout_t *ro);
+static void ngx_http_canary_auto_status_read(
+    ngx_http_canary_main_conf_t *cmcf, ngx_http_canary_rollout_t *ro,
+    ngx_http_canary_auto_status_t *st, int64_t *next);
+static u_char *ngx_http_canary_auto_status_json(
+    ngx_http_canary_main_conf_t *cmcf, ngx_http_canary_rollout_t *ro,
+    u_char *p, u_char *last);
+static u_char *ngx_http_canary_auto_status_text(
+    ngx_http_canary_main_conf_t *cmcf, ngx_http_canary_rollout_t *ro,
+    u_char *p, u_char *last);
 
 
 static ngx_str_t  ngx_http_canary_class_names[] = {
@@ -2199,4 +2210,142 @@ ngx_http_canary_state(ngx_uint_t state)
     }
 
     return &ngx_http_canary_state_names[state];
+}
+
+
+/*
+ * For the status page: the automatic rollout's step, the time to the next
+ * decision, the last decision and its figures, as a JSON member
+ * ("auto":{...},) or as text lines.  NULL-safe: nothing for a rollout
+ * without "auto".
+ */
+
+static size_t
+ngx_http_canary_auto_status_size(ngx_http_canary_rollout_t *ro)
+{
+    return ro->policy ? 2048 : 0;
+}
+
+
+static void
+ngx_http_canary_auto_status_read(ngx_http_canary_main_conf_t *cmcf,
+    ngx_http_canary_rollout_t *ro, ngx_http_canary_auto_status_t *st,
+    int64_t *next)
+{
+    uint64_t  now, at;
+
+    ngx_shmtx_lock(&cmcf->shpool->mutex);
+    *st = *ro->sh->autost;
+    ngx_shmtx_unlock(&cmcf->shpool->mutex);
+
+    *next = -1;
+
+    if (ro->sh->snapshot->state != NGX_HTTP_CANARY_STATE_PROGRESSING
+        || (!st->dark
+            && (st->step == 0 || st->step >= ro->policy->nsteps)))
+    {
+        return;
+    }
+
+    now = ngx_http_canary_auto_now();
+    at = ngx_http_canary_policy_next_judgement(ro->policy, st->since,
+                                               st->checked);
+
+    *next = (at > now) ? (int64_t) (at - now) : 0;
+}
+
+
+static u_char *
+ngx_http_canary_auto_status_json(ngx_http_canary_main_conf_t *cmcf,
+    ngx_http_canary_rollout_t *ro, u_char *p, u_char *last)
+{
+    int64_t                        next;
+    ngx_uint_t                     v;
+    ngx_http_canary_auto_status_t  st;
+
+    if (ro->policy == NULL || ro->sh->autost == NULL) {
+        return p;
+    }
+
+    ngx_http_canary_auto_status_read(cmcf, ro, &st, &next);
+
+    p = ngx_slprintf(p, last, "\"auto\":{\"step\":%ui,\"steps\":%ui,"
+                     "\"phase\":\"%s\",\"dark_passed\":%ui,"
+                     "\"interval_ms\":%uL,\"next_decision_ms\":",
+                     st.step, st.nsteps, st.dark ? "dark" : "live",
+                     st.dark_passed, ro->policy->interval);
+
+    p = (next < 0) ? ngx_slprintf(p, last, "null")
+                   : ngx_slprintf(p, last, "%L", next);
+
+    p = ngx_slprintf(p, last, ",\"failures\":%ui,\"leader\":%s,"
+                     "\"last_decision\":", st.failures,
+                     cmcf->sh->auto_leader ? "true" : "false");
+
+    if (st.decision_len == 0) {
+        return ngx_slprintf(p, last, "null},");
+    }
+
+    p = ngx_slprintf(p, last, "{\"decision\":\"");
+    p = (u_char *) ngx_escape_json(p, st.decision, st.decision_len);
+    p = ngx_slprintf(p, last, "\",\"at\":%uL,\"by\":\"", st.decided_at);
+    p = (u_char *) ngx_escape_json(p, st.decided_by, st.decided_by_len);
+    p = ngx_slprintf(p, last, "\",\"reason\":\"");
+    p = (u_char *) ngx_escape_json(p, st.reason, st.reason_len);
+    p = ngx_slprintf(p, last, "\",\"interval\":%uL,\"nodes\":%ui",
+                     st.interval, st.nodes);
+
+    if (st.interval) {
+        for (v = 2; v-- > 0; /* void */) {
+            p = ngx_slprintf(p, last, ",\"%s\":{\"requests\":%uL,"
+                             "\"errors\":%uL,\"error_rate_ppm\":%uL,"
+                             "\"p99_ms\":", v ? "canary" : "stable",
+                             st.requests[v], st.errors[v],
+                             st.error_rate[v]);
+
+            p = (st.p99[v] == NGX_HTTP_CANARY_P99_INF)
+                ? ngx_slprintf(p, last, "null}")
+                : ngx_slprintf(p, last, "%uL}", st.p99[v]);
+        }
+    }
+
+    return ngx_slprintf(p, last, "}},");
+}
+
+
+static u_char *
+ngx_http_canary_auto_status_text(ngx_http_canary_main_conf_t *cmcf,
+    ngx_http_canary_rollout_t *ro, u_char *p, u_char *last)
+{
+    int64_t                        next;
+    ngx_http_canary_auto_status_t  st;
+
+    if (ro->policy == NULL || ro->sh->autost == NULL) {
+        return p;
+    }
+
+    ngx_http_canary_auto_status_read(cmcf, ro, &st, &next);
+
+    p = ngx_slprintf(p, last, " auto step %ui of %ui next_decision ",
+                     st.step, st.nsteps);
+
+    p = (next < 0) ? ngx_slprintf(p, last, "-")
+                   : ngx_slprintf(p, last, "%Lms", next);
+
+    p = ngx_slprintf(p, last, " failures %ui", st.failures);
+
+    if (st.dark) {
+        p = ngx_slprintf(p, last, " phase dark passed %ui of %uD",
+                         st.dark_passed, ro->policy->shadow_intervals);
+    }
+
+    p = ngx_slprintf(p, last, "\n");
+
+    if (st.decision_len) {
+        p = ngx_slprintf(p, last, " auto last %*s by %*s: %*s\n",
+                         st.decision_len, st.decision, st.decided_by_len,
+                         st.decided_by, st.reason_len, st.reason);
+    }
+
+    return p;
 }
