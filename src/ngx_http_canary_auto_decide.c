@@ -734,19 +734,13 @@ ngx_http_canary_auto_apply_fields(ngx_http_canary_auto_rollout_t *ar,
     ngx_http_canary_auto_args_t *set, ngx_http_canary_auto_args_t *del)
 {
     ngx_uint_t               i, changes;
+    const char              *name;
     ngx_http_canary_auto_t  *ctl;
-
-    static const char  *figures[] = {
-        "interval", "nodes", "c_requests", "c_errors", "c_error_rate",
-        "c_p99", "s_requests", "s_errors", "s_error_rate", "s_p99"
-    };
 
     ctl = ar->ctl;
 
     changes = (o->percent != o->old_percent || o->state != o->old_state
                || o->step_changed);
-
-    /* the rollout hash */
 
     if (changes) {
         ngx_http_canary_auto_arg(set, "percent", 7);
@@ -785,9 +779,12 @@ ngx_http_canary_auto_apply_fields(ngx_http_canary_auto_rollout_t *ar,
         ngx_http_canary_auto_arg(del, "checked", 7);
         ngx_http_canary_auto_arg(del, "failures", 8);
 
-        for (i = 0; i < sizeof(figures) / sizeof(figures[0]); i++) {
-            ngx_http_canary_auto_arg(del, figures[i],
-                                     ngx_strlen(figures[i]));
+        /* the figures that decided: "interval" ... "s_p99" */
+
+        for (i = ngx_http_canary_f_interval; i <= ngx_http_canary_f_s_p99; i++)
+        {
+            name = ngx_http_canary_auto_fields[i];
+            ngx_http_canary_auto_arg(del, name, ngx_strlen(name));
         }
     }
 
@@ -828,8 +825,6 @@ ngx_http_canary_auto_apply_history(ngx_http_canary_auto_rollout_t *ar,
     ngx_http_canary_auto_t  *ctl;
 
     ctl = ar->ctl;
-
-    /* the history entry */
 
     ngx_http_canary_auto_arg(x, "time", 4);
     ngx_http_canary_auto_argf(x, "%uL", o->now);
