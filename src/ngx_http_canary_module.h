@@ -630,18 +630,9 @@ void ngx_http_canary_count_status(ngx_http_request_t *r,
 #define ngx_http_canary_counters(ro, slot, variant)                           \
     (&(ro)->counters[(slot) * (ro)->nvariants + (variant)])
 
-/* ngx_http_canary_auto.c */
-char *ngx_http_canary_auto_directive(ngx_conf_t *cf,
-    ngx_http_canary_rollout_t *ro);
-ngx_int_t ngx_http_canary_auto_check_conf(ngx_conf_t *cf,
-    ngx_http_canary_main_conf_t *cmcf);
-ngx_int_t ngx_http_canary_auto_init_process(ngx_cycle_t *cycle);
-void ngx_http_canary_auto_exit_process(ngx_cycle_t *cycle);
-size_t ngx_http_canary_auto_status_size(ngx_http_canary_rollout_t *ro);
-u_char *ngx_http_canary_auto_status_json(ngx_http_canary_main_conf_t *cmcf,
-    ngx_http_canary_rollout_t *ro, u_char *p, u_char *last);
-u_char *ngx_http_canary_auto_status_text(ngx_http_canary_main_conf_t *cmcf,
-    ngx_http_canary_rollout_t *ro, u_char *p, u_char *last);
+/* ngx_http_canary_auto_conf.c, ngx_http_canary_auto.c */
+#include "ngx_http_canary_auto_conf.h"
+#include "ngx_http_canary_auto.h"
 
 /* ngx_http_canary_status.c */
 char *ngx_http_canary_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);

@@ -13,6 +13,11 @@
 
 
 #define ngx_http_canary_isdigit(c)  ((c) >= '0' && (c) <= '9')
+#define ngx_http_canary_min(a, b)   ((a) < (b) ? (a) : (b))
+#define ngx_http_canary_max(a, b)   ((a) > (b) ? (a) : (b))
+
+/* how often every node reads a rollout's hash at most, ms */
+#define NGX_HTTP_CANARY_POLICY_POLL  1000
 
 /* a bound that no parameter may pass: keeps every product in 64 bits */
 #define NGX_HTTP_CANARY_POLICY_BIG  1000000000000ULL
@@ -893,6 +898,101 @@ ngx_http_canary_policy_next(const ngx_http_canary_policy_t *p,
         next->action = NGX_HTTP_CANARY_ACTION_HOLD;
         return;
     }
+}
+
+
+uint64_t
+ngx_http_canary_policy_boundary(const ngx_http_canary_policy_t *p,
+    uint64_t now)
+{
+    return now / p->interval * p->interval;
+}
+
+
+uint64_t
+ngx_http_canary_policy_first(const ngx_http_canary_policy_t *p,
+    uint64_t now)
+{
+    return (now / p->interval + 1) * p->interval;
+}
+
+
+/* wakes up just after the next boundary */
+
+uint64_t
+ngx_http_canary_policy_wake(const ngx_http_canary_policy_t *p, uint64_t now)
+{
+    return ngx_http_canary_policy_boundary(p, now) + p->interval - now + 1;
+}
+
+
+uint64_t
+ngx_http_canary_policy_grace(const ngx_http_canary_policy_t *p)
+{
+    return ngx_http_canary_max(ngx_http_canary_min(p->interval / 5, 5000),
+                               200);
+}
+
+
+/* the leader judges the last interval a grace period after it */
+
+uint64_t
+ngx_http_canary_policy_due(const ngx_http_canary_policy_t *p, uint64_t now,
+    uint64_t asked)
+{
+    uint64_t  start;
+
+    start = ngx_http_canary_policy_boundary(p, now);
+
+    if (start > p->interval && asked < start - p->interval
+        && now >= start + ngx_http_canary_policy_grace(p))
+    {
+        return start - p->interval;
+    }
+
+    return 0;
+}
+
+
+uint64_t
+ngx_http_canary_policy_next_judgement(const ngx_http_canary_policy_t *p,
+    uint64_t since, uint64_t checked)
+{
+    uint64_t  j;
+
+    /* the next interval to judge, and when it will be */
+
+    j = since;
+
+    if (checked && checked + p->interval > j) {
+        j = checked + p->interval;
+    }
+
+    return j + p->interval + ngx_http_canary_policy_grace(p);
+}
+
+
+uint64_t
+ngx_http_canary_policy_poll(const ngx_http_canary_policy_t *p)
+{
+    return ngx_http_canary_min(NGX_HTTP_CANARY_POLICY_POLL, p->interval / 2);
+}
+
+
+/* kept for ten intervals, and at least a minute */
+
+uint64_t
+ngx_http_canary_policy_figures_ttl(const ngx_http_canary_policy_t *p)
+{
+    return ngx_http_canary_max(10 * p->interval, 60000);
+}
+
+
+uint64_t
+ngx_http_canary_policy_lease(uint64_t shortest)
+{
+    return ngx_http_canary_max(ngx_http_canary_min(3 * shortest, 30000),
+                               3000);
 }
 
 

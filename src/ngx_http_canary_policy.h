@@ -153,6 +153,52 @@ void ngx_http_canary_policy_next(const ngx_http_canary_policy_t *p,
     uint32_t step, uint32_t failures, int verdict,
     ngx_http_canary_decision_next_t *next);
 
+/*
+ * The controller's timing, in unix milliseconds: every node aligns the
+ * intervals on multiples of "interval" since the epoch, so that the
+ * fleet's figures of an interval add up.
+ */
+
+/* the start of the interval that holds "now" */
+uint64_t ngx_http_canary_policy_boundary(const ngx_http_canary_policy_t *p,
+    uint64_t now);
+
+/* the first whole interval after "now" (the first judged at a new step) */
+uint64_t ngx_http_canary_policy_first(const ngx_http_canary_policy_t *p,
+    uint64_t now);
+
+/* how long from "now" to just after the next boundary */
+uint64_t ngx_http_canary_policy_wake(const ngx_http_canary_policy_t *p,
+    uint64_t now);
+
+/* how long after an interval the leader waits for every node's figures */
+uint64_t ngx_http_canary_policy_grace(const ngx_http_canary_policy_t *p);
+
+/*
+ * The interval due for judgement at "now" (the last one, once its grace
+ * period has passed) unless it is "asked" or earlier: its start, or 0
+ */
+uint64_t ngx_http_canary_policy_due(const ngx_http_canary_policy_t *p,
+    uint64_t now, uint64_t asked);
+
+/*
+ * When the next interval will be judged: the first one at the step
+ * ("since"), or the one after the last judged ("checked", 0: none), at
+ * its end plus the grace period
+ */
+uint64_t ngx_http_canary_policy_next_judgement(
+    const ngx_http_canary_policy_t *p, uint64_t since, uint64_t checked);
+
+/* how often every node reads the rollout: every second, or more often */
+uint64_t ngx_http_canary_policy_poll(const ngx_http_canary_policy_t *p);
+
+/* how long the fleet's figures of an interval are kept */
+uint64_t ngx_http_canary_policy_figures_ttl(
+    const ngx_http_canary_policy_t *p);
+
+/* the leader's lease: three of the shortest intervals, 3 s .. 30 s */
+uint64_t ngx_http_canary_policy_lease(uint64_t shortest);
+
 /* "0.1234%" from ppm; "1.5%" from hundredths; "2500ms" or "inf" */
 int ngx_http_canary_format_rate(char *buf, size_t size, uint64_t ppm);
 int ngx_http_canary_format_percent(char *buf, size_t size,

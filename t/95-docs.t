@@ -165,7 +165,8 @@ ok(scalar(keys %variable) >= 3, scalar(keys %variable) . ' variables, '
 
 my %metric;
 {
-    my $status = $c_text{'ngx_http_canary_status.c'} // '';
+    my $status = join "\n", map { $c_text{$_} }
+                 grep { /^ngx_http_canary_status/ } sort keys %c_text;
     (my $joined = $status) =~ s/"\s*\n\s*"//g;
     $metric{$_} = 1 for $joined =~ /(nginx_canary_[a-z0-9_]*[a-z0-9])/g;
 

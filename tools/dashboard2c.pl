@@ -7,7 +7,7 @@
 #   perl tools/dashboard2c.pl src/ngx_http_canary_dashboard.html \
 #       > src/ngx_http_canary_dashboard.h
 #
-# `make` runs it when the page changes; t/31-dashboard-header.t checks
+# `make` runs it when the page changes; t/41-status-explain.t checks
 # that the committed header is what it makes.
 
 use strict;

@@ -543,6 +543,89 @@ test_next(void **state)
 }
 
 
+/* the controller's timing: boundaries, grace, when a judgement is due */
+
+static void
+test_timing(void **state)
+{
+    ngx_http_canary_policy_t  p;
+
+    (void) state;
+
+    assert_int_equal(policy(&p, "steps=1,5,100 interval=10s"), 0);
+
+    /* intervals aligned on multiples of 10 s since the epoch */
+    assert_int_equal(ngx_http_canary_policy_boundary(&p, 1796000004321ULL),
+                     1796000000000ULL);
+    assert_int_equal(ngx_http_canary_policy_boundary(&p, 1796000000000ULL),
+                     1796000000000ULL);
+    assert_int_equal(ngx_http_canary_policy_first(&p, 1796000004321ULL),
+                     1796000010000ULL);
+    assert_int_equal(ngx_http_canary_policy_first(&p, 1796000000000ULL),
+                     1796000010000ULL);
+
+    /* woken 1 ms after the next boundary */
+    assert_int_equal(ngx_http_canary_policy_wake(&p, 1796000004321ULL),
+                     5680);
+    assert_int_equal(ngx_http_canary_policy_wake(&p, 1796000009999ULL), 2);
+    assert_int_equal(ngx_http_canary_policy_wake(&p, 1796000000000ULL),
+                     10001);
+
+    /* grace: a fifth of the interval, 200 ms .. 5 s */
+    assert_int_equal(ngx_http_canary_policy_grace(&p), 2000);
+
+    /*
+     * the interval that ended at 1796000010000 is due from 2 s after it,
+     * once: not when it (or a later one) was asked already
+     */
+    assert_int_equal(ngx_http_canary_policy_due(&p, 1796000011999ULL, 0), 0);
+    assert_int_equal(ngx_http_canary_policy_due(&p, 1796000012000ULL, 0),
+                     1796000000000ULL);
+    assert_int_equal(ngx_http_canary_policy_due(&p, 1796000019999ULL,
+                                                1796000000000ULL - 10000),
+                     1796000000000ULL);
+    assert_int_equal(ngx_http_canary_policy_due(&p, 1796000012000ULL,
+                                                1796000000000ULL), 0);
+    /* nothing before the first interval since the epoch */
+    assert_int_equal(ngx_http_canary_policy_due(&p, 19999, 0), 0);
+    assert_int_equal(ngx_http_canary_policy_due(&p, 22000, 0), 10000);
+
+    /* the next judgement: the first interval at the step, at its end */
+    assert_int_equal(ngx_http_canary_policy_next_judgement(&p,
+                         1796000010000ULL, 0), 1796000022000ULL);
+    /* or the one after the last judged, if later */
+    assert_int_equal(ngx_http_canary_policy_next_judgement(&p,
+                         1796000010000ULL, 1796000030000ULL),
+                     1796000052000ULL);
+    assert_int_equal(ngx_http_canary_policy_next_judgement(&p,
+                         1796000050000ULL, 1796000030000ULL),
+                     1796000062000ULL);
+
+    assert_int_equal(ngx_http_canary_policy_poll(&p), 1000);
+    assert_int_equal(ngx_http_canary_policy_figures_ttl(&p), 100000);
+    assert_int_equal(ngx_http_canary_policy_lease(10000), 30000);
+    assert_int_equal(ngx_http_canary_policy_lease(5000), 15000);
+
+    /* the bounds: a short interval, a long one */
+
+    assert_int_equal(policy(&p, "steps=1,5,100 interval=1s"), 0);
+    assert_int_equal(ngx_http_canary_policy_grace(&p), 200);
+    assert_int_equal(ngx_http_canary_policy_poll(&p), 500);
+    assert_int_equal(ngx_http_canary_policy_figures_ttl(&p), 60000);
+    assert_int_equal(ngx_http_canary_policy_lease(1000), 3000);
+
+    assert_int_equal(policy(&p, "steps=1,5,100 interval=3s"), 0);
+    assert_int_equal(ngx_http_canary_policy_grace(&p), 600);
+    assert_int_equal(ngx_http_canary_policy_poll(&p), 1000);
+
+    assert_int_equal(policy(&p, "steps=1,5,100 interval=1h"), 0);
+    assert_int_equal(ngx_http_canary_policy_grace(&p), 5000);
+    assert_int_equal(ngx_http_canary_policy_poll(&p), 1000);
+    assert_int_equal(ngx_http_canary_policy_figures_ttl(&p), 36000000);
+    assert_int_equal(ngx_http_canary_policy_lease(3600000), 30000);
+}
+
+
 static void
 test_format(void **state)
 {
@@ -579,6 +662,7 @@ main(void)
         cmocka_unit_test(test_judge),
         cmocka_unit_test(test_judge_vs_stable),
         cmocka_unit_test(test_next),
+        cmocka_unit_test(test_timing),
         cmocka_unit_test(test_format),
     };
 

@@ -1,0 +1,33 @@
+
+/*
+ * Copyright (C) ngx_http_canary_module authors
+ */
+
+
+#ifndef _NGX_HTTP_CANARY_EXPLAIN_H_INCLUDED_
+#define _NGX_HTTP_CANARY_EXPLAIN_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_canary_module.h"
+#include "ngx_http_canary_status.h"
+#include "ngx_http_canary_status_out.h"
+
+
+#if (__GNUC__ >= 4)
+#pragma GCC visibility push(hidden)
+#endif
+
+
+ngx_int_t ngx_http_canary_explain(ngx_http_request_t *r, ngx_str_t *name);
+
+
+#if (__GNUC__ >= 4)
+#pragma GCC visibility pop
+#endif
+
+
+#endif /* _NGX_HTTP_CANARY_EXPLAIN_H_INCLUDED_ */
