@@ -126,8 +126,8 @@ sub drain {
     }
 }
 
-my (@samples, $changes, $adds, $rems, $reloads, $restarted) = ((), 0, 0, 0,
-                                                               0, 0);
+my @samples;
+my ($changes, $adds, $rems, $reloads, $restarted) = (0, 0, 0, 0, 0);
 my $t0 = time;
 my ($next_sample, $next_reload) = ($t0, $t0 + 30);
 while (time - $t0 < $seconds - 2) {
@@ -177,6 +177,7 @@ while (time - $t0 < $seconds - 2) {
 
 waitpid $wpid, 0;
 my $out = CanaryTest::read_file($wrk_out);
+print $out;
 my ($requests) = $out =~ /(\d+) requests in/;
 my ($non2xx) = $out =~ /Non-2xx or 3xx responses: (\d+)/;
 my @sock = $out =~ /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/;
