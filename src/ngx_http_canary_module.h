@@ -530,40 +530,10 @@ typedef struct {
 
 extern ngx_module_t  ngx_http_canary_module;
 
-extern ngx_str_t     ngx_http_canary_reason_names[];
-extern ngx_str_t     ngx_http_canary_source_names[];
-extern ngx_str_t     ngx_http_canary_state_names[];
 
-
-/* ngx_http_canary_module.c */
-ngx_http_canary_decision_t ngx_http_canary_decide(ngx_http_request_t *r,
-    ngx_uint_t index);
-ngx_http_canary_decision_t ngx_http_canary_evaluate(ngx_http_request_t *r,
-    ngx_uint_t index, ngx_http_canary_decision_t *decisions,
-    ngx_http_canary_input_t *in, ngx_uint_t depth);
-ngx_int_t ngx_http_canary_find(ngx_http_canary_main_conf_t *cmcf,
-    ngx_str_t *name);
-ngx_int_t ngx_http_canary_find_arm(ngx_http_canary_rollout_t *ro,
-    u_char *name, size_t len);
-/* for the other files: the request's context, a value (not inlined) */
-ngx_http_canary_ctx_t *ngx_http_canary_request_ctx(ngx_http_request_t *r,
-    ngx_uint_t create);
-ngx_int_t ngx_http_canary_read_value(ngx_http_request_t *r,
-    ngx_http_canary_value_t *v, ngx_str_t *value);
-
-/* ngx_http_canary_shadow.c */
-char *ngx_http_canary_shadow_directive(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
-char *ngx_http_canary_shadow_set(ngx_conf_t *cf,
-    ngx_http_canary_rollout_t *ro);
-char *ngx_http_canary_shadow_merge(ngx_conf_t *cf,
-    ngx_http_canary_loc_conf_t *prev, ngx_http_canary_loc_conf_t *conf);
-ngx_int_t ngx_http_canary_shadow_init(ngx_conf_t *cf,
-    ngx_http_canary_main_conf_t *cmcf);
-ngx_int_t ngx_http_canary_shadow_variable(ngx_http_request_t *r,
-    ngx_http_variable_value_t *v, uintptr_t data);
-
-extern ngx_conf_bitmask_t  ngx_http_canary_shadow_methods[];
+/* ngx_http_canary_conf.c, ngx_http_canary_decide.c */
+#include "ngx_http_canary_conf.h"
+#include "ngx_http_canary_decide.h"
 
 /* ngx_http_canary_shm.c */
 ngx_int_t ngx_http_canary_init_zone(ngx_shm_zone_t *shm_zone, void *data);
