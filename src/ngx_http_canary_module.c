@@ -18,6 +18,7 @@
 #include "ngx_http_canary_decide.h"
 #include "ngx_http_canary_variables.h"
 #include "ngx_http_canary_shadow.h"
+#include "ngx_http_canary_redis_conf.h"
 
 
 static void *ngx_http_canary_create_main_conf(ngx_conf_t *cf);
@@ -56,7 +57,7 @@ static ngx_command_t  ngx_http_canary_commands[] = {
       NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
       ngx_http_canary_redis_directive,
       NGX_HTTP_MAIN_CONF_OFFSET,
-      0,
+      offsetof(ngx_http_canary_main_conf_t, redis),
       NULL },
 
     { ngx_string("canary_sync_interval"),

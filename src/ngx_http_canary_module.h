@@ -312,39 +312,8 @@ typedef struct {
 } ngx_http_canary_shctx_t;
 
 
-/* canary_redis: where Redis is and how to talk to it */
-typedef struct ngx_http_canary_redis_conf_s  ngx_http_canary_redis_conf_t;
-
-struct ngx_http_canary_redis_conf_s {
-    ngx_str_t                       name;       /* as written */
-    ngx_addr_t                      addr;
-    ngx_str_t                       host;       /* TLS name by default */
-    ngx_str_t                       user;       /* ACL user, or empty */
-    ngx_str_t                       password;
-    ngx_uint_t                      db;
-    ngx_str_t                       prefix;     /* default "canary:" */
-    ngx_msec_t                      timeout;
-
-    /* more addresses tried in turn (the sentinels), addr is the first */
-    ngx_addr_t                     *addrs;
-    ngx_str_t                      *hosts;
-    ngx_uint_t                      naddrs;
-
-    /* "sentinel=": the master's name and how to reach the sentinels */
-    ngx_str_t                       master;
-    ngx_http_canary_redis_conf_t   *sentinel;
-
-    ngx_str_t                       tls_name;   /* tls_name=, or empty */
-#if (NGX_SSL)
-    ngx_ssl_t                      *ssl;        /* "tls", or NULL */
-#endif
-    unsigned                        tls:1;
-    unsigned                        tls_verify:1;
-};
-
-
-/* a connection to Redis, see ngx_http_canary_redis.h */
-typedef struct ngx_http_canary_redis_s  ngx_http_canary_redis_t;
+/* canary_redis, and a connection to Redis: see ngx_http_canary_redis.h */
+#include "ngx_http_canary_redis.h"
 
 
 /* a value from the request: one variable by index, or a complex value */
@@ -609,10 +578,6 @@ char *ngx_http_canary_state_file(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_canary_sync_interval(ngx_conf_t *cf, void *post,
     void *data);
-
-/* ngx_http_canary_redis.c */
-char *ngx_http_canary_redis_directive(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
 
 /* ngx_http_canary_stats.c */
 extern ngx_msec_t  ngx_http_canary_hist_bounds[];

@@ -48,6 +48,7 @@
 #include <ngx_event.h>
 #include <ngx_http.h>
 
+#include "ngx_http_canary_module.h"
 #include "ngx_http_canary_redis.h"
 
 
