@@ -26,6 +26,9 @@ typedef struct {
 } ngx_http_canary_rollout_cmd_t;
 
 
+static char *ngx_http_canary_rollout_done(ngx_conf_t *cf,
+    ngx_http_canary_main_conf_t *cmcf, ngx_http_canary_rollout_t *ro,
+    ngx_http_get_variable_pt get);
 static char *ngx_http_canary_rollout(ngx_conf_t *cf, ngx_command_t *dummy,
     void *conf);
 static ngx_int_t ngx_http_canary_add_variant_variables(ngx_conf_t *cf,
@@ -128,7 +131,6 @@ ngx_http_canary_rollout_block(ngx_conf_t *cf, ngx_command_t *cmd,
     ngx_uint_t                  i;
     ngx_conf_t                  save;
     ngx_http_get_variable_pt   *get;
-    ngx_http_canary_variant_t  *var;
     ngx_http_canary_rollout_t  *ro;
 
     value = cf->args->elts;
@@ -199,6 +201,27 @@ ngx_http_canary_rollout_block(ngx_conf_t *cf, ngx_command_t *cmd,
         return rv;
     }
 
+    /* the variant variables' handler is the request path's (cmd->post) */
+
+    get = cmd->post;
+
+    return ngx_http_canary_rollout_done(cf, cmcf, ro, *get);
+}
+
+
+/*
+ * The rollout once its block is read: what it must have, its arms'
+ * weights and users files, its defaults, its hash seeds, its variables.
+ */
+
+static char *
+ngx_http_canary_rollout_done(ngx_conf_t *cf,
+    ngx_http_canary_main_conf_t *cmcf, ngx_http_canary_rollout_t *ro,
+    ngx_http_get_variable_pt get)
+{
+    ngx_uint_t                  i;
+    ngx_http_canary_variant_t  *var;
+
     if (ro->keys.nelts == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "no \"key\" in canary_rollout \"%V\"", &ro->name);
@@ -265,15 +288,10 @@ ngx_http_canary_rollout_block(ngx_conf_t *cf, ngx_command_t *cmd,
      * ends a variable's name in a string at any byte but a letter, a digit
      * or '_', so a name with others ("new-checkout") gets a second name
      * with '_' for each ("$canary_variant_new_checkout"); two rollouts
-     * may not share one.  Their handler is the request path's, given
-     * by the directive's table (cmd->post).
+     * may not share one.
      */
 
-    get = cmd->post;
-
-    if (ngx_http_canary_add_variant_variables(cf, cmcf, ro, *get)
-        != NGX_OK)
-    {
+    if (ngx_http_canary_add_variant_variables(cf, cmcf, ro, get) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
 

@@ -30,6 +30,9 @@ static ngx_uint_t ngx_http_canary_evaluate_users(
 static ngx_uint_t ngx_http_canary_evaluate_match(ngx_http_request_t *r,
     ngx_http_canary_rollout_t *ro, ngx_http_canary_input_t *in,
     ngx_uint_t depth);
+static void ngx_http_canary_evaluate_arm(ngx_http_canary_rollout_t *ro,
+    ngx_http_canary_snapshot_t *snap, ngx_str_t *key,
+    ngx_http_canary_decision_t *d);
 
 
 /*
@@ -342,38 +345,48 @@ ngx_http_canary_evaluate(ngx_http_request_t *r, ngx_uint_t index,
         in->percent = percent;
     }
 
-    if (d->bucket >= percent) {
-        return *d;
+    if (d->bucket < percent) {
+        ngx_http_canary_evaluate_arm(ro, snap, &key, d);
     }
 
-    /*
-     * Exposed: the arm, by a second hash of the key with another seed
-     * (Unleash's variant selection), so that the exposure and the
-     * allocation are independent; one arm needs no hash
-     */
+    return *d;
+}
+
+
+/*
+ * Exposed: the arm, by a second hash of the key with another seed
+ * (Unleash's variant selection), so that the exposure and the
+ * allocation are independent; one arm needs no hash
+ */
+
+static void
+ngx_http_canary_evaluate_arm(ngx_http_canary_rollout_t *ro,
+    ngx_http_canary_snapshot_t *snap, ngx_str_t *key,
+    ngx_http_canary_decision_t *d)
+{
+    uint32_t    hash;
+    ngx_uint_t  i;
 
     if (snap->arms_off == 0 && ro->narms == 1 && snap->total) {
         d->variant = NGX_HTTP_CANARY_CANARY;
-        return *d;
+        return;
     }
 
     if (snap->total == 0) {
         d->reason = NGX_HTTP_CANARY_REASON_ARM_OFF;
-        return *d;
+        return;
     }
 
-    hash = ngx_http_canary_murmur3_key(&ro->arm_salted, key.data, key.len);
+    hash = ngx_http_canary_murmur3_key(&ro->arm_salted, key->data, key->len);
 
     i = ngx_http_canary_arm(hash, snap->weight, ro->narms, snap->total);
 
     if (snap->arms_off & (1 << i)) {
         d->reason = NGX_HTTP_CANARY_REASON_ARM_OFF;
-        return *d;
+        return;
     }
 
     d->variant = i + 1;
-
-    return *d;
 }
 
 

@@ -47,6 +47,7 @@ static ngx_int_t ngx_http_canary_redis_append(ngx_http_canary_redis_t *rc,
     int argc, const char **argv, const size_t *argvlen);
 static ngx_int_t ngx_http_canary_redis_hello(ngx_http_canary_redis_t *rc,
     int argc, const char **argv, const size_t *argvlen, char *what);
+static ngx_int_t ngx_http_canary_redis_hellos(ngx_http_canary_redis_t *rc);
 static void ngx_http_canary_redis_connected(ngx_http_canary_redis_t *rc);
 static void ngx_http_canary_redis_log_writer(ngx_log_t *log,
     ngx_uint_t level, u_char *buf, size_t len);
@@ -108,12 +109,8 @@ ngx_http_canary_redis_ready(ngx_http_canary_redis_t *rc)
 void
 ngx_http_canary_redis_connect(ngx_http_canary_redis_t *rc)
 {
-    int                argc;
     ngx_int_t          rc2;
     ngx_uint_t         i;
-    const char        *argv[3];
-    size_t             argvlen[3];
-    u_char             db[NGX_INT_T_LEN];
     ngx_connection_t  *c;
 
     if (rc->closed || rc->state != NGX_HTTP_CANARY_REDIS_CLOSED) {
@@ -175,48 +172,8 @@ ngx_http_canary_redis_connect(ngx_http_canary_redis_t *rc)
      * user commands may queue behind them
      */
 
-    if (rc->conf->password.len) {
-        argc = 0;
-        argv[argc] = "AUTH";
-        argvlen[argc++] = 4;
-
-        if (rc->conf->user.len) {
-            argv[argc] = (const char *) rc->conf->user.data;
-            argvlen[argc++] = rc->conf->user.len;
-        }
-
-        argv[argc] = (const char *) rc->conf->password.data;
-        argvlen[argc++] = rc->conf->password.len;
-
-        if (ngx_http_canary_redis_hello(rc, argc, argv, argvlen, "AUTH")
-            != NGX_OK)
-        {
-            return;
-        }
-    }
-
-    if (rc->conf->db) {
-        argv[0] = "SELECT";
-        argvlen[0] = 6;
-        argv[1] = (const char *) db;
-        argvlen[1] = ngx_sprintf(db, "%ui", rc->conf->db) - db;
-
-        if (ngx_http_canary_redis_hello(rc, 2, argv, argvlen, "SELECT")
-            != NGX_OK)
-        {
-            return;
-        }
-    }
-
-    if (rc->conf->sentinel) {
-        argv[0] = "ROLE";
-        argvlen[0] = 4;
-
-        if (ngx_http_canary_redis_hello(rc, 1, argv, argvlen, "ROLE")
-            != NGX_OK)
-        {
-            return;
-        }
+    if (ngx_http_canary_redis_hellos(rc) != NGX_OK) {
+        return;
     }
 
 #if (NGX_SSL)
@@ -263,6 +220,64 @@ ngx_http_canary_redis_connect(ngx_http_canary_redis_t *rc)
     /* connected at once, as unix sockets are */
 
     ngx_http_canary_redis_write_handler(c->write);
+}
+
+
+/* AUTH [user] password, SELECT, and ROLE behind Sentinel, queued first */
+
+static ngx_int_t
+ngx_http_canary_redis_hellos(ngx_http_canary_redis_t *rc)
+{
+    int           argc;
+    size_t        argvlen[3];
+    u_char        db[NGX_INT_T_LEN];
+    const char   *argv[3];
+
+    if (rc->conf->password.len) {
+        argc = 0;
+        argv[argc] = "AUTH";
+        argvlen[argc++] = 4;
+
+        if (rc->conf->user.len) {
+            argv[argc] = (const char *) rc->conf->user.data;
+            argvlen[argc++] = rc->conf->user.len;
+        }
+
+        argv[argc] = (const char *) rc->conf->password.data;
+        argvlen[argc++] = rc->conf->password.len;
+
+        if (ngx_http_canary_redis_hello(rc, argc, argv, argvlen, "AUTH")
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    if (rc->conf->db) {
+        argv[0] = "SELECT";
+        argvlen[0] = 6;
+        argv[1] = (const char *) db;
+        argvlen[1] = ngx_sprintf(db, "%ui", rc->conf->db) - db;
+
+        if (ngx_http_canary_redis_hello(rc, 2, argv, argvlen, "SELECT")
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    if (rc->conf->sentinel) {
+        argv[0] = "ROLE";
+        argvlen[0] = 4;
+
+        if (ngx_http_canary_redis_hello(rc, 1, argv, argvlen, "ROLE")
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
 }
 
 

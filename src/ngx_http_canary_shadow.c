@@ -17,7 +17,10 @@
  * worker slot), shown as the variant "shadow".
  *
  * The precontent handler is installed only when some location has
- * canary_shadow, so the request path of the others does not change.
+ * canary_shadow, so the request path of the others does not change.  The
+ * directives (canary_shadow, canary_shadow_methods, "shadow" in
+ * canary_rollout) are parsed and checked in ngx_http_canary_conf_check.c
+ * and ngx_http_canary_conf.c.
  */
 
 
