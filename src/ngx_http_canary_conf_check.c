@@ -47,9 +47,9 @@ ngx_http_canary_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_canary_main_conf_t *cmcf = conf;
 
-    ssize_t               size;
-    ngx_str_t            *value, name;
-    ngx_shm_zone_init_pt *init;
+    ssize_t                size;
+    ngx_str_t             *value, name;
+    ngx_shm_zone_init_pt  *init;
 
     if (cmcf->shm_zone) {
         return "is duplicate";
@@ -89,6 +89,7 @@ ngx_http_canary_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     return NGX_CONF_OK;
 }
 
+
 char *
 ngx_http_canary_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
@@ -110,6 +111,7 @@ ngx_http_canary_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     return NGX_CONF_OK;
 }
+
 
 /* canary_shadow <uri> | off */
 

@@ -166,8 +166,7 @@ ngx_http_canary_create_main_conf(ngx_conf_t *cf)
 
     if (ngx_array_init(&cmcf->rollouts, cf->pool, 4,
                        sizeof(ngx_http_canary_rollout_t))
-        != NGX_OK
-)
+        != NGX_OK)
     {
         return NULL;
     }

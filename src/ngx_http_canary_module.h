@@ -17,6 +17,12 @@
 #include "ngx_http_canary_policy.h"
 #include "ngx_http_canary_reclaim.h"
 
+/*
+ * canary_redis's conf and a connection to Redis (outside the hidden
+ * block below: hiredis' own functions keep their default visibility)
+ */
+#include "ngx_http_canary_redis.h"
+
 
 /*
  * The module's own functions and data are hidden: nginx finds a dynamic
@@ -310,10 +316,6 @@ typedef struct {
     ngx_atomic_t                    restores;
     ngx_atomic_t                    restored_rollouts;
 } ngx_http_canary_shctx_t;
-
-
-/* canary_redis, and a connection to Redis: see ngx_http_canary_redis.h */
-#include "ngx_http_canary_redis.h"
 
 
 /* a value from the request: one variable by index, or a complex value */

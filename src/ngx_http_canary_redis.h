@@ -147,6 +147,7 @@ struct ngx_http_canary_redis_conf_s {
     unsigned                        tls_verify:1;
 };
 
+
 typedef void (*ngx_http_canary_redis_handler_pt)(ngx_http_canary_redis_t *rc,
     redisReply *reply, void *data);
 

@@ -403,7 +403,6 @@ ngx_http_canary_redis_finish(ngx_conf_t *cf,
 }
 
 
-
 /* "sentinel=host:port,host:port...": the addresses, tried in turn */
 
 static char *
