@@ -17,6 +17,12 @@
 #include "ngx_http_canary_policy.h"
 #include "ngx_http_canary_reclaim.h"
 
+/*
+ * canary_redis's conf and a connection to Redis (outside the hidden
+ * block below: hiredis' own functions keep their default visibility)
+ */
+#include "ngx_http_canary_redis.h"
+
 
 /*
  * The module's own functions and data are hidden: nginx finds a dynamic
@@ -312,41 +318,6 @@ typedef struct {
 } ngx_http_canary_shctx_t;
 
 
-/* canary_redis: where Redis is and how to talk to it */
-typedef struct ngx_http_canary_redis_conf_s  ngx_http_canary_redis_conf_t;
-
-struct ngx_http_canary_redis_conf_s {
-    ngx_str_t                       name;       /* as written */
-    ngx_addr_t                      addr;
-    ngx_str_t                       host;       /* TLS name by default */
-    ngx_str_t                       user;       /* ACL user, or empty */
-    ngx_str_t                       password;
-    ngx_uint_t                      db;
-    ngx_str_t                       prefix;     /* default "canary:" */
-    ngx_msec_t                      timeout;
-
-    /* more addresses tried in turn (the sentinels), addr is the first */
-    ngx_addr_t                     *addrs;
-    ngx_str_t                      *hosts;
-    ngx_uint_t                      naddrs;
-
-    /* "sentinel=": the master's name and how to reach the sentinels */
-    ngx_str_t                       master;
-    ngx_http_canary_redis_conf_t   *sentinel;
-
-    ngx_str_t                       tls_name;   /* tls_name=, or empty */
-#if (NGX_SSL)
-    ngx_ssl_t                      *ssl;        /* "tls", or NULL */
-#endif
-    unsigned                        tls:1;
-    unsigned                        tls_verify:1;
-};
-
-
-/* a connection to Redis, see ngx_http_canary_redis.h */
-typedef struct ngx_http_canary_redis_s  ngx_http_canary_redis_t;
-
-
 /* a value from the request: one variable by index, or a complex value */
 typedef struct {
     ngx_int_t                       index;
@@ -529,40 +500,10 @@ typedef struct {
 
 extern ngx_module_t  ngx_http_canary_module;
 
-extern ngx_str_t     ngx_http_canary_reason_names[];
-extern ngx_str_t     ngx_http_canary_source_names[];
-extern ngx_str_t     ngx_http_canary_state_names[];
 
-
-/* ngx_http_canary_module.c */
-ngx_http_canary_decision_t ngx_http_canary_decide(ngx_http_request_t *r,
-    ngx_uint_t index);
-ngx_http_canary_decision_t ngx_http_canary_evaluate(ngx_http_request_t *r,
-    ngx_uint_t index, ngx_http_canary_decision_t *decisions,
-    ngx_http_canary_input_t *in, ngx_uint_t depth);
-ngx_int_t ngx_http_canary_find(ngx_http_canary_main_conf_t *cmcf,
-    ngx_str_t *name);
-ngx_int_t ngx_http_canary_find_arm(ngx_http_canary_rollout_t *ro,
-    u_char *name, size_t len);
-/* for the other files: the request's context, a value (not inlined) */
-ngx_http_canary_ctx_t *ngx_http_canary_request_ctx(ngx_http_request_t *r,
-    ngx_uint_t create);
-ngx_int_t ngx_http_canary_read_value(ngx_http_request_t *r,
-    ngx_http_canary_value_t *v, ngx_str_t *value);
-
-/* ngx_http_canary_shadow.c */
-char *ngx_http_canary_shadow_directive(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
-char *ngx_http_canary_shadow_set(ngx_conf_t *cf,
-    ngx_http_canary_rollout_t *ro);
-char *ngx_http_canary_shadow_merge(ngx_conf_t *cf,
-    ngx_http_canary_loc_conf_t *prev, ngx_http_canary_loc_conf_t *conf);
-ngx_int_t ngx_http_canary_shadow_init(ngx_conf_t *cf,
-    ngx_http_canary_main_conf_t *cmcf);
-ngx_int_t ngx_http_canary_shadow_variable(ngx_http_request_t *r,
-    ngx_http_variable_value_t *v, uintptr_t data);
-
-extern ngx_conf_bitmask_t  ngx_http_canary_shadow_methods[];
+/* ngx_http_canary_conf.c, ngx_http_canary_decide.c */
+#include "ngx_http_canary_conf.h"
+#include "ngx_http_canary_decide.h"
 
 /* ngx_http_canary_shm.c */
 ngx_int_t ngx_http_canary_shm_init_zone(ngx_shm_zone_t *shm_zone,
@@ -613,10 +554,6 @@ ngx_int_t ngx_http_canary_sync_init_process(ngx_cycle_t *cycle);
 void ngx_http_canary_sync_exit_process(ngx_cycle_t *cycle);
 char *ngx_http_canary_sync_interval(ngx_conf_t *cf, void *post,
     void *data);
-
-/* ngx_http_canary_redis.c */
-char *ngx_http_canary_redis_directive(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
 
 /* ngx_http_canary_stats.c */
 extern ngx_msec_t  ngx_http_canary_hist_bounds[];

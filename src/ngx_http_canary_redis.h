@@ -65,9 +65,10 @@
  * is refused and the sentinels are asked again) and moves at once on a
  * "+switch-master".  Any lost connection asks the sentinels again.
  *
- * The module's command connection is cmcf->redis_conn, non-NULL in the
- * sync worker (worker 0, or the single process) when canary_redis is
- * configured; the key prefix is cmcf->redis->prefix.
+ * The client knows nothing of rollouts: it depends on nginx and hiredis
+ * only.  Sentinel (ngx_http_canary_sentinel.c) is plugged in through
+ * conf->locator by the canary_redis directive
+ * (ngx_http_canary_redis_conf.c).
  */
 
 
@@ -82,13 +83,70 @@
 
 #include <hiredis/hiredis.h>
 
-#include "ngx_http_canary_module.h"
-
 
 /* not exported from the module, see ngx_http_canary_module.h */
 #if (__GNUC__ >= 4)
 #pragma GCC visibility push(hidden)
 #endif
+
+
+/* a client's states, see ngx_http_canary_redis.c */
+#define NGX_HTTP_CANARY_REDIS_CLOSED       0
+#define NGX_HTTP_CANARY_REDIS_CONNECTING   1
+#define NGX_HTTP_CANARY_REDIS_HELLO        2
+#define NGX_HTTP_CANARY_REDIS_READY        3
+
+#define NGX_HTTP_CANARY_REDIS_BACKOFF_MIN  100
+#define NGX_HTTP_CANARY_REDIS_BACKOFF_MAX  5000
+
+
+typedef struct ngx_http_canary_redis_s  ngx_http_canary_redis_t;
+typedef struct ngx_http_canary_redis_conf_s  ngx_http_canary_redis_conf_t;
+
+
+/*
+ * Where a client behind Sentinel connects, and what the sentinels hear
+ * of it (ngx_http_canary_sentinel.c): locate() gives rc->addr and
+ * rc->host (NGX_OK), or has the client wait for the master (NGX_AGAIN),
+ * or has failed it (NGX_ERROR); lost() when its connection failed;
+ * leave() when it is closed for good.
+ */
+typedef struct {
+    ngx_int_t                       (*locate)(ngx_http_canary_redis_t *rc);
+    void                            (*lost)(ngx_http_canary_redis_t *rc);
+    void                            (*leave)(ngx_http_canary_redis_t *rc);
+} ngx_http_canary_redis_locator_t;
+
+
+/* canary_redis: where Redis is and how to talk to it */
+struct ngx_http_canary_redis_conf_s {
+    ngx_str_t                       name;       /* as written */
+    ngx_addr_t                      addr;
+    ngx_str_t                       host;       /* TLS name by default */
+    ngx_str_t                       user;       /* ACL user, or empty */
+    ngx_str_t                       password;
+    ngx_uint_t                      db;
+    ngx_str_t                       prefix;     /* default "canary:" */
+    ngx_msec_t                      timeout;
+
+    /* more addresses tried in turn (the sentinels), addr is the first */
+    ngx_addr_t                     *addrs;
+    ngx_str_t                      *hosts;
+    ngx_uint_t                      naddrs;
+
+    /* "sentinel=": the master's name and how to reach the sentinels */
+    ngx_str_t                       master;
+    ngx_http_canary_redis_conf_t   *sentinel;
+    ngx_http_canary_redis_locator_t  *locator;  /* with "sentinel=" */
+
+    ngx_str_t                       tls_name;   /* tls_name=, or empty */
+#if (NGX_SSL)
+    ngx_ssl_t                      *ssl;        /* "tls", or NULL */
+#endif
+    unsigned                        tls:1;
+    unsigned                        tls_verify:1;
+};
+
 
 typedef void (*ngx_http_canary_redis_handler_pt)(ngx_http_canary_redis_t *rc,
     redisReply *reply, void *data);
@@ -155,6 +213,11 @@ ngx_int_t ngx_http_canary_redis_send(ngx_http_canary_redis_t *rc, int argc,
     ngx_http_canary_redis_handler_pt handler, void *data);
 ngx_uint_t ngx_http_canary_redis_ready(ngx_http_canary_redis_t *rc);
 void ngx_http_canary_redis_close(ngx_http_canary_redis_t *rc);
+
+/* the client's own, for Sentinel's connections */
+void ngx_http_canary_redis_fail(ngx_http_canary_redis_t *rc, ngx_err_t err,
+    const char *why);
+void ngx_http_canary_redis_drop(ngx_http_canary_redis_t *rc);
 
 
 #if (__GNUC__ >= 4)

@@ -17,7 +17,10 @@
  * worker slot), shown as the variant "shadow".
  *
  * The precontent handler is installed only when some location has
- * canary_shadow, so the request path of the others does not change.
+ * canary_shadow, so the request path of the others does not change.  The
+ * directives (canary_shadow, canary_shadow_methods, "shadow" in
+ * canary_rollout) are parsed and checked in ngx_http_canary_conf_check.c
+ * and ngx_http_canary_conf.c.
  */
 
 
@@ -26,6 +29,8 @@
 #include <ngx_http.h>
 
 #include "ngx_http_canary_module.h"
+#include "ngx_http_canary_decide.h"
+#include "ngx_http_canary_shadow.h"
 
 
 /* a shadow subrequest's counting state */
@@ -45,147 +50,10 @@ static ngx_int_t ngx_http_canary_shadow_done(ngx_http_request_t *r,
     void *data, ngx_int_t rc);
 
 
-ngx_conf_bitmask_t  ngx_http_canary_shadow_methods[] = {
-    { ngx_string("GET"), NGX_HTTP_GET },
-    { ngx_string("HEAD"), NGX_HTTP_HEAD },
-    { ngx_string("POST"), NGX_HTTP_POST },
-    { ngx_string("PUT"), NGX_HTTP_PUT },
-    { ngx_string("PATCH"), NGX_HTTP_PATCH },
-    { ngx_string("DELETE"), NGX_HTTP_DELETE },
-    { ngx_string("OPTIONS"), NGX_HTTP_OPTIONS },
-    { ngx_null_string, 0 }
-};
-
-
 static ngx_str_t  ngx_http_canary_shadow_values[] = {
     ngx_string("0"),
     ngx_string("1")
 };
-
-
-/* canary_shadow <uri> | off */
-
-char *
-ngx_http_canary_shadow_directive(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf)
-{
-    ngx_http_canary_loc_conf_t *clcf = conf;
-
-    ngx_str_t                    *value;
-    ngx_http_canary_main_conf_t  *cmcf;
-
-    if (clcf->shadow.data) {
-        return "is duplicate";
-    }
-
-    value = cf->args->elts;
-
-    if (value[1].len == 3 && ngx_strncmp(value[1].data, "off", 3) == 0) {
-        clcf->shadow.len = 0;
-        clcf->shadow.data = (u_char *) "";
-        return NGX_CONF_OK;
-    }
-
-    if (value[1].len == 0 || value[1].data[0] != '/') {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid canary_shadow \"%V\", it must be a URI "
-                           "beginning with \"/\" or \"off\"", &value[1]);
-        return NGX_CONF_ERROR;
-    }
-
-    clcf->shadow = value[1];
-    clcf->shadow_file = cf->conf_file->file.name;
-    clcf->shadow_line = cf->conf_file->line;
-
-    /* the handler and the counters are there only when needed */
-
-    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_canary_module);
-    cmcf->shadow = 1;
-
-    return NGX_CONF_OK;
-}
-
-
-/* "shadow <percent>" inside canary_rollout: the default share */
-
-char *
-ngx_http_canary_shadow_set(ngx_conf_t *cf, ngx_http_canary_rollout_t *ro)
-{
-    uint32_t    shadow;
-    ngx_str_t  *value;
-
-    value = cf->args->elts;
-
-    if (ro->shadow != NGX_CONF_UNSET_UINT) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"shadow\" is duplicate");
-        return NGX_CONF_ERROR;
-    }
-
-    if (ngx_http_canary_parse_percent(value[1].data, value[1].len, &shadow)
-        != 0)
-    {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid shadow \"%V\" in canary_rollout \"%V\", "
-                           "it must be 0..100 with at most two decimals",
-                           &value[1], &ro->name);
-        return NGX_CONF_ERROR;
-    }
-
-    ro->shadow = shadow;
-
-    return NGX_CONF_OK;
-}
-
-
-char *
-ngx_http_canary_shadow_merge(ngx_conf_t *cf, ngx_http_canary_loc_conf_t *prev,
-    ngx_http_canary_loc_conf_t *conf)
-{
-    ngx_http_canary_rollout_t    *ro;
-    ngx_http_canary_main_conf_t  *cmcf;
-
-    ngx_conf_merge_bitmask_value(conf->shadow_methods, prev->shadow_methods,
-                                 (NGX_CONF_BITMASK_SET
-                                  |NGX_HTTP_GET|NGX_HTTP_HEAD));
-
-    if (conf->shadow.data == NULL) {
-        conf->shadow = prev->shadow;
-
-    } else if (conf->shadow.len && conf->rollout == NGX_CONF_UNSET) {
-
-        /* set at this level: the rollout must be known here */
-
-        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                      "\"canary_shadow %V\" needs \"canary\" in the same "
-                      "block or above in %V:%ui", &conf->shadow,
-                      &conf->shadow_file, conf->shadow_line);
-        return NGX_CONF_ERROR;
-    }
-
-    /* the rollout in force here gets shadow counters */
-
-    if (conf->shadow.len == 0 || conf->rollout == NGX_CONF_UNSET) {
-        return NGX_CONF_OK;
-    }
-
-    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_canary_module);
-    ro = (ngx_http_canary_rollout_t *) cmcf->rollouts.elts + conf->rollout;
-
-    /* the status page names the shadow's counters "shadow", after the arms */
-
-    if (ngx_http_canary_find_arm(ro, (u_char *) "shadow", 6) != NGX_ERROR) {
-        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                      "rollout \"%V\" in %V:%ui has an arm named "
-                      "\"shadow\", the name of its shadow counters, and "
-                      "a canary_shadow location routes it",
-                      &ro->name, &ro->file, ro->line);
-        return NGX_CONF_ERROR;
-    }
-
-    ro->shadowed = 1;
-
-    return NGX_CONF_OK;
-}
 
 
 ngx_int_t
@@ -233,7 +101,7 @@ ngx_http_canary_shadow_handler(ngx_http_request_t *r)
         return NGX_DECLINED;
     }
 
-    ctx = ngx_http_canary_request_ctx(r, 1);
+    ctx = ngx_http_canary_get_ctx(r, 1);
 
     if (ctx == NULL || ctx->shadow != NGX_HTTP_CANARY_SHADOW_NONE) {
         return NGX_DECLINED;
@@ -287,7 +155,7 @@ ngx_http_canary_shadow_body_handler(ngx_http_request_t *r)
 {
     ngx_http_canary_ctx_t  *ctx;
 
-    ctx = ngx_http_canary_request_ctx(r, 0);
+    ctx = ngx_http_canary_get_ctx(r, 0);
 
     if (ctx) {
         ngx_http_canary_shadow_send(r, ctx);
@@ -309,7 +177,6 @@ static ngx_uint_t
 ngx_http_canary_shadow_chosen(ngx_http_request_t *r,
     ngx_http_canary_rollout_t *ro, ngx_http_canary_decision_t d)
 {
-    ngx_int_t                    lo, hi, mid, rc;
     ngx_str_t                    value;
     ngx_uint_t                   percent;
     ngx_http_canary_segment_t   *seg;
@@ -336,33 +203,14 @@ ngx_http_canary_shadow_chosen(ngx_http_request_t *r,
             return 0;
         }
 
-        seg = snap->segments;
-        lo = 0;
-        hi = (ngx_int_t) snap->nsegments - 1;
+        seg = ngx_http_canary_find_segment(snap, &value);
 
-        for ( ;; ) {
-            if (lo > hi) {
-                /* a newer snapshot than the decision's */
-                return 0;
-            }
-
-            mid = (lo + hi) / 2;
-            rc = ngx_memn2cmp(value.data, seg[mid].value.data,
-                              value.len, seg[mid].value.len);
-
-            if (rc == 0) {
-                break;
-            }
-
-            if (rc < 0) {
-                hi = mid - 1;
-
-            } else {
-                lo = mid + 1;
-            }
+        if (seg == NULL) {
+            /* a newer snapshot than the decision's */
+            return 0;
         }
 
-        percent = seg[mid].percent;
+        percent = seg->percent;
 
     } else {
         return 0;
@@ -472,7 +320,7 @@ ngx_http_canary_shadow_variable(ngx_http_request_t *r,
     ngx_uint_t              sent;
     ngx_http_canary_ctx_t  *ctx;
 
-    ctx = ngx_http_canary_request_ctx(r->main, 0);
+    ctx = ngx_http_canary_get_ctx(r->main, 0);
 
     sent = (ctx && ctx->shadow == NGX_HTTP_CANARY_SHADOW_SENT);
 

@@ -53,6 +53,49 @@ my ($st) = http_get($fits->port, '/', 'X-User-Id' => 'u1');
 is($st, 200, '400 rollouts fit in 4m');
 $fits->stop;
 
+# a zone that fits but leaves little room: `nginx -t` warns with the size
+# it estimates (docs/operations.md, "Zone sizing"); at that size, none
+
+my $forty = join '', map {
+    "canary_rollout z$_ { key \$http_x_user_id; stable s; canary c; }\n"
+} 1 .. 40;
+
+sub zone_t {
+    my ($size) = @_;
+    return nginx_t("canary_zone $size;\n$forty\nserver { listen 127.0.0.1:"
+                   . "%%PORT%%; location / { canary z1; return 204; } }\n",
+                   workers => 4);
+}
+
+my $warn_text = 'canary_zone "canary" of (\d+) bytes may be too small for '
+              . '40 rollouts with 4 workers: about (\d+) bytes are needed';
+my $warning = qr/\[warn\] $warn_text/;
+
+# down from a size that fits with room to the first that draws the warning
+
+my ($small, $needed, $warned);
+for (my $k = 256; $k >= 160; $k -= 2) {
+    my ($rc, $o) = zone_t("${k}k");
+    last if $rc != 0;
+    if ($o =~ $warning) {
+        ($small, $needed, $warned) = ($1, $2, $o);
+        last;
+    }
+}
+
+ok(defined $needed, 'a zone that fits but is small: nginx -t warns');
+cmp_ok($needed // 0, '>', $small // 0, 'the warning: more than the zone');
+like($warned // '', qr/test is successful/, 'the warning: nginx -t passes');
+
+my ($rc_at, $out_at) = zone_t($needed // 0);
+is($rc_at, 0, 'a zone of the size said: nginx -t passes') or diag $out_at;
+unlike($out_at, qr/\[warn\]/, 'a zone of the size said: no warning')
+    or diag $out_at;
+
+my ($rc_below, $out_below) = zone_t(($needed // 0) - 1);
+is($rc_below, 0, 'a byte less: nginx -t passes') or diag $out_below;
+like($out_below, $warning, 'a byte less: the warning') or diag $out_below;
+
 # hostile keys
 
 my $ng = start_nginx(<<'EOF', workers => 2);
