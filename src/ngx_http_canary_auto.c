@@ -70,13 +70,12 @@
 #include "ngx_http_canary_auto_fields.h"
 #include "ngx_http_canary_auto_decide.h"
 #include "ngx_http_canary_auto.h"
+#include "ngx_http_canary_keys.h"
 
 
 #define NGX_HTTP_CANARY_AUTO_TICK       100
 
 
-static ngx_int_t ngx_http_canary_auto_node(ngx_cycle_t *cycle,
-    ngx_http_canary_main_conf_t *cmcf, ngx_str_t *node);
 static ngx_int_t ngx_http_canary_auto_channels(ngx_cycle_t *cycle,
     ngx_http_canary_auto_t *ctl);
 static void ngx_http_canary_auto_tick(ngx_event_t *ev);
@@ -95,8 +94,6 @@ static void ngx_http_canary_auto_poll_handler(ngx_http_canary_redis_t *rc,
     redisReply *reply, void *data);
 static ngx_int_t ngx_http_canary_auto_show(
     ngx_http_canary_auto_rollout_t *ar, redisReply **f);
-static ngx_int_t ngx_http_canary_auto_key(ngx_pool_t *pool, ngx_str_t *key,
-    ngx_str_t *prefix, ngx_str_t *name, char *suffix);
 
 
 /*
@@ -178,7 +175,7 @@ ngx_http_canary_auto_init_process(ngx_cycle_t *cycle)
         ctl->bounds[i] = ngx_http_canary_hist_bounds[i];
     }
 
-    if (ngx_http_canary_auto_node(cycle, cmcf, &ctl->node) != NGX_OK
+    if (ngx_http_canary_node_name(cycle, cmcf, &ctl->node) != NGX_OK
         || ngx_http_canary_auto_channels(cycle, ctl) != NGX_OK)
     {
         return NGX_ERROR;
@@ -201,16 +198,16 @@ ngx_http_canary_auto_init_process(ngx_cycle_t *cycle)
         ar->ro = &ro[i];
         ar->policy = ro[i].policy;
 
-        if (ngx_http_canary_auto_key(cycle->pool, &ar->key,
-                                     &cmcf->redis->prefix, &ro[i].name, "")
+        if (ngx_http_canary_key(cycle->pool, &ar->key,
+                                &cmcf->redis->prefix, &ro[i].name, "")
             != NGX_OK
-            || ngx_http_canary_auto_key(cycle->pool, &ar->history,
-                                        &cmcf->redis->prefix, &ro[i].name,
-                                        ":history")
+            || ngx_http_canary_key(cycle->pool, &ar->history,
+                                   &cmcf->redis->prefix, &ro[i].name,
+                                   ":history")
                != NGX_OK
-            || ngx_http_canary_auto_key(cycle->pool, &ar->fig,
-                                        &cmcf->redis->prefix, &ro[i].name,
-                                        ":fig:")
+            || ngx_http_canary_key(cycle->pool, &ar->fig,
+                                   &cmcf->redis->prefix, &ro[i].name,
+                                   ":fig:")
                != NGX_OK)
         {
             return NGX_ERROR;
@@ -244,47 +241,6 @@ ngx_http_canary_auto_init_process(ngx_cycle_t *cycle)
     return NGX_OK;
 }
 
-
-/*
- * The node's name: canary_node_id, or the host and first listen.
- * (The sync names the node the same way.)
- */
-
-static ngx_int_t
-ngx_http_canary_auto_node(ngx_cycle_t *cycle,
-    ngx_http_canary_main_conf_t *cmcf, ngx_str_t *node)
-{
-    u_char           *p;
-    size_t            len;
-    ngx_listening_t  *ls;
-
-    if (cmcf->node_id.len) {
-        *node = cmcf->node_id;
-        return NGX_OK;
-    }
-
-    ls = cycle->listening.elts;
-
-    len = ngx_cycle->hostname.len + 1
-          + (cycle->listening.nelts ? ls[0].addr_text.len : 0);
-
-    node->data = ngx_pnalloc(cycle->pool, len);
-    if (node->data == NULL) {
-        return NGX_ERROR;
-    }
-
-    p = ngx_cpymem(node->data, ngx_cycle->hostname.data,
-                   ngx_cycle->hostname.len);
-    *p++ = '/';
-
-    if (cycle->listening.nelts) {
-        p = ngx_cpymem(p, ls[0].addr_text.data, ls[0].addr_text.len);
-    }
-
-    node->len = p - node->data;
-
-    return NGX_OK;
-}
 
 
 /* the lease's key, and the channels: <prefix>leader, changed, alerts */
@@ -886,22 +842,3 @@ ngx_http_canary_auto_show(ngx_http_canary_auto_rollout_t *ar,
     return NGX_OK;
 }
 
-
-static ngx_int_t
-ngx_http_canary_auto_key(ngx_pool_t *pool, ngx_str_t *key, ngx_str_t *prefix,
-    ngx_str_t *name, char *suffix)
-{
-    size_t  len;
-
-    len = ngx_strlen(suffix);
-
-    key->len = prefix->len + sizeof("rollout:") - 1 + name->len + len;
-    key->data = ngx_pnalloc(pool, key->len);
-    if (key->data == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_sprintf(key->data, "%Vrollout:%V%s", prefix, name, suffix);
-
-    return NGX_OK;
-}
