@@ -93,7 +93,8 @@ sub applied {
     return CanaryChaos::marker_applied($ng->port, 'ZZ')
         && $body =~ /^Rollout ramp percent 50\b/m
         && $body =~ /auto step 2 of 3/
-        && $ng->error_log =~ /stable_users now has $BIG members/;
+        && $ng->error_log =~ /stable_users now has $BIG members/
+        && $ng->error_log =~ /canary_users now has 1 members/;
 }
 
 sub hash { my %h = split /\n/, $_[0]->cli('HGETALL', $_[1]); \%h }
