@@ -47,6 +47,9 @@ static void ngx_http_canary_sync_set_publish(ngx_http_canary_sync_t *sync);
 static ngx_int_t ngx_http_canary_sync_set_current(
     ngx_http_canary_sync_t *sync);
 static void ngx_http_canary_sync_set_sweep(ngx_http_canary_sync_t *sync);
+static const char *ngx_http_canary_sync_set_kind(ngx_uint_t which);
+static ngx_str_t *ngx_http_canary_sync_set_arm(
+    ngx_http_canary_sync_rollout_t *sr, ngx_uint_t which);
 static void ngx_http_canary_sync_set_done(ngx_http_canary_sync_t *sync);
 static ngx_int_t ngx_http_canary_sync_set_swap(ngx_http_canary_sync_t *sync,
     ngx_http_canary_sync_rollout_t *sr, ngx_uint_t which,
@@ -479,6 +482,25 @@ ngx_http_canary_sync_set_sweep(ngx_http_canary_sync_t *sync)
 }
 
 
+/* a set as the log names it: canary_users, stable_users, users:<arm> */
+
+static const char *
+ngx_http_canary_sync_set_kind(ngx_uint_t which)
+{
+    return which == 0 ? "canary_users" : which == 1 ? "stable_users"
+                                                    : "users:";
+}
+
+
+static ngx_str_t *
+ngx_http_canary_sync_set_arm(ngx_http_canary_sync_rollout_t *sr,
+    ngx_uint_t which)
+{
+    return which < 2 ? &ngx_http_canary_empty
+                     : &sr->ro->variants[which - 1].name;
+}
+
+
 /* an in-place read is over: the set is Redis' */
 
 static void
@@ -515,11 +537,8 @@ ngx_http_canary_sync_set_done(ngx_http_canary_sync_t *sync)
     ngx_log_error(NGX_LOG_INFO, sync->log, 0,
                   "canary sync: rollout \"%V\" %s%V now has %ui members "
                   "(%ui added, %ui removed) in %uz bytes of the zone",
-                  &sr->ro->name,
-                  which == 0 ? "canary_users" : which == 1 ? "stable_users"
-                                                           : "users:",
-                  which < 2 ? &ngx_http_canary_empty
-                            : &sr->ro->variants[which - 1].name, n,
+                  &sr->ro->name, ngx_http_canary_sync_set_kind(which),
+                  ngx_http_canary_sync_set_arm(sr, which), n,
                   sync->set_added, sync->set_removed,
                   ngx_http_canary_set_bytes(n ? set : NULL));
 
@@ -569,11 +588,8 @@ ngx_http_canary_sync_set_publish(ngx_http_canary_sync_t *sync)
     ngx_log_error(NGX_LOG_NOTICE, sync->log, 0,
                   "canary sync: rollout \"%V\" %s%V now has %ui members "
                   "in %uz bytes of the zone (%ui SSCAN batches)",
-                  &sr->ro->name,
-                  which == 0 ? "canary_users" : which == 1 ? "stable_users"
-                                                           : "users:",
-                  which < 2 ? &ngx_http_canary_empty
-                            : &sr->ro->variants[which - 1].name, n,
+                  &sr->ro->name, ngx_http_canary_sync_set_kind(which),
+                  ngx_http_canary_sync_set_arm(sr, which), n,
                   ngx_http_canary_set_bytes(n ? set : NULL),
                   sync->set_batches);
 
