@@ -79,7 +79,8 @@ static void ngx_http_canary_sentinel_leave(ngx_http_canary_redis_t *rc);
 ngx_http_canary_redis_locator_t  ngx_http_canary_sentinel_locator = {
     ngx_http_canary_sentinel_locate,
     ngx_http_canary_sentinel_lost,
-    ngx_http_canary_sentinel_leave
+    ngx_http_canary_sentinel_leave,
+    NULL
 };
 
 
