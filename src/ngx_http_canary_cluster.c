@@ -34,10 +34,8 @@
 
 #include "ngx_http_canary_redis.h"
 #include "ngx_http_canary_cluster.h"
+#include "ngx_http_canary_redis_follow.h"
 
-
-/* connections of one process that follow the slot's master */
-#define NGX_HTTP_CANARY_CLUSTER_CLIENTS    8
 
 /* the map asked for again while a client is down */
 #define NGX_HTTP_CANARY_CLUSTER_REFRESH    500
@@ -55,8 +53,7 @@
 typedef struct {
     ngx_http_canary_redis_t          *ask;
     ngx_http_canary_redis_conf_t      askconf;
-    ngx_http_canary_redis_t          *clients[NGX_HTTP_CANARY_CLUSTER_CLIENTS];
-    ngx_uint_t                        nclients;
+    ngx_http_canary_redis_follow_t    follow;
     ngx_event_t                       refresh;
     ngx_msec_t                        retried;   /* last refusal, or 0 */
     ngx_msec_t                        delay;
@@ -331,9 +328,9 @@ ngx_http_canary_cluster_refresh(ngx_event_t *ev)
 
     down = 0;
 
-    for (i = 0; i < c->nclients; i++) {
-        if (!c->clients[i]->closed
-            && !ngx_http_canary_redis_ready(c->clients[i]))
+    for (i = 0; i < c->follow.nclients; i++) {
+        if (!c->follow.clients[i]->closed
+            && !ngx_http_canary_redis_ready(c->follow.clients[i]))
         {
             down = 1;
         }
@@ -422,7 +419,6 @@ ngx_http_canary_cluster_refused(ngx_http_canary_redis_t *rc,
 static ngx_http_canary_cluster_t *
 ngx_http_canary_cluster_get(ngx_http_canary_redis_t *rc)
 {
-    ngx_uint_t                  i;
     ngx_cycle_t                *cycle;
     ngx_http_canary_cluster_t  *c;
 
@@ -459,17 +455,9 @@ ngx_http_canary_cluster_get(ngx_http_canary_redis_t *rc)
         ngx_http_canary_cluster = c;
     }
 
-    for (i = 0; i < c->nclients; i++) {
-        if (c->clients[i] == rc) {
-            return c;
-        }
-    }
-
-    if (c->nclients == NGX_HTTP_CANARY_CLUSTER_CLIENTS) {
+    if (ngx_http_canary_redis_follow_join(&c->follow, rc) != NGX_OK) {
         return NULL;
     }
-
-    c->clients[c->nclients++] = rc;
 
     return c;
 }
@@ -480,7 +468,6 @@ ngx_http_canary_cluster_get(ngx_http_canary_redis_t *rc)
 static void
 ngx_http_canary_cluster_leave(ngx_http_canary_redis_t *rc)
 {
-    ngx_uint_t                  i;
     ngx_http_canary_cluster_t  *c;
 
     c = ngx_http_canary_cluster;
@@ -489,14 +476,7 @@ ngx_http_canary_cluster_leave(ngx_http_canary_redis_t *rc)
         return;
     }
 
-    for (i = 0; i < c->nclients; i++) {
-        if (c->clients[i] == rc) {
-            c->clients[i] = c->clients[--c->nclients];
-            break;
-        }
-    }
-
-    if (c->nclients == 0) {
+    if (ngx_http_canary_redis_follow_leave(&c->follow, rc) == 0) {
         ngx_http_canary_cluster = NULL;
 
         if (c->refresh.timer_set) {
@@ -636,10 +616,9 @@ ngx_http_canary_cluster_set(ngx_http_canary_cluster_t *c, ngx_log_t *log,
 {
     size_t                    n;
     ngx_int_t                 rv;
-    ngx_uint_t                i, moved;
+    ngx_uint_t                moved;
     ngx_addr_t                addr;
     ngx_pool_t               *pool;
-    ngx_http_canary_redis_t  *rc;
     u_char                    name[NGX_SOCKADDR_STRLEN];
 
     if (ip->len == 0 || ip->len >= NGX_SOCKADDR_STRLEN) {
@@ -695,26 +674,7 @@ ngx_http_canary_cluster_set(ngx_http_canary_cluster_t *c, ngx_log_t *log,
 
     c->known = 1;
 
-    for (i = 0; i < c->nclients; i++) {
-        rc = c->clients[i];
-
-        if (rc->closed) {
-            continue;
-        }
-
-        if (moved) {
-            if (rc->state != NGX_HTTP_CANARY_REDIS_CLOSED) {
-                ngx_http_canary_redis_drop(rc);
-            }
-
-            rc->backoff = NGX_HTTP_CANARY_REDIS_BACKOFF_MIN;
-
-        } else if (!rc->wait_master) {
-            continue;
-        }
-
-        ngx_http_canary_redis_connect(rc);
-    }
+    ngx_http_canary_redis_follow_move(&c->follow, moved);
 
     return NGX_OK;
 }
