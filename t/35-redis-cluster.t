@@ -18,6 +18,8 @@
 #   - the slot migrated to another master (MIGRATING/IMPORTING, MIGRATE,
 #     SETSLOT NODE) while writes go on: the last write is the one in force;
 #   - the auto controller's lease lives on the slot's master;
+#   - the slot's master restarted empty: the last good state restored;
+#   - the status page names the node in use;
 #   - TLS only (tls-cluster) with an ACL user: a cluster of three masters.
 
 use strict;
@@ -27,6 +29,7 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 
 use POSIX qw(WNOHANG);
+use JSON::PP qw(decode_json);
 use Test::More;
 use Time::HiRes qw(sleep time);
 use CanaryTest;
@@ -181,7 +184,23 @@ canary_rollout ramp {
 }
 EOF
 
-my $ng = start_nginx(sync_conf(extra => "canary_sync_interval 1s;\n$auto"),
+my $status_server = <<'EOF';
+server {
+    listen 127.0.0.1:%%PORT_S%%;
+    location = /status { canary_status; }
+}
+EOF
+
+# the node the status page names
+sub node_of {
+    my ($ng) = @_;
+    my ($st, undef, $body) = http_get($ng->port('PORT_S'),
+                                      '/status?format=json');
+    return $st == 200 ? (decode_json($body)->{redis}{node} // '') : '';
+}
+
+my $ng = start_nginx(sync_conf(extra => "canary_sync_interval 1s;\n$auto"
+                                        . $status_server),
                      workers => 2,
                      vars => { REDIS => "cluster=$seeds timeout=300ms",
                                PCT => 5 });
@@ -191,6 +210,9 @@ ok(defined wait_until(sub { routes_by($port, 30, \@keys) }, $T),
    'the module finds the slot\'s master and syncs') or diag($ng->error_log);
 like($ng->error_log, qr/cluster slot $slot is on 127\.0\.0\.1:$owner\b/,
      'the slot is CLUSTER KEYSLOT\'s and its master the owner');
+is(node_of($ng), "127.0.0.1:$owner", 'the status page names the node');
+my ($st, undef, $text) = http_get($ng->port('PORT_S'), '/status');
+like($text, qr/^Redis node: 127\.0\.0\.1:$owner$/m, 'in text too');
 
 my $t = time_to_route($port, 30, 35, \@keys, sub {
     cset($nodes[0], 'HSET', $KEY, 'percent', '35') });
@@ -231,6 +253,7 @@ $t = time_to_route($port, 45, 50, \@keys, sub {
     $by_port{$rep}->cli('HSET', $KEY, 'percent', '50') });
 cmp_ok($t // 99, '<', 0.5 * $CanaryTest::SCALE,
        'keyspace notifications from the new master, within 500 ms');
+is(node_of($ng), "127.0.0.1:$rep", 'the status page names the new master');
 
 
 # the master SIGKILLed under wrk: its replica (the old owner) promoted
@@ -330,6 +353,18 @@ $t = time_to_route($port, $pct, 80, \@keys, sub {
     $dst->cli('HSET', $KEY, 'percent', 80) });
 cmp_ok($t // 99, '<', 0.5 * $CanaryTest::SCALE,
        'notifications from the slot\'s new master, within 500 ms');
+
+# the slot's master restarts empty (before its replica takes over): the
+# last good state is written back, as into a single Redis
+
+$dst->stop;
+$dst->start;
+ok(defined wait_until(sub {
+       ($dst->cli('HGET', $KEY, 'percent') // '') =~ /^80(?:\.0+)?$/ },
+       $T),
+   'a shard that restarted empty: the last good state is restored')
+    or diag($ng->error_log);
+ok(routes_by($port, 80, \@keys), 'routing kept 80% throughout');
 
 my @lines = grep { /\[(?:alert|crit)\]|segfault|exited on signal/ }
             split /\n/, $ng->error_log;
