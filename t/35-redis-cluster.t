@@ -211,8 +211,8 @@ ok(defined wait_until(sub { routes_by($port, 30, \@keys) }, $T),
 like($ng->error_log, qr/cluster slot $slot is on 127\.0\.0\.1:$owner\b/,
      'the slot is CLUSTER KEYSLOT\'s and its master the owner');
 is(node_of($ng), "127.0.0.1:$owner", 'the status page names the node');
-my ($st, undef, $text) = http_get($ng->port('PORT_S'), '/status');
-like($text, qr/^Redis node: 127\.0\.0\.1:$owner$/m, 'in text too');
+my ($st, undef, $stext) = http_get($ng->port('PORT_S'), '/status');
+like($stext, qr/^Redis node: 127\.0\.0\.1:$owner$/m, 'in text too');
 
 my $t = time_to_route($port, 30, 35, \@keys, sub {
     cset($nodes[0], 'HSET', $KEY, 'percent', '35') });
@@ -258,15 +258,35 @@ is(node_of($ng), "127.0.0.1:$rep", 'the status page names the new master');
 
 # the master SIGKILLed under wrk: its replica (the old owner) promoted
 
-my $wrk_out = $ng->prefix . '/wrk.out';
-my $wpid = fork // die "fork: $!";
-if ($wpid == 0) {
-    open STDOUT, '>', $wrk_out;
-    open STDERR, '>&', \*STDOUT;
-    exec $wrk, '-t1', '-c4', '-d4s', '-H', 'X-User-Id: u1',
-         "http://127.0.0.1:$port/"
-        or POSIX::_exit(127);
+# wrk in the background for $secs seconds; then the check of its counts
+
+sub wrk_start {
+    my ($name, $secs) = @_;
+    my $out = $ng->prefix . "/wrk-" . ($name =~ s/\W+/-/gr) . ".out";
+    my $pid = fork // die "fork: $!";
+    if ($pid == 0) {
+        open STDOUT, '>', $out;
+        open STDERR, '>&', \*STDOUT;
+        exec $wrk, '-t1', '-c4', "-d${secs}s", '-H', 'X-User-Id: u1',
+             "http://127.0.0.1:$port/"
+            or POSIX::_exit(127);
+    }
+    return [$pid, $out, $name];
 }
+
+sub wrk_check {
+    my ($w) = @_;
+    waitpid($w->[0], 0);
+    my $wout = CanaryTest::read_file($w->[1]);
+    my ($reqs) = $wout =~ /(\d+) requests in/;
+    cmp_ok($reqs // 0, '>', 100, "wrk sent requests through $w->[2]")
+        or diag($wout);
+    unlike($wout, qr/Non-2xx|Socket errors/, "0 failed requests ($w->[2])")
+        or diag($wout);
+    note("$w->[2]: " . ($reqs // 0) . ' requests');
+}
+
+my $w = wrk_start('the failover', 4);
 sleep 1;
 
 my $killed = $by_port{$rep};
@@ -294,12 +314,7 @@ my $since = defined $synced ? $synced - $t_promoted : 99;
 diag(sprintf 'promotion -> first write routed: %.3f s', $since);
 cmp_ok($since, '<', 1 * $CanaryTest::SCALE, 'under 1 s');
 
-waitpid($wpid, 0);
-my $wout = CanaryTest::read_file($wrk_out);
-my ($reqs) = $wout =~ /(\d+) requests in/;
-cmp_ok($reqs // 0, '>', 100, 'wrk sent requests through the failover')
-    or diag($wout);
-unlike($wout, qr/Non-2xx|Socket errors/, '0 failed requests') or diag($wout);
+wrk_check($w);
 
 $old->cli('DEL', "$TAG:leader");
 ok(defined wait_until(sub {
@@ -315,6 +330,8 @@ my $ids = nodes_of($old);
 my ($sid, $did) = ($ids->{ $old->port }{id}, $ids->{ $dst->port }{id});
 
 my $pct = 55;
+my $log_at = length $ng->error_log;
+$w = wrk_start('the migration', 3);
 my $write = sub { $pct++; cset($nodes[0], 'HSET', $KEY, 'percent', $pct) };
 
 $write->();
@@ -344,6 +361,13 @@ $write->();
 ok(defined wait_until(sub { routes_by($port, $pct, \@keys) }, $T),
    "after the migration, the last write ($pct%) is in force")
     or diag($ng->error_log);
+wrk_check($w);
+
+# in order: each percent the sync applied is above the one before
+my @applied = substr($ng->error_log, $log_at)
+              =~ /rollout "checkout" percent (\d+)\.\d+ \(was/g;
+ok(@applied && !grep({ $applied[$_] <= $applied[$_ - 1] } 1 .. $#applied),
+   'the writes were applied in order: ' . join(' ', @applied));
 like($ng->error_log,
      qr/cluster slot $slot moved from 127\.0\.0\.1:\d+ to 127\.0\.0\.1:${\ $dst->port} \((?:MOVED|CLUSTER SLOTS)\)/,
      'the module followed the slot to the importing node');
