@@ -443,9 +443,10 @@ ngx_http_canary_cluster_get(ngx_http_canary_redis_t *rc)
             return NULL;
         }
 
+        /* not quiet: a seed that does not answer is logged, once a try */
+
         c->ask->on_ready = ngx_http_canary_cluster_ready;
         c->ask->data = c;
-        c->ask->quiet = 1;
 
         c->refresh.handler = ngx_http_canary_cluster_refresh;
         c->refresh.data = c;

@@ -168,9 +168,11 @@ my ($slot) = ccli($nodes[0], 'CLUSTER', 'KEYSLOT', $KEY) =~ /(\d+)/;
 my $owner = owner_port($nodes[0], $slot);
 ok($owner, "slot $slot is on 127.0.0.1:$owner");
 
-# seeds that do not own the slot
+# seeds that do not own the slot, after one that does not answer
 my @seeds = grep { $_->port != $owner } @nodes;
-my $seeds = join ',', map { '127.0.0.1:' . $_->port } @seeds[0, 1];
+my $dead = free_port();
+my $seeds = join ',', "127.0.0.1:$dead",
+                      map { '127.0.0.1:' . $_->port } @seeds[0, 1];
 
 cset($nodes[0], 'HSET', $KEY, 'percent', '30');
 
@@ -211,6 +213,8 @@ ok(defined wait_until(sub { routes_by($port, 30, \@keys) }, $T),
 like($ng->error_log, qr/cluster slot $slot is on 127\.0\.0\.1:$owner\b/,
      'the slot is CLUSTER KEYSLOT\'s and its master the owner');
 is(node_of($ng), "127.0.0.1:$owner", 'the status page names the node');
+is(log_count($ng, qr/canary redis: 127\.0\.0\.1:$dead is unavailable/), 1,
+   'the seed that does not answer: one line');
 my ($st, undef, $stext) = http_get($ng->port('PORT_S'), '/status');
 like($stext, qr/^Redis node: 127\.0\.0\.1:$owner$/m, 'in text too');
 
