@@ -233,6 +233,17 @@ ok(defined wait_until(sub {
        cset($nodes[0], 'GET', "$TAG:leader") =~ /cluster-node/ }, $T),
    'the auto controller holds its lease in the slot');
 
+# a user set (SSCAN) in the slot: a stable user made canary
+my ($su) = grep { $_->[1] >= 9000 } @keys;
+cset($nodes[0], 'SADD', "$KEY:canary_users", $su->[0]);
+ok(defined wait_until(sub {
+       (variants($port, [$su]))[0]{variant} eq 'canary' }, $T),
+   'a user set in the cluster applies') or diag($ng->error_log);
+cset($nodes[0], 'DEL', "$KEY:canary_users");
+ok(defined wait_until(sub {
+       (variants($port, [$su]))[0]{variant} eq 'stable' }, $T),
+   'and its removal');
+
 
 # a manual failover: CLUSTER FAILOVER on the owner's replica
 
