@@ -356,6 +356,7 @@ typedef struct {
 
 typedef struct {
     ngx_str_t                       name;
+    ngx_str_t                       word;   /* the name in the variable's */
     ngx_uint_t                      index;
     ngx_array_t                     keys;       /* ngx_http_canary_value_t */
     ngx_uint_t                      nvariants;  /* 1 + arms (+ others) */
@@ -395,8 +396,21 @@ typedef struct {
 } ngx_http_canary_rollout_t;
 
 
+/*
+ * Rollouts by name (or by the name in their variable's, "word"): an
+ * open-addressing table of index + 1 (0: empty), at most half full, so
+ * that a configuration of N rollouts is read in time linear in N
+ */
+typedef struct {
+    uint32_t                       *slots;
+    ngx_uint_t                      size;       /* a power of two, or 0 */
+} ngx_http_canary_names_t;
+
+
 typedef struct {
     ngx_array_t                     rollouts;   /* ngx_http_canary_rollout_t */
+    ngx_http_canary_names_t         names;
+    ngx_http_canary_names_t         words;
     ngx_cycle_t                    *cycle;
     ngx_shm_zone_t                 *shm_zone;
     ngx_http_canary_shctx_t        *sh;
