@@ -19,6 +19,8 @@ Parts (BENCH_PARTS, comma separated, default all):
               new value (needs canary_redis in the module)
   scale       1,000 rollouts, 100k and 1M users (needs canary_redis and
               canary_status)
+  rollouts    nginx -t with 1,000 and 10,000 rollouts; start, reload,
+              status and idle sync with 10,000 (bench/rollouts.py)
 
 Request shapes (issue 15), none with Lua loaded:
   (i)   a, b, c, d, e: a uid cookie, User-Agent and X-Country headers
@@ -96,7 +98,8 @@ CG_N = env_int('BENCH_CG_N', 2000, 500)
 CG_WARM = env_int('BENCH_CG_WARM', 500, 200)
 CG_RUNS = env_int('BENCH_CG_RUNS', 1, 1)
 PARTS = os.environ.get('BENCH_PARTS',
-                       'wrk,callgrind,propagation,scale').split(',')
+                       'wrk,callgrind,propagation,scale,rollouts'
+                       ).split(',')
 VARIANTS = os.environ.get(
     'BENCH_VARIANTS',
     'a,b,c,d,e,f,a2,b2,c2,c2r,a3,b3,c3,b2l,b2m50,c2m50,b2m500,c2m500'
@@ -1349,7 +1352,7 @@ def report(summary):
             lines.append('(%s) inclusive per request: ' % v + ', '.join(
                 '%s %.5g' % (k, n) for k, n in sorted(
                     incl.items(), key=lambda kv: -kv[1])))
-    for p in ('propagation', 'scale'):
+    for p in ('propagation', 'scale', 'rollouts'):
         if p in summary:
             lines.append(summary[p].get('table', ''))
     lines.append('')
@@ -1406,6 +1409,9 @@ def main():
                 part_scale(env, summary)
             else:
                 log('scale: skipped, the module has no canary_redis')
+        if 'rollouts' in PARTS:
+            import rollouts
+            rollouts.part(sys.modules[__name__], env, summary)
     finally:
         stop_all()
 
