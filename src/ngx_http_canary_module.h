@@ -164,6 +164,7 @@ typedef struct {
     ngx_uint_t                      state;
     ngx_uint_t                      source;
     time_t                          updated;        /* when published */
+    ngx_msec_t                      updated_ms;     /* the same, in ms */
     ngx_uint_t                      nsegments;
     ngx_http_canary_segment_t      *segments;
     ngx_http_canary_set_t          *canary_users;
