@@ -21,6 +21,9 @@ Parts (BENCH_PARTS, comma separated, default all):
               canary_status)
   rollouts    nginx -t with 1,000 and 10,000 rollouts; start, reload,
               status and idle sync with 10,000 (bench/rollouts.py)
+  fleet       16 nginx on one Redis: a change's propagation by each
+              node's clock, Redis commands and CPU per node idle and
+              during an auto ramp, the leader's extra (bench/fleet.py)
 
 Request shapes (issue 15), none with Lua loaded:
   (i)   a, b, c, d, e: a uid cookie, User-Agent and X-Country headers
@@ -98,7 +101,7 @@ CG_N = env_int('BENCH_CG_N', 2000, 500)
 CG_WARM = env_int('BENCH_CG_WARM', 500, 200)
 CG_RUNS = env_int('BENCH_CG_RUNS', 1, 1)
 PARTS = os.environ.get('BENCH_PARTS',
-                       'wrk,callgrind,propagation,scale,rollouts'
+                       'wrk,callgrind,propagation,scale,rollouts,fleet'
                        ).split(',')
 VARIANTS = os.environ.get(
     'BENCH_VARIANTS',
@@ -1352,7 +1355,7 @@ def report(summary):
             lines.append('(%s) inclusive per request: ' % v + ', '.join(
                 '%s %.5g' % (k, n) for k, n in sorted(
                     incl.items(), key=lambda kv: -kv[1])))
-    for p in ('propagation', 'scale', 'rollouts'):
+    for p in ('propagation', 'scale', 'rollouts', 'fleet'):
         if p in summary:
             lines.append(summary[p].get('table', ''))
     lines.append('')
@@ -1412,6 +1415,12 @@ def main():
         if 'rollouts' in PARTS:
             import rollouts
             rollouts.part(sys.modules[__name__], env, summary)
+        if 'fleet' in PARTS:
+            if env.sync:
+                import fleet
+                fleet.part(sys.modules[__name__], env, summary)
+            else:
+                log('fleet: skipped, the module has no canary_redis')
     finally:
         stop_all()
 
