@@ -20,6 +20,10 @@
  *     4  a push message (message, pmessage)    ..._subscribe_push()
  *     5  the state file's bytes, not RESP      ngx_http_canary_state_parse()
  *     6  a users file's bytes, not RESP        ngx_http_canary_users_parse()
+ *     7  a cluster's reply: an error (MOVED, ASK, TRYAGAIN, CLUSTERDOWN)
+ *        ngx_http_canary_cluster_error(), else a CLUSTER SLOTS map
+ *        ngx_http_canary_cluster_slots() for the slot the first byte
+ *        gives, and a string's bytes as a key for _cluster_keyslot()
  *
  * The first input byte sets the rollout's config percent and hash.  After
  * every reply the published snapshot must hold: percent 0..100% (whole
@@ -40,6 +44,7 @@
 #include "ngx_http_canary_subscribe.h"
 #include "ngx_http_canary_state.h"
 #include "ngx_http_canary_users.h"
+#include "ngx_http_canary_cluster.h"
 
 
 #define FZ_ZONE  (256 * 1024)
@@ -55,6 +60,7 @@ static ngx_http_canary_sync_t          fz_sync;
 static ngx_http_canary_sync_rollout_t  fz_sr[2];
 static ngx_http_canary_redis_t         fz_redis;
 static ngx_http_canary_redis_t         fz_sub;
+static ngx_uint_t                      fz_slot;
 
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -118,6 +124,8 @@ fz_setup(const uint8_t flags)
     sh = ngx_slab_calloc(shpool, sizeof(ngx_http_canary_shctx_t));
     sh->nslots = 1;
     shpool->data = sh;
+
+    fz_slot = (ngx_uint_t) flags * 129;
 
     ngx_memzero(&fz_cmcf, sizeof(fz_cmcf));
     fz_cmcf.sh = sh;
@@ -245,6 +253,54 @@ fz_check(void)
 }
 
 
+/* what the cluster's parsers make of a reply stays inside it and in range */
+
+static void
+fz_cluster(redisReply *reply)
+{
+    u_char                           *str;
+    ngx_int_t                         rc, slot;
+    ngx_str_t                         ip;
+    ngx_uint_t                        port;
+    ngx_http_canary_cluster_error_t   e;
+
+    str = (u_char *) reply->str;
+
+    if (reply->type == REDIS_REPLY_ERROR) {
+        ngx_http_canary_cluster_error(str, reply->len, &e);
+
+        if (e.kind > NGX_HTTP_CANARY_CLUSTER_RETRY
+            || e.slot >= NGX_HTTP_CANARY_CLUSTER_SLOTS
+            || ((e.kind == NGX_HTTP_CANARY_CLUSTER_MOVED
+                 || e.kind == NGX_HTTP_CANARY_CLUSTER_ASK)
+                && (e.port < 1 || e.port > 65535
+                    || e.ip.data < str
+                    || e.ip.data + e.ip.len > str + reply->len)))
+        {
+            abort();
+        }
+
+        return;
+    }
+
+    if (reply->type == REDIS_REPLY_STRING) {
+        slot = ngx_http_canary_cluster_keyslot(str, reply->len);
+
+        if (slot < -1 || slot >= NGX_HTTP_CANARY_CLUSTER_SLOTS) {
+            abort();
+        }
+
+        return;
+    }
+
+    rc = ngx_http_canary_cluster_slots(reply, fz_slot, &ip, &port);
+
+    if (rc == NGX_OK && (port < 1 || port > 65535 || ip.data == NULL)) {
+        abort();
+    }
+}
+
+
 static void
 fz_reply(unsigned op, redisReply *reply)
 {
@@ -285,6 +341,10 @@ fz_reply(unsigned op, redisReply *reply)
         }
 
         ngx_http_canary_sync_sscan_handler(&fz_redis, reply, &fz_sync);
+        break;
+
+    case 7:
+        fz_cluster(reply);
         break;
 
     default:
@@ -437,7 +497,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
 
     while (size >= 3) {
-        op = data[0] % 7;
+        op = data[0] % 8;
         n = (size_t) data[1] << 8 | data[2];
         data += 3;
         size -= 3;

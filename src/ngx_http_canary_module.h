@@ -318,6 +318,10 @@ typedef struct {
     ngx_atomic_t                    restored;       /* unix seconds */
     ngx_atomic_t                    restores;
     ngx_atomic_t                    restored_rollouts;
+
+    /* the Redis node the sync worker last synced with (the master that
+       Sentinel names, the slot's master in a cluster); text, NUL-ended */
+    u_char                          redis_node[NGX_SOCKADDR_STRLEN + 1];
 } ngx_http_canary_shctx_t;
 
 

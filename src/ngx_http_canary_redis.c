@@ -795,6 +795,15 @@ ngx_http_canary_redis_dispatch(ngx_http_canary_redis_t *rc,
         }
     }
 
+    /* in a cluster: MOVED, ASK, TRYAGAIN, CLUSTERDOWN */
+
+    if (reply->type == REDIS_REPLY_ERROR && rc->conf->locator
+        && rc->conf->locator->refused
+        && rc->conf->locator->refused(rc, reply) == NGX_OK)
+    {
+        return NGX_OK;
+    }
+
     if (rc->npending == 0) {
         if (!rc->down && !rc->quiet) {
             ngx_log_error(NGX_LOG_ERR, &rc->log, 0,

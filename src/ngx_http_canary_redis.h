@@ -58,6 +58,10 @@
  * reason, then the usual backoff.  ACL users: "user=" makes AUTH send the
  * user and the password.
  *
+ * Cluster ("canary_redis cluster=host:port,..."): the client connects
+ * to the master of the one slot of the module's keys and follows MOVED,
+ * see ngx_http_canary_cluster.h.
+ *
  * Sentinel ("canary_redis sentinel=... master=NAME"): the clients of the
  * process share one connection to each sentinel, which asks where the
  * master is (SENTINEL get-master-addr-by-name) and then SUBSCRIBEs to
@@ -105,16 +109,21 @@ typedef struct ngx_http_canary_redis_conf_s  ngx_http_canary_redis_conf_t;
 
 
 /*
- * Where a client behind Sentinel connects, and what the sentinels hear
- * of it (ngx_http_canary_sentinel.c): locate() gives rc->addr and
- * rc->host (NGX_OK), or has the client wait for the master (NGX_AGAIN),
- * or has failed it (NGX_ERROR); lost() when its connection failed;
- * leave() when it is closed for good.
+ * Where a client behind Sentinel or in a cluster connects, and what the
+ * locator hears of it (ngx_http_canary_sentinel.c, _cluster.c): locate()
+ * gives rc->addr and rc->host (NGX_OK), or has the client wait for the
+ * master (NGX_AGAIN), or has failed it (NGX_ERROR); lost() when its
+ * connection failed; leave() when it is closed for good; refused(), when
+ * set, sees every error reply first: NGX_DECLINED passes it on to the
+ * command's handler, NGX_OK means the locator dealt with it (MOVED: the
+ * client moved; its waiting commands were answered with NULL).
  */
 typedef struct {
     ngx_int_t                       (*locate)(ngx_http_canary_redis_t *rc);
     void                            (*lost)(ngx_http_canary_redis_t *rc);
     void                            (*leave)(ngx_http_canary_redis_t *rc);
+    ngx_int_t                       (*refused)(ngx_http_canary_redis_t *rc,
+                                        redisReply *reply);
 } ngx_http_canary_redis_locator_t;
 
 
@@ -139,12 +148,16 @@ struct ngx_http_canary_redis_conf_s {
     ngx_http_canary_redis_conf_t   *sentinel;
     ngx_http_canary_redis_locator_t  *locator;  /* with "sentinel=" */
 
+    /* "cluster=": the seeds in addrs, the slot of the prefix's hash tag */
+    ngx_uint_t                      slot;
+
     ngx_str_t                       tls_name;   /* tls_name=, or empty */
 #if (NGX_SSL)
     ngx_ssl_t                      *ssl;        /* "tls", or NULL */
 #endif
     unsigned                        tls:1;
     unsigned                        tls_verify:1;
+    unsigned                        cluster:1;
 };
 
 

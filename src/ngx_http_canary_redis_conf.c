@@ -17,6 +17,7 @@
 #include "ngx_http_canary_redis.h"
 #include "ngx_http_canary_redis_conf.h"
 #include "ngx_http_canary_sentinel.h"
+#include "ngx_http_canary_cluster.h"
 
 
 /* what the parameters say besides the client's conf */
@@ -25,6 +26,7 @@ typedef struct {
     ngx_str_t                       cert;
     ngx_str_t                       key;
     ngx_str_t                       sentinels;
+    ngx_str_t                       seeds;      /* cluster= */
     ngx_str_t                       spassword;
     ngx_uint_t                      verify;
     ngx_int_t                       stls;
@@ -41,7 +43,10 @@ static ngx_int_t ngx_http_canary_redis_param(
 static char *ngx_http_canary_redis_finish(ngx_conf_t *cf,
     ngx_http_canary_redis_conf_t *rcf, ngx_http_canary_redis_params_t *rp);
 static char *ngx_http_canary_redis_addrs(ngx_conf_t *cf,
-    ngx_http_canary_redis_conf_t *rcf, ngx_str_t *list, in_port_t port);
+    ngx_http_canary_redis_conf_t *rcf, ngx_str_t *list, in_port_t port,
+    const char *what);
+static char *ngx_http_canary_redis_cluster(ngx_conf_t *cf,
+    ngx_http_canary_redis_conf_t *rcf, ngx_http_canary_redis_params_t *rp);
 #if (NGX_SSL)
 static ngx_int_t ngx_http_canary_redis_tls_conf(ngx_conf_t *cf,
     ngx_http_canary_redis_conf_t *rcf, ngx_str_t *ca, ngx_str_t *cert,
@@ -55,6 +60,7 @@ static ngx_int_t ngx_http_canary_redis_tls_conf(ngx_conf_t *cf,
  *              [tls_ca=F] [tls_name=N] [tls_cert=F tls_key=F]];
  * canary_redis sentinel=host:port[,host:port...] master=NAME
  *              [sentinel_password=S] [sentinel_tls[=on|off]] ...;
+ * canary_redis cluster=host:port[,host:port...] ...;
  */
 
 char *
@@ -84,7 +90,6 @@ ngx_http_canary_redis_directive(ngx_conf_t *cf, ngx_command_t *cmd,
 
     rcf->name = value[1];
     rcf->timeout = 1000;
-    ngx_str_set(&rcf->prefix, "canary:");
 
     ngx_memzero(&rp, sizeof(ngx_http_canary_redis_params_t));
     rp.verify = NGX_CONF_UNSET_UINT;
@@ -127,6 +132,12 @@ ngx_http_canary_redis_address(ngx_conf_t *cf,
     if (ngx_strncmp(value->data, "sentinel=", 9) == 0) {
         rp->sentinels.data = value->data + 9;
         rp->sentinels.len = value->len - 9;
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_strncmp(value->data, "cluster=", 8) == 0) {
+        rp->seeds.data = value->data + 8;
+        rp->seeds.len = value->len - 8;
         return NGX_CONF_OK;
     }
 
@@ -370,6 +381,14 @@ ngx_http_canary_redis_finish(ngx_conf_t *cf,
 #endif
     }
 
+    if (rp->seeds.len) {
+        return ngx_http_canary_redis_cluster(cf, rcf, rp);
+    }
+
+    if (rcf->prefix.data == NULL) {
+        ngx_str_set(&rcf->prefix, "canary:");
+    }
+
     if (rp->sentinels.len == 0) {
         return NGX_CONF_OK;
     }
@@ -387,7 +406,8 @@ ngx_http_canary_redis_finish(ngx_conf_t *cf,
     scf->sentinel = NULL;
     scf->tls = rp->stls;
 
-    rv = ngx_http_canary_redis_addrs(cf, scf, &rp->sentinels, 26379);
+    rv = ngx_http_canary_redis_addrs(cf, scf, &rp->sentinels, 26379,
+                                     "sentinel");
     if (rv != NGX_CONF_OK) {
         return rv;
     }
@@ -403,11 +423,53 @@ ngx_http_canary_redis_finish(ngx_conf_t *cf,
 }
 
 
-/* "sentinel=host:port,host:port...": the addresses, tried in turn */
+/*
+ * "cluster=": the seeds; one slot for every key, so the prefix must hold
+ * a hash tag ("{canary}:" by default); no SELECT in a cluster
+ */
+
+static char *
+ngx_http_canary_redis_cluster(ngx_conf_t *cf,
+    ngx_http_canary_redis_conf_t *rcf, ngx_http_canary_redis_params_t *rp)
+{
+    ngx_int_t  slot;
+
+    if (rp->sentinels.len || rcf->db) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "canary_redis \"cluster=\" goes with neither "
+                           "\"sentinel=\" nor \"db=\" (a cluster has one "
+                           "database)");
+        return NGX_CONF_ERROR;
+    }
+
+    if (rcf->prefix.data == NULL) {
+        ngx_str_set(&rcf->prefix, "{canary}:");
+    }
+
+    slot = ngx_http_canary_cluster_keyslot(rcf->prefix.data,
+                                           rcf->prefix.len);
+    if (slot < 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "canary_redis \"prefix=%V\" has no hash tag: in "
+                           "a cluster every key must be in one slot, so "
+                           "the prefix needs \"{...}\", as in \"{canary}:\"",
+                           &rcf->prefix);
+        return NGX_CONF_ERROR;
+    }
+
+    rcf->slot = slot;
+    rcf->cluster = 1;
+    rcf->locator = &ngx_http_canary_cluster_locator;
+
+    return ngx_http_canary_redis_addrs(cf, rcf, &rp->seeds, 6379, "cluster");
+}
+
+
+/* "sentinel=" or "cluster=host:port,...": the addresses, tried in turn */
 
 static char *
 ngx_http_canary_redis_addrs(ngx_conf_t *cf, ngx_http_canary_redis_conf_t *rcf,
-    ngx_str_t *list, in_port_t port)
+    ngx_str_t *list, in_port_t port, const char *what)
 {
     u_char      *p, *last, *comma;
     ngx_url_t    u;
@@ -445,15 +507,15 @@ ngx_http_canary_redis_addrs(ngx_conf_t *cf, ngx_http_canary_redis_conf_t *rcf,
 
         if (u.url.len == 0) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "empty address in canary_redis \"sentinel=%V\"",
-                               list);
+                               "empty address in canary_redis \"%s=%V\"",
+                               what, list);
             return NGX_CONF_ERROR;
         }
 
         if (ngx_parse_url(cf->pool, &u) != NGX_OK || u.naddrs == 0) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "%s in canary_redis \"sentinel=%V\"",
-                               u.err ? u.err : "no address", list);
+                               "%s in canary_redis \"%s=%V\"",
+                               u.err ? u.err : "no address", what, list);
             return NGX_CONF_ERROR;
         }
 

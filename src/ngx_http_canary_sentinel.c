@@ -16,10 +16,8 @@
 
 #include "ngx_http_canary_redis.h"
 #include "ngx_http_canary_sentinel.h"
+#include "ngx_http_canary_redis_follow.h"
 
-
-/* connections of one process that follow one master through Sentinel */
-#define NGX_HTTP_CANARY_SENTINEL_CLIENTS   8
 
 /*
  * After a +switch-master, sentinels that have not heard of it yet still
@@ -41,8 +39,7 @@ typedef struct {
     ngx_http_canary_redis_t         **watch;
     ngx_uint_t                        nwatch;
     ngx_http_canary_redis_t          *ask;
-    ngx_http_canary_redis_t          *clients[NGX_HTTP_CANARY_SENTINEL_CLIENTS];
-    ngx_uint_t                        nclients;
+    ngx_http_canary_redis_follow_t    follow;
 
     ngx_addr_t                        master;
     ngx_sockaddr_t                    sockaddr;
@@ -79,7 +76,8 @@ static void ngx_http_canary_sentinel_leave(ngx_http_canary_redis_t *rc);
 ngx_http_canary_redis_locator_t  ngx_http_canary_sentinel_locator = {
     ngx_http_canary_sentinel_locate,
     ngx_http_canary_sentinel_lost,
-    ngx_http_canary_sentinel_leave
+    ngx_http_canary_sentinel_leave,
+    NULL
 };
 
 
@@ -191,17 +189,9 @@ ngx_http_canary_sentinel_get(ngx_http_canary_redis_t *rc)
         ngx_http_canary_sentinel = s;
     }
 
-    for (i = 0; i < s->nclients; i++) {
-        if (s->clients[i] == rc) {
-            return s;
-        }
-    }
-
-    if (s->nclients == NGX_HTTP_CANARY_SENTINEL_CLIENTS) {
+    if (ngx_http_canary_redis_follow_join(&s->follow, rc) != NGX_OK) {
         return NULL;
     }
-
-    s->clients[s->nclients++] = rc;
 
     return s;
 }
@@ -221,14 +211,7 @@ ngx_http_canary_sentinel_leave(ngx_http_canary_redis_t *rc)
         return;
     }
 
-    for (i = 0; i < s->nclients; i++) {
-        if (s->clients[i] == rc) {
-            s->clients[i] = s->clients[--s->nclients];
-            break;
-        }
-    }
-
-    if (s->nclients == 0) {
+    if (ngx_http_canary_redis_follow_leave(&s->follow, rc) == 0) {
         ngx_http_canary_sentinel = NULL;
 
         for (i = 0; i < s->nwatch; i++) {
@@ -482,10 +465,9 @@ ngx_http_canary_sentinel_set(ngx_http_canary_sentinel_t *s, u_char *ip,
     size_t                    len;
     in_addr_t                 inaddr;
     ngx_int_t                 n;
-    ngx_uint_t                i, moved;
+    ngx_uint_t                moved;
     ngx_sockaddr_t            sa;
     struct sockaddr_in       *sin;
-    ngx_http_canary_redis_t  *rc;
     u_char                    name[NGX_SOCKADDR_STRLEN];
 #if (NGX_HAVE_INET6)
     struct sockaddr_in6      *sin6;
@@ -561,26 +543,7 @@ ngx_http_canary_sentinel_set(ngx_http_canary_sentinel_t *s, u_char *ip,
 
     s->known = 1;
 
-    for (i = 0; i < s->nclients; i++) {
-        rc = s->clients[i];
-
-        if (rc->closed) {
-            continue;
-        }
-
-        if (moved) {
-            if (rc->state != NGX_HTTP_CANARY_REDIS_CLOSED) {
-                ngx_http_canary_redis_drop(rc);
-            }
-
-            rc->backoff = NGX_HTTP_CANARY_REDIS_BACKOFF_MIN;
-
-        } else if (!rc->wait_master) {
-            continue;
-        }
-
-        ngx_http_canary_redis_connect(rc);
-    }
+    ngx_http_canary_redis_follow_move(&s->follow, moved);
 
     return NGX_OK;
 }

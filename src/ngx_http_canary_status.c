@@ -314,6 +314,8 @@ ngx_http_canary_report(ngx_http_request_t *r, ngx_http_canary_report_t *rp)
     }
 
     rp->redis_up = sh->redis_up;
+    ngx_memcpy(rp->redis_node, sh->redis_node, sizeof(rp->redis_node));
+    rp->redis_node[sizeof(rp->redis_node) - 1] = '\0';
     rp->syncs = sh->syncs;
     rp->sync_errors = sh->sync_errors;
     rp->refused = sh->refused;

@@ -55,6 +55,7 @@ typedef struct {
     ngx_uint_t                      nviews;
     ngx_http_canary_view_t         *views;
     ngx_atomic_uint_t               redis_up;
+    u_char                          redis_node[NGX_SOCKADDR_STRLEN + 1];
     ngx_atomic_uint_t               syncs;
     ngx_atomic_uint_t               sync_errors;
     ngx_atomic_uint_t               refused;

@@ -34,7 +34,8 @@ static u_char *ngx_http_canary_json_auto(ngx_http_canary_report_t *rp,
  *            "retired_bytes":..,"freed":..,"waiting_for":pid|null},
  *    "redis":{"connected":..,"syncs":..,"sync_errors":..,
  *             "refused_values":..,"last_sync":..|null,
- *             "restored":{"count":..,"rollouts":..,"at":..}|null},
+ *             "restored":{"count":..,"rollouts":..,"at":..}|null
+ *             [,"node":"ip:port"]},
  *    "rollouts":[{"name":..,"percent":..,"state":..,"source":..,
  *                 "updated":..,"updated_ms":..,
  *                 "segments":[{"value":..,"percent":..}],
@@ -48,7 +49,7 @@ ngx_http_canary_json(ngx_http_canary_out_t *o, ngx_http_canary_report_t *rp)
     u_char      *p;
     ngx_uint_t   i, b;
 
-    p = ngx_http_canary_reserve(o, 6 * NGX_HTTP_CANARY_LINE
+    p = ngx_http_canary_reserve(o, 7 * NGX_HTTP_CANARY_LINE
                                    + (NGX_HTTP_CANARY_HIST_BUCKETS + 17)
                                      * NGX_HTTP_CANARY_NUM);
     if (p == NULL) {
@@ -91,13 +92,20 @@ ngx_http_canary_json(ngx_http_canary_out_t *o, ngx_http_canary_report_t *rp)
     }
 
     if (rp->restores) {
-        p = ngx_sprintf(p, "{\"count\":%uA,\"rollouts\":%uA,\"at\":%uA}"
-                        "},\n\"rollouts\":[", rp->restores,
-                        rp->restored_rollouts, rp->restored);
+        p = ngx_sprintf(p, "{\"count\":%uA,\"rollouts\":%uA,\"at\":%uA}",
+                        rp->restores, rp->restored_rollouts, rp->restored);
 
     } else {
-        p = ngx_sprintf(p, "null},\n\"rollouts\":[");
+        p = ngx_sprintf(p, "null");
     }
+
+    /* an address: digits, dots, colons, brackets, nothing to escape */
+
+    if (rp->redis_node[0]) {
+        p = ngx_sprintf(p, ",\"node\":\"%s\"", rp->redis_node);
+    }
+
+    p = ngx_sprintf(p, "},\n\"rollouts\":[");
 
     o->buf->last = p;
 

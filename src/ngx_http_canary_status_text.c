@@ -48,7 +48,7 @@ ngx_http_canary_text(ngx_http_canary_out_t *o, ngx_http_canary_report_t *rp)
     ngx_http_canary_counters_t  *c;
     ngx_http_canary_snapshot_t  *snap;
 
-    p = ngx_http_canary_reserve(o, 4 * NGX_HTTP_CANARY_LINE
+    p = ngx_http_canary_reserve(o, 5 * NGX_HTTP_CANARY_LINE
                                    + 16 * NGX_HTTP_CANARY_NUM);
     if (p == NULL) {
         return NGX_ERROR;
@@ -59,6 +59,10 @@ ngx_http_canary_text(ngx_http_canary_out_t *o, ngx_http_canary_report_t *rp)
                     "last_sync %uA\n",
                     rp->nviews, rp->redis_up, rp->syncs, rp->sync_errors,
                     rp->refused, rp->last_sync);
+
+    if (rp->redis_node[0]) {
+        p = ngx_sprintf(p, "Redis node: %s\n", rp->redis_node);
+    }
 
     if (rp->restores) {
         p = ngx_sprintf(p, "Restored: %uA rollouts %uA at %uA\n",

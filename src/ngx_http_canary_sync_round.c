@@ -44,6 +44,8 @@
 #define NGX_HTTP_CANARY_SYNC_GAP       100
 
 
+static void ngx_http_canary_sync_node(ngx_http_canary_shctx_t *sh,
+    ngx_str_t *name);
 static void ngx_http_canary_sync_hash(ngx_http_canary_redis_t *rc,
     redisReply *reply, void *data);
 static void ngx_http_canary_sync_scard_reply(ngx_http_canary_redis_t *rc,
@@ -386,6 +388,7 @@ ngx_http_canary_sync_reply_done(ngx_http_canary_sync_t *sync)
     } else {
         sh->redis_up = 1;
         sh->last_sync = ngx_time();
+        ngx_http_canary_sync_node(sh, &sync->redis->addr.name);
         (void) ngx_atomic_fetch_add(&sh->syncs, 1);
 
     }
@@ -420,6 +423,30 @@ ngx_http_canary_sync_reply_done(ngx_http_canary_sync_t *sync)
         sync->again = 0;
         ngx_http_canary_sync_soon(sync);
     }
+}
+
+
+/*
+ * The node synced with, for the status page; only the sync worker writes
+ * it, and only when it changed (a reader may see a line half written at
+ * that moment, never past its end)
+ */
+
+static void
+ngx_http_canary_sync_node(ngx_http_canary_shctx_t *sh, ngx_str_t *name)
+{
+    size_t  len;
+
+    len = ngx_min(name->len, sizeof(sh->redis_node) - 1);
+
+    if (ngx_strlen(sh->redis_node) == len
+        && ngx_strncmp(sh->redis_node, name->data, len) == 0)
+    {
+        return;
+    }
+
+    sh->redis_node[len] = '\0';
+    ngx_memcpy(sh->redis_node, name->data, len);
 }
 
 
