@@ -16,8 +16,6 @@
 #include "ngx_http_canary_status_json.h"
 
 
-static ngx_int_t ngx_http_canary_json_rollout(ngx_http_canary_out_t *o,
-    ngx_http_canary_report_t *rp, ngx_uint_t i);
 static ngx_int_t ngx_http_canary_json_variant(ngx_http_canary_out_t *o,
     ngx_http_canary_view_t *vw, ngx_uint_t v);
 static u_char *ngx_http_canary_json_arms(u_char *p,
@@ -117,9 +115,9 @@ ngx_http_canary_json(ngx_http_canary_out_t *o, ngx_http_canary_report_t *rp)
 }
 
 
-/* the i-th rollout's object in "rollouts" */
+/* the i-th rollout's object in "rollouts", after a comma but the first */
 
-static ngx_int_t
+ngx_int_t
 ngx_http_canary_json_rollout(ngx_http_canary_out_t *o,
     ngx_http_canary_report_t *rp, ngx_uint_t i)
 {

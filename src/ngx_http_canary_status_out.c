@@ -159,9 +159,10 @@ ngx_int_t
 ngx_http_canary_send(ngx_http_request_t *r, ngx_http_canary_out_t *o,
     char *type)
 {
-    off_t         len;
-    ngx_int_t     rc;
-    ngx_chain_t  *cl;
+    off_t             len;
+    ngx_int_t         rc;
+    ngx_chain_t      *cl;
+    ngx_table_elt_t  *h;
 
     len = 0;
 
@@ -172,6 +173,17 @@ ngx_http_canary_send(ngx_http_request_t *r, ngx_http_canary_out_t *o,
     if (r->headers_out.status == 0) {
         r->headers_out.status = NGX_HTTP_OK;
     }
+
+    /* every answer is what its type says: no sniffing into HTML */
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "X-Content-Type-Options");
+    ngx_str_set(&h->value, "nosniff");
 
     r->headers_out.content_length_n = len;
     r->headers_out.content_type.len = ngx_strlen(type);
