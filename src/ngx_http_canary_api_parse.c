@@ -326,6 +326,8 @@ ngx_http_canary_api_check_weight(ngx_http_canary_api_patch_t *p,
 {
     uint32_t  w;
 
+    (void) p;
+
     return ngx_http_canary_parse_weight((const unsigned char *) value, len,
                                         &w);
 }
@@ -335,6 +337,8 @@ static int
 ngx_http_canary_api_check_onoff(ngx_http_canary_api_patch_t *p,
     const char *value, size_t len)
 {
+    (void) p;
+
     if ((len == 2 && memcmp(value, "on", 2) == 0)
         || (len == 3 && memcmp(value, "off", 3) == 0))
     {
@@ -350,6 +354,8 @@ ngx_http_canary_api_check_time(ngx_http_canary_api_patch_t *p,
     const char *value, size_t len)
 {
     time_t  t;
+
+    (void) p;
 
     return ngx_http_canary_parse_time((const unsigned char *) value, len,
                                       &t);
