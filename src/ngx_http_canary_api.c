@@ -71,10 +71,6 @@ static ngx_int_t ngx_http_canary_api_action(ngx_http_canary_api_t *ctx,
 static void ngx_http_canary_api_refused(ngx_http_canary_api_t *ctx);
 static ngx_int_t ngx_http_canary_api_actor(ngx_http_request_t *r,
     ngx_str_t *actor);
-static ngx_int_t ngx_http_canary_api_error(ngx_http_request_t *r,
-    ngx_uint_t status, char *error, ngx_str_t *field);
-static ngx_int_t ngx_http_canary_api_send(ngx_http_request_t *r,
-    ngx_http_canary_out_t *o, ngx_uint_t status);
 static ngx_int_t ngx_http_canary_api_header(ngx_http_request_t *r,
     char *name, char *value);
 
@@ -173,8 +169,9 @@ ngx_http_canary_api_exit_process(ngx_cycle_t *cycle)
 static ngx_int_t
 ngx_http_canary_api_handler(ngx_http_request_t *r)
 {
-    ngx_int_t                    rc;
-    ngx_http_canary_api_path_t   path;
+    ngx_int_t                     rc;
+    ngx_http_canary_api_path_t    path;
+    ngx_http_canary_rollout_t    *ro;
     ngx_http_canary_main_conf_t  *cmcf;
 
     cmcf = ngx_http_get_module_main_conf(r, ngx_http_canary_module);
@@ -202,7 +199,13 @@ ngx_http_canary_api_handler(ngx_http_request_t *r)
     }
 
     if (r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD)) {
-        return ngx_http_canary_api_get(r, path.rollout, NGX_HTTP_OK);
+        if (path.verb.len == 0) {
+            return ngx_http_canary_api_get(r, path.rollout, NGX_HTTP_OK);
+        }
+
+        ro = cmcf->rollouts.elts;
+
+        return ngx_http_canary_api_history_get(r, &ro[path.rollout]);
     }
 
     /* the path is checked again once the body is read: cheap */
@@ -294,7 +297,9 @@ ngx_http_canary_api_path(ngx_http_request_t *r,
                        == NULL && rest.len)
             {
                 path->verb = rest;
-                allowed = NGX_HTTP_POST;
+                allowed = (rest.len == 7
+                           && ngx_strncmp(rest.data, "history", 7) == 0)
+                          ? NGX_HTTP_GET|NGX_HTTP_HEAD : NGX_HTTP_POST;
 
             } else {
                 return ngx_http_canary_api_refuse(path, NGX_HTTP_NOT_FOUND,
@@ -307,7 +312,9 @@ ngx_http_canary_api_path(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    path->allow = (allowed & NGX_HTTP_POST) ? "POST"
+    path->allow = (allowed == (NGX_HTTP_GET|NGX_HTTP_HEAD) && path->verb.len)
+                  ? "GET, HEAD"
+                  : (allowed & NGX_HTTP_POST) ? "POST"
                   : (allowed & NGX_HTTP_PUT) ? "PUT, DELETE"
                   : (allowed & NGX_HTTP_PATCH) ? "GET, HEAD, PATCH"
                   : "GET, HEAD";
@@ -940,7 +947,7 @@ ngx_http_canary_api_answer(ngx_http_canary_api_t *ctx, ngx_uint_t status,
 
 /* {"error":"...","field":"..."} */
 
-static ngx_int_t
+ngx_int_t
 ngx_http_canary_api_error(ngx_http_request_t *r, ngx_uint_t status,
     char *error, ngx_str_t *field)
 {
@@ -980,7 +987,7 @@ ngx_http_canary_api_error(ngx_http_request_t *r, ngx_uint_t status,
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_http_canary_api_send(ngx_http_request_t *r, ngx_http_canary_out_t *o,
     ngx_uint_t status)
 {

@@ -19,6 +19,7 @@
 
 #include "ngx_http_canary_module.h"
 #include "ngx_http_canary_api_parse.h"
+#include "ngx_http_canary_status_out.h"
 
 
 #if (__GNUC__ >= 4)
@@ -60,14 +61,20 @@ char *ngx_http_canary_api_directive(ngx_conf_t *cf, ngx_command_t *cmd,
 ngx_int_t ngx_http_canary_api_init_process(ngx_cycle_t *cycle);
 void ngx_http_canary_api_exit_process(ngx_cycle_t *cycle);
 
-/* ngx_http_canary_api.c, for the write */
+/* ngx_http_canary_api.c, for the write and the history */
 void ngx_http_canary_api_answer(ngx_http_canary_api_t *ctx,
     ngx_uint_t status, char *error, ngx_str_t *detail);
+ngx_int_t ngx_http_canary_api_error(ngx_http_request_t *r,
+    ngx_uint_t status, char *error, ngx_str_t *field);
+ngx_int_t ngx_http_canary_api_send(ngx_http_request_t *r,
+    ngx_http_canary_out_t *o, ngx_uint_t status);
 
 /* ngx_http_canary_api_write.c */
 ngx_int_t ngx_http_canary_api_field(ngx_http_canary_api_patch_t *p,
     char *name, u_char *value, size_t len);
 void ngx_http_canary_api_write(ngx_http_canary_api_t *ctx);
+ngx_int_t ngx_http_canary_api_history_get(ngx_http_request_t *r,
+    ngx_http_canary_rollout_t *ro);
 ngx_int_t ngx_http_canary_api_write_init(ngx_cycle_t *cycle,
     ngx_http_canary_main_conf_t *cmcf);
 void ngx_http_canary_api_write_exit(void);

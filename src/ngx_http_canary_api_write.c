@@ -61,6 +61,8 @@ static ngx_uint_t ngx_http_canary_api_field_in_force(
     ngx_http_canary_api_field_t *f);
 static void ngx_http_canary_api_done(ngx_http_canary_api_t *ctx,
     ngx_uint_t status, char *error, ngx_str_t *detail);
+static void ngx_http_canary_api_history_reply(ngx_http_canary_redis_t *rc,
+    redisReply *reply, void *data);
 
 
 /* this worker's connection, made at its first write */
@@ -868,4 +870,168 @@ ngx_http_canary_api_done(ngx_http_canary_api_t *ctx, ngx_uint_t status,
     if (!ctx->pending || ctx->replied) {
         ngx_free(ctx);
     }
+}
+
+
+/*
+ * GET rollouts/<name>/history: the last 20 entries of the rollout's
+ * history, newest first, each {"id": ..., field: value, ...} with every
+ * value a string.  The request waits for Redis' answer on the event loop
+ * (bounded by canary_redis' timeout: the connection fails after it).
+ */
+
+ngx_int_t
+ngx_http_canary_api_history_get(ngx_http_request_t *r,
+    ngx_http_canary_rollout_t *ro)
+{
+    ngx_str_t                     key;
+    const char                   *argv[6];
+    size_t                        argvlen[6];
+    ngx_http_canary_main_conf_t  *cmcf;
+
+    cmcf = ngx_http_get_module_main_conf(r, ngx_http_canary_module);
+
+    if (ngx_http_canary_api_redis == NULL
+        || !ngx_http_canary_redis_ready(ngx_http_canary_api_redis))
+    {
+        return ngx_http_canary_api_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                         "Redis is unavailable", NULL);
+    }
+
+    if (ngx_http_canary_key(r->pool, &key, &cmcf->redis->prefix, &ro->name,
+                            ":history")
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    argv[0] = "XREVRANGE";
+    argv[1] = (const char *) key.data;
+    argv[2] = "+";
+    argv[3] = "-";
+    argv[4] = "COUNT";
+    argv[5] = "20";
+    argvlen[0] = 9;
+    argvlen[1] = key.len;
+    argvlen[2] = 1;
+    argvlen[3] = 1;
+    argvlen[4] = 5;
+    argvlen[5] = 2;
+
+    if (ngx_http_canary_redis_send(ngx_http_canary_api_redis, 6, argv,
+                                   argvlen, ngx_http_canary_api_history_reply,
+                                   r)
+        != NGX_OK)
+    {
+        return ngx_http_canary_api_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                         "Redis is unavailable", NULL);
+    }
+
+    /* the request lives until the handler, called once, finalizes it */
+
+    r->main->count++;
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_http_canary_api_history_reply(ngx_http_canary_redis_t *rc,
+    redisReply *reply, void *data)
+{
+    ngx_http_request_t *r = data;
+
+    u_char                 *p;
+    size_t                  size;
+    ngx_int_t               status;
+    ngx_str_t               s;
+    ngx_uint_t              i, k, n;
+    redisReply             *e, *f;
+    ngx_http_canary_out_t   o;
+
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
+        ngx_http_finalize_request(r,
+            ngx_http_canary_api_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                      "no history from Redis", NULL));
+        return;
+    }
+
+    ngx_memzero(&o, sizeof(ngx_http_canary_out_t));
+    o.request = r;
+    o.last = &o.out;
+    status = NGX_HTTP_OK;
+    n = 0;
+
+    p = ngx_http_canary_reserve(&o, sizeof("{\"history\":["));
+    if (p == NULL) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    o.buf->last = ngx_http_canary_cpy(p, "{\"history\":[");
+
+    for (i = 0; i < reply->elements; i++) {
+        e = reply->element[i];
+
+        if (e->type != REDIS_REPLY_ARRAY || e->elements != 2
+            || e->element[0]->type != REDIS_REPLY_STRING
+            || e->element[1]->type != REDIS_REPLY_ARRAY)
+        {
+            continue;
+        }
+
+        f = e->element[1];
+        size = 16 + 6 * e->element[0]->len;
+
+        for (k = 0; k < f->elements; k++) {
+            if (f->element[k]->type != REDIS_REPLY_STRING) {
+                break;
+            }
+
+            size += 4 + 6 * f->element[k]->len;
+        }
+
+        if (k < f->elements) {
+            continue;
+        }
+
+        p = ngx_http_canary_reserve(&o, size);
+        if (p == NULL) {
+            ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+            return;
+        }
+
+        p = (n++) ? ngx_http_canary_cpy(p, ",\n{\"id\":\"")
+                  : ngx_http_canary_cpy(p, "\n{\"id\":\"");
+        s.data = (u_char *) e->element[0]->str;
+        s.len = e->element[0]->len;
+        p = ngx_http_canary_esc(p, &s, NGX_HTTP_CANARY_ESC_JSON);
+        *p++ = '"';
+
+        for (k = 0; k + 1 < f->elements; k += 2) {
+            *p++ = ',';
+            *p++ = '"';
+            s.data = (u_char *) f->element[k]->str;
+            s.len = f->element[k]->len;
+            p = ngx_http_canary_esc(p, &s, NGX_HTTP_CANARY_ESC_JSON);
+            p = ngx_http_canary_cpy(p, "\":\"");
+            s.data = (u_char *) f->element[k + 1]->str;
+            s.len = f->element[k + 1]->len;
+            p = ngx_http_canary_esc(p, &s, NGX_HTTP_CANARY_ESC_JSON);
+            *p++ = '"';
+        }
+
+        *p++ = '}';
+        o.buf->last = p;
+    }
+
+    p = ngx_http_canary_reserve(&o, 8);
+    if (p == NULL) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    o.buf->last = ngx_http_canary_cpy(p, "\n]}\n");
+
+    ngx_http_finalize_request(r, ngx_http_canary_api_send(r, &o, status));
 }

@@ -92,8 +92,9 @@ ngx_http_canary_status_handler(ngx_http_request_t *r)
     ngx_str_t                  name;
     ngx_uint_t                 format;
     ngx_table_elt_t           *h;
-    ngx_http_canary_out_t      o;
-    ngx_http_canary_report_t   rp;
+    ngx_http_canary_out_t        o;
+    ngx_http_canary_report_t     rp;
+    ngx_http_canary_loc_conf_t  *lcf;
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
         return NGX_HTTP_NOT_ALLOWED;
@@ -128,6 +129,9 @@ ngx_http_canary_status_handler(ngx_http_request_t *r)
     if (ngx_http_canary_report(r, &rp) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_canary_module);
+    rp.api = lcf->status_api;
 
     ngx_memzero(&o, sizeof(ngx_http_canary_out_t));
     o.request = r;

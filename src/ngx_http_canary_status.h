@@ -74,6 +74,8 @@ typedef struct {
     ngx_pid_t                       holder;
     ngx_msec_t                      now_msec;
     time_t                          now;
+
+    ngx_str_t                       api;        /* canary_status api= */
 } ngx_http_canary_report_t;
 
 

@@ -31,7 +31,7 @@
 #define NGX_HTTP_CANARY_NUM             (NGX_ATOMIC_T_LEN + 8)
 
 /* room for an automatic rollout's lines or JSON member */
-#define NGX_HTTP_CANARY_AUTO_STATUS_LEN 2048
+#define NGX_HTTP_CANARY_AUTO_STATUS_LEN 3072
 
 #define ngx_http_canary_cpy(p, s)       ngx_cpymem(p, s, sizeof(s) - 1)
 

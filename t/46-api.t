@@ -373,6 +373,19 @@ unlike($hist, qr/event\noperator\n/,
        'no "operator" entry from the controller for the API\'s writes');
 
 
+# the history through the API, newest first
+
+($st, $j) = api('GET', 'rollouts/ramp/history');
+is($st, 200, 'GET rollouts/ramp/history');
+is($j->{history}[0]{event}, 'abort', 'the newest first');
+is($j->{history}[0]{actor}, 'dave', 'with its actor');
+like($j->{history}[0]{id}, qr/^\d+-\d+$/, 'and its stream id');
+ok((grep { ($_->{event} // '') eq 'start' } @{ $j->{history} }),
+   'the start is there too');
+($st, $j, $res) = api('POST', 'rollouts/ramp/history');
+is($res->{headers}{allow}, 'GET, HEAD', 'history is read-only');
+
+
 # actor: $remote_user by default
 
 ($st) = api('PATCH', "http://127.0.0.1:$port/basic/rollouts/checkout",
