@@ -71,8 +71,6 @@ static ngx_int_t ngx_http_canary_api_action(ngx_http_canary_api_t *ctx,
 static void ngx_http_canary_api_refused(ngx_http_canary_api_t *ctx);
 static ngx_int_t ngx_http_canary_api_actor(ngx_http_request_t *r,
     ngx_str_t *actor);
-static ngx_int_t ngx_http_canary_api_header(ngx_http_request_t *r,
-    char *name, char *value);
 
 
 /* the fields a start removes: the controller then begins again */
@@ -344,7 +342,7 @@ ngx_http_canary_api_refusal(ngx_http_request_t *r,
     ngx_http_canary_api_path_t *path)
 {
     if (path->allow
-        && ngx_http_canary_api_header(r, "Allow", path->allow) != NGX_OK)
+        && ngx_http_canary_header(r, "Allow", path->allow) != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -993,7 +991,7 @@ ngx_http_canary_api_send(ngx_http_request_t *r, ngx_http_canary_out_t *o,
 {
     r->headers_out.status = status;
 
-    if (ngx_http_canary_api_header(r, "Cache-Control", "no-store")
+    if (ngx_http_canary_header(r, "Cache-Control", "no-store")
         != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -1002,22 +1000,3 @@ ngx_http_canary_api_send(ngx_http_request_t *r, ngx_http_canary_out_t *o,
     return ngx_http_canary_send(r, o, "application/json");
 }
 
-
-static ngx_int_t
-ngx_http_canary_api_header(ngx_http_request_t *r, char *name, char *value)
-{
-    ngx_table_elt_t  *h;
-
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
-        return NGX_ERROR;
-    }
-
-    h->hash = 1;
-    h->key.data = (u_char *) name;
-    h->key.len = ngx_strlen(name);
-    h->value.data = (u_char *) value;
-    h->value.len = ngx_strlen(value);
-
-    return NGX_OK;
-}

@@ -35,11 +35,9 @@
 
 #define NGX_HTTP_CANARY_API_POLL  10
 
-/* unix ms, as the auto controller's history entries have it */
-#define ngx_http_canary_api_now()                                            \
-    ((uint64_t) ngx_timeofday()->sec * 1000 + ngx_timeofday()->msec)
 
 
+static uint64_t ngx_http_canary_api_now(void);
 static ngx_int_t ngx_http_canary_api_hash_args(ngx_http_canary_api_t *ctx,
     ngx_array_t *args);
 static ngx_int_t ngx_http_canary_api_set_args(ngx_http_canary_api_t *ctx,
@@ -302,6 +300,8 @@ ngx_http_canary_api_hash_args(ngx_http_canary_api_t *ctx, ngx_array_t *args)
     /* recorded in the history with their old values: the caller's */
 
     nrec = nset;
+    e = NULL;
+    r = NULL;
 
     /* an automatic rollout's decision fields: not an operator's change */
 
@@ -412,7 +412,20 @@ ngx_http_canary_api_hash_args(ngx_http_canary_api_t *ctx, ngx_array_t *args)
         }
     }
 
-    return ngx_http_canary_api_history(ctx, args);
+    if (ngx_http_canary_api_history(ctx, args) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    /* an automatic rollout's reason, in the entry too */
+
+    if (ctx->ro->policy
+        && (ngx_http_canary_api_arg(args, "reason", 6) == NULL
+            || ngx_http_canary_api_arg(args, e, r - e) == NULL))
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 
@@ -1034,4 +1047,17 @@ ngx_http_canary_api_history_reply(ngx_http_canary_redis_t *rc,
     o.buf->last = ngx_http_canary_cpy(p, "\n]}\n");
 
     ngx_http_finalize_request(r, ngx_http_canary_api_send(r, &o, status));
+}
+
+
+/* unix ms, as the auto controller's history entries have it */
+
+static uint64_t
+ngx_http_canary_api_now(void)
+{
+    ngx_time_t  *tp;
+
+    tp = ngx_timeofday();
+
+    return (uint64_t) tp->sec * 1000 + tp->msec;
 }

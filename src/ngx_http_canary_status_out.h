@@ -49,6 +49,8 @@ typedef struct {
 u_char *ngx_http_canary_reserve(ngx_http_canary_out_t *o, size_t size);
 ngx_int_t ngx_http_canary_send(ngx_http_request_t *r,
     ngx_http_canary_out_t *o, char *type);
+ngx_int_t ngx_http_canary_header(ngx_http_request_t *r, char *name,
+    char *value);
 ngx_int_t ngx_http_canary_bad_request(ngx_http_request_t *r, char *what,
     ngx_str_t *value);
 ngx_int_t ngx_http_canary_arg(ngx_http_request_t *r, char *name,

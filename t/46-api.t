@@ -242,7 +242,10 @@ note(sprintf 'node b: %.1f ms after the answer', (time - $t0) * 1000);
 
 my $hist = $r->cli('XREVRANGE', 'canary:rollout:checkout:history', '+', '-',
                    'COUNT', '1');
-like($hist, qr/\bactor\nci-job-42\n/, 'history: the actor');
+like($hist, qr/\bactor\nci-job-42\n/, "history: the actor");
+like($hist, qr/\btime\n(\d+)\n/, "history: the time");
+cmp_ok(abs(($hist =~ /\btime\n(\d+)\n/)[0] / 1000 - time), "<", 60,
+       "in unix ms, now");
 like($hist, qr/\bsource\napi\n/, 'history: source api');
 like($hist, qr/\bevent\npatch\n/, 'history: the action');
 like($hist, qr/\bold_percent\n\npercent\n12\.5\n/, 'history: old -> new');
