@@ -25,9 +25,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_canary_module.h"
-#include "ngx_http_canary_status.h"
 #include "ngx_http_canary_status_out.h"
-#include "ngx_http_canary_status_json.h"
 #include "ngx_http_canary_api.h"
 
 
@@ -51,8 +49,6 @@ static ngx_int_t ngx_http_canary_api_path(ngx_http_request_t *r,
     ngx_http_canary_api_path_t *path);
 static ngx_int_t ngx_http_canary_api_users_path(ngx_http_canary_rollout_t *ro,
     ngx_str_t *rest, ngx_http_canary_api_path_t *path);
-static ngx_int_t ngx_http_canary_api_get(ngx_http_request_t *r,
-    ngx_int_t rollout, ngx_uint_t status);
 static ngx_int_t ngx_http_canary_api_write_checks(ngx_http_request_t *r,
     ngx_http_canary_api_path_t *path);
 static ngx_int_t ngx_http_canary_api_refuse(ngx_http_canary_api_path_t *path,
@@ -406,61 +402,6 @@ ngx_http_canary_api_users_path(ngx_http_canary_rollout_t *ro,
 }
 
 
-/* GET: every rollout, or one, as the status page's JSON shows them */
-
-static ngx_int_t
-ngx_http_canary_api_get(ngx_http_request_t *r, ngx_int_t rollout,
-    ngx_uint_t status)
-{
-    u_char                    *p;
-    ngx_uint_t                 i;
-    ngx_http_canary_out_t      o;
-    ngx_http_canary_report_t   rp, one;
-
-    if (ngx_http_canary_report(r, &rp) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    ngx_memzero(&o, sizeof(ngx_http_canary_out_t));
-    o.request = r;
-    o.last = &o.out;
-
-    p = ngx_http_canary_reserve(&o, sizeof("{\"rollouts\":["));
-    if (p == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (rollout >= 0) {
-        one = rp;
-        one.views = &rp.views[rollout];
-        one.nviews = 1;
-
-        if (ngx_http_canary_json_rollout(&o, &one, 0) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-    } else {
-        o.buf->last = ngx_http_canary_cpy(p, "{\"rollouts\":[");
-
-        for (i = 0; i < rp.nviews; i++) {
-            if (ngx_http_canary_json_rollout(&o, &rp, i) != NGX_OK) {
-                return NGX_HTTP_INTERNAL_SERVER_ERROR;
-            }
-        }
-    }
-
-    p = ngx_http_canary_reserve(&o, 8);
-    if (p == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    o.buf->last = (rollout >= 0) ? ngx_http_canary_cpy(p, "\n")
-                                 : ngx_http_canary_cpy(p, "\n]}\n");
-
-    return ngx_http_canary_api_send(r, &o, status);
-}
-
-
 /*
  * A write: from no other site (Origin, when a browser sends one, is the
  * request's own), JSON only (a cross-site form cannot send it without a
@@ -670,12 +611,6 @@ ngx_http_canary_api_start(ngx_http_request_t *r,
 
     cmcf = ngx_http_get_module_main_conf(r, ngx_http_canary_module);
     lcf = ngx_http_get_module_loc_conf(r, ngx_http_canary_module);
-
-    if (cmcf->redis == NULL) {
-        return ngx_http_canary_api_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                         "no canary_redis: change the "
-                                         "configuration and reload", NULL);
-    }
 
     if (ngx_http_canary_api_actor(r, &actor) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -915,88 +850,4 @@ ngx_http_canary_api_actor(ngx_http_request_t *r, ngx_str_t *actor)
     return NGX_OK;
 }
 
-
-/* the answer of a write: the rollout's new object, or an error */
-
-void
-ngx_http_canary_api_answer(ngx_http_canary_api_t *ctx, ngx_uint_t status,
-    char *error, ngx_str_t *detail)
-{
-    ngx_int_t            rc;
-    ngx_http_request_t  *r;
-
-    r = ctx->r;
-    ctx->r = NULL;
-
-    if (ctx->wait.timer_set) {
-        ngx_del_timer(&ctx->wait);
-    }
-
-    if (status == NGX_HTTP_OK) {
-        rc = ngx_http_canary_api_get(r, ctx->ro->index, NGX_HTTP_OK);
-
-    } else {
-        rc = ngx_http_canary_api_error(r, status, error, detail);
-    }
-
-    ngx_http_finalize_request(r, rc);
-}
-
-
-/* {"error":"...","field":"..."} */
-
-ngx_int_t
-ngx_http_canary_api_error(ngx_http_request_t *r, ngx_uint_t status,
-    char *error, ngx_str_t *field)
-{
-    u_char                 *p;
-    ngx_str_t               e;
-    ngx_http_canary_out_t   o;
-
-    ngx_memzero(&o, sizeof(ngx_http_canary_out_t));
-    o.request = r;
-    o.last = &o.out;
-
-    e.data = (u_char *) error;
-    e.len = ngx_strlen(error);
-
-    p = ngx_http_canary_reserve(&o, 64
-                          + ngx_http_canary_esc_len(&e, NGX_HTTP_CANARY_ESC_JSON)
-                          + (field ? ngx_http_canary_esc_len(field,
-                                                 NGX_HTTP_CANARY_ESC_JSON)
-                                   : 0));
-    if (p == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    p = ngx_http_canary_cpy(p, "{\"error\":\"");
-    p = ngx_http_canary_esc(p, &e, NGX_HTTP_CANARY_ESC_JSON);
-
-    if (field && field->len) {
-        p = ngx_http_canary_cpy(p, "\",\"field\":\"");
-        p = ngx_http_canary_esc(p, field, NGX_HTTP_CANARY_ESC_JSON);
-    }
-
-    p = ngx_http_canary_cpy(p, "\"}\n");
-
-    o.buf->last = p;
-
-    return ngx_http_canary_api_send(r, &o, status);
-}
-
-
-ngx_int_t
-ngx_http_canary_api_send(ngx_http_request_t *r, ngx_http_canary_out_t *o,
-    ngx_uint_t status)
-{
-    r->headers_out.status = status;
-
-    if (ngx_http_canary_header(r, "Cache-Control", "no-store")
-        != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    return ngx_http_canary_send(r, o, "application/json");
-}
 

@@ -4,8 +4,9 @@
  *
  * The control API (canary_api): rollouts read and changed over HTTP with
  * JSON.  ngx_http_canary_api.c: the location's handler, the paths, the
- * checks of a request, the answers; ngx_http_canary_api_write.c: a write
- * sent to Redis and waited for until this node's zone shows it.
+ * checks of a request; _write.c: a write sent to Redis and waited for
+ * until this node's zone shows it; _local.c: a write without Redis;
+ * _out.c: the answers; _parse.c: a PATCH's body.
  */
 
 
@@ -61,13 +62,19 @@ char *ngx_http_canary_api_directive(ngx_conf_t *cf, ngx_command_t *cmd,
 ngx_int_t ngx_http_canary_api_init_process(ngx_cycle_t *cycle);
 void ngx_http_canary_api_exit_process(ngx_cycle_t *cycle);
 
-/* ngx_http_canary_api.c, for the write and the history */
+/* ngx_http_canary_api_out.c: the answers */
+ngx_int_t ngx_http_canary_api_get(ngx_http_request_t *r, ngx_int_t rollout,
+    ngx_uint_t status);
 void ngx_http_canary_api_answer(ngx_http_canary_api_t *ctx,
     ngx_uint_t status, char *error, ngx_str_t *detail);
 ngx_int_t ngx_http_canary_api_error(ngx_http_request_t *r,
     ngx_uint_t status, char *error, ngx_str_t *field);
 ngx_int_t ngx_http_canary_api_send(ngx_http_request_t *r,
     ngx_http_canary_out_t *o, ngx_uint_t status);
+
+/* ngx_http_canary_api_local.c: without canary_redis */
+ngx_uint_t ngx_http_canary_api_local(ngx_http_canary_api_t *ctx,
+    char **error);
 
 /* ngx_http_canary_api_write.c */
 ngx_int_t ngx_http_canary_api_field(ngx_http_canary_api_patch_t *p,

@@ -172,10 +172,19 @@ ngx_http_canary_api_write(ngx_http_canary_api_t *ctx)
     ngx_uint_t                     i;
     ngx_array_t                    args;
     ngx_http_request_t            *r;
+    char                          *error;
     const char                   **argv;
     size_t                        *argvlen;
+    ngx_uint_t                     status;
 
     r = ctx->r;
+
+    if (ctx->cmcf->redis == NULL) {
+        error = NULL;
+        status = ngx_http_canary_api_local(ctx, &error);
+        ngx_http_canary_api_done(ctx, status, error, NULL);
+        return;
+    }
 
     ctx->wait.handler = ngx_http_canary_api_wait;
     ctx->wait.data = ctx;

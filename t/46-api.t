@@ -412,6 +412,72 @@ like($prom, qr/^nginx_canary_api_writes_total\{action="pause",result="refused"\}
      'refusals too');
 
 
+# without canary_redis: the zone and the state file, in the worker
+
+my $lconf = <<'EOF';
+canary_zone 1m;
+canary_state_file %%PREFIX%%/canary.state;
+
+canary_rollout checkout {
+    key $http_x_user_id;
+    stable s;
+    canary c;
+    percent 5;
+    segment $http_x_country;
+}
+
+upstream s { server 127.0.0.1:1; }
+upstream c { server 127.0.0.1:1; }
+
+server {
+    listen 127.0.0.1:%%PORT%%;
+    location / {
+        canary checkout;
+        return 200 "$canary_variant|$canary_bucket|$canary_reason|$pid\n";
+    }
+    location /canary/api/ { canary_api; }
+}
+EOF
+
+my $l = start_nginx($lconf, workers => 2);
+my $lapi = 'http://127.0.0.1:' . $l->port . '/canary/api/rollouts/checkout';
+($st, $j) = api('PATCH', $lapi, '{"percent":30,"segments":{"DE":60}}');
+is($st, 200, 'no canary_redis: PATCH applied to this node');
+is($j->{source}, 'state_file', 'its source: the state file');
+ok(routes_by($l->port, 30, \@keys), 'routed by 30 on every worker');
+like(CanaryTest::read_file($l->prefix . '/canary.state'),
+     qr/\bcheckout\b.*\b30\b/s, 'written to the state file');
+like($l->error_log, qr/canary api: patch of "checkout" by "127\.0\.0\.1" applied to this node/,
+     'the audit line');
+
+# 20 writers at once, each its own segment: none is lost
+
+my @kids;
+for my $n (1 .. 20) {
+    my $pid = fork // die "fork: $!";
+    if ($pid == 0) {
+        my ($s) = api('PATCH', $lapi, qq({"segments":{"S$n":$n}}));
+        POSIX::_exit($s == 200 ? 0 : 1);
+    }
+    push @kids, $pid;
+}
+my $failed = 0;
+for (@kids) { waitpid $_, 0; $failed++ if $?; }
+is($failed, 0, '20 concurrent PATCHes answered 200');
+($st, $j) = api('GET', $lapi);
+is(scalar(grep { $_->{value} =~ /^S\d+$/ } @{ $j->{segments} }), 20,
+   'every one of the 20 segments is there');
+
+($st, $j) = api('POST', "$lapi/pause");
+is($st, 409, 'no auto there: 409');
+($st, $j) = api('PUT', "$lapi/canary_users/bob");
+is($st, 503, 'user sets without canary_redis: 503');
+
+$l->stop;
+$l->start;
+ok(routes_by($l->port, 30, \@keys), 'after a restart: 30 from the state file');
+
+
 # 504: Redis stopped, with node b's connection up (one worker); 503:
 # Redis gone
 
