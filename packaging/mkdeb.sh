@@ -7,7 +7,7 @@
 #   /usr/lib/nginx/modules/ngx_http_canary_module.so
 #   /usr/share/nginx/modules-available/mod-http-canary.conf
 #   /usr/share/doc/libnginx-mod-http-canary/{copyright,changelog.Debian.gz,
-#                                            README.md,conf-examples/}
+#                                            README.md,docs/,conf-examples/}
 #   postinst/prerm/postrm as dh_nginx writes them: the symlink
 #   /etc/nginx/modules-enabled/50-mod-http-canary.conf, kept across
 #   upgrades, renamed *.removed on remove, deleted on purge; an
@@ -104,8 +104,9 @@ echo 'load_module modules/ngx_http_canary_module.so;' \
 chmod 0644 "$work/usr/share/nginx/modules-available/mod-http-canary.conf"
 
 doc=$work/usr/share/doc/$PKG
-install -d "$doc/conf-examples"
+install -d "$doc/conf-examples" "$doc/docs"
 install -m 0644 "$TOP/README.md" "$doc/README.md"
+install -m 0644 -t "$doc/docs/" "$TOP"/docs/*.md
 find "$TOP/conf-examples" -maxdepth 1 -type f \
     -exec install -m 0644 -t "$doc/conf-examples/" {} +
 

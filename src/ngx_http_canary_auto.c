@@ -351,23 +351,22 @@ ngx_http_canary_auto_tick(ngx_event_t *ev)
 static void
 ngx_http_canary_auto_lease(ngx_http_canary_auto_t *ctl, uint64_t now)
 {
-    ngx_http_canary_auto_args_t  *a;
+    ngx_http_canary_redis_args_t  *a;
 
-    a = &ngx_http_canary_auto_args;
-    ngx_http_canary_auto_args_init(a);
+    a = ngx_http_canary_auto_args_init(&ngx_http_canary_auto_args);
 
-    ngx_http_canary_auto_arg(a, "EVAL", 4);
-    ngx_http_canary_auto_arg(a, ngx_http_canary_auto_lease_lua.data,
-                             ngx_http_canary_auto_lease_lua.len);
-    ngx_http_canary_auto_arg(a, "1", 1);
-    ngx_http_canary_auto_arg(a, ctl->leader_key.data, ctl->leader_key.len);
-    ngx_http_canary_auto_arg(a, ctl->node.data, ctl->node.len);
-    ngx_http_canary_auto_argf(a, "%M", ctl->ttl);
+    ngx_http_canary_redis_arg(a, "EVAL", 4);
+    ngx_http_canary_redis_arg(a, ngx_http_canary_auto_lease_lua.data,
+                              ngx_http_canary_auto_lease_lua.len);
+    ngx_http_canary_redis_arg(a, "1", 1);
+    ngx_http_canary_redis_arg(a, ctl->leader_key.data, ctl->leader_key.len);
+    ngx_http_canary_redis_arg(a, ctl->node.data, ctl->node.len);
+    ngx_http_canary_redis_argf(a, "%M", ctl->ttl);
 
     ctl->next_lease = now + ctl->ttl / 3;
 
-    if (ngx_http_canary_auto_send(ctl, a, ngx_http_canary_auto_lease_handler,
-                                  ctl)
+    if (ngx_http_canary_redis_send_args(ctl->rc, a,
+                                        ngx_http_canary_auto_lease_handler, ctl)
         == NGX_OK)
     {
         ctl->lease_busy = 1;
@@ -486,16 +485,16 @@ static void
 ngx_http_canary_auto_flush(ngx_http_canary_auto_t *ctl,
     ngx_http_canary_auto_rollout_t *ar, uint64_t start)
 {
-    u_char                        key[NGX_MAX_ERROR_STR];
-    size_t                        keylen;
-    uint64_t                      cur[NGX_HTTP_CANARY_AUTO_ROWS + 1]
-                                     [NGX_HTTP_CANARY_AUTO_NFIG];
-    uint64_t                      base[NGX_HTTP_CANARY_AUTO_ROWS + 1]
+    u_char                         key[NGX_MAX_ERROR_STR];
+    size_t                         keylen;
+    uint64_t                       cur[NGX_HTTP_CANARY_AUTO_ROWS + 1]
                                       [NGX_HTTP_CANARY_AUTO_NFIG];
-    uint64_t                      d, interval, last;
-    ngx_uint_t                    i, v, k, rows;
-    ngx_http_canary_auto_args_t  *a;
-    ngx_http_canary_auto_base_t  *ab;
+    uint64_t                       base[NGX_HTTP_CANARY_AUTO_ROWS + 1]
+                                       [NGX_HTTP_CANARY_AUTO_NFIG];
+    uint64_t                       d, interval, last;
+    ngx_uint_t                     i, v, k, rows;
+    ngx_http_canary_redis_args_t  *a;
+    ngx_http_canary_auto_base_t   *ab;
 
     ab = ar->ro->sh->autobase;
     interval = start - ar->policy->interval;
@@ -525,7 +524,7 @@ ngx_http_canary_auto_flush(ngx_http_canary_auto_t *ctl,
 
     keylen = ngx_sprintf(key, "%V%uL", &ar->fig, interval) - key;
 
-    a = &ngx_http_canary_auto_args;
+    a = ngx_http_canary_auto_args_init(&ngx_http_canary_auto_args);
 
     rows = (ar->ro->narms > 1) ? 2 + ar->ro->narms : 2;
 
@@ -543,35 +542,35 @@ ngx_http_canary_auto_flush(ngx_http_canary_auto_t *ctl,
                 continue;
             }
 
-            ngx_http_canary_auto_args_init(a);
-            ngx_http_canary_auto_arg(a, "HINCRBY", 7);
-            ngx_http_canary_auto_arg(a, key, keylen);
+            ngx_http_canary_redis_args_reset(a);
+            ngx_http_canary_redis_arg(a, "HINCRBY", 7);
+            ngx_http_canary_redis_arg(a, key, keylen);
             ngx_http_canary_auto_arg_figure(a, ar->ro, v, k);
-            ngx_http_canary_auto_argf(a, "%uL", d);
+            ngx_http_canary_redis_argf(a, "%uL", d);
 
-            (void) ngx_http_canary_auto_send(ctl, a,
-                                             ngx_http_canary_auto_ignore,
-                                             NULL);
+            (void) ngx_http_canary_redis_send_args(ctl->rc, a,
+                                                   ngx_http_canary_auto_ignore,
+                                                   NULL);
         }
     }
 
-    ngx_http_canary_auto_args_init(a);
-    ngx_http_canary_auto_arg(a, "HINCRBY", 7);
-    ngx_http_canary_auto_arg(a, key, keylen);
-    ngx_http_canary_auto_arg(a, "nodes", 5);
-    ngx_http_canary_auto_arg(a, "1", 1);
-    (void) ngx_http_canary_auto_send(ctl, a, ngx_http_canary_auto_ignore,
-                                     NULL);
+    ngx_http_canary_redis_args_reset(a);
+    ngx_http_canary_redis_arg(a, "HINCRBY", 7);
+    ngx_http_canary_redis_arg(a, key, keylen);
+    ngx_http_canary_redis_arg(a, "nodes", 5);
+    ngx_http_canary_redis_arg(a, "1", 1);
+    (void) ngx_http_canary_redis_send_args(ctl->rc, a,
+                                           ngx_http_canary_auto_ignore, NULL);
 
     /* kept for ten intervals, and at least a minute */
 
-    ngx_http_canary_auto_args_init(a);
-    ngx_http_canary_auto_arg(a, "PEXPIRE", 7);
-    ngx_http_canary_auto_arg(a, key, keylen);
-    ngx_http_canary_auto_argf(a, "%uL",
-                              ngx_http_canary_policy_figures_ttl(ar->policy));
-    (void) ngx_http_canary_auto_send(ctl, a, ngx_http_canary_auto_ignore,
-                                     NULL);
+    ngx_http_canary_redis_args_reset(a);
+    ngx_http_canary_redis_arg(a, "PEXPIRE", 7);
+    ngx_http_canary_redis_arg(a, key, keylen);
+    ngx_http_canary_redis_argf(a, "%uL",
+                               ngx_http_canary_policy_figures_ttl(ar->policy));
+    (void) ngx_http_canary_redis_send_args(ctl->rc, a,
+                                           ngx_http_canary_auto_ignore, NULL);
 }
 
 
@@ -581,33 +580,32 @@ static void
 ngx_http_canary_auto_poll(ngx_http_canary_auto_t *ctl,
     ngx_http_canary_auto_rollout_t *ar, uint64_t judge)
 {
-    ngx_uint_t                    i;
-    ngx_http_canary_auto_args_t  *a;
+    ngx_uint_t                     i;
+    ngx_http_canary_redis_args_t  *a;
 
-    a = &ngx_http_canary_auto_args;
-    ngx_http_canary_auto_args_init(a);
+    a = ngx_http_canary_auto_args_init(&ngx_http_canary_auto_args);
 
-    ngx_http_canary_auto_arg(a, "EVAL", 4);
-    ngx_http_canary_auto_arg(a, ngx_http_canary_auto_read_lua.data,
-                             ngx_http_canary_auto_read_lua.len);
-    ngx_http_canary_auto_arg(a, judge ? "2" : "1", 1);
-    ngx_http_canary_auto_arg(a, ar->key.data, ar->key.len);
+    ngx_http_canary_redis_arg(a, "EVAL", 4);
+    ngx_http_canary_redis_arg(a, ngx_http_canary_auto_read_lua.data,
+                              ngx_http_canary_auto_read_lua.len);
+    ngx_http_canary_redis_arg(a, judge ? "2" : "1", 1);
+    ngx_http_canary_redis_arg(a, ar->key.data, ar->key.len);
 
     if (judge) {
-        ngx_http_canary_auto_argf(a, "%V%uL", &ar->fig, judge);
+        ngx_http_canary_redis_argf(a, "%V%uL", &ar->fig, judge);
     }
 
     for (i = 0; i < ngx_http_canary_f_n; i++) {
-        ngx_http_canary_auto_arg(a, ngx_http_canary_auto_fields[i],
-                                 ngx_strlen(ngx_http_canary_auto_fields[i]));
+        ngx_http_canary_redis_arg(a, ngx_http_canary_auto_fields[i],
+                                  ngx_strlen(ngx_http_canary_auto_fields[i]));
     }
 
     ar->judging = judge;
     ar->next_poll = ngx_http_canary_auto_now()
                     + ngx_http_canary_policy_poll(ar->policy);
 
-    if (ngx_http_canary_auto_send(ctl, a, ngx_http_canary_auto_poll_handler,
-                                  ar)
+    if (ngx_http_canary_redis_send_args(ctl->rc, a,
+                                        ngx_http_canary_auto_poll_handler, ar)
         == NGX_OK)
     {
         ar->busy = 1;

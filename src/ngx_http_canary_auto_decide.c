@@ -28,12 +28,12 @@ static void ngx_http_canary_auto_apply(ngx_http_canary_auto_rollout_t *ar,
     redisReply **f, ngx_http_canary_auto_outcome_t *o);
 static void ngx_http_canary_auto_apply_fields(
     ngx_http_canary_auto_rollout_t *ar, ngx_http_canary_auto_outcome_t *o,
-    ngx_str_t *reason, ngx_http_canary_auto_args_t *set,
-    ngx_http_canary_auto_args_t *del);
+    ngx_str_t *reason, ngx_http_canary_redis_args_t *set,
+    ngx_http_canary_redis_args_t *del);
 static void ngx_http_canary_auto_apply_history(
     ngx_http_canary_auto_rollout_t *ar, redisReply **f,
     ngx_http_canary_auto_outcome_t *o, ngx_str_t *reason,
-    ngx_http_canary_auto_args_t *x);
+    ngx_http_canary_redis_args_t *x);
 static u_char *ngx_http_canary_auto_alert(ngx_http_canary_auto_rollout_t *ar,
     ngx_http_canary_auto_outcome_t *o, ngx_str_t *reason, u_char *p,
     u_char *last);
@@ -112,8 +112,8 @@ void
 ngx_http_canary_auto_operator(ngx_http_canary_auto_rollout_t *ar,
     redisReply **f, uint32_t percent, ngx_uint_t state, uint64_t decided)
 {
-    ngx_http_canary_auto_t       *ctl;
-    ngx_http_canary_auto_args_t  *a;
+    ngx_http_canary_auto_t        *ctl;
+    ngx_http_canary_redis_args_t  *a;
 
     ctl = ar->ctl;
 
@@ -123,39 +123,39 @@ ngx_http_canary_auto_operator(ngx_http_canary_auto_rollout_t *ar,
                   &ngx_http_canary_state_names[ar->seen_state],
                   &ngx_http_canary_state_names[state]);
 
-    a = &ngx_http_canary_auto_args;
-    ngx_http_canary_auto_args_init(a);
+    a = ngx_http_canary_auto_args_init(&ngx_http_canary_auto_args);
 
-    ngx_http_canary_auto_arg(a, "EVAL", 4);
-    ngx_http_canary_auto_arg(a, ngx_http_canary_auto_xadd_lua.data,
-                             ngx_http_canary_auto_xadd_lua.len);
-    ngx_http_canary_auto_arg(a, "2", 1);
-    ngx_http_canary_auto_arg(a, ctl->leader_key.data, ctl->leader_key.len);
-    ngx_http_canary_auto_arg(a, ar->history.data, ar->history.len);
-    ngx_http_canary_auto_arg(a, ctl->node.data, ctl->node.len);
+    ngx_http_canary_redis_arg(a, "EVAL", 4);
+    ngx_http_canary_redis_arg(a, ngx_http_canary_auto_xadd_lua.data,
+                              ngx_http_canary_auto_xadd_lua.len);
+    ngx_http_canary_redis_arg(a, "2", 1);
+    ngx_http_canary_redis_arg(a, ctl->leader_key.data, ctl->leader_key.len);
+    ngx_http_canary_redis_arg(a, ar->history.data, ar->history.len);
+    ngx_http_canary_redis_arg(a, ctl->node.data, ctl->node.len);
 
-    ngx_http_canary_auto_arg(a, "time", 4);
-    ngx_http_canary_auto_argf(a, "%uL", ngx_http_canary_auto_now());
-    ngx_http_canary_auto_arg(a, "event", 5);
-    ngx_http_canary_auto_arg(a, "operator", 8);
-    ngx_http_canary_auto_arg(a, "node", 4);
-    ngx_http_canary_auto_arg(a, ctl->node.data, ctl->node.len);
-    ngx_http_canary_auto_arg(a, "old_percent", 11);
+    ngx_http_canary_redis_arg(a, "time", 4);
+    ngx_http_canary_redis_argf(a, "%uL", ngx_http_canary_auto_now());
+    ngx_http_canary_redis_arg(a, "event", 5);
+    ngx_http_canary_redis_arg(a, "operator", 8);
+    ngx_http_canary_redis_arg(a, "node", 4);
+    ngx_http_canary_redis_arg(a, ctl->node.data, ctl->node.len);
+    ngx_http_canary_redis_arg(a, "old_percent", 11);
     ngx_http_canary_auto_arg_percent(a, ar->seen_percent);
-    ngx_http_canary_auto_arg(a, "percent", 7);
+    ngx_http_canary_redis_arg(a, "percent", 7);
     ngx_http_canary_auto_arg_percent(a, percent);
-    ngx_http_canary_auto_arg(a, "old_state", 9);
-    ngx_http_canary_auto_arg(a, ngx_http_canary_state_names[ar->seen_state]
-                                .data,
-                             ngx_http_canary_state_names[ar->seen_state].len);
-    ngx_http_canary_auto_arg(a, "state", 5);
-    ngx_http_canary_auto_arg(a, ngx_http_canary_state_names[state].data,
-                             ngx_http_canary_state_names[state].len);
-    ngx_http_canary_auto_arg(a, "step", 4);
+    ngx_http_canary_redis_arg(a, "old_state", 9);
+    ngx_http_canary_redis_arg(a, ngx_http_canary_state_names[ar->seen_state]
+                              .data,
+                              ngx_http_canary_state_names[ar->seen_state].len);
+    ngx_http_canary_redis_arg(a, "state", 5);
+    ngx_http_canary_redis_arg(a, ngx_http_canary_state_names[state].data,
+                              ngx_http_canary_state_names[state].len);
+    ngx_http_canary_redis_arg(a, "step", 4);
     ngx_http_canary_auto_arg_reply(a, f[ngx_http_canary_f_step]);
 
-    (void) ngx_http_canary_auto_send(ctl, a,
-                                     ngx_http_canary_auto_xadd_handler, ar);
+    (void) ngx_http_canary_redis_send_args(ctl->rc, a,
+                                           ngx_http_canary_auto_xadd_handler,
+                                           ar);
 }
 
 
@@ -435,12 +435,12 @@ ngx_http_canary_auto_arm_off(ngx_http_canary_auto_rollout_t *ar,
     ngx_uint_t arm, ngx_http_canary_judgement_t *j, uint64_t interval,
     uint64_t nodes, uint64_t now)
 {
-    u_char                       *p, *last;
-    u_char                        alert[1024];
-    u_char                        reason[NGX_HTTP_CANARY_REASON_LEN];
-    ngx_str_t                    *name;
-    ngx_http_canary_auto_t       *ctl;
-    ngx_http_canary_auto_args_t  *a;
+    u_char                        *p, *last;
+    u_char                         alert[1024];
+    u_char                         reason[NGX_HTTP_CANARY_REASON_LEN];
+    ngx_str_t                     *name;
+    ngx_http_canary_auto_t        *ctl;
+    ngx_http_canary_redis_args_t  *a;
 
     ctl = ar->ctl;
     name = &ar->ro->variants[arm].name;
@@ -469,46 +469,45 @@ ngx_http_canary_auto_arm_off(ngx_http_canary_auto_rollout_t *ar,
                                    ngx_min(ngx_strlen(reason), 300));
     p = ngx_slprintf(p, last, "\"}");
 
-    a = &ngx_http_canary_auto_args;
-    ngx_http_canary_auto_args_init(a);
+    a = ngx_http_canary_auto_args_init(&ngx_http_canary_auto_args);
 
-    ngx_http_canary_auto_arg(a, "EVAL", 4);
-    ngx_http_canary_auto_arg(a, ngx_http_canary_auto_arm_off_lua.data,
-                             ngx_http_canary_auto_arm_off_lua.len);
-    ngx_http_canary_auto_arg(a, "3", 1);
-    ngx_http_canary_auto_arg(a, ctl->leader_key.data, ctl->leader_key.len);
-    ngx_http_canary_auto_arg(a, ar->key.data, ar->key.len);
-    ngx_http_canary_auto_arg(a, ar->history.data, ar->history.len);
+    ngx_http_canary_redis_arg(a, "EVAL", 4);
+    ngx_http_canary_redis_arg(a, ngx_http_canary_auto_arm_off_lua.data,
+                              ngx_http_canary_auto_arm_off_lua.len);
+    ngx_http_canary_redis_arg(a, "3", 1);
+    ngx_http_canary_redis_arg(a, ctl->leader_key.data, ctl->leader_key.len);
+    ngx_http_canary_redis_arg(a, ar->key.data, ar->key.len);
+    ngx_http_canary_redis_arg(a, ar->history.data, ar->history.len);
 
-    ngx_http_canary_auto_arg(a, ctl->node.data, ctl->node.len);
-    ngx_http_canary_auto_argf(a, "arm:%V", name);
-    ngx_http_canary_auto_arg(a, ctl->changed.data, ctl->changed.len);
-    ngx_http_canary_auto_arg(a, ar->ro->name.data, ar->ro->name.len);
-    ngx_http_canary_auto_arg(a, ctl->alerts.data, ctl->alerts.len);
-    ngx_http_canary_auto_arg(a, alert, p - alert);
+    ngx_http_canary_redis_arg(a, ctl->node.data, ctl->node.len);
+    ngx_http_canary_redis_argf(a, "arm:%V", name);
+    ngx_http_canary_redis_arg(a, ctl->changed.data, ctl->changed.len);
+    ngx_http_canary_redis_arg(a, ar->ro->name.data, ar->ro->name.len);
+    ngx_http_canary_redis_arg(a, ctl->alerts.data, ctl->alerts.len);
+    ngx_http_canary_redis_arg(a, alert, p - alert);
 
-    ngx_http_canary_auto_arg(a, "time", 4);
-    ngx_http_canary_auto_argf(a, "%uL", now);
-    ngx_http_canary_auto_arg(a, "event", 5);
-    ngx_http_canary_auto_arg(a, "arm_off", 7);
-    ngx_http_canary_auto_arg(a, "node", 4);
-    ngx_http_canary_auto_arg(a, ctl->node.data, ctl->node.len);
-    ngx_http_canary_auto_arg(a, "arm", 3);
-    ngx_http_canary_auto_arg(a, name->data, name->len);
-    ngx_http_canary_auto_arg(a, "interval", 8);
-    ngx_http_canary_auto_argf(a, "%uL", interval);
-    ngx_http_canary_auto_arg(a, "nodes", 5);
-    ngx_http_canary_auto_argf(a, "%uL", nodes);
+    ngx_http_canary_redis_arg(a, "time", 4);
+    ngx_http_canary_redis_argf(a, "%uL", now);
+    ngx_http_canary_redis_arg(a, "event", 5);
+    ngx_http_canary_redis_arg(a, "arm_off", 7);
+    ngx_http_canary_redis_arg(a, "node", 4);
+    ngx_http_canary_redis_arg(a, ctl->node.data, ctl->node.len);
+    ngx_http_canary_redis_arg(a, "arm", 3);
+    ngx_http_canary_redis_arg(a, name->data, name->len);
+    ngx_http_canary_redis_arg(a, "interval", 8);
+    ngx_http_canary_redis_argf(a, "%uL", interval);
+    ngx_http_canary_redis_arg(a, "nodes", 5);
+    ngx_http_canary_redis_argf(a, "%uL", nodes);
     ngx_http_canary_auto_arg_figures(a, j, 1);
-    ngx_http_canary_auto_arg(a, "reason", 6);
-    ngx_http_canary_auto_arg(a, reason, ngx_strlen(reason));
+    ngx_http_canary_redis_arg(a, "reason", 6);
+    ngx_http_canary_redis_arg(a, reason, ngx_strlen(reason));
 
     ngx_log_error(NGX_LOG_ERR, ctl->log, 0,
                   "canary auto: \"%V\" switching arm \"%V\" off: %s",
                   &ar->ro->name, name, reason);
 
-    (void) ngx_http_canary_auto_send(ctl, a, ngx_http_canary_auto_ignore,
-                                     NULL);
+    (void) ngx_http_canary_redis_send_args(ctl->rc, a,
+                                           ngx_http_canary_auto_ignore, NULL);
 }
 
 
@@ -641,20 +640,15 @@ ngx_http_canary_auto_apply(ngx_http_canary_auto_rollout_t *ar,
     u_char                        *p;
     u_char                         alert[2048];
     ngx_str_t                      reason;
-    ngx_uint_t                     i;
     ngx_http_canary_auto_t        *ctl;
-    ngx_http_canary_auto_args_t   *a, *set, *del, *x;
+    ngx_http_canary_redis_args_t  *a, *set, *del, *x;
 
     static ngx_http_canary_auto_args_t  sets, dels, xadds;
 
     ctl = ar->ctl;
-    set = &sets;
-    del = &dels;
-    x = &xadds;
-
-    ngx_http_canary_auto_args_init(set);
-    ngx_http_canary_auto_args_init(del);
-    ngx_http_canary_auto_args_init(x);
+    set = ngx_http_canary_auto_args_init(&sets);
+    del = ngx_http_canary_auto_args_init(&dels);
+    x = ngx_http_canary_auto_args_init(&xadds);
 
     reason.data = o->reason;
     reason.len = ngx_strlen(o->reason);
@@ -671,41 +665,31 @@ ngx_http_canary_auto_apply(ngx_http_canary_auto_rollout_t *ar,
 
     /* the script's arguments */
 
-    a = &ngx_http_canary_auto_args;
-    ngx_http_canary_auto_args_init(a);
+    a = ngx_http_canary_auto_args_init(&ngx_http_canary_auto_args);
 
-    ngx_http_canary_auto_arg(a, "EVAL", 4);
-    ngx_http_canary_auto_arg(a, ngx_http_canary_auto_apply_lua.data,
-                             ngx_http_canary_auto_apply_lua.len);
-    ngx_http_canary_auto_arg(a, "3", 1);
-    ngx_http_canary_auto_arg(a, ctl->leader_key.data, ctl->leader_key.len);
-    ngx_http_canary_auto_arg(a, ar->key.data, ar->key.len);
-    ngx_http_canary_auto_arg(a, ar->history.data, ar->history.len);
+    ngx_http_canary_redis_arg(a, "EVAL", 4);
+    ngx_http_canary_redis_arg(a, ngx_http_canary_auto_apply_lua.data,
+                              ngx_http_canary_auto_apply_lua.len);
+    ngx_http_canary_redis_arg(a, "3", 1);
+    ngx_http_canary_redis_arg(a, ctl->leader_key.data, ctl->leader_key.len);
+    ngx_http_canary_redis_arg(a, ar->key.data, ar->key.len);
+    ngx_http_canary_redis_arg(a, ar->history.data, ar->history.len);
 
-    ngx_http_canary_auto_arg(a, ctl->node.data, ctl->node.len);
+    ngx_http_canary_redis_arg(a, ctl->node.data, ctl->node.len);
     ngx_http_canary_auto_arg_reply(a, f[ngx_http_canary_f_checked]);
     ngx_http_canary_auto_arg_reply(a, f[ngx_http_canary_f_state]);
     ngx_http_canary_auto_arg_reply(a, f[ngx_http_canary_f_step]);
-    ngx_http_canary_auto_arg(a, ctl->changed.data, ctl->changed.len);
-    ngx_http_canary_auto_arg(a, ar->ro->name.data, ar->ro->name.len);
-    ngx_http_canary_auto_arg(a, ctl->alerts.data, ctl->alerts.len);
-    ngx_http_canary_auto_arg(a, alert, p - alert);
-    ngx_http_canary_auto_argf(a, "%d", set->n);
-    ngx_http_canary_auto_argf(a, "%d", del->n);
+    ngx_http_canary_redis_arg(a, ctl->changed.data, ctl->changed.len);
+    ngx_http_canary_redis_arg(a, ar->ro->name.data, ar->ro->name.len);
+    ngx_http_canary_redis_arg(a, ctl->alerts.data, ctl->alerts.len);
+    ngx_http_canary_redis_arg(a, alert, p - alert);
+    ngx_http_canary_redis_argf(a, "%ui", set->n);
+    ngx_http_canary_redis_argf(a, "%ui", del->n);
+    ngx_http_canary_redis_argv(a, set);
+    ngx_http_canary_redis_argv(a, del);
+    ngx_http_canary_redis_argv(a, x);
 
-    for (i = 0; i < (ngx_uint_t) set->n; i++) {
-        ngx_http_canary_auto_arg(a, set->argv[i], set->len[i]);
-    }
-
-    for (i = 0; i < (ngx_uint_t) del->n; i++) {
-        ngx_http_canary_auto_arg(a, del->argv[i], del->len[i]);
-    }
-
-    for (i = 0; i < (ngx_uint_t) x->n; i++) {
-        ngx_http_canary_auto_arg(a, x->argv[i], x->len[i]);
-    }
-
-    if (a->n >= NGX_HTTP_CANARY_AUTO_MAX_ARGS) {
+    if (a->overflow) {
         ngx_log_error(NGX_LOG_ALERT, ctl->log, 0,
                       "canary auto: too many arguments for \"%V\"",
                       &ar->ro->name);
@@ -717,8 +701,8 @@ ngx_http_canary_auto_apply(ngx_http_canary_auto_rollout_t *ar,
     ngx_cpystrn(ar->reason, reason.data,
                 ngx_min(reason.len + 1, sizeof(ar->reason)));
 
-    if (ngx_http_canary_auto_send(ctl, a, ngx_http_canary_auto_apply_handler,
-                                  ar)
+    if (ngx_http_canary_redis_send_args(ctl->rc, a,
+                                        ngx_http_canary_auto_apply_handler, ar)
         == NGX_OK)
     {
         ar->applying = 1;
@@ -731,7 +715,7 @@ ngx_http_canary_auto_apply(ngx_http_canary_auto_rollout_t *ar,
 static void
 ngx_http_canary_auto_apply_fields(ngx_http_canary_auto_rollout_t *ar,
     ngx_http_canary_auto_outcome_t *o, ngx_str_t *reason,
-    ngx_http_canary_auto_args_t *set, ngx_http_canary_auto_args_t *del)
+    ngx_http_canary_redis_args_t *set, ngx_http_canary_redis_args_t *del)
 {
     ngx_uint_t               i, changes;
     const char              *name;
@@ -743,75 +727,75 @@ ngx_http_canary_auto_apply_fields(ngx_http_canary_auto_rollout_t *ar,
                || o->step_changed);
 
     if (changes) {
-        ngx_http_canary_auto_arg(set, "percent", 7);
+        ngx_http_canary_redis_arg(set, "percent", 7);
         ngx_http_canary_auto_arg_percent(set, o->percent);
-        ngx_http_canary_auto_arg(set, "state", 5);
-        ngx_http_canary_auto_arg(set, ngx_http_canary_state_names[o->state]
-                                      .data,
-                                 ngx_http_canary_state_names[o->state].len);
+        ngx_http_canary_redis_arg(set, "state", 5);
+        ngx_http_canary_redis_arg(set, ngx_http_canary_state_names[o->state]
+                                  .data,
+                                  ngx_http_canary_state_names[o->state].len);
     }
 
     if (o->step) {
-        ngx_http_canary_auto_arg(set, "step", 4);
-        ngx_http_canary_auto_argf(set, "%uL", o->step);
+        ngx_http_canary_redis_arg(set, "step", 4);
+        ngx_http_canary_redis_argf(set, "%uL", o->step);
 
     } else {
-        ngx_http_canary_auto_arg(del, "step", 4);
+        ngx_http_canary_redis_arg(del, "step", 4);
     }
 
     if (o->since) {
-        ngx_http_canary_auto_arg(set, "since", 5);
-        ngx_http_canary_auto_argf(set, "%uL", o->since);
+        ngx_http_canary_redis_arg(set, "since", 5);
+        ngx_http_canary_redis_argf(set, "%uL", o->since);
     }
 
     if (o->j) {
-        ngx_http_canary_auto_arg(set, "checked", 7);
-        ngx_http_canary_auto_argf(set, "%uL", o->interval);
-        ngx_http_canary_auto_arg(set, "failures", 8);
-        ngx_http_canary_auto_argf(set, "%uD", o->failures);
-        ngx_http_canary_auto_arg(set, "interval", 8);
-        ngx_http_canary_auto_argf(set, "%uL", o->interval);
-        ngx_http_canary_auto_arg(set, "nodes", 5);
-        ngx_http_canary_auto_argf(set, "%uL", o->nodes);
+        ngx_http_canary_redis_arg(set, "checked", 7);
+        ngx_http_canary_redis_argf(set, "%uL", o->interval);
+        ngx_http_canary_redis_arg(set, "failures", 8);
+        ngx_http_canary_redis_argf(set, "%uD", o->failures);
+        ngx_http_canary_redis_arg(set, "interval", 8);
+        ngx_http_canary_redis_argf(set, "%uL", o->interval);
+        ngx_http_canary_redis_arg(set, "nodes", 5);
+        ngx_http_canary_redis_argf(set, "%uL", o->nodes);
         ngx_http_canary_auto_arg_figures(set, o->j, 0);
 
     } else {
-        ngx_http_canary_auto_arg(del, "checked", 7);
-        ngx_http_canary_auto_arg(del, "failures", 8);
+        ngx_http_canary_redis_arg(del, "checked", 7);
+        ngx_http_canary_redis_arg(del, "failures", 8);
 
         /* the figures that decided: "interval" ... "s_p99" */
 
         for (i = ngx_http_canary_f_interval; i <= ngx_http_canary_f_s_p99; i++)
         {
             name = ngx_http_canary_auto_fields[i];
-            ngx_http_canary_auto_arg(del, name, ngx_strlen(name));
+            ngx_http_canary_redis_arg(del, name, ngx_strlen(name));
         }
     }
 
     /* the dark phase's fields: kept up to date in it, removed after */
 
     if (o->dark_stay) {
-        ngx_http_canary_auto_arg(set, "phase", 5);
-        ngx_http_canary_auto_arg(set, "dark", 4);
-        ngx_http_canary_auto_arg(set, "dark_passed", 11);
-        ngx_http_canary_auto_argf(set, "%uD", o->dark_passed);
-        ngx_http_canary_auto_arg(set, "shadow", 6);
+        ngx_http_canary_redis_arg(set, "phase", 5);
+        ngx_http_canary_redis_arg(set, "dark", 4);
+        ngx_http_canary_redis_arg(set, "dark_passed", 11);
+        ngx_http_canary_redis_argf(set, "%uD", o->dark_passed);
+        ngx_http_canary_redis_arg(set, "shadow", 6);
         ngx_http_canary_auto_arg_percent(set, ar->policy->shadow);
 
     } else if (o->dark) {
-        ngx_http_canary_auto_arg(del, "phase", 5);
-        ngx_http_canary_auto_arg(del, "dark_passed", 11);
-        ngx_http_canary_auto_arg(del, "shadow", 6);
+        ngx_http_canary_redis_arg(del, "phase", 5);
+        ngx_http_canary_redis_arg(del, "dark_passed", 11);
+        ngx_http_canary_redis_arg(del, "shadow", 6);
     }
 
-    ngx_http_canary_auto_arg(set, "decided_at", 10);
-    ngx_http_canary_auto_argf(set, "%uL", o->now);
-    ngx_http_canary_auto_arg(set, "decided_by", 10);
-    ngx_http_canary_auto_arg(set, ctl->node.data, ctl->node.len);
-    ngx_http_canary_auto_arg(set, "decision", 8);
-    ngx_http_canary_auto_arg(set, o->event, ngx_strlen(o->event));
-    ngx_http_canary_auto_arg(set, "reason", 6);
-    ngx_http_canary_auto_arg(set, reason->data, reason->len);
+    ngx_http_canary_redis_arg(set, "decided_at", 10);
+    ngx_http_canary_redis_argf(set, "%uL", o->now);
+    ngx_http_canary_redis_arg(set, "decided_by", 10);
+    ngx_http_canary_redis_arg(set, ctl->node.data, ctl->node.len);
+    ngx_http_canary_redis_arg(set, "decision", 8);
+    ngx_http_canary_redis_arg(set, o->event, ngx_strlen(o->event));
+    ngx_http_canary_redis_arg(set, "reason", 6);
+    ngx_http_canary_redis_arg(set, reason->data, reason->len);
 }
 
 
@@ -820,54 +804,54 @@ ngx_http_canary_auto_apply_fields(ngx_http_canary_auto_rollout_t *ar,
 static void
 ngx_http_canary_auto_apply_history(ngx_http_canary_auto_rollout_t *ar,
     redisReply **f, ngx_http_canary_auto_outcome_t *o, ngx_str_t *reason,
-    ngx_http_canary_auto_args_t *x)
+    ngx_http_canary_redis_args_t *x)
 {
     ngx_http_canary_auto_t  *ctl;
 
     ctl = ar->ctl;
 
-    ngx_http_canary_auto_arg(x, "time", 4);
-    ngx_http_canary_auto_argf(x, "%uL", o->now);
-    ngx_http_canary_auto_arg(x, "event", 5);
-    ngx_http_canary_auto_arg(x, o->event, ngx_strlen(o->event));
-    ngx_http_canary_auto_arg(x, "node", 4);
-    ngx_http_canary_auto_arg(x, ctl->node.data, ctl->node.len);
-    ngx_http_canary_auto_arg(x, "phase", 5);
-    ngx_http_canary_auto_arg(x, o->dark ? "dark" : "live", 4);
-    ngx_http_canary_auto_arg(x, "old_percent", 11);
+    ngx_http_canary_redis_arg(x, "time", 4);
+    ngx_http_canary_redis_argf(x, "%uL", o->now);
+    ngx_http_canary_redis_arg(x, "event", 5);
+    ngx_http_canary_redis_arg(x, o->event, ngx_strlen(o->event));
+    ngx_http_canary_redis_arg(x, "node", 4);
+    ngx_http_canary_redis_arg(x, ctl->node.data, ctl->node.len);
+    ngx_http_canary_redis_arg(x, "phase", 5);
+    ngx_http_canary_redis_arg(x, o->dark ? "dark" : "live", 4);
+    ngx_http_canary_redis_arg(x, "old_percent", 11);
     ngx_http_canary_auto_arg_percent(x, o->old_percent);
-    ngx_http_canary_auto_arg(x, "percent", 7);
+    ngx_http_canary_redis_arg(x, "percent", 7);
     ngx_http_canary_auto_arg_percent(x, o->percent);
-    ngx_http_canary_auto_arg(x, "old_state", 9);
-    ngx_http_canary_auto_arg(x, ngx_http_canary_state_names[o->old_state]
-                                .data,
-                             ngx_http_canary_state_names[o->old_state].len);
-    ngx_http_canary_auto_arg(x, "state", 5);
-    ngx_http_canary_auto_arg(x, ngx_http_canary_state_names[o->state].data,
-                             ngx_http_canary_state_names[o->state].len);
-    ngx_http_canary_auto_arg(x, "old_step", 8);
+    ngx_http_canary_redis_arg(x, "old_state", 9);
+    ngx_http_canary_redis_arg(x, ngx_http_canary_state_names[o->old_state]
+                              .data,
+                              ngx_http_canary_state_names[o->old_state].len);
+    ngx_http_canary_redis_arg(x, "state", 5);
+    ngx_http_canary_redis_arg(x, ngx_http_canary_state_names[o->state].data,
+                              ngx_http_canary_state_names[o->state].len);
+    ngx_http_canary_redis_arg(x, "old_step", 8);
     ngx_http_canary_auto_arg_reply(x, f[ngx_http_canary_f_step]);
-    ngx_http_canary_auto_arg(x, "step", 4);
+    ngx_http_canary_redis_arg(x, "step", 4);
 
     if (o->step) {
-        ngx_http_canary_auto_argf(x, "%uL", o->step);
+        ngx_http_canary_redis_argf(x, "%uL", o->step);
 
     } else {
-        ngx_http_canary_auto_arg(x, "", 0);
+        ngx_http_canary_redis_arg(x, "", 0);
     }
 
     if (o->j) {
-        ngx_http_canary_auto_arg(x, "interval", 8);
-        ngx_http_canary_auto_argf(x, "%uL", o->interval);
-        ngx_http_canary_auto_arg(x, "nodes", 5);
-        ngx_http_canary_auto_argf(x, "%uL", o->nodes);
-        ngx_http_canary_auto_arg(x, "failures", 8);
-        ngx_http_canary_auto_argf(x, "%uD", o->failures);
+        ngx_http_canary_redis_arg(x, "interval", 8);
+        ngx_http_canary_redis_argf(x, "%uL", o->interval);
+        ngx_http_canary_redis_arg(x, "nodes", 5);
+        ngx_http_canary_redis_argf(x, "%uL", o->nodes);
+        ngx_http_canary_redis_arg(x, "failures", 8);
+        ngx_http_canary_redis_argf(x, "%uD", o->failures);
         ngx_http_canary_auto_arg_figures(x, o->j, 1);
     }
 
-    ngx_http_canary_auto_arg(x, "reason", 6);
-    ngx_http_canary_auto_arg(x, reason->data, reason->len);
+    ngx_http_canary_redis_arg(x, "reason", 6);
+    ngx_http_canary_redis_arg(x, reason->data, reason->len);
 }
 
 

@@ -50,79 +50,50 @@ static const char  *ngx_http_canary_auto_figure_names[] = { "req", "err" };
 ngx_http_canary_auto_args_t  ngx_http_canary_auto_args;
 
 
-void
-ngx_http_canary_auto_args_init(ngx_http_canary_auto_args_t *a)
+ngx_http_canary_redis_args_t *
+ngx_http_canary_auto_args_init(ngx_http_canary_auto_args_t *s)
 {
-    a->n = 0;
-    a->pos = a->buf;
-}
-
-
-void
-ngx_http_canary_auto_arg(ngx_http_canary_auto_args_t *a, const void *data,
-    size_t len)
-{
-    if (a->n >= NGX_HTTP_CANARY_AUTO_MAX_ARGS) {
-        a->n = NGX_HTTP_CANARY_AUTO_MAX_ARGS;
-        return;
-    }
-
-    a->argv[a->n] = data;
-    a->len[a->n] = len;
-    a->n++;
-}
-
-
-void
-ngx_http_canary_auto_argf(ngx_http_canary_auto_args_t *a, const char *fmt,
-    ...)
-{
-    u_char   *p;
-    va_list   args;
-
-    va_start(args, fmt);
-    p = ngx_vslprintf(a->pos, a->buf + sizeof(a->buf), fmt, args);
-    va_end(args);
-
-    ngx_http_canary_auto_arg(a, a->pos, p - a->pos);
-    a->pos = p;
+    ngx_http_canary_redis_args_init(&s->args, s->argv, s->len,
+                                    NGX_HTTP_CANARY_AUTO_MAX_ARGS, s->buf,
+                                    sizeof(s->buf));
+    return &s->args;
 }
 
 
 /* a field's value as read, "" when missing */
 
 void
-ngx_http_canary_auto_arg_reply(ngx_http_canary_auto_args_t *a, redisReply *r)
+ngx_http_canary_auto_arg_reply(ngx_http_canary_redis_args_t *a, redisReply *r)
 {
     if (r->type == REDIS_REPLY_STRING) {
-        ngx_http_canary_auto_argf(a, "%*s", (size_t) r->len, r->str);
+        ngx_http_canary_redis_argf(a, "%*s", (size_t) r->len, r->str);
 
     } else {
-        ngx_http_canary_auto_arg(a, "", 0);
+        ngx_http_canary_redis_arg(a, "", 0);
     }
 }
 
 
 void
-ngx_http_canary_auto_arg_percent(ngx_http_canary_auto_args_t *a,
+ngx_http_canary_auto_arg_percent(ngx_http_canary_redis_args_t *a,
     uint32_t hundredths)
 {
     char  buf[32];
 
     if (hundredths == NGX_MAX_UINT32_VALUE) {
-        ngx_http_canary_auto_arg(a, "", 0);
+        ngx_http_canary_redis_arg(a, "", 0);
         return;
     }
 
     ngx_http_canary_format_percent(buf, sizeof(buf), hundredths);
-    ngx_http_canary_auto_argf(a, "%s", buf);
+    ngx_http_canary_redis_argf(a, "%s", buf);
 }
 
 
 /* c_requests ... s_p99 in the hash; canary_requests ... in the history */
 
 void
-ngx_http_canary_auto_arg_figures(ngx_http_canary_auto_args_t *a,
+ngx_http_canary_auto_arg_figures(ngx_http_canary_redis_args_t *a,
     ngx_http_canary_judgement_t *j, ngx_uint_t history)
 {
     char         buf[32];
@@ -132,28 +103,28 @@ ngx_http_canary_auto_arg_figures(ngx_http_canary_auto_args_t *a,
     for (v = 2; v-- > 0; /* void */) {
         name = history ? (v ? "canary" : "stable") : (v ? "c" : "s");
 
-        ngx_http_canary_auto_argf(a, "%s_requests", name);
-        ngx_http_canary_auto_argf(a, "%uL", j->requests[v]);
-        ngx_http_canary_auto_argf(a, "%s_errors", name);
-        ngx_http_canary_auto_argf(a, "%uL", j->errors[v]);
-        ngx_http_canary_auto_argf(a, "%s_error_rate", name);
+        ngx_http_canary_redis_argf(a, "%s_requests", name);
+        ngx_http_canary_redis_argf(a, "%uL", j->requests[v]);
+        ngx_http_canary_redis_argf(a, "%s_errors", name);
+        ngx_http_canary_redis_argf(a, "%uL", j->errors[v]);
+        ngx_http_canary_redis_argf(a, "%s_error_rate", name);
 
         if (history) {
             ngx_http_canary_format_rate(buf, sizeof(buf), j->error_rate[v]);
-            ngx_http_canary_auto_argf(a, "%s", buf);
+            ngx_http_canary_redis_argf(a, "%s", buf);
 
         } else {
-            ngx_http_canary_auto_argf(a, "%uL", j->error_rate[v]);
+            ngx_http_canary_redis_argf(a, "%uL", j->error_rate[v]);
         }
 
-        ngx_http_canary_auto_argf(a, history ? "%s_p99_ms" : "%s_p99",
-                                  name);
+        ngx_http_canary_redis_argf(a, history ? "%s_p99_ms" : "%s_p99",
+                                   name);
 
         if (j->p99[v] == NGX_HTTP_CANARY_P99_INF) {
-            ngx_http_canary_auto_arg(a, "inf", 3);
+            ngx_http_canary_redis_arg(a, "inf", 3);
 
         } else {
-            ngx_http_canary_auto_argf(a, "%uL", j->p99[v]);
+            ngx_http_canary_redis_argf(a, "%uL", j->p99[v]);
         }
     }
 }
@@ -166,52 +137,34 @@ ngx_http_canary_auto_arg_figures(ngx_http_canary_auto_args_t *a,
  */
 
 void
-ngx_http_canary_auto_arg_figure(ngx_http_canary_auto_args_t *a,
+ngx_http_canary_auto_arg_figure(ngx_http_canary_redis_args_t *a,
     ngx_http_canary_rollout_t *ro, ngx_uint_t row, ngx_uint_t k)
 {
-    u_char  *p, *last;
+    char       *prefix;
+    ngx_str_t   arm;
 
-    p = a->pos;
-    last = a->buf + sizeof(a->buf);
+    ngx_str_null(&arm);
 
     if (row == NGX_HTTP_CANARY_AUTO_SHADOW) {
-        p = ngx_slprintf(p, last, "d:");
+        prefix = "d:";
 
     } else if (row >= 2) {
-        p = ngx_slprintf(p, last, "arm:%V:", &ro->variants[row - 1].name);
+        prefix = "arm:";
+        arm = ro->variants[row - 1].name;
 
     } else {
-        p = ngx_slprintf(p, last, "%c:", row ? 'c' : 's');
+        prefix = row ? "c:" : "s:";
     }
 
     if (k < 2) {
-        p = ngx_slprintf(p, last, "%s",
-                         ngx_http_canary_auto_figure_names[k]);
+        ngx_http_canary_redis_argf(a, "%s%V%s%s", prefix, &arm,
+                                   arm.len ? ":" : "",
+                                   ngx_http_canary_auto_figure_names[k]);
 
     } else {
-        p = ngx_slprintf(p, last, "h%ui", k - 2);
+        ngx_http_canary_redis_argf(a, "%s%V%sh%ui", prefix, &arm,
+                                   arm.len ? ":" : "", k - 2);
     }
-
-    ngx_http_canary_auto_arg(a, a->pos, p - a->pos);
-    a->pos = p;
-}
-
-
-ngx_int_t
-ngx_http_canary_auto_send(ngx_http_canary_auto_t *ctl,
-    ngx_http_canary_auto_args_t *a, ngx_http_canary_redis_handler_pt handler,
-    void *data)
-{
-    if (a->n >= NGX_HTTP_CANARY_AUTO_MAX_ARGS
-        || a->pos >= a->buf + sizeof(a->buf))
-    {
-        ngx_log_error(NGX_LOG_ALERT, ctl->log, 0,
-                      "canary auto: a command too large to send");
-        return NGX_ERROR;
-    }
-
-    return ngx_http_canary_redis_send(ctl->rc, a->n, a->argv, a->len,
-                                      handler, data);
 }
 
 

@@ -21,6 +21,7 @@
 
 #include "ngx_http_canary_module.h"
 #include "ngx_http_canary_redis.h"
+#include "ngx_http_canary_redis_args.h"
 
 
 #if (__GNUC__ >= 4)
@@ -60,11 +61,11 @@ enum {
 };
 
 
+/* storage for one command's arguments */
 typedef struct {
+    ngx_http_canary_redis_args_t    args;
     const char                     *argv[NGX_HTTP_CANARY_AUTO_MAX_ARGS];
     size_t                          len[NGX_HTTP_CANARY_AUTO_MAX_ARGS];
-    int                             n;
-    u_char                         *pos;
     u_char                          buf[NGX_HTTP_CANARY_AUTO_ARGS_BUF];
 } ngx_http_canary_auto_args_t;
 
@@ -155,22 +156,20 @@ extern ngx_http_canary_auto_args_t  ngx_http_canary_auto_args;
 extern const char  *ngx_http_canary_auto_fields[];
 
 
-void ngx_http_canary_auto_args_init(ngx_http_canary_auto_args_t *a);
-void ngx_http_canary_auto_arg(ngx_http_canary_auto_args_t *a,
+ngx_http_canary_redis_args_t *ngx_http_canary_auto_args_init(
+    ngx_http_canary_auto_args_t *s);
+void ngx_http_canary_redis_arg(ngx_http_canary_redis_args_t *a,
     const void *data, size_t len);
-void ngx_http_canary_auto_argf(ngx_http_canary_auto_args_t *a,
+void ngx_http_canary_redis_argf(ngx_http_canary_redis_args_t *a,
     const char *fmt, ...);
-void ngx_http_canary_auto_arg_reply(ngx_http_canary_auto_args_t *a,
+void ngx_http_canary_auto_arg_reply(ngx_http_canary_redis_args_t *a,
     redisReply *r);
-void ngx_http_canary_auto_arg_percent(ngx_http_canary_auto_args_t *a,
+void ngx_http_canary_auto_arg_percent(ngx_http_canary_redis_args_t *a,
     uint32_t hundredths);
-void ngx_http_canary_auto_arg_figures(ngx_http_canary_auto_args_t *a,
+void ngx_http_canary_auto_arg_figures(ngx_http_canary_redis_args_t *a,
     ngx_http_canary_judgement_t *j, ngx_uint_t history);
-void ngx_http_canary_auto_arg_figure(ngx_http_canary_auto_args_t *a,
+void ngx_http_canary_auto_arg_figure(ngx_http_canary_redis_args_t *a,
     ngx_http_canary_rollout_t *ro, ngx_uint_t row, ngx_uint_t k);
-ngx_int_t ngx_http_canary_auto_send(ngx_http_canary_auto_t *ctl,
-    ngx_http_canary_auto_args_t *a, ngx_http_canary_redis_handler_pt handler,
-    void *data);
 void ngx_http_canary_auto_ignore(ngx_http_canary_redis_t *rc,
     redisReply *reply, void *data);
 

@@ -23,6 +23,7 @@
 #include <ngx_event.h>
 #include <ngx_http.h>
 
+#include "ngx_http_canary_redis_args.h"
 #include "ngx_http_canary_restore.h"
 
 
@@ -31,6 +32,9 @@
 #define NGX_HTTP_CANARY_RESTORE_LEASE  "30000"
 #define NGX_HTTP_CANARY_RESTORE_TMP    "60000"
 #define NGX_HTTP_CANARY_RESTORE_ARGS   64
+
+/* room for one formatted value: a count, a percent, a time */
+#define NGX_HTTP_CANARY_RESTORE_VALUE  NGX_INT64_LEN
 
 
 struct ngx_http_canary_restore_s {
@@ -47,10 +51,13 @@ struct ngx_http_canary_restore_s {
     ngx_uint_t                      n;          /* its members sent */
     ngx_http_canary_set_t          *set;
     ngx_str_t                       tmp;
+    ngx_http_canary_redis_args_t    args;     /* the command built */
     const char                    **argv;
-    size_t                         *argvlen;
+    size_t                         *len;
+    ngx_uint_t                      nalloc;
+    u_char                         *buf;
+    size_t                          size;
     unsigned                        failed:1;
-    unsigned                        nomem:1;
 };
 
 
@@ -58,8 +65,8 @@ static void ngx_http_canary_restore_lease(ngx_http_canary_redis_t *rc,
     redisReply *reply, void *data);
 static ngx_int_t ngx_http_canary_restore_hash(ngx_http_canary_sync_t *sync,
     ngx_http_canary_sync_rollout_t *sr);
-static void ngx_http_canary_restore_auto(ngx_http_canary_restore_t *r,
-    ngx_uint_t *n, ngx_http_canary_auto_status_t *st);
+static void ngx_http_canary_restore_auto(ngx_http_canary_redis_args_t *a,
+    ngx_http_canary_auto_status_t *st);
 static void ngx_http_canary_restore_hash_handler(ngx_http_canary_redis_t *rc,
     redisReply *reply, void *data);
 static void ngx_http_canary_restore_next_set(ngx_http_canary_sync_t *sync);
@@ -72,10 +79,8 @@ static void ngx_http_canary_restore_release(ngx_http_canary_redis_t *rc,
     redisReply *reply, void *data);
 static void ngx_http_canary_restore_ignore(ngx_http_canary_redis_t *rc,
     redisReply *reply, void *data);
-static void ngx_http_canary_restore_arg(ngx_http_canary_restore_t *r,
-    ngx_uint_t *n, const void *data, size_t len);
-static void ngx_http_canary_restore_argf(ngx_http_canary_restore_t *r,
-    ngx_uint_t *n, const char *fmt, ...);
+static ngx_http_canary_redis_args_t *ngx_http_canary_restore_args(
+    ngx_http_canary_restore_t *r, ngx_uint_t nargs, size_t size);
 
 
 /*
@@ -126,9 +131,10 @@ static ngx_str_t  ngx_http_canary_restore_release_lua = ngx_string(
 void
 ngx_http_canary_restore_start(ngx_http_canary_sync_t *sync)
 {
-    ngx_uint_t                  i, n;
-    ngx_pool_t                 *pool;
-    ngx_http_canary_restore_t  *r;
+    ngx_uint_t                     i;
+    ngx_pool_t                    *pool;
+    ngx_http_canary_restore_t     *r;
+    ngx_http_canary_redis_args_t  *a;
 
     pool = ngx_create_pool(4096, sync->log);
     if (pool == NULL) {
@@ -141,16 +147,16 @@ ngx_http_canary_restore_start(ngx_http_canary_sync_t *sync)
         return;
     }
 
-    n = NGX_HTTP_CANARY_RESTORE_BATCH + NGX_HTTP_CANARY_RESTORE_ARGS;
+    r->pool = pool;
 
-    r->argv = ngx_palloc(pool, n * sizeof(const char *));
-    r->argvlen = ngx_palloc(pool, n * sizeof(size_t));
-    if (r->argv == NULL || r->argvlen == NULL) {
+    a = ngx_http_canary_restore_args(r, NGX_HTTP_CANARY_RESTORE_BATCH
+                                        + NGX_HTTP_CANARY_RESTORE_ARGS,
+                                     NGX_HTTP_CANARY_RESTORE_ARGS
+                                     * NGX_HTTP_CANARY_RESTORE_VALUE);
+    if (a == NULL) {
         ngx_destroy_pool(pool);
         return;
     }
-
-    r->pool = pool;
 
     /* from the state file, also when resumed after the keys it wrote */
 
@@ -170,21 +176,20 @@ ngx_http_canary_restore_start(ngx_http_canary_sync_t *sync)
     /* its sets are read across turns: nothing is freed until it ends */
     ngx_http_canary_held = 1;
 
-    n = 0;
-    ngx_http_canary_restore_arg(r, &n, "EVAL", 4);
-    ngx_http_canary_restore_arg(r, &n, ngx_http_canary_restore_lease_lua.data,
-                                ngx_http_canary_restore_lease_lua.len);
-    ngx_http_canary_restore_arg(r, &n, "2", 1);
-    ngx_http_canary_restore_arg(r, &n, sync->lease.data, sync->lease.len);
-    ngx_http_canary_restore_arg(r, &n, sync->begun.data, sync->begun.len);
-    ngx_http_canary_restore_arg(r, &n, sync->node.data, sync->node.len);
-    ngx_http_canary_restore_arg(r, &n, NGX_HTTP_CANARY_RESTORE_LEASE,
-                                sizeof(NGX_HTTP_CANARY_RESTORE_LEASE) - 1);
-    ngx_http_canary_restore_arg(r, &n, sync->run_id,
-                                NGX_HTTP_CANARY_RUN_ID_LEN);
+    ngx_http_canary_redis_arg(a, "EVAL", 4);
+    ngx_http_canary_redis_arg(a, ngx_http_canary_restore_lease_lua.data,
+                              ngx_http_canary_restore_lease_lua.len);
+    ngx_http_canary_redis_arg(a, "2", 1);
+    ngx_http_canary_redis_arg(a, sync->lease.data, sync->lease.len);
+    ngx_http_canary_redis_arg(a, sync->begun.data, sync->begun.len);
+    ngx_http_canary_redis_arg(a, sync->node.data, sync->node.len);
+    ngx_http_canary_redis_arg(a, NGX_HTTP_CANARY_RESTORE_LEASE,
+                              sizeof(NGX_HTTP_CANARY_RESTORE_LEASE) - 1);
+    ngx_http_canary_redis_arg(a, sync->run_id,
+                              NGX_HTTP_CANARY_RUN_ID_LEN);
 
-    if (ngx_http_canary_redis_send(sync->redis, n, r->argv, r->argvlen,
-                                   ngx_http_canary_restore_lease, sync)
+    if (ngx_http_canary_redis_send_args(sync->redis, a,
+                                        ngx_http_canary_restore_lease, sync)
         != NGX_OK)
     {
         ngx_http_canary_restore_end(sync, "the connection failed", NULL);
@@ -255,11 +260,13 @@ static ngx_int_t
 ngx_http_canary_restore_hash(ngx_http_canary_sync_t *sync,
     ngx_http_canary_sync_rollout_t *sr)
 {
-    u_char                         *p;
+    size_t                          size;
     uint32_t                        arms;
+    ngx_str_t                      *name;
     ngx_uint_t                      i, n;
     ngx_http_canary_snapshot_t     *snap;
     ngx_http_canary_restore_t      *r;
+    ngx_http_canary_redis_args_t   *a;
     ngx_http_canary_auto_status_t   st;
 
     r = sync->restore;
@@ -277,61 +284,55 @@ ngx_http_canary_restore_hash(ngx_http_canary_sync_t *sync,
         ngx_shmtx_unlock(&sync->cmcf->shpool->mutex);
     }
 
+    /* each field and value; "percent:<segment>", "weight:<arm>", "arm:" */
+
     n = 2 * (snap->nsegments + 2 * NGX_HTTP_CANARY_MAX_ARMS + 32) + 4;
-
-    if (n > NGX_HTTP_CANARY_RESTORE_BATCH + NGX_HTTP_CANARY_RESTORE_ARGS) {
-        r->argv = ngx_palloc(r->pool, n * sizeof(const char *));
-        r->argvlen = ngx_palloc(r->pool, n * sizeof(size_t));
-        if (r->argv == NULL || r->argvlen == NULL) {
-            return NGX_ERROR;
-        }
-    }
-
-    n = 0;
-    ngx_http_canary_restore_arg(r, &n, "EVAL", 4);
-    ngx_http_canary_restore_arg(r, &n, ngx_http_canary_restore_hash_lua.data,
-                                ngx_http_canary_restore_hash_lua.len);
-    ngx_http_canary_restore_arg(r, &n, "1", 1);
-    ngx_http_canary_restore_arg(r, &n, sr->key.data, sr->key.len);
-
-    ngx_http_canary_restore_arg(r, &n, "percent", 7);
-    ngx_http_canary_restore_argf(r, &n, "%ui.%02ui", snap->percent / 100,
-                                 snap->percent % 100);
+    size = n * NGX_HTTP_CANARY_RESTORE_VALUE;
 
     for (i = 0; i < snap->nsegments; i++) {
-        p = ngx_pnalloc(r->pool, 8 + snap->segments[i].value.len);
-        if (p == NULL) {
-            return NGX_ERROR;
-        }
+        size += snap->segments[i].value.len;
+    }
 
-        ngx_memcpy(p, "percent:", 8);
-        ngx_memcpy(p + 8, snap->segments[i].value.data,
-                   snap->segments[i].value.len);
+    for (i = 1; i <= sr->ro->narms; i++) {
+        size += 2 * sr->ro->variants[i].name.len;
+    }
 
-        ngx_http_canary_restore_arg(r, &n, p,
-                                    8 + snap->segments[i].value.len);
-        ngx_http_canary_restore_argf(r, &n, "%ui.%02ui",
-                                     snap->segments[i].percent / 100,
-                                     snap->segments[i].percent % 100);
+    a = ngx_http_canary_restore_args(r, n, size);
+    if (a == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_http_canary_redis_arg(a, "EVAL", 4);
+    ngx_http_canary_redis_arg(a, ngx_http_canary_restore_hash_lua.data,
+                              ngx_http_canary_restore_hash_lua.len);
+    ngx_http_canary_redis_arg(a, "1", 1);
+    ngx_http_canary_redis_arg(a, sr->key.data, sr->key.len);
+
+    ngx_http_canary_redis_arg(a, "percent", 7);
+    ngx_http_canary_redis_argf(a, "%ui.%02ui", snap->percent / 100,
+                               snap->percent % 100);
+
+    for (i = 0; i < snap->nsegments; i++) {
+        ngx_http_canary_redis_argf(a, "percent:%V", &snap->segments[i].value);
+        ngx_http_canary_redis_argf(a, "%ui.%02ui",
+                                   snap->segments[i].percent / 100,
+                                   snap->segments[i].percent % 100);
     }
 
     if (snap->start) {
-        ngx_http_canary_restore_arg(r, &n, "start", 5);
-        ngx_http_canary_restore_argf(r, &n, "%T", snap->start);
+        ngx_http_canary_redis_arg(a, "start", 5);
+        ngx_http_canary_redis_argf(a, "%T", snap->start);
     }
 
     if (snap->end) {
-        ngx_http_canary_restore_arg(r, &n, "end", 3);
-        ngx_http_canary_restore_argf(r, &n, "%T", snap->end);
+        ngx_http_canary_redis_arg(a, "end", 3);
+        ngx_http_canary_redis_argf(a, "%T", snap->end);
     }
 
     if (snap->state != NGX_HTTP_CANARY_STATE_NONE) {
-        ngx_http_canary_restore_arg(r, &n, "state", 5);
-        ngx_http_canary_restore_arg(r, &n,
-                                    ngx_http_canary_state_names[snap->state]
-                                    .data,
-                                    ngx_http_canary_state_names[snap->state]
-                                    .len);
+        ngx_http_canary_redis_arg(a, "state", 5);
+        ngx_http_canary_redis_argf(a, "%V",
+                                   &ngx_http_canary_state_names[snap->state]);
     }
 
     /* the arms whose allocation Redis changed, as the state file keeps */
@@ -343,53 +344,32 @@ ngx_http_canary_restore_hash(ngx_http_canary_sync_t *sync,
             continue;
         }
 
-        p = ngx_pnalloc(r->pool, 7 + sr->ro->variants[i].name.len);
-        if (p == NULL) {
-            return NGX_ERROR;
-        }
+        name = &sr->ro->variants[i].name;
 
-        ngx_memcpy(p, "weight:", 7);
-        ngx_memcpy(p + 7, sr->ro->variants[i].name.data,
-                   sr->ro->variants[i].name.len);
-
-        ngx_http_canary_restore_arg(r, &n, p,
-                                    7 + sr->ro->variants[i].name.len);
-        ngx_http_canary_restore_argf(r, &n, "%uD", snap->weight[i - 1]);
+        ngx_http_canary_redis_argf(a, "weight:%V", name);
+        ngx_http_canary_redis_argf(a, "%uD", snap->weight[i - 1]);
 
         if (snap->arms_off & (1 << (i - 1))) {
-            p = ngx_pnalloc(r->pool, 4 + sr->ro->variants[i].name.len);
-            if (p == NULL) {
-                return NGX_ERROR;
-            }
-
-            ngx_memcpy(p, "arm:", 4);
-            ngx_memcpy(p + 4, sr->ro->variants[i].name.data,
-                       sr->ro->variants[i].name.len);
-
-            ngx_http_canary_restore_arg(r, &n, p,
-                                        4 + sr->ro->variants[i].name.len);
-            ngx_http_canary_restore_arg(r, &n, "off", 3);
+            ngx_http_canary_redis_argf(a, "arm:%V", name);
+            ngx_http_canary_redis_arg(a, "off", 3);
         }
     }
 
     /* the shadow share, as the state file keeps it */
 
     if (snap->shadow != sr->ro->shadow) {
-        ngx_http_canary_restore_arg(r, &n, "shadow", 6);
-        ngx_http_canary_restore_argf(r, &n, "%ui.%02ui", snap->shadow / 100,
-                                     snap->shadow % 100);
+        ngx_http_canary_redis_arg(a, "shadow", 6);
+        ngx_http_canary_redis_argf(a, "%ui.%02ui", snap->shadow / 100,
+                                   snap->shadow % 100);
     }
 
     if (st.updated) {
-        ngx_http_canary_restore_auto(r, &n, &st);
+        ngx_http_canary_restore_auto(a, &st);
     }
 
-    if (r->nomem) {
-        return NGX_ERROR;
-    }
-
-    if (ngx_http_canary_redis_send(sync->redis, n, r->argv, r->argvlen,
-                                   ngx_http_canary_restore_hash_handler, sync)
+    if (ngx_http_canary_redis_send_args(sync->redis, a,
+                                        ngx_http_canary_restore_hash_handler,
+                                        sync)
         != NGX_OK)
     {
         return NGX_ERROR;
@@ -408,7 +388,7 @@ ngx_http_canary_restore_hash(ngx_http_canary_sync_t *sync,
  */
 
 static void
-ngx_http_canary_restore_auto(ngx_http_canary_restore_t *r, ngx_uint_t *n,
+ngx_http_canary_restore_auto(ngx_http_canary_redis_args_t *a,
     ngx_http_canary_auto_status_t *st)
 {
     ngx_uint_t  v;
@@ -419,51 +399,51 @@ ngx_http_canary_restore_auto(ngx_http_canary_restore_t *r, ngx_uint_t *n,
     };
 
     if (st->step) {
-        ngx_http_canary_restore_arg(r, n, "step", 4);
-        ngx_http_canary_restore_argf(r, n, "%ui", st->step);
-        ngx_http_canary_restore_arg(r, n, "failures", 8);
-        ngx_http_canary_restore_argf(r, n, "%ui", st->failures);
-        ngx_http_canary_restore_arg(r, n, "since", 5);
-        ngx_http_canary_restore_argf(r, n, "%uL", st->since);
-        ngx_http_canary_restore_arg(r, n, "checked", 7);
-        ngx_http_canary_restore_argf(r, n, "%uL", st->checked);
+        ngx_http_canary_redis_arg(a, "step", 4);
+        ngx_http_canary_redis_argf(a, "%ui", st->step);
+        ngx_http_canary_redis_arg(a, "failures", 8);
+        ngx_http_canary_redis_argf(a, "%ui", st->failures);
+        ngx_http_canary_redis_arg(a, "since", 5);
+        ngx_http_canary_redis_argf(a, "%uL", st->since);
+        ngx_http_canary_redis_arg(a, "checked", 7);
+        ngx_http_canary_redis_argf(a, "%uL", st->checked);
     }
 
     if (st->decided_at) {
-        ngx_http_canary_restore_arg(r, n, "decided_at", 10);
-        ngx_http_canary_restore_argf(r, n, "%uL", st->decided_at);
-        ngx_http_canary_restore_arg(r, n, "decided_by", 10);
-        ngx_http_canary_restore_arg(r, n, st->decided_by, st->decided_by_len);
-        ngx_http_canary_restore_arg(r, n, "decision", 8);
-        ngx_http_canary_restore_arg(r, n, st->decision, st->decision_len);
-        ngx_http_canary_restore_arg(r, n, "reason", 6);
-        ngx_http_canary_restore_arg(r, n, st->reason, st->reason_len);
+        ngx_http_canary_redis_arg(a, "decided_at", 10);
+        ngx_http_canary_redis_argf(a, "%uL", st->decided_at);
+        ngx_http_canary_redis_arg(a, "decided_by", 10);
+        ngx_http_canary_redis_arg(a, st->decided_by, st->decided_by_len);
+        ngx_http_canary_redis_arg(a, "decision", 8);
+        ngx_http_canary_redis_arg(a, st->decision, st->decision_len);
+        ngx_http_canary_redis_arg(a, "reason", 6);
+        ngx_http_canary_redis_arg(a, st->reason, st->reason_len);
     }
 
     if (st->interval) {
-        ngx_http_canary_restore_arg(r, n, "interval", 8);
-        ngx_http_canary_restore_argf(r, n, "%uL", st->interval);
-        ngx_http_canary_restore_arg(r, n, "nodes", 5);
-        ngx_http_canary_restore_argf(r, n, "%ui", st->nodes);
+        ngx_http_canary_redis_arg(a, "interval", 8);
+        ngx_http_canary_redis_argf(a, "%uL", st->interval);
+        ngx_http_canary_redis_arg(a, "nodes", 5);
+        ngx_http_canary_redis_argf(a, "%ui", st->nodes);
 
         for (v = 0; v < NGX_HTTP_CANARY_NVARIANTS; v++) {
-            ngx_http_canary_restore_arg(r, n, fig[v][0],
-                                        ngx_strlen(fig[v][0]));
-            ngx_http_canary_restore_argf(r, n, "%uL", st->requests[v]);
-            ngx_http_canary_restore_arg(r, n, fig[v][1],
-                                        ngx_strlen(fig[v][1]));
-            ngx_http_canary_restore_argf(r, n, "%uL", st->errors[v]);
-            ngx_http_canary_restore_arg(r, n, fig[v][2],
-                                        ngx_strlen(fig[v][2]));
-            ngx_http_canary_restore_argf(r, n, "%uL", st->error_rate[v]);
-            ngx_http_canary_restore_arg(r, n, fig[v][3],
-                                        ngx_strlen(fig[v][3]));
+            ngx_http_canary_redis_arg(a, fig[v][0],
+                                      ngx_strlen(fig[v][0]));
+            ngx_http_canary_redis_argf(a, "%uL", st->requests[v]);
+            ngx_http_canary_redis_arg(a, fig[v][1],
+                                      ngx_strlen(fig[v][1]));
+            ngx_http_canary_redis_argf(a, "%uL", st->errors[v]);
+            ngx_http_canary_redis_arg(a, fig[v][2],
+                                      ngx_strlen(fig[v][2]));
+            ngx_http_canary_redis_argf(a, "%uL", st->error_rate[v]);
+            ngx_http_canary_redis_arg(a, fig[v][3],
+                                      ngx_strlen(fig[v][3]));
 
             if (st->p99[v] == NGX_HTTP_CANARY_P99_INF) {
-                ngx_http_canary_restore_arg(r, n, "inf", 3);
+                ngx_http_canary_redis_arg(a, "inf", 3);
 
             } else {
-                ngx_http_canary_restore_argf(r, n, "%uL", st->p99[v]);
+                ngx_http_canary_redis_argf(a, "%uL", st->p99[v]);
             }
         }
     }
@@ -522,8 +502,8 @@ ngx_http_canary_restore_hash_handler(ngx_http_canary_redis_t *rc,
 static void
 ngx_http_canary_restore_next_set(ngx_http_canary_sync_t *sync)
 {
-    ngx_uint_t                       n;
     ngx_http_canary_set_t           *set;
+    ngx_http_canary_redis_args_t    *a;
     ngx_http_canary_restore_t       *r;
     ngx_http_canary_snapshot_t      *snap;
     ngx_http_canary_sync_rollout_t  *sr;
@@ -562,12 +542,13 @@ ngx_http_canary_restore_next_set(ngx_http_canary_sync_t *sync)
 
         /* a temporary set left by a node that died is replaced */
 
-        n = 0;
-        ngx_http_canary_restore_arg(r, &n, "DEL", 3);
-        ngx_http_canary_restore_arg(r, &n, r->tmp.data, r->tmp.len);
+        a = ngx_http_canary_restore_args(r, 0, 0);
+        ngx_http_canary_redis_arg(a, "DEL", 3);
+        ngx_http_canary_redis_arg(a, r->tmp.data, r->tmp.len);
 
-        if (ngx_http_canary_redis_send(sync->redis, n, r->argv, r->argvlen,
-                                       ngx_http_canary_restore_ignore, sync)
+        if (ngx_http_canary_redis_send_args(sync->redis, a,
+                                            ngx_http_canary_restore_ignore,
+                                            sync)
             != NGX_OK)
         {
             ngx_http_canary_restore_end(sync, "the connection failed", NULL);
@@ -580,20 +561,19 @@ ngx_http_canary_restore_next_set(ngx_http_canary_sync_t *sync)
 
     /* all written: the lease released, every node told */
 
-    n = 0;
-    ngx_http_canary_restore_arg(r, &n, "EVAL", 4);
-    ngx_http_canary_restore_arg(r, &n,
-                                ngx_http_canary_restore_release_lua.data,
-                                ngx_http_canary_restore_release_lua.len);
-    ngx_http_canary_restore_arg(r, &n, "2", 1);
-    ngx_http_canary_restore_arg(r, &n, sync->lease.data, sync->lease.len);
-    ngx_http_canary_restore_arg(r, &n, sync->begun.data, sync->begun.len);
-    ngx_http_canary_restore_arg(r, &n, sync->node.data, sync->node.len);
-    ngx_http_canary_restore_arg(r, &n, sync->changed_channel.data,
-                                sync->changed_channel.len);
+    a = ngx_http_canary_restore_args(r, 0, 0);
+    ngx_http_canary_redis_arg(a, "EVAL", 4);
+    ngx_http_canary_redis_arg(a, ngx_http_canary_restore_release_lua.data,
+                              ngx_http_canary_restore_release_lua.len);
+    ngx_http_canary_redis_arg(a, "2", 1);
+    ngx_http_canary_redis_arg(a, sync->lease.data, sync->lease.len);
+    ngx_http_canary_redis_arg(a, sync->begun.data, sync->begun.len);
+    ngx_http_canary_redis_arg(a, sync->node.data, sync->node.len);
+    ngx_http_canary_redis_arg(a, sync->changed_channel.data,
+                              sync->changed_channel.len);
 
-    if (ngx_http_canary_redis_send(sync->redis, n, r->argv, r->argvlen,
-                                   ngx_http_canary_restore_release, sync)
+    if (ngx_http_canary_redis_send_args(sync->redis, a,
+                                        ngx_http_canary_restore_release, sync)
         != NGX_OK)
     {
         /* written all the same; the lease expires by itself */
@@ -610,62 +590,62 @@ ngx_http_canary_restore_sadd(ngx_http_canary_sync_t *sync)
     ngx_str_t                        key;
     ngx_uint_t                       n;
     ngx_http_canary_restore_t       *r;
+    ngx_http_canary_redis_args_t    *a;
     ngx_http_canary_sync_rollout_t  *sr;
 
     r = sync->restore;
     sr = &sync->rollouts[r->index];
 
-    n = 0;
-    ngx_http_canary_restore_arg(r, &n, "SADD", 4);
-    ngx_http_canary_restore_arg(r, &n, r->tmp.data, r->tmp.len);
+    a = ngx_http_canary_restore_args(r, 0, 0);
+    ngx_http_canary_redis_arg(a, "SADD", 4);
+    ngx_http_canary_redis_arg(a, r->tmp.data, r->tmp.len);
 
-    while (n < NGX_HTTP_CANARY_RESTORE_BATCH + 2
+    while (a->n < NGX_HTTP_CANARY_RESTORE_BATCH + 2
            && ngx_http_canary_set_next(r->set, &r->pos, &key) == NGX_OK)
     {
-        ngx_http_canary_restore_arg(r, &n, key.data, key.len);
+        ngx_http_canary_redis_arg(a, key.data, key.len);
     }
 
-    if (n > 2) {
-        if (ngx_http_canary_redis_send(sync->redis, n, r->argv, r->argvlen,
-                                       ngx_http_canary_restore_sadd_handler,
-                                       sync)
+    n = a->n - 2;
+
+    if (n) {
+        if (ngx_http_canary_redis_send_args(sync->redis, a,
+                                    ngx_http_canary_restore_sadd_handler, sync)
             != NGX_OK)
         {
             ngx_http_canary_restore_end(sync, "the connection failed", NULL);
             return;
         }
 
-        r->n += n - 2;
+        r->n += n;
 
-        if (r->n == n - 2) {
+        if (r->n == n) {
             /* gone by itself if this node dies before the rename */
-            n = 0;
-            ngx_http_canary_restore_arg(r, &n, "PEXPIRE", 7);
-            ngx_http_canary_restore_arg(r, &n, r->tmp.data, r->tmp.len);
-            ngx_http_canary_restore_arg(r, &n, NGX_HTTP_CANARY_RESTORE_TMP,
-                                        sizeof(NGX_HTTP_CANARY_RESTORE_TMP)
-                                        - 1);
+            a = ngx_http_canary_restore_args(r, 0, 0);
+            ngx_http_canary_redis_arg(a, "PEXPIRE", 7);
+            ngx_http_canary_redis_arg(a, r->tmp.data, r->tmp.len);
+            ngx_http_canary_redis_arg(a, NGX_HTTP_CANARY_RESTORE_TMP,
+                                      sizeof(NGX_HTTP_CANARY_RESTORE_TMP)
+                                      - 1);
 
-            (void) ngx_http_canary_redis_send(sync->redis, n, r->argv,
-                                              r->argvlen,
-                                              ngx_http_canary_restore_ignore,
-                                              sync);
+            (void) ngx_http_canary_redis_send_args(sync->redis, a,
+                                          ngx_http_canary_restore_ignore, sync);
         }
 
         return;
     }
 
-    n = 0;
-    ngx_http_canary_restore_arg(r, &n, "EVAL", 4);
-    ngx_http_canary_restore_arg(r, &n, ngx_http_canary_restore_set_lua.data,
-                                ngx_http_canary_restore_set_lua.len);
-    ngx_http_canary_restore_arg(r, &n, "2", 1);
-    ngx_http_canary_restore_arg(r, &n, r->tmp.data, r->tmp.len);
-    ngx_http_canary_restore_arg(r, &n, sr->set_key[r->which].data,
-                                sr->set_key[r->which].len);
+    a = ngx_http_canary_restore_args(r, 0, 0);
+    ngx_http_canary_redis_arg(a, "EVAL", 4);
+    ngx_http_canary_redis_arg(a, ngx_http_canary_restore_set_lua.data,
+                              ngx_http_canary_restore_set_lua.len);
+    ngx_http_canary_redis_arg(a, "2", 1);
+    ngx_http_canary_redis_arg(a, r->tmp.data, r->tmp.len);
+    ngx_http_canary_redis_arg(a, sr->set_key[r->which].data,
+                              sr->set_key[r->which].len);
 
-    if (ngx_http_canary_redis_send(sync->redis, n, r->argv, r->argvlen,
-                                   ngx_http_canary_restore_rename, sync)
+    if (ngx_http_canary_redis_send_args(sync->redis, a,
+                                        ngx_http_canary_restore_rename, sync)
         != NGX_OK)
     {
         ngx_http_canary_restore_end(sync, "the connection failed", NULL);
@@ -822,38 +802,36 @@ ngx_http_canary_restore_end(ngx_http_canary_sync_t *sync, const char *why,
 }
 
 
-/* a restore command's argument; r->nomem when one was out of memory */
+/*
+ * The builder of the next command; its storage grown, from the pool, to
+ * nargs arguments and size bytes of formatted values when it holds less
+ */
 
-static void
-ngx_http_canary_restore_arg(ngx_http_canary_restore_t *r, ngx_uint_t *n,
-    const void *data, size_t len)
+static ngx_http_canary_redis_args_t *
+ngx_http_canary_restore_args(ngx_http_canary_restore_t *r, ngx_uint_t nargs,
+    size_t size)
 {
-    if (r->nomem) {
-        return;
+    if (nargs > r->nalloc) {
+        r->argv = ngx_palloc(r->pool, nargs * sizeof(const char *));
+        r->len = ngx_palloc(r->pool, nargs * sizeof(size_t));
+        if (r->argv == NULL || r->len == NULL) {
+            return NULL;
+        }
+
+        r->nalloc = nargs;
     }
 
-    r->argv[*n] = data;
-    r->argvlen[*n] = len;
-    (*n)++;
-}
+    if (size > r->size) {
+        r->buf = ngx_pnalloc(r->pool, size);
+        if (r->buf == NULL) {
+            return NULL;
+        }
 
-
-static void
-ngx_http_canary_restore_argf(ngx_http_canary_restore_t *r, ngx_uint_t *n,
-    const char *fmt, ...)
-{
-    u_char   *p, *last;
-    va_list   args;
-
-    p = ngx_pnalloc(r->pool, NGX_INT64_LEN * 2 + 2);
-    if (p == NULL) {
-        r->nomem = 1;
-        return;
+        r->size = size;
     }
 
-    va_start(args, fmt);
-    last = ngx_vslprintf(p, p + NGX_INT64_LEN * 2 + 2, fmt, args);
-    va_end(args);
+    ngx_http_canary_redis_args_init(&r->args, r->argv, r->len, r->nalloc,
+                                    r->buf, r->size);
 
-    ngx_http_canary_restore_arg(r, n, p, last - p);
+    return &r->args;
 }

@@ -109,6 +109,7 @@ for my $path (qw(./usr/lib/nginx/modules/ngx_http_canary_module.so
                  ./usr/share/nginx/modules-available/mod-http-canary.conf
                  ./usr/share/doc/libnginx-mod-http-canary/copyright
                  ./usr/share/doc/libnginx-mod-http-canary/changelog.Debian.gz
+                 ./usr/share/doc/libnginx-mod-http-canary/docs/directives.md
                  ./usr/share/doc/libnginx-mod-http-canary/conf-examples/minimal-cookie.conf))
 {
     like($list, qr/ \Q$path\E$/m, "ships $path");

@@ -280,10 +280,23 @@ END {
 
 for my $try (1 .. 3) {
     $pid = start_container();
-    $up = CanaryTest::wait_port($port, 20,
-                                sub { waitpid($pid, WNOHANG) == 0 })
-          && eval { (http_get($port, '/canary'))[0] == 200 };
+    # the entrypoint's `nginx -t` opens the listening socket for a moment
+    # too: a connection made then is reset or refused once it exits. The
+    # nginx to ask is the one that wrote its pid (the entrypoint execs it,
+    # so it is $pid), and only then its port.
+    my $t0 = time;
+    my $alive = sub { waitpid($pid, WNOHANG) == 0 };
+    my $end = time + 20 * $CanaryTest::SCALE;
+    sleep 0.05 while $alive->() && time < $end
+        && (CanaryTest::read_file("$prefix/logs/nginx.pid") // '') !~ /^$pid$/m;
+    my $listens = CanaryTest::wait_port($port, 20, $alive);
+    my $st = $listens && eval { (http_get($port, '/canary'))[0] };
+    $up = $listens && ($st // 0) == 200;
     last if $up;
+    diag(sprintf('try %d: %s after %.1f s', $try,
+                 !$listens ? (waitpid($pid, WNOHANG) == 0
+                              ? 'port not open' : "nginx exited ($?)")
+                           : 'GET /canary: ' . ($st // $@), time - $t0));
     my $log = CanaryTest::read_file("$prefix/logs/stderr.log")
               . CanaryTest::read_file("$prefix/logs/error.log");
     kill 'QUIT', $pid;
