@@ -107,6 +107,7 @@ ngx_int_t
 ngx_http_canary_api_error(ngx_http_request_t *r, ngx_uint_t status,
     char *error, ngx_str_t *field)
 {
+    size_t                  size;
     u_char                 *p;
     ngx_str_t               e;
     ngx_http_canary_out_t   o;
@@ -118,11 +119,13 @@ ngx_http_canary_api_error(ngx_http_request_t *r, ngx_uint_t status,
     e.data = (u_char *) error;
     e.len = ngx_strlen(error);
 
-    p = ngx_http_canary_reserve(&o, 64
-                          + ngx_http_canary_esc_len(&e, NGX_HTTP_CANARY_ESC_JSON)
-                          + (field ? ngx_http_canary_esc_len(field,
-                                                 NGX_HTTP_CANARY_ESC_JSON)
-                                   : 0));
+    size = 64 + ngx_http_canary_esc_len(&e, NGX_HTTP_CANARY_ESC_JSON);
+
+    if (field) {
+        size += ngx_http_canary_esc_len(field, NGX_HTTP_CANARY_ESC_JSON);
+    }
+
+    p = ngx_http_canary_reserve(&o, size);
     if (p == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }

@@ -28,6 +28,7 @@
 
 #include "ngx_http_canary_module.h"
 #include "ngx_http_canary_redis.h"
+#include "ngx_http_canary_redis_args.h"
 #include "ngx_http_canary_keys.h"
 #include "ngx_http_canary_status_out.h"
 #include "ngx_http_canary_api.h"
@@ -35,21 +36,21 @@
 
 #define NGX_HTTP_CANARY_API_POLL  10
 
+/* a write's arguments: the fields' pairs, the history's, the script's */
+#define NGX_HTTP_CANARY_API_ARGS      (4 * NGX_HTTP_CANARY_API_MAX_FIELDS + 64)
+#define NGX_HTTP_CANARY_API_ARGS_BUF  512
+
 
 
 static uint64_t ngx_http_canary_api_now(void);
 static ngx_int_t ngx_http_canary_api_hash_args(ngx_http_canary_api_t *ctx,
-    ngx_array_t *args);
+    ngx_http_canary_redis_args_t *a);
 static ngx_int_t ngx_http_canary_api_set_args(ngx_http_canary_api_t *ctx,
-    ngx_array_t *args);
-static ngx_int_t ngx_http_canary_api_history(ngx_http_canary_api_t *ctx,
-    ngx_array_t *args);
+    ngx_http_canary_redis_args_t *a);
+static void ngx_http_canary_api_history(ngx_http_canary_api_t *ctx,
+    ngx_http_canary_redis_args_t *a);
 static u_char *ngx_http_canary_api_alert(ngx_http_canary_api_t *ctx,
     u_char *p, u_char *last);
-static ngx_str_t *ngx_http_canary_api_arg(ngx_array_t *args, void *data,
-    size_t len);
-static ngx_int_t ngx_http_canary_api_argf(ngx_array_t *args,
-    const char *fmt, ...);
 static void ngx_http_canary_api_replied(ngx_http_canary_redis_t *rc,
     redisReply *reply, void *data);
 static void ngx_http_canary_api_wait(ngx_event_t *ev);
@@ -167,15 +168,14 @@ ngx_http_canary_api_field(ngx_http_canary_api_patch_t *p, char *name,
 void
 ngx_http_canary_api_write(ngx_http_canary_api_t *ctx)
 {
-    ngx_int_t                      rc;
-    ngx_str_t                     *a;
-    ngx_uint_t                     i;
-    ngx_array_t                    args;
-    ngx_http_request_t            *r;
     char                          *error;
-    const char                   **argv;
-    size_t                        *argvlen;
+    u_char                        *buf;
+    size_t                        *len;
+    ngx_int_t                      rc;
     ngx_uint_t                     status;
+    const char                   **argv;
+    ngx_http_request_t            *r;
+    ngx_http_canary_redis_args_t   a;
 
     r = ctx->r;
 
@@ -199,31 +199,29 @@ ngx_http_canary_api_write(ngx_http_canary_api_t *ctx)
 
     ngx_http_canary_redis_connect(ngx_http_canary_api_redis);
 
-    if (ngx_array_init(&args, r->pool, 64, sizeof(ngx_str_t)) != NGX_OK) {
+    argv = ngx_palloc(r->pool, NGX_HTTP_CANARY_API_ARGS
+                               * (sizeof(char *) + sizeof(size_t))
+                               + NGX_HTTP_CANARY_API_ARGS_BUF);
+    if (argv == NULL) {
         ngx_http_canary_api_done(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
                                  "out of memory", NULL);
         return;
     }
+
+    len = (size_t *) &argv[NGX_HTTP_CANARY_API_ARGS];
+    buf = (u_char *) &len[NGX_HTTP_CANARY_API_ARGS];
+
+    ngx_http_canary_redis_args_init(&a, argv, len, NGX_HTTP_CANARY_API_ARGS,
+                                    buf, NGX_HTTP_CANARY_API_ARGS_BUF);
 
     rc = (ctx->action >= NGX_HTTP_CANARY_API_ADD_USER)
-         ? ngx_http_canary_api_set_args(ctx, &args)
-         : ngx_http_canary_api_hash_args(ctx, &args);
+         ? ngx_http_canary_api_set_args(ctx, &a)
+         : ngx_http_canary_api_hash_args(ctx, &a);
 
-    argv = ngx_palloc(r->pool, args.nelts * (sizeof(char *)
-                                             + sizeof(size_t)));
-
-    if (rc != NGX_OK || argv == NULL) {
+    if (rc != NGX_OK) {
         ngx_http_canary_api_done(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
                                  "out of memory", NULL);
         return;
-    }
-
-    argvlen = (size_t *) &argv[args.nelts];
-    a = args.elts;
-
-    for (i = 0; i < args.nelts; i++) {
-        argv[i] = (const char *) a[i].data;
-        argvlen[i] = a[i].len;
     }
 
     /* established: what is sent from now on may reach Redis */
@@ -233,9 +231,14 @@ ngx_http_canary_api_write(ngx_http_canary_api_t *ctx)
                        || ngx_http_canary_api_redis->state
                            == NGX_HTTP_CANARY_REDIS_READY);
 
-    rc = ngx_http_canary_redis_send(ngx_http_canary_api_redis, args.nelts,
-                                    argv, argvlen,
-                                    ngx_http_canary_api_replied, ctx);
+    rc = ngx_http_canary_redis_send_args(ngx_http_canary_api_redis, &a,
+                                         ngx_http_canary_api_replied, ctx);
+
+    if (rc == NGX_ERROR && a.overflow) {
+        ngx_http_canary_api_done(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                 "the command is too large", NULL);
+        return;
+    }
 
     if (rc != NGX_OK) {
         ngx_http_canary_api_done(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
@@ -287,10 +290,11 @@ ngx_http_canary_api_write_exit(void)
 /* EVAL of the hash's script */
 
 static ngx_int_t
-ngx_http_canary_api_hash_args(ngx_http_canary_api_t *ctx, ngx_array_t *args)
+ngx_http_canary_api_hash_args(ngx_http_canary_api_t *ctx,
+    ngx_http_canary_redis_args_t *a)
 {
-    u_char                       *p, *e, *r, alert[1024];
-    ngx_str_t                    *key, *hist, *prefix, *s;
+    u_char                       *p, *e, *r, *alert;
+    ngx_str_t                     key, hist, changed, alerts, *prefix;
     ngx_uint_t                    i, n, nset, nrec;
     ngx_pool_t                   *pool;
     ngx_http_canary_api_field_t  *f;
@@ -309,25 +313,23 @@ ngx_http_canary_api_hash_args(ngx_http_canary_api_t *ctx, ngx_array_t *args)
     /* recorded in the history with their old values: the caller's */
 
     nrec = nset;
-    e = NULL;
-    r = NULL;
+
+    p = ngx_pnalloc(pool, NGX_INT64_LEN + 64 + NGX_HTTP_CANARY_API_ACTOR_MAX
+                          + 1024);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    e = ngx_sprintf(p, "%uL", ngx_http_canary_api_now());
+    r = (ctx->action == NGX_HTTP_CANARY_API_ABORT)
+        ? ngx_sprintf(e, "aborted by %V", &ctx->actor)
+        : ngx_sprintf(e, "%V by %V",
+                      &ngx_http_canary_api_actions[ctx->action],
+                      &ctx->actor);
 
     /* an automatic rollout's decision fields: not an operator's change */
 
     if (ctx->ro->policy) {
-        p = ngx_pnalloc(pool, NGX_INT64_LEN + 64
-                              + NGX_HTTP_CANARY_API_ACTOR_MAX);
-        if (p == NULL) {
-            return NGX_ERROR;
-        }
-
-        e = ngx_sprintf(p, "%uL", ngx_http_canary_api_now());
-        r = (ctx->action == NGX_HTTP_CANARY_API_ABORT)
-            ? ngx_sprintf(e, "aborted by %V", &ctx->actor)
-            : ngx_sprintf(e, "%V by %V",
-                          &ngx_http_canary_api_actions[ctx->action],
-                          &ctx->actor);
-
         if (ngx_http_canary_api_field(&ctx->patch, "decided_at", p, e - p)
             != NGX_OK
             || ngx_http_canary_api_field(&ctx->patch, "decided_by",
@@ -348,90 +350,66 @@ ngx_http_canary_api_hash_args(ngx_http_canary_api_t *ctx, ngx_array_t *args)
         n = ctx->patch.nfields;
     }
 
-    key = ngx_array_push_n(args, 6);
-    if (key == NULL) {
-        return NGX_ERROR;
-    }
+    /* abort and promote: an alert */
 
-    ngx_str_set(&key[0], "EVAL");
-    key[1] = ngx_http_canary_api_hash_lua;
-    ngx_str_set(&key[2], "2");
-
-    hist = &key[4];
-
-    if (ngx_http_canary_key(pool, &key[3], prefix, &ctx->ro->name, "")
-        != NGX_OK
-        || ngx_http_canary_key(pool, hist, prefix, &ctx->ro->name,
-                               ":history")
-           != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    key[5].data = (u_char *) ctx->allowed;
-    key[5].len = ngx_strlen(ctx->allowed);
-
-    s = ngx_array_push_n(args, 3);
-    if (s == NULL
-        || ngx_http_canary_key_name(pool, &s[0], prefix, "changed")
-           != NGX_OK
-        || ngx_http_canary_key_name(pool, &s[2], prefix, "alerts")
-           != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    s[1] = ctx->ro->name;
-
-    p = alert;
+    alert = r;
 
     if (ctx->action == NGX_HTTP_CANARY_API_ABORT
         || ctx->action == NGX_HTTP_CANARY_API_PROMOTE)
     {
-        p = ngx_http_canary_api_alert(ctx, alert, alert + sizeof(alert));
+        alert = ngx_http_canary_api_alert(ctx, r, r + 1024);
     }
 
-    if (ngx_http_canary_api_arg(args, alert, p - alert) == NULL
-        || ngx_http_canary_api_argf(args, "%ui", nset) != NGX_OK
-        || ngx_http_canary_api_argf(args, "%ui", nrec) != NGX_OK
-        || ngx_http_canary_api_argf(args, "%ui", n - nset) != NGX_OK)
+    if (ngx_http_canary_key(pool, &key, prefix, &ctx->ro->name, "")
+        != NGX_OK
+        || ngx_http_canary_key(pool, &hist, prefix, &ctx->ro->name,
+                               ":history")
+           != NGX_OK
+        || ngx_http_canary_key_name(pool, &changed, prefix, "changed")
+           != NGX_OK
+        || ngx_http_canary_key_name(pool, &alerts, prefix, "alerts")
+           != NGX_OK)
     {
         return NGX_ERROR;
     }
+
+    ngx_http_canary_redis_arg(a, "EVAL", 4);
+    ngx_http_canary_redis_arg(a, ngx_http_canary_api_hash_lua.data,
+                              ngx_http_canary_api_hash_lua.len);
+    ngx_http_canary_redis_arg(a, "2", 1);
+    ngx_http_canary_redis_arg(a, key.data, key.len);
+    ngx_http_canary_redis_arg(a, hist.data, hist.len);
+    ngx_http_canary_redis_arg(a, ctx->allowed, ngx_strlen(ctx->allowed));
+    ngx_http_canary_redis_arg(a, changed.data, changed.len);
+    ngx_http_canary_redis_arg(a, ctx->ro->name.data, ctx->ro->name.len);
+    ngx_http_canary_redis_arg(a, alerts.data, alerts.len);
+    ngx_http_canary_redis_arg(a, r, alert - r);
+    ngx_http_canary_redis_argf(a, "%ui", nset);
+    ngx_http_canary_redis_argf(a, "%ui", nrec);
+    ngx_http_canary_redis_argf(a, "%ui", n - nset);
 
     /* the pairs (recorded first: they come first), then the removals */
 
     for (i = 0; i < n; i++) {
-        if (f[i].value
-            && (ngx_http_canary_api_arg(args, (u_char *) f[i].name,
-                                        f[i].name_len) == NULL
-                || ngx_http_canary_api_arg(args, (u_char *) f[i].value,
-                                           f[i].value_len) == NULL))
-        {
-            return NGX_ERROR;
+        if (f[i].value) {
+            ngx_http_canary_redis_arg(a, f[i].name, f[i].name_len);
+            ngx_http_canary_redis_arg(a, f[i].value, f[i].value_len);
         }
     }
 
     for (i = 0; i < n; i++) {
-        if (f[i].value == NULL
-            && ngx_http_canary_api_arg(args, (u_char *) f[i].name,
-                                       f[i].name_len) == NULL)
-        {
-            return NGX_ERROR;
+        if (f[i].value == NULL) {
+            ngx_http_canary_redis_arg(a, f[i].name, f[i].name_len);
         }
     }
 
-    if (ngx_http_canary_api_history(ctx, args) != NGX_OK) {
-        return NGX_ERROR;
-    }
+    ngx_http_canary_api_history(ctx, a);
 
     /* an automatic rollout's reason, in the entry too */
 
-    if (ctx->ro->policy
-        && (ngx_http_canary_api_arg(args, "reason", 6) == NULL
-            || ngx_http_canary_api_arg(args, e, r - e) == NULL))
-    {
-        return NGX_ERROR;
+    if (ctx->ro->policy) {
+        ngx_http_canary_redis_arg(a, "reason", 6);
+        ngx_http_canary_redis_arg(a, e, r - e);
     }
 
     return NGX_OK;
@@ -441,75 +419,55 @@ ngx_http_canary_api_hash_args(ngx_http_canary_api_t *ctx, ngx_array_t *args)
 /* EVAL of the set's script */
 
 static ngx_int_t
-ngx_http_canary_api_set_args(ngx_http_canary_api_t *ctx, ngx_array_t *args)
+ngx_http_canary_api_set_args(ngx_http_canary_api_t *ctx,
+    ngx_http_canary_redis_args_t *a)
 {
-    ngx_str_t   *a, *prefix, *arm;
+    ngx_str_t   key, hist, changed, *prefix;
     ngx_pool_t  *pool;
 
     pool = ctx->r->pool;
     prefix = &ctx->cmcf->redis->prefix;
 
-    a = ngx_array_push_n(args, 8);
-    if (a == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_str_set(&a[0], "EVAL");
-    a[1] = ngx_http_canary_api_set_lua;
-    ngx_str_set(&a[2], "2");
-
-    if (ngx_http_canary_key_set(pool, &a[3], prefix, ctx->ro, ctx->which)
+    if (ngx_http_canary_key_set(pool, &key, prefix, ctx->ro, ctx->which)
         != NGX_OK
-        || ngx_http_canary_key(pool, &a[4], prefix, &ctx->ro->name,
+        || ngx_http_canary_key(pool, &hist, prefix, &ctx->ro->name,
                                ":history")
            != NGX_OK
-        || ngx_http_canary_key_name(pool, &a[7], prefix, "changed")
+        || ngx_http_canary_key_name(pool, &changed, prefix, "changed")
            != NGX_OK)
     {
         return NGX_ERROR;
     }
 
-    if (ctx->action == NGX_HTTP_CANARY_API_ADD_USER) {
-        ngx_str_set(&a[5], "SADD");
+    ngx_http_canary_redis_arg(a, "EVAL", 4);
+    ngx_http_canary_redis_arg(a, ngx_http_canary_api_set_lua.data,
+                              ngx_http_canary_api_set_lua.len);
+    ngx_http_canary_redis_arg(a, "2", 1);
+    ngx_http_canary_redis_arg(a, key.data, key.len);
+    ngx_http_canary_redis_arg(a, hist.data, hist.len);
+    ngx_http_canary_redis_arg(a, (ctx->action
+                                  == NGX_HTTP_CANARY_API_ADD_USER)
+                                 ? "SADD" : "SREM", 4);
+    ngx_http_canary_redis_arg(a, ctx->member.data, ctx->member.len);
+    ngx_http_canary_redis_arg(a, changed.data, changed.len);
 
-    } else {
-        ngx_str_set(&a[5], "SREM");
-    }
-
-    a[6] = ctx->member;
-
-    if (ngx_http_canary_api_history(ctx, args) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    a = ngx_array_push_n(args, 4);
-    if (a == NULL) {
-        return NGX_ERROR;
-    }
+    ngx_http_canary_api_history(ctx, a);
 
     /* the set's name: canary_users, stable_users, users:<arm> */
 
-    ngx_str_set(&a[0], "set");
+    ngx_http_canary_redis_arg(a, "set", 3);
 
-    if (ctx->which == 0) {
-        ngx_str_set(&a[1], "canary_users");
-
-    } else if (ctx->which == 1) {
-        ngx_str_set(&a[1], "stable_users");
+    if (ctx->which < 2) {
+        ngx_http_canary_redis_arg(a, ctx->which ? "stable_users"
+                                                : "canary_users", 12);
 
     } else {
-        arm = &ctx->ro->variants[ctx->which - 1].name;
-
-        a[1].data = ngx_pnalloc(pool, sizeof("users:") + arm->len);
-        if (a[1].data == NULL) {
-            return NGX_ERROR;
-        }
-
-        a[1].len = ngx_sprintf(a[1].data, "users:%V", arm) - a[1].data;
+        ngx_http_canary_redis_argf(a, "users:%V",
+                                   &ctx->ro->variants[ctx->which - 1].name);
     }
 
-    ngx_str_set(&a[2], "member");
-    a[3] = ctx->member;
+    ngx_http_canary_redis_arg(a, "member", 6);
+    ngx_http_canary_redis_arg(a, ctx->member.data, ctx->member.len);
 
     return NGX_OK;
 }
@@ -517,33 +475,23 @@ ngx_http_canary_api_set_args(ngx_http_canary_api_t *ctx, ngx_array_t *args)
 
 /* the history entry's own pairs: when, who, what */
 
-static ngx_int_t
-ngx_http_canary_api_history(ngx_http_canary_api_t *ctx, ngx_array_t *args)
+static void
+ngx_http_canary_api_history(ngx_http_canary_api_t *ctx,
+    ngx_http_canary_redis_args_t *a)
 {
-    ngx_str_t  *a;
-
-    if (ngx_http_canary_api_arg(args, "time", 4) == NULL
-        || ngx_http_canary_api_argf(args, "%uL", ngx_http_canary_api_now())
-           != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    a = ngx_array_push_n(args, 8);
-    if (a == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_str_set(&a[0], "event");
-    a[1] = ngx_http_canary_api_actions[ctx->action];
-    ngx_str_set(&a[2], "source");
-    ngx_str_set(&a[3], "api");
-    ngx_str_set(&a[4], "actor");
-    a[5] = ctx->actor;
-    ngx_str_set(&a[6], "node");
-    a[7] = ngx_http_canary_api_node;
-
-    return NGX_OK;
+    ngx_http_canary_redis_arg(a, "time", 4);
+    ngx_http_canary_redis_argf(a, "%uL", ngx_http_canary_api_now());
+    ngx_http_canary_redis_arg(a, "event", 5);
+    ngx_http_canary_redis_arg(a,
+                              ngx_http_canary_api_actions[ctx->action].data,
+                              ngx_http_canary_api_actions[ctx->action].len);
+    ngx_http_canary_redis_arg(a, "source", 6);
+    ngx_http_canary_redis_arg(a, "api", 3);
+    ngx_http_canary_redis_arg(a, "actor", 5);
+    ngx_http_canary_redis_arg(a, ctx->actor.data, ctx->actor.len);
+    ngx_http_canary_redis_arg(a, "node", 4);
+    ngx_http_canary_redis_arg(a, ngx_http_canary_api_node.data,
+                              ngx_http_canary_api_node.len);
 }
 
 
@@ -580,45 +528,6 @@ ngx_http_canary_api_alert(ngx_http_canary_api_t *ctx, u_char *p,
     p = ngx_http_canary_percent(p, policy->steps[policy->nsteps - 1]);
 
     return ngx_slprintf(p, last, "}");
-}
-
-
-static ngx_str_t *
-ngx_http_canary_api_arg(ngx_array_t *args, void *data, size_t len)
-{
-    ngx_str_t  *a;
-
-    a = ngx_array_push(args);
-    if (a == NULL) {
-        return NULL;
-    }
-
-    a->data = data;
-    a->len = len;
-
-    return a;
-}
-
-
-static ngx_int_t
-ngx_http_canary_api_argf(ngx_array_t *args, const char *fmt, ...)
-{
-    u_char     *p, *last;
-    va_list     ap;
-    ngx_str_t  *a;
-
-    p = ngx_pnalloc(args->pool, NGX_INT64_LEN + 2);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    va_start(ap, fmt);
-    last = ngx_vslprintf(p, p + NGX_INT64_LEN + 2, fmt, ap);
-    va_end(ap);
-
-    a = ngx_http_canary_api_arg(args, p, last - p);
-
-    return a ? NGX_OK : NGX_ERROR;
 }
 
 
@@ -906,10 +815,12 @@ ngx_int_t
 ngx_http_canary_api_history_get(ngx_http_request_t *r,
     ngx_http_canary_rollout_t *ro)
 {
-    ngx_str_t                     key;
-    const char                   *argv[6];
-    size_t                        argvlen[6];
-    ngx_http_canary_main_conf_t  *cmcf;
+    u_char                         buf[8];
+    size_t                         len[6];
+    ngx_str_t                      key;
+    const char                    *argv[6];
+    ngx_http_canary_redis_args_t   a;
+    ngx_http_canary_main_conf_t   *cmcf;
 
     cmcf = ngx_http_get_module_main_conf(r, ngx_http_canary_module);
 
@@ -927,22 +838,16 @@ ngx_http_canary_api_history_get(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    argv[0] = "XREVRANGE";
-    argv[1] = (const char *) key.data;
-    argv[2] = "+";
-    argv[3] = "-";
-    argv[4] = "COUNT";
-    argv[5] = "20";
-    argvlen[0] = 9;
-    argvlen[1] = key.len;
-    argvlen[2] = 1;
-    argvlen[3] = 1;
-    argvlen[4] = 5;
-    argvlen[5] = 2;
+    ngx_http_canary_redis_args_init(&a, argv, len, 6, buf, sizeof(buf));
+    ngx_http_canary_redis_arg(&a, "XREVRANGE", 9);
+    ngx_http_canary_redis_arg(&a, key.data, key.len);
+    ngx_http_canary_redis_arg(&a, "+", 1);
+    ngx_http_canary_redis_arg(&a, "-", 1);
+    ngx_http_canary_redis_arg(&a, "COUNT", 5);
+    ngx_http_canary_redis_arg(&a, "20", 2);
 
-    if (ngx_http_canary_redis_send(ngx_http_canary_api_redis, 6, argv,
-                                   argvlen, ngx_http_canary_api_history_reply,
-                                   r)
+    if (ngx_http_canary_redis_send_args(ngx_http_canary_api_redis, &a,
+                                        ngx_http_canary_api_history_reply, r)
         != NGX_OK)
     {
         return ngx_http_canary_api_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
