@@ -418,6 +418,17 @@ like($hist, qr/\bactor\nalice\n/, 'actor: $remote_user');
 unlike($a->error_log, qr/secret/, 'no password in the log');
 
 
+# a reload: the old workers close their API connections and exit, the
+# new ones write (done() fails on an "open socket left" alert)
+
+ok($a->reload, 'reload of node a');
+($st, $j) = api('PATCH', 'rollouts/checkout', '{"percent":13}');
+is($st, 200, 'a write after the reload');
+ok(defined wait_until(sub {
+       $a->error_log =~ /gracefully shutting down.*\n(?:.*\n)*.*exit\n/ }, 10),
+   'the old workers exited');
+
+
 # metrics
 
 my (undef, undef, $prom) = http_get($port, '/canary?format=prometheus');
