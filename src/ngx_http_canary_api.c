@@ -69,6 +69,25 @@ static ngx_int_t ngx_http_canary_api_actor(ngx_http_request_t *r,
     ngx_str_t *actor);
 
 
+/*
+ * The actions' transitions, by NGX_HTTP_CANARY_API_*: the states each
+ * applies to (checked in Redis by the write's script; "none": no state
+ * yet) and the state it writes
+ */
+static struct {
+    char                           *from;
+    ngx_uint_t                      to;
+} ngx_http_canary_api_transitions[] = {
+    { "", 0 },                                                  /* patch */
+    { " none promoted rolled_back ", NGX_HTTP_CANARY_STATE_PROGRESSING },
+    { " progressing ", NGX_HTTP_CANARY_STATE_PAUSED },
+    { " paused ", NGX_HTTP_CANARY_STATE_PROGRESSING },
+    { " progressing paused ", NGX_HTTP_CANARY_STATE_PROMOTED },
+    { " none progressing paused promoted ",
+      NGX_HTTP_CANARY_STATE_ROLLED_BACK }
+};
+
+
 /* the fields a start removes: the controller then begins again */
 static char  *ngx_http_canary_api_restart[] = {
     "step", "since", "checked", "failures", "phase", "dark_passed", NULL
@@ -740,32 +759,8 @@ ngx_http_canary_api_action(ngx_http_canary_api_t *ctx,
                                           verb);
     }
 
-    switch (i) {
-
-    case NGX_HTTP_CANARY_API_START:
-        ctx->allowed = " none promoted rolled_back ";
-        state = NGX_HTTP_CANARY_STATE_PROGRESSING;
-        break;
-
-    case NGX_HTTP_CANARY_API_PAUSE:
-        ctx->allowed = " progressing ";
-        state = NGX_HTTP_CANARY_STATE_PAUSED;
-        break;
-
-    case NGX_HTTP_CANARY_API_RESUME:
-        ctx->allowed = " paused ";
-        state = NGX_HTTP_CANARY_STATE_PROGRESSING;
-        break;
-
-    case NGX_HTTP_CANARY_API_PROMOTE:
-        ctx->allowed = " progressing paused ";
-        state = NGX_HTTP_CANARY_STATE_PROMOTED;
-        break;
-
-    default: /* NGX_HTTP_CANARY_API_ABORT */
-        ctx->allowed = " none progressing paused promoted ";
-        state = NGX_HTTP_CANARY_STATE_ROLLED_BACK;
-    }
+    ctx->allowed = ngx_http_canary_api_transitions[i].from;
+    state = ngx_http_canary_api_transitions[i].to;
 
     if (ngx_http_canary_api_field(pt, "state",
                                   ngx_http_canary_state_names[state].data,

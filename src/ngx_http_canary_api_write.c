@@ -62,6 +62,8 @@ static void ngx_http_canary_api_done(ngx_http_canary_api_t *ctx,
     ngx_uint_t status, char *error, ngx_str_t *detail);
 static void ngx_http_canary_api_history_reply(ngx_http_canary_redis_t *rc,
     redisReply *reply, void *data);
+static ngx_int_t ngx_http_canary_api_history_entry(ngx_http_canary_out_t *o,
+    redisReply *e, ngx_uint_t n);
 
 
 /* this worker's connection, made at its first write */
@@ -869,11 +871,7 @@ ngx_http_canary_api_history_reply(ngx_http_canary_redis_t *rc,
     ngx_http_request_t *r = data;
 
     u_char                 *p;
-    size_t                  size;
-    ngx_int_t               status;
-    ngx_str_t               s;
-    ngx_uint_t              i, k, n;
-    redisReply             *e, *f;
+    ngx_uint_t              i, n;
     ngx_http_canary_out_t   o;
 
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
@@ -886,8 +884,6 @@ ngx_http_canary_api_history_reply(ngx_http_canary_redis_t *rc,
     ngx_memzero(&o, sizeof(ngx_http_canary_out_t));
     o.request = r;
     o.last = &o.out;
-    status = NGX_HTTP_OK;
-    n = 0;
 
     p = ngx_http_canary_reserve(&o, sizeof("{\"history\":["));
     if (p == NULL) {
@@ -897,59 +893,20 @@ ngx_http_canary_api_history_reply(ngx_http_canary_redis_t *rc,
 
     o.buf->last = ngx_http_canary_cpy(p, "{\"history\":[");
 
-    for (i = 0; i < reply->elements; i++) {
-        e = reply->element[i];
+    for (i = 0, n = 0; i < reply->elements; i++) {
+        switch (ngx_http_canary_api_history_entry(&o, reply->element[i], n)) {
 
-        if (e->type != REDIS_REPLY_ARRAY || e->elements != 2
-            || e->element[0]->type != REDIS_REPLY_STRING
-            || e->element[1]->type != REDIS_REPLY_ARRAY)
-        {
-            continue;
-        }
-
-        f = e->element[1];
-        size = 16 + 6 * e->element[0]->len;
-
-        for (k = 0; k < f->elements; k++) {
-            if (f->element[k]->type != REDIS_REPLY_STRING) {
-                break;
-            }
-
-            size += 4 + 6 * f->element[k]->len;
-        }
-
-        if (k < f->elements) {
-            continue;
-        }
-
-        p = ngx_http_canary_reserve(&o, size);
-        if (p == NULL) {
+        case NGX_ERROR:
             ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
             return;
+
+        case NGX_OK:
+            n++;
+            break;
+
+        default: /* NGX_DECLINED: not an entry */
+            break;
         }
-
-        p = (n++) ? ngx_http_canary_cpy(p, ",\n{\"id\":\"")
-                  : ngx_http_canary_cpy(p, "\n{\"id\":\"");
-        s.data = (u_char *) e->element[0]->str;
-        s.len = e->element[0]->len;
-        p = ngx_http_canary_esc(p, &s, NGX_HTTP_CANARY_ESC_JSON);
-        *p++ = '"';
-
-        for (k = 0; k + 1 < f->elements; k += 2) {
-            *p++ = ',';
-            *p++ = '"';
-            s.data = (u_char *) f->element[k]->str;
-            s.len = f->element[k]->len;
-            p = ngx_http_canary_esc(p, &s, NGX_HTTP_CANARY_ESC_JSON);
-            p = ngx_http_canary_cpy(p, "\":\"");
-            s.data = (u_char *) f->element[k + 1]->str;
-            s.len = f->element[k + 1]->len;
-            p = ngx_http_canary_esc(p, &s, NGX_HTTP_CANARY_ESC_JSON);
-            *p++ = '"';
-        }
-
-        *p++ = '}';
-        o.buf->last = p;
     }
 
     p = ngx_http_canary_reserve(&o, 8);
@@ -960,7 +917,75 @@ ngx_http_canary_api_history_reply(ngx_http_canary_redis_t *rc,
 
     o.buf->last = ngx_http_canary_cpy(p, "\n]}\n");
 
-    ngx_http_finalize_request(r, ngx_http_canary_api_send(r, &o, status));
+    ngx_http_finalize_request(r, ngx_http_canary_api_send(r, &o,
+                                                          NGX_HTTP_OK));
+}
+
+
+/* one entry of XREVRANGE's reply, the n-th shown: {"id":..., ...} */
+
+static ngx_int_t
+ngx_http_canary_api_history_entry(ngx_http_canary_out_t *o, redisReply *e,
+    ngx_uint_t n)
+{
+    u_char      *p;
+    size_t       size;
+    ngx_str_t    s;
+    ngx_uint_t   k;
+    redisReply  *f;
+
+    if (e->type != REDIS_REPLY_ARRAY || e->elements != 2
+        || e->element[0]->type != REDIS_REPLY_STRING
+        || e->element[1]->type != REDIS_REPLY_ARRAY)
+    {
+        return NGX_DECLINED;
+    }
+
+    f = e->element[1];
+
+    if (f->elements % 2) {
+        return NGX_DECLINED;
+    }
+
+    size = 16 + 6 * e->element[0]->len;
+
+    for (k = 0; k < f->elements; k++) {
+        if (f->element[k]->type != REDIS_REPLY_STRING) {
+            return NGX_DECLINED;
+        }
+
+        size += 4 + 6 * f->element[k]->len;
+    }
+
+    p = ngx_http_canary_reserve(o, size);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = n ? ngx_http_canary_cpy(p, ",\n{\"id\":\"")
+          : ngx_http_canary_cpy(p, "\n{\"id\":\"");
+
+    for (k = 0; k <= f->elements; k++) {
+
+        /* the id, then each field and value */
+
+        e = k ? f->element[k - 1] : e->element[0];
+        s.data = (u_char *) e->str;
+        s.len = e->len;
+        p = ngx_http_canary_esc(p, &s, NGX_HTTP_CANARY_ESC_JSON);
+
+        if (k == f->elements) {
+            break;
+        }
+
+        p = (k % 2) ? ngx_http_canary_cpy(p, "\":\"")
+                    : ngx_http_canary_cpy(p, "\",\"");
+    }
+
+    p = ngx_http_canary_cpy(p, "\"}");
+    o->buf->last = p;
+
+    return NGX_OK;
 }
 
 
