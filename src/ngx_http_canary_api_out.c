@@ -52,6 +52,12 @@ ngx_http_canary_api_get(ngx_http_request_t *r, ngx_int_t rollout,
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
+        /* the object alone: without the newline that leads it in a list */
+
+        if (*o.out->buf->pos == '\n') {
+            o.out->buf->pos++;
+        }
+
     } else {
         o.buf->last = ngx_http_canary_cpy(p, "{\"rollouts\":[");
 

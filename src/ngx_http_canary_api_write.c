@@ -45,6 +45,8 @@
 static uint64_t ngx_http_canary_api_now(void);
 static ngx_int_t ngx_http_canary_api_hash_args(ngx_http_canary_api_t *ctx,
     ngx_http_canary_redis_args_t *a);
+static ngx_int_t ngx_http_canary_api_decision(ngx_http_canary_api_t *ctx,
+    u_char *p, u_char *e, u_char *r);
 static ngx_int_t ngx_http_canary_api_set_args(ngx_http_canary_api_t *ctx,
     ngx_http_canary_redis_args_t *a);
 static void ngx_http_canary_api_history(ngx_http_canary_api_t *ctx,
@@ -332,19 +334,7 @@ ngx_http_canary_api_hash_args(ngx_http_canary_api_t *ctx,
     /* an automatic rollout's decision fields: not an operator's change */
 
     if (ctx->ro->policy) {
-        if (ngx_http_canary_api_field(&ctx->patch, "decided_at", p, e - p)
-            != NGX_OK
-            || ngx_http_canary_api_field(&ctx->patch, "decided_by",
-                                         ngx_http_canary_api_node.data,
-                                         ngx_http_canary_api_node.len)
-               != NGX_OK
-            || ngx_http_canary_api_field(&ctx->patch, "decision",
-                              ngx_http_canary_api_actions[ctx->action].data,
-                              ngx_http_canary_api_actions[ctx->action].len)
-               != NGX_OK
-            || ngx_http_canary_api_field(&ctx->patch, "reason", e, r - e)
-               != NGX_OK)
-        {
+        if (ngx_http_canary_api_decision(ctx, p, e, r) != NGX_OK) {
             return NGX_ERROR;
         }
 
@@ -412,6 +402,35 @@ ngx_http_canary_api_hash_args(ngx_http_canary_api_t *ctx,
     if (ctx->ro->policy) {
         ngx_http_canary_redis_arg(a, "reason", 6);
         ngx_http_canary_redis_arg(a, e, r - e);
+    }
+
+    return NGX_OK;
+}
+
+
+/* decided_at (p .. e), decided_by, decision, reason (e .. r) */
+
+static ngx_int_t
+ngx_http_canary_api_decision(ngx_http_canary_api_t *ctx, u_char *p,
+    u_char *e, u_char *r)
+{
+    ngx_str_t                     *action;
+    ngx_http_canary_api_patch_t   *pt;
+
+    pt = &ctx->patch;
+    action = &ngx_http_canary_api_actions[ctx->action];
+
+    if (ngx_http_canary_api_field(pt, "decided_at", p, e - p) != NGX_OK
+        || ngx_http_canary_api_field(pt, "decided_by",
+                                     ngx_http_canary_api_node.data,
+                                     ngx_http_canary_api_node.len)
+           != NGX_OK
+        || ngx_http_canary_api_field(pt, "decision", action->data,
+                                     action->len)
+           != NGX_OK
+        || ngx_http_canary_api_field(pt, "reason", e, r - e) != NGX_OK)
+    {
+        return NGX_ERROR;
     }
 
     return NGX_OK;
