@@ -34,6 +34,15 @@ static char *ngx_http_canary_rollout(ngx_conf_t *cf, ngx_command_t *dummy,
 static ngx_int_t ngx_http_canary_add_variant_variables(ngx_conf_t *cf,
     ngx_http_canary_main_conf_t *cmcf, ngx_http_canary_rollout_t *ro,
     ngx_http_get_variable_pt get);
+static ngx_http_variable_t *ngx_http_canary_add_variable(ngx_conf_t *cf,
+    ngx_str_t *name);
+static ngx_int_t ngx_http_canary_names_find(ngx_http_canary_names_t *t,
+    ngx_http_canary_rollout_t *ro, ngx_uint_t word, ngx_str_t *name);
+static ngx_int_t ngx_http_canary_names_add(ngx_conf_t *cf,
+    ngx_http_canary_names_t *t, ngx_http_canary_rollout_t *ro, ngx_uint_t n,
+    ngx_uint_t word);
+static void ngx_http_canary_names_put(ngx_http_canary_names_t *t,
+    ngx_uint_t n, ngx_str_t *key);
 static ngx_uint_t ngx_http_canary_variable_word(u_char *p, size_t len);
 static u_char ngx_http_canary_word_char(u_char c);
 static char *ngx_http_canary_set_key(ngx_conf_t *cf,
@@ -149,22 +158,16 @@ ngx_http_canary_rollout_block(ngx_conf_t *cf, ngx_command_t *cmd,
 
     char                       *rv;
     ngx_str_t                  *value;
-    ngx_uint_t                  i;
     ngx_conf_t                  save;
     ngx_http_get_variable_pt   *get;
     ngx_http_canary_rollout_t  *ro;
 
     value = cf->args->elts;
-    ro = cmcf->rollouts.elts;
 
-    for (i = 0; i < cmcf->rollouts.nelts; i++) {
-        if (ro[i].name.len == value[1].len
-            && ngx_strncmp(ro[i].name.data, value[1].data, value[1].len) == 0)
-        {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "duplicate canary_rollout \"%V\"", &value[1]);
-            return NGX_CONF_ERROR;
-        }
+    if (ngx_http_canary_find(cmcf, &value[1]) != NGX_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "duplicate canary_rollout \"%V\"", &value[1]);
+        return NGX_CONF_ERROR;
     }
 
     if (ngx_http_canary_check_name(&value[1]) != NGX_OK) {
@@ -200,9 +203,12 @@ ngx_http_canary_rollout_block(ngx_conf_t *cf, ngx_command_t *cmd,
     ro->nvariants = 1;
     ngx_str_set(&ro->variants[NGX_HTTP_CANARY_STABLE].name, "stable");
 
-    if (ngx_array_init(&ro->keys, cf->pool, 2,
-                       sizeof(ngx_http_canary_value_t))
+    if (ngx_http_canary_names_add(cf, &cmcf->names, cmcf->rollouts.elts,
+                                  ro->index, 0)
         != NGX_OK
+        || ngx_array_init(&ro->keys, cf->pool, 2,
+                          sizeof(ngx_http_canary_value_t))
+           != NGX_OK
         || ngx_array_init(&ro->requires, cf->pool, 1,
                           sizeof(ngx_http_canary_require_t))
            != NGX_OK)
@@ -326,8 +332,8 @@ ngx_http_canary_add_variant_variables(ngx_conf_t *cf,
     ngx_http_get_variable_pt get)
 {
     u_char                     *p;
-    size_t                      k;
-    ngx_str_t                   name, word, *other;
+    ngx_int_t                   other;
+    ngx_str_t                   name, word;
     ngx_uint_t                  i, changed;
     ngx_http_variable_t        *var;
     ngx_http_canary_rollout_t  *rollouts;
@@ -355,32 +361,29 @@ ngx_http_canary_add_variant_variables(ngx_conf_t *cf,
 
     p = word.data + sizeof("canary_variant_") - 1;
 
-    for (i = 0; i < ro->index; i++) {
-        other = &rollouts[i].name;
+    ro->word.len = ro->name.len;
+    ro->word.data = p;
 
-        if (other->len != ro->name.len) {
-            continue;
-        }
+    other = ngx_http_canary_names_find(&cmcf->words, rollouts, 1, &ro->word);
 
-        for (k = 0; k < other->len; k++) {
-            if (ngx_http_canary_word_char(other->data[k]) != p[k]) {
-                break;
-            }
-        }
+    if (other != NGX_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "canary_rollout \"%V\" and \"%V\" would "
+                           "both be \"$%V\", rename one",
+                           &rollouts[other].name, &ro->name, &word);
+        return NGX_ERROR;
+    }
 
-        if (k == other->len) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "canary_rollout \"%V\" and \"%V\" would "
-                               "both be \"$%V\", rename one",
-                               other, &ro->name, &word);
-            return NGX_ERROR;
-        }
+    if (ngx_http_canary_names_add(cf, &cmcf->words, rollouts, ro->index, 1)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
     }
 
     /* the name, and the word when it differs */
 
     for (i = 0; i < 1 + changed; i++) {
-        var = ngx_http_add_variable(cf, i ? &word : &name, 0);
+        var = ngx_http_canary_add_variable(cf, i ? &word : &name);
         if (var == NULL) {
             return NGX_ERROR;
         }
@@ -390,6 +393,132 @@ ngx_http_canary_add_variant_variables(ngx_conf_t *cf,
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * ngx_http_add_variable() without its comparison with every variable
+ * added before (quadratic in the number of rollouts): the variables'
+ * keys hash finds a name taken
+ */
+
+static ngx_http_variable_t *
+ngx_http_canary_add_variable(ngx_conf_t *cf, ngx_str_t *name)
+{
+    ngx_int_t                   rc;
+    ngx_http_variable_t        *v;
+    ngx_http_core_main_conf_t  *hmcf;
+
+    hmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+    v = ngx_pcalloc(cf->pool, sizeof(ngx_http_variable_t));
+    if (v == NULL) {
+        return NULL;
+    }
+
+    v->name.len = name->len;
+    v->name.data = ngx_pnalloc(cf->pool, name->len);
+    if (v->name.data == NULL) {
+        return NULL;
+    }
+
+    ngx_strlow(v->name.data, name->data, name->len);
+
+    rc = ngx_hash_add_key(hmcf->variables_keys, &v->name, v, 0);
+
+    if (rc == NGX_ERROR) {
+        return NULL;
+    }
+
+    if (rc == NGX_BUSY) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "the duplicate \"%V\" variable", name);
+        return NULL;
+    }
+
+    return v;
+}
+
+
+/* a rollout's index by its name or its word, or NGX_ERROR */
+
+static ngx_int_t
+ngx_http_canary_names_find(ngx_http_canary_names_t *t,
+    ngx_http_canary_rollout_t *ro, ngx_uint_t word, ngx_str_t *name)
+{
+    ngx_str_t   *key;
+    ngx_uint_t   i, mask;
+
+    if (t->size == 0) {
+        return NGX_ERROR;
+    }
+
+    mask = t->size - 1;
+
+    for (i = ngx_hash_key(name->data, name->len) & mask;
+         t->slots[i];
+         i = (i + 1) & mask)
+    {
+        key = word ? &ro[t->slots[i] - 1].word : &ro[t->slots[i] - 1].name;
+
+        if (key->len == name->len
+            && ngx_memcmp(key->data, name->data, name->len) == 0)
+        {
+            return t->slots[i] - 1;
+        }
+    }
+
+    return NGX_ERROR;
+}
+
+
+/*
+ * Rollout n into the table that holds 0 .. n - 1; a table twice as large
+ * when it would be more than half full (the old one stays in the pool)
+ */
+
+static ngx_int_t
+ngx_http_canary_names_add(ngx_conf_t *cf, ngx_http_canary_names_t *t,
+    ngx_http_canary_rollout_t *ro, ngx_uint_t n, ngx_uint_t word)
+{
+    ngx_uint_t  i, from;
+
+    from = n;
+
+    if (2 * (n + 1) > t->size) {
+        t->size = t->size ? 2 * t->size : 64;
+        t->slots = ngx_pcalloc(cf->pool, t->size * sizeof(uint32_t));
+        if (t->slots == NULL) {
+            return NGX_ERROR;
+        }
+
+        from = 0;
+    }
+
+    for (i = from; i <= n; i++) {
+        ngx_http_canary_names_put(t, i, word ? &ro[i].word : &ro[i].name);
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_canary_names_put(ngx_http_canary_names_t *t, ngx_uint_t n,
+    ngx_str_t *key)
+{
+    ngx_uint_t  i, mask;
+
+    mask = t->size - 1;
+
+    for (i = ngx_hash_key(key->data, key->len) & mask;
+         t->slots[i];
+         i = (i + 1) & mask)
+    {
+        /* void */
+    }
+
+    t->slots[i] = n + 1;
 }
 
 
@@ -953,20 +1082,8 @@ ngx_http_canary_compile_value(ngx_conf_t *cf, ngx_str_t *src,
 ngx_int_t
 ngx_http_canary_find(ngx_http_canary_main_conf_t *cmcf, ngx_str_t *name)
 {
-    ngx_uint_t                  i;
-    ngx_http_canary_rollout_t  *ro;
-
-    ro = cmcf->rollouts.elts;
-
-    for (i = 0; i < cmcf->rollouts.nelts; i++) {
-        if (ro[i].name.len == name->len
-            && ngx_strncmp(ro[i].name.data, name->data, name->len) == 0)
-        {
-            return i;
-        }
-    }
-
-    return NGX_ERROR;
+    return ngx_http_canary_names_find(&cmcf->names, cmcf->rollouts.elts, 0,
+                                      name);
 }
 
 

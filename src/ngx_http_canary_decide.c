@@ -18,6 +18,10 @@
 
 static ngx_inline ngx_int_t ngx_http_canary_value(ngx_http_request_t *r,
     ngx_http_canary_value_t *v, ngx_str_t *value);
+static void ngx_http_canary_evaluate_rollout(ngx_http_request_t *r,
+    ngx_uint_t index, ngx_http_canary_ctx_t *ctx,
+    ngx_http_canary_input_t *in, ngx_uint_t depth,
+    ngx_http_canary_decision_t *d);
 static ngx_http_canary_noinline ngx_uint_t ngx_http_canary_plain_arm(
     ngx_http_canary_rollout_t *ro, ngx_http_canary_snapshot_t *snap,
     ngx_http_variable_value_t *key);
@@ -37,74 +41,79 @@ static void ngx_http_canary_evaluate_arm(ngx_http_canary_rollout_t *ro,
 
 /*
  * The request's context.  A main request's lives in r->variables, in the
- * slot of a variable of the module's own ("canary request context",
+ * two slots of variables of the module's own ("canary request context",
  * which configuration cannot name and the variables hash does not hold):
  * nginx allocates and zeroes that array with the request, and neither an
  * internal redirect nor a named location clears it, as they clear the
- * module contexts.  When the context fits the slot's 16 bytes (up to
- * three rollouts) it is the slot itself, so the request allocates
- * nothing and no pool cleanup is needed; else the slot's data points to
- * one made on first need.  A subrequest shares r->variables with its
- * main request but decides on its own variables: its context is a module
- * context, as before.
+ * module contexts.  The context is the slots themselves, so the request
+ * allocates nothing for it and no pool cleanup is needed.  A subrequest
+ * shares r->variables with its main request but decides on its own
+ * variables: its context is a module context, as before.
  */
 
 ngx_http_canary_ctx_t *
 ngx_http_canary_get_ctx(ngx_http_request_t *r, ngx_uint_t create)
 {
-    size_t                        size;
-    ngx_uint_t                    i, n;
     ngx_http_canary_ctx_t        *ctx;
-    ngx_http_variable_value_t    *slot;
     ngx_http_canary_main_conf_t  *cmcf;
 
-    static ngx_http_canary_decision_t  undecided;
-
-    cmcf = ngx_http_get_module_main_conf(r, ngx_http_canary_module);
-
     if (r == r->main) {
-        slot = &r->variables[cmcf->ctx_index];
+        cmcf = ngx_http_get_module_main_conf(r, ngx_http_canary_module);
 
-        if (cmcf->ctx_inline) {
-            return (ngx_http_canary_ctx_t *) slot;
-        }
-
-        ctx = (ngx_http_canary_ctx_t *) slot->data;
-
-    } else {
-        slot = NULL;
-        ctx = ngx_http_get_module_ctx(r, ngx_http_canary_module);
+        return (ngx_http_canary_ctx_t *) &r->variables[cmcf->ctx_index];
     }
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_canary_module);
 
     if (ctx || !create) {
         return ctx;
     }
 
-    n = cmcf->rollouts.nelts;
-    size = offsetof(ngx_http_canary_ctx_t, decisions)
-           + n * sizeof(ngx_http_canary_decision_t);
-
-    ctx = ngx_palloc(r->pool, size);
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_canary_ctx_t));
     if (ctx == NULL) {
         return NULL;
     }
 
-    ctx->routed = 0;
-    ctx->counted = 0;
-    ctx->shadow = 0;
-
-    for (i = 0; i < n; i++) {
-        ctx->decisions[i] = undecided;
-    }
-
-    if (slot) {
-        slot->data = (u_char *) ctx;
-
-    } else {
-        ngx_http_set_ctx(r, ctx, ngx_http_canary_module);
-    }
+    ngx_http_set_ctx(r, ctx, ngx_http_canary_module);
 
     return ctx;
+}
+
+
+/*
+ * The fourth rollout a request reads: one decision per rollout
+ * configured, from the request pool, with the few kept so far; NULL
+ * when there is no memory (the decision is then kept nowhere, and a
+ * later read decides again)
+ */
+
+ngx_http_canary_decision_t *
+ngx_http_canary_keep_all(ngx_http_request_t *r, ngx_http_canary_ctx_t *ctx,
+    ngx_uint_t index, ngx_http_canary_decision_t d)
+{
+    ngx_uint_t                    i;
+    ngx_http_canary_decision_t   *all;
+    ngx_http_canary_main_conf_t  *cmcf;
+
+    static ngx_http_canary_decision_t  lost;
+
+    cmcf = ngx_http_get_module_main_conf(r, ngx_http_canary_module);
+
+    all = ngx_pcalloc(r->pool, cmcf->rollouts.nelts
+                               * sizeof(ngx_http_canary_decision_t));
+    if (all == NULL) {
+        lost = d;
+        return &lost;
+    }
+
+    for (i = 0; i < NGX_HTTP_CANARY_CTX_FEW; i++) {
+        all[ctx->key[i] - 1] = ctx->few[i];
+    }
+
+    ctx->all = all;
+    all[index] = d;
+
+    return &all[index];
 }
 
 
@@ -116,31 +125,38 @@ ngx_http_canary_get_ctx(ngx_http_request_t *r, ngx_uint_t create)
  * bucket against the percent and, for an exposed user of a rollout with
  * arms, the arm, in a small function without the evaluation's
  * locals (whose addresses are taken, so the stack protector guards its
- * frame); else the evaluation itself.  Stored in decisions[index],
+ * frame); else the evaluation itself.  Kept in the request context,
  * returned by pointer.
  */
 
 ngx_http_canary_decision_t *
 ngx_http_canary_decide_plain(ngx_http_request_t *r,
     ngx_http_canary_main_conf_t *cmcf, ngx_uint_t index,
-    ngx_http_canary_decision_t *decisions)
+    ngx_http_canary_ctx_t *ctx)
 {
     uint32_t                      hash;
     ngx_uint_t                    i, bucket, variant;
     ngx_http_canary_value_t      *kv;
     ngx_http_canary_rollout_t    *ro;
-    ngx_http_canary_decision_t    d;
+    ngx_http_canary_decision_t    d, *p;
     ngx_http_canary_snapshot_t   *snap;
     ngx_http_variable_value_t    *vv;
 
-    static ngx_http_canary_decision_t  undecided;
+    static ngx_http_canary_decision_t  undecided, lost;
 
     ro = (ngx_http_canary_rollout_t *) cmcf->rollouts.elts + index;
     snap = ro->sh->snapshot;
 
     if (!ro->plain || !snap->plain) {
-        (void) ngx_http_canary_evaluate(r, index, decisions, NULL, 0);
-        return &decisions[index];
+        d = ngx_http_canary_evaluate(r, index, ctx, NULL, 0);
+        p = ngx_http_canary_cached(ctx, index);
+
+        if (p == NULL) {
+            lost = d;
+            return &lost;
+        }
+
+        return p;
     }
 
     /* the key: the first non-empty of the "key" variables */
@@ -160,9 +176,7 @@ ngx_http_canary_decide_plain(ngx_http_request_t *r,
     d.variant = NGX_HTTP_CANARY_STABLE;
     d.reason = NGX_HTTP_CANARY_REASON_NO_KEY;
 
-    decisions[index] = d;
-
-    return &decisions[index];
+    return ngx_http_canary_keep(r, ctx, index, d);
 
 found:
 
@@ -185,9 +199,7 @@ found:
     d.variant = variant;
     d.bucket = bucket;
 
-    decisions[index] = d;
-
-    return &decisions[index];
+    return ngx_http_canary_keep(r, ctx, index, d);
 }
 
 
@@ -209,8 +221,8 @@ ngx_http_canary_plain_arm(ngx_http_canary_rollout_t *ro,
 /*
  * The evaluation, in the order of the contract: override, user lists,
  * key, window, match, requires, segment or percent.  Reads the published
- * snapshot without a lock; decisions[] (one per rollout) memoizes it and
- * the rollouts it requires.
+ * snapshot without a lock; the request context memoizes it and the
+ * rollouts it requires.
  *
  * With "in" NULL (the request path) the override, key and segment come
  * from the request's variables, read only when the evaluation gets to
@@ -223,8 +235,37 @@ ngx_http_canary_plain_arm(ngx_http_canary_rollout_t *ro,
 
 ngx_http_canary_decision_t
 ngx_http_canary_evaluate(ngx_http_request_t *r, ngx_uint_t index,
-    ngx_http_canary_decision_t *decisions, ngx_http_canary_input_t *in,
+    ngx_http_canary_ctx_t *ctx, ngx_http_canary_input_t *in,
     ngx_uint_t depth)
+{
+    ngx_http_canary_decision_t  *p, d;
+
+    static ngx_http_canary_decision_t  undecided;
+
+    p = ngx_http_canary_cached(ctx, index);
+
+    if (p && p->decided) {
+        return *p;
+    }
+
+    d = undecided;
+    d.decided = 1;
+    d.variant = NGX_HTTP_CANARY_STABLE;
+
+    ngx_http_canary_evaluate_rollout(r, index, ctx, in, depth, &d);
+
+    (void) ngx_http_canary_keep(r, ctx, index, d);
+
+    return d;
+}
+
+
+/* the evaluation of one rollout, into d (decided, stable) */
+
+static void
+ngx_http_canary_evaluate_rollout(ngx_http_request_t *r, ngx_uint_t index,
+    ngx_http_canary_ctx_t *ctx, ngx_http_canary_input_t *in,
+    ngx_uint_t depth, ngx_http_canary_decision_t *d)
 {
     uint32_t                      hash;
     ngx_str_t                     key, value;
@@ -232,20 +273,11 @@ ngx_http_canary_evaluate(ngx_http_request_t *r, ngx_uint_t index,
     ngx_http_canary_value_t      *kv;
     ngx_http_canary_rollout_t    *ro;
     ngx_http_canary_segment_t    *seg;
-    ngx_http_canary_decision_t   *d, req;
+    ngx_http_canary_decision_t    req;
     ngx_http_canary_snapshot_t   *snap;
     ngx_http_canary_main_conf_t  *cmcf;
 
-    d = &decisions[index];
-
-    if (d->decided) {
-        return *d;
-    }
-
     cmcf = ngx_http_get_module_main_conf(r, ngx_http_canary_module);
-
-    d->decided = 1;
-    d->variant = NGX_HTTP_CANARY_STABLE;
 
     ro = (ngx_http_canary_rollout_t *) cmcf->rollouts.elts + index;
     snap = ro->sh->snapshot;
@@ -253,7 +285,7 @@ ngx_http_canary_evaluate(ngx_http_request_t *r, ngx_uint_t index,
     /* 1. override */
 
     if (ngx_http_canary_evaluate_override(r, ro, in, d)) {
-        return *d;
+        return;
     }
 
     /* the key: the first non-empty of the "key" values */
@@ -276,7 +308,7 @@ ngx_http_canary_evaluate(ngx_http_request_t *r, ngx_uint_t index,
 
     if (key.len == 0) {
         d->reason = NGX_HTTP_CANARY_REASON_NO_KEY;
-        return *d;
+        return;
     }
 
     hash = ngx_http_canary_murmur3_key(&ro->salted, key.data, key.len);
@@ -287,7 +319,7 @@ ngx_http_canary_evaluate(ngx_http_request_t *r, ngx_uint_t index,
     /* 2. user lists */
 
     if (ngx_http_canary_evaluate_users(ro, snap, &key, d)) {
-        return *d;
+        return;
     }
 
     /* 4. time window */
@@ -296,25 +328,25 @@ ngx_http_canary_evaluate(ngx_http_request_t *r, ngx_uint_t index,
         || (snap->end && ngx_time() >= snap->end))
     {
         d->reason = NGX_HTTP_CANARY_REASON_WINDOW;
-        return *d;
+        return;
     }
 
     /* 5. eligibility */
 
     if (ro->match && !ngx_http_canary_evaluate_match(r, ro, in, depth)) {
         d->reason = NGX_HTTP_CANARY_REASON_MATCH;
-        return *d;
+        return;
     }
 
     /* 6. dependencies; cycles were refused at configuration time */
 
     for (i = 0; i < ro->nrequires; i++) {
-        req = ngx_http_canary_evaluate(r, ro->requires_index[i], decisions,
-                                       in, depth + 1);
+        req = ngx_http_canary_evaluate(r, ro->requires_index[i], ctx, in,
+                                       depth + 1);
 
         if (req.variant == NGX_HTTP_CANARY_STABLE) {
             d->reason = NGX_HTTP_CANARY_REASON_REQUIRES;
-            return *d;
+            return;
         }
     }
 
@@ -348,8 +380,6 @@ ngx_http_canary_evaluate(ngx_http_request_t *r, ngx_uint_t index,
     if (d->bucket < percent) {
         ngx_http_canary_evaluate_arm(ro, snap, &key, d);
     }
-
-    return *d;
 }
 
 
@@ -688,10 +718,10 @@ ngx_http_canary_log_handler(ngx_http_request_t *r)
 
     ctx->counted = 1;
 
-    d = &ctx->decisions[index];
+    d = ngx_http_canary_cached(ctx, index);
 
-    if (!d->decided) {
-        d = ngx_http_canary_decide_plain(r, cmcf, index, ctx->decisions);
+    if (d == NULL || !d->decided) {
+        d = ngx_http_canary_decide_plain(r, cmcf, index, ctx);
     }
 
     ro = (ngx_http_canary_rollout_t *) cmcf->rollouts.elts + index;

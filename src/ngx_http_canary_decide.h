@@ -31,10 +31,13 @@ ngx_http_canary_ctx_t *ngx_http_canary_get_ctx(ngx_http_request_t *r,
     ngx_uint_t create);
 ngx_http_canary_decision_t *ngx_http_canary_decide_plain(
     ngx_http_request_t *r, ngx_http_canary_main_conf_t *cmcf,
-    ngx_uint_t index, ngx_http_canary_decision_t *decisions);
+    ngx_uint_t index, ngx_http_canary_ctx_t *ctx);
 ngx_http_canary_decision_t ngx_http_canary_evaluate(ngx_http_request_t *r,
-    ngx_uint_t index, ngx_http_canary_decision_t *decisions,
+    ngx_uint_t index, ngx_http_canary_ctx_t *ctx,
     ngx_http_canary_input_t *in, ngx_uint_t depth);
+ngx_http_canary_decision_t *ngx_http_canary_keep_all(ngx_http_request_t *r,
+    ngx_http_canary_ctx_t *ctx, ngx_uint_t index,
+    ngx_http_canary_decision_t d);
 ngx_http_canary_segment_t *ngx_http_canary_find_segment(
     ngx_http_canary_snapshot_t *snap, ngx_str_t *value);
 /* a value of the request (not inlined) */
@@ -50,11 +53,64 @@ static ngx_inline ngx_http_canary_ctx_t *
 ngx_http_canary_ctx(ngx_http_request_t *r, ngx_http_canary_main_conf_t *cmcf,
     ngx_uint_t create)
 {
-    if (r == r->main && cmcf->ctx_inline) {
+    if (r == r->main) {
         return (ngx_http_canary_ctx_t *) &r->variables[cmcf->ctx_index];
     }
 
     return ngx_http_canary_get_ctx(r, create);
+}
+
+
+/*
+ * The place of a rollout's decision in the request context, decided or
+ * not; NULL when the context has none for it yet (see
+ * ngx_http_canary_keep())
+ */
+
+static ngx_inline ngx_http_canary_decision_t *
+ngx_http_canary_cached(ngx_http_canary_ctx_t *ctx, ngx_uint_t index)
+{
+    ngx_uint_t  i;
+
+    if (ctx->all) {
+        return &ctx->all[index];
+    }
+
+    for (i = 0; i < NGX_HTTP_CANARY_CTX_FEW; i++) {
+        if (ctx->key[i] == index + 1) {
+            return &ctx->few[i];
+        }
+    }
+
+    return NULL;
+}
+
+
+/*
+ * A decision kept in the request context: in its place, else in the
+ * first free one of the few, else in "all", made now
+ */
+
+static ngx_inline ngx_http_canary_decision_t *
+ngx_http_canary_keep(ngx_http_request_t *r, ngx_http_canary_ctx_t *ctx,
+    ngx_uint_t index, ngx_http_canary_decision_t d)
+{
+    ngx_uint_t  i;
+
+    if (ctx->all) {
+        ctx->all[index] = d;
+        return &ctx->all[index];
+    }
+
+    for (i = 0; i < NGX_HTTP_CANARY_CTX_FEW; i++) {
+        if (ctx->key[i] == 0 || ctx->key[i] == index + 1) {
+            ctx->key[i] = index + 1;
+            ctx->few[i] = d;
+            return &ctx->few[i];
+        }
+    }
+
+    return ngx_http_canary_keep_all(r, ctx, index, d);
 }
 
 
@@ -69,6 +125,7 @@ static ngx_inline ngx_http_canary_decision_t *
 ngx_http_canary_decision(ngx_http_request_t *r, ngx_uint_t index)
 {
     ngx_http_canary_ctx_t        *ctx;
+    ngx_http_canary_decision_t   *d;
     ngx_http_canary_main_conf_t  *cmcf;
 
     static ngx_http_canary_decision_t  none;
@@ -81,11 +138,13 @@ ngx_http_canary_decision(ngx_http_request_t *r, ngx_uint_t index)
         return &none;
     }
 
-    if (ctx->decisions[index].decided) {
-        return &ctx->decisions[index];
+    d = ngx_http_canary_cached(ctx, index);
+
+    if (d && d->decided) {
+        return d;
     }
 
-    return ngx_http_canary_decide_plain(r, cmcf, index, ctx->decisions);
+    return ngx_http_canary_decide_plain(r, cmcf, index, ctx);
 }
 
 

@@ -35,7 +35,8 @@ ngx_http_canary_explain(ngx_http_request_t *r, ngx_str_t *name)
 {
     ngx_int_t                     index, rc;
     ngx_http_canary_input_t       in;
-    ngx_http_canary_decision_t    d, *decisions;
+    ngx_http_canary_ctx_t         ctx;
+    ngx_http_canary_decision_t    d;
     ngx_http_canary_main_conf_t  *cmcf;
 
     cmcf = ngx_http_get_module_main_conf(r, ngx_http_canary_module);
@@ -76,15 +77,19 @@ ngx_http_canary_explain(ngx_http_request_t *r, ngx_str_t *name)
     in.percent = -1;
     in.match = -1;
 
-    decisions = ngx_pcalloc(r->pool, cmcf->rollouts.nelts
-                                     * sizeof(ngx_http_canary_decision_t));
-    if (decisions == NULL) {
+    /* every decision in "all", so that the JSON lists those it made */
+
+    ngx_memzero(&ctx, sizeof(ngx_http_canary_ctx_t));
+
+    ctx.all = ngx_pcalloc(r->pool, cmcf->rollouts.nelts
+                                   * sizeof(ngx_http_canary_decision_t));
+    if (ctx.all == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    d = ngx_http_canary_evaluate(r, index, decisions, &in, 0);
+    d = ngx_http_canary_evaluate(r, index, &ctx, &in, 0);
 
-    return ngx_http_canary_explain_json(r, name, &in, index, &d, decisions);
+    return ngx_http_canary_explain_json(r, name, &in, index, &d, ctx.all);
 }
 
 

@@ -49,6 +49,8 @@
 #define NGX_HTTP_CANARY_NVARIANTS      2
 #define NGX_HTTP_CANARY_MAX_ARMS       16
 #define NGX_HTTP_CANARY_MAX_ROLLOUTS   65535
+/* the decisions a request context holds before it needs "all" */
+#define NGX_HTTP_CANARY_CTX_FEW        3
 /* stable and the arms; a pseudo-variant after the arms needs one more */
 #define NGX_HTTP_CANARY_MAX_VARIANTS   (1 + NGX_HTTP_CANARY_MAX_ARMS)
 #define NGX_HTTP_CANARY_MAX_WEIGHT     10000
@@ -162,6 +164,7 @@ typedef struct {
     ngx_uint_t                      state;
     ngx_uint_t                      source;
     time_t                          updated;        /* when published */
+    ngx_msec_t                      updated_ms;     /* the same, in ms */
     ngx_uint_t                      nsegments;
     ngx_http_canary_segment_t      *segments;
     ngx_http_canary_set_t          *canary_users;
@@ -357,6 +360,7 @@ typedef struct {
 
 typedef struct {
     ngx_str_t                       name;
+    ngx_str_t                       word;   /* the name in the variable's */
     ngx_uint_t                      index;
     ngx_array_t                     keys;       /* ngx_http_canary_value_t */
     ngx_uint_t                      nvariants;  /* 1 + arms (+ others) */
@@ -396,8 +400,21 @@ typedef struct {
 } ngx_http_canary_rollout_t;
 
 
+/*
+ * Rollouts by name (or by the name in their variable's, "word"): an
+ * open-addressing table of index + 1 (0: empty), at most half full, so
+ * that a configuration of N rollouts is read in time linear in N
+ */
+typedef struct {
+    uint32_t                       *slots;
+    ngx_uint_t                      size;       /* a power of two, or 0 */
+} ngx_http_canary_names_t;
+
+
 typedef struct {
     ngx_array_t                     rollouts;   /* ngx_http_canary_rollout_t */
+    ngx_http_canary_names_t         names;
+    ngx_http_canary_names_t         words;
     ngx_cycle_t                    *cycle;
     ngx_shm_zone_t                 *shm_zone;
     ngx_http_canary_shctx_t        *sh;
@@ -410,10 +427,9 @@ typedef struct {
     ngx_uint_t                      shadow;     /* a canary_shadow seen */
     ngx_uint_t                      api;        /* a canary_api seen */
 
-    /* the slot of r->variables that holds a main request's context, and
-       whether the context fits in it, see ngx_http_canary_get_ctx() */
+    /* the first of the two slots of r->variables that hold a main
+       request's context, see ngx_http_canary_get_ctx() */
     ngx_int_t                       ctx_index;
-    ngx_flag_t                      ctx_inline;
 } ngx_http_canary_main_conf_t;
 
 
@@ -460,15 +476,20 @@ typedef struct {
  * bit fields: the rewrite and log handlers read and write them on every
  * request.
  *
- * 4 bytes and a 4-byte decision per rollout: with up to three rollouts
- * it fits in the 16 bytes of a slot of r->variables, where nginx has
- * already allocated and zeroed it (see ngx_http_canary_get_ctx()).
+ * The decisions of the first three rollouts the request reads are kept
+ * beside their indexes ("key", index + 1; 0 when free); the fourth makes
+ * "all", one decision per rollout configured, from the request pool.  So
+ * a request pays for the rollouts it reads, not for those configured.
+ * 32 bytes: the two slots of r->variables where nginx has already
+ * allocated and zeroed it (see ngx_http_canary_get_ctx()).
  */
 typedef struct {
     uint16_t                        routed;
     u_char                          counted;
     u_char                          shadow;     /* NGX_HTTP_CANARY_SHADOW_* */
-    ngx_http_canary_decision_t      decisions[1];   /* one per rollout */
+    uint16_t                        key[NGX_HTTP_CANARY_CTX_FEW];
+    ngx_http_canary_decision_t      few[NGX_HTTP_CANARY_CTX_FEW];
+    ngx_http_canary_decision_t     *all;        /* one per rollout, or NULL */
 } ngx_http_canary_ctx_t;
 
 

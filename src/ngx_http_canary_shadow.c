@@ -116,7 +116,7 @@ ngx_http_canary_shadow_handler(ngx_http_request_t *r)
     cmcf = ngx_http_get_module_main_conf(r, ngx_http_canary_module);
     ro = (ngx_http_canary_rollout_t *) cmcf->rollouts.elts + clcf->rollout;
 
-    d = ngx_http_canary_evaluate(r, clcf->rollout, ctx->decisions, NULL, 0);
+    d = ngx_http_canary_evaluate(r, clcf->rollout, ctx, NULL, 0);
 
     if (!ngx_http_canary_shadow_chosen(r, ro, d)) {
         return NGX_DECLINED;

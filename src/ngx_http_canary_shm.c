@@ -24,6 +24,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_canary_module.h"
+#include "ngx_http_canary_conf.h"
 #include "ngx_http_canary_snapshot.h"
 
 #if (NGX_LINUX)
@@ -33,7 +34,7 @@
 
 static ngx_http_canary_shrollout_t *ngx_http_canary_shm_rollout(
     ngx_http_canary_main_conf_t *cmcf, ngx_http_canary_rollout_t *ro,
-    ngx_log_t *log);
+    ngx_http_canary_shrollout_t *shr);
 static ngx_int_t ngx_http_canary_shm_counters(
     ngx_http_canary_main_conf_t *cmcf, ngx_http_canary_shrollout_t *shr,
     ngx_http_canary_rollout_t *ro, ngx_int_t *map);
@@ -70,12 +71,13 @@ ngx_http_canary_shm_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     ngx_http_canary_main_conf_t  *ocmcf = data;
 
     size_t                        len;
-    ngx_int_t                     rc;
+    ngx_int_t                     rc, k;
     ngx_uint_t                    i;
     ngx_core_conf_t              *ccf;
     ngx_slab_pool_t              *shpool;
     ngx_http_canary_shctx_t      *sh;
     ngx_http_canary_rollout_t    *ro;
+    ngx_http_canary_shrollout_t  *shr, **found;
     ngx_http_canary_main_conf_t  *cmcf;
 
     cmcf = shm_zone->data;
@@ -136,11 +138,30 @@ rollouts:
     rc = NGX_OK;
     ro = cmcf->rollouts.elts;
 
+    /* the zone's rollouts by the configuration's index, in one pass */
+
+    found = ngx_alloc((cmcf->rollouts.nelts + 1)
+                      * sizeof(ngx_http_canary_shrollout_t *),
+                      shm_zone->shm.log);
+    if (found == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(found, cmcf->rollouts.nelts
+                       * sizeof(ngx_http_canary_shrollout_t *));
+
     ngx_shmtx_lock(&shpool->mutex);
 
+    for (shr = cmcf->sh->rollouts; shr; shr = shr->next) {
+        k = ngx_http_canary_find(cmcf, &shr->name);
+
+        if (k != NGX_ERROR) {
+            found[k] = shr;
+        }
+    }
+
     for (i = 0; i < cmcf->rollouts.nelts; i++) {
-        ro[i].sh = ngx_http_canary_shm_rollout(cmcf, &ro[i],
-                                               shm_zone->shm.log);
+        ro[i].sh = ngx_http_canary_shm_rollout(cmcf, &ro[i], found[i]);
         if (ro[i].sh == NULL) {
             rc = NGX_ERROR;
             break;
@@ -148,6 +169,8 @@ rollouts:
     }
 
     ngx_shmtx_unlock(&shpool->mutex);
+
+    ngx_free(found);
 
     if (rc != NGX_OK) {
         goto nomem;
@@ -167,32 +190,24 @@ nomem:
 
 
 /*
- * The rollout's place in the zone, made on first sight.  Its counters
- * carry on across reloads; its published state too, unless it still comes
- * from the configuration, whose percent may have changed.
+ * The rollout's place in the zone (shr, the one of its name in the zone,
+ * or NULL), made on first sight.  Its counters carry on across reloads;
+ * its published state too, unless it still comes from the configuration,
+ * whose percent may have changed.
  */
 
 static ngx_http_canary_shrollout_t *
 ngx_http_canary_shm_rollout(ngx_http_canary_main_conf_t *cmcf,
-    ngx_http_canary_rollout_t *ro, ngx_log_t *log)
+    ngx_http_canary_rollout_t *ro, ngx_http_canary_shrollout_t *shr)
 {
     ngx_int_t                     map[NGX_HTTP_CANARY_MAX_VARIANTS];
     ngx_uint_t                    v, moved;
     ngx_slab_pool_t              *shpool;
     ngx_http_canary_shctx_t      *sh;
     ngx_http_canary_snapshot_t   *snap;
-    ngx_http_canary_shrollout_t  *shr;
 
     sh = cmcf->sh;
     shpool = cmcf->shpool;
-
-    for (shr = sh->rollouts; shr; shr = shr->next) {
-        if (shr->name.len == ro->name.len
-            && ngx_strncmp(shr->name.data, ro->name.data, ro->name.len) == 0)
-        {
-            break;
-        }
-    }
 
     if (shr == NULL) {
         shr = ngx_slab_calloc_locked(shpool,
@@ -288,7 +303,7 @@ ngx_http_canary_shm_rollout(ngx_http_canary_main_conf_t *cmcf,
         return NULL;
     }
 
-    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, log, 0,
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
                    "canary zone: rollout \"%V\" percent %ui from config",
                    &shr->name, ro->percent);
 

@@ -135,10 +135,13 @@ ngx_int_t
 ngx_http_canary_publish(ngx_http_canary_main_conf_t *cmcf,
     ngx_http_canary_shrollout_t *shr, ngx_http_canary_snapshot_t *snap)
 {
+    ngx_time_t                  *tp;
     ngx_http_canary_snapshot_t  *old;
 
     old = shr->snapshot;
-    snap->updated = ngx_time();
+    tp = ngx_timeofday();
+    snap->updated = tp->sec;
+    snap->updated_ms = (ngx_msec_t) tp->sec * 1000 + tp->msec;
 
     snap->plain = (snap->canary_users == NULL && snap->stable_users == NULL
                    && snap->arm_users_mask == 0

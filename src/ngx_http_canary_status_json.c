@@ -34,7 +34,8 @@ static u_char *ngx_http_canary_json_auto(ngx_http_canary_report_t *rp,
  *             "refused_values":..,"last_sync":..|null,
  *             "restored":{"count":..,"rollouts":..,"at":..}|null},
  *    "rollouts":[{"name":..,"percent":..,"state":..,"source":..,
- *                 "updated":..,"segments":[{"value":..,"percent":..}],
+ *                 "updated":..,"updated_ms":..,
+ *                 "segments":[{"value":..,"percent":..}],
  *                 "canary_users":..,"stable_users":..,
  *                 "variants":{"stable":{..},"canary":{..}}}]}
  */
@@ -140,7 +141,7 @@ ngx_http_canary_json_rollout(ngx_http_canary_out_t *o,
     vw = &rp->views[i];
     snap = vw->snap;
 
-    size = 2 * NGX_HTTP_CANARY_LINE + 8 * NGX_HTTP_CANARY_NUM
+    size = 2 * NGX_HTTP_CANARY_LINE + 16 + 9 * NGX_HTTP_CANARY_NUM
            + ngx_http_canary_esc_len(&vw->rollout->name,
                                      NGX_HTTP_CANARY_ESC_JSON)
            + ngx_http_canary_arms_size(vw);
@@ -166,12 +167,12 @@ ngx_http_canary_json_rollout(ngx_http_canary_out_t *o,
     p = ngx_cpymem(p, ",\"shadow\":", sizeof(",\"shadow\":") - 1);
     p = ngx_http_canary_percent(p, snap->shadow);
     p = ngx_sprintf(p, ",\"state\":\"%V\",\"source\":\"%V\","
-                    "\"updated\":%T,\"last_sync\":%T,"
+                    "\"updated\":%T,\"updated_ms\":%M,\"last_sync\":%T,"
                     "\"canary_users\":%ui,"
                     "\"stable_users\":%ui,\"segments\":[",
                     ngx_http_canary_state(snap->state),
                     &ngx_http_canary_source_names[snap->source],
-                    snap->updated, vw->synced,
+                    snap->updated, snap->updated_ms, vw->synced,
                     ngx_http_canary_set_size(snap->canary_users),
                     ngx_http_canary_set_size(snap->stable_users));
 

@@ -62,12 +62,18 @@ static ngx_http_variable_t  ngx_http_canary_vars[] = {
       ngx_http_canary_ctx_variable, 0,
       NGX_HTTP_VAR_NOHASH|NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
+    { ngx_string("canary request context 2"), NULL,
+      ngx_http_canary_ctx_variable, 0,
+      NGX_HTTP_VAR_NOHASH|NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
       ngx_http_null_variable
 };
 
 
-static ngx_str_t  ngx_http_canary_ctx_name =
-    ngx_string("canary request context");
+static ngx_str_t  ngx_http_canary_ctx_names[] = {
+    ngx_string("canary request context"),
+    ngx_string("canary request context 2")
+};
 
 
 ngx_int_t
@@ -89,22 +95,37 @@ ngx_http_canary_add_variables(ngx_conf_t *cf)
 }
 
 
-/* postconfiguration: the slot of r->variables of a main request's context */
+/*
+ * postconfiguration: the two slots of r->variables of a main request's
+ * context, indexed one after the other, so they are adjacent
+ */
 
 ngx_int_t
 ngx_http_canary_variables_init(ngx_conf_t *cf,
     ngx_http_canary_main_conf_t *cmcf)
 {
-    cmcf->ctx_index = ngx_http_get_variable_index(cf,
-                                                  &ngx_http_canary_ctx_name);
+    ngx_int_t  second;
+
+    cmcf->ctx_index = ngx_http_get_variable_index(
+                          cf, &ngx_http_canary_ctx_names[0]);
     if (cmcf->ctx_index == NGX_ERROR) {
         return NGX_ERROR;
     }
 
-    cmcf->ctx_inline = (offsetof(ngx_http_canary_ctx_t, decisions)
-                        + cmcf->rollouts.nelts
-                          * sizeof(ngx_http_canary_decision_t)
-                        <= sizeof(ngx_http_variable_value_t));
+    second = ngx_http_get_variable_index(cf, &ngx_http_canary_ctx_names[1]);
+    if (second == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    if (second != cmcf->ctx_index + 1
+        || sizeof(ngx_http_canary_ctx_t)
+           > 2 * sizeof(ngx_http_variable_value_t))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "canary: the request context's slots are not "
+                           "adjacent (%i, %i)", cmcf->ctx_index, second);
+        return NGX_ERROR;
+    }
 
     return NGX_OK;
 }

@@ -362,6 +362,7 @@ changed('full');
 
 my %ok = ('User-Agent' => 'Mobile', 'X-Dep' => 'always', 'X-Country' => 'US');
 ok(wait_for('/full', { 'X-User-Id' => 'c1' }, 'canary canary_users')
+   && wait_for('/full', { 'X-User-Id' => 's1' }, 'stable stable_users')
    && wait_for('/full', { 'X-User-Id' => 'p', %ok }, 'canary segment'),
    'full: sets and segments applied');
 

@@ -3,8 +3,9 @@
 # Redis sync: an HSET governs routing within 100 ms with keyspace
 # notifications, within 100 ms with PUBLISH <prefix>changed, within one
 # canary_sync_interval (+100 ms) with neither; with 4 workers, in all of
-# them; segments, windows and state from Redis; a deleted hash brings the
-# config back.
+# them; the status page's updated_ms is when the change was published, by
+# the node's clock; segments, windows and state from Redis; a deleted
+# hash brings the config back.
 
 use strict;
 use warnings;
@@ -12,6 +13,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 
+use JSON::PP qw(decode_json);
 use Test::More;
 use Time::HiRes qw(sleep time);
 use CanaryTest;
@@ -26,7 +28,14 @@ my $key = 'canary:rollout:checkout';
 # push: a 60 s interval, so only a push explains a change within 100 ms
 
 my $r = start_redis(notify => 'Kh$s');
-my $ng = start_nginx(sync_conf(extra => 'canary_sync_interval 60s;'),
+my $status = <<'EOF';
+canary_sync_interval 60s;
+server {
+    listen 127.0.0.1:%%PORT_S%%;
+    location /canary { canary_status; }
+}
+EOF
+my $ng = start_nginx(sync_conf(extra => $status),
                      workers => 4,
                      vars => { REDIS => '127.0.0.1:' . $r->port, PCT => 5 });
 my $port = $ng->port;
@@ -64,10 +73,21 @@ ok(routes_by($port, 40, \@keys), 'every key routes by 40%');
 
 # every worker: many connections, so that all 4 worker pids answer
 
+my $before = int(time * 1000);
 $r->cli('HSET', $key, 'percent', '70');
 $r->cli('PUBLISH', 'canary:changed', 'checkout');
 ok(defined wait_until(sub { routes_by($port, 70, \@keys) }, 5),
    'percent 70 applied');
+my $after = int(time * 1000) + 1;
+
+my (undef, undef, $json) = http_get($ng->port('PORT_S'),
+                                    '/canary?format=json');
+my ($st) = grep { $_->{name} eq 'checkout' }
+           @{ decode_json($json)->{rollouts} };
+ok($st->{updated_ms} >= $before && $st->{updated_ms} <= $after
+   && int($st->{updated_ms} / 1000) == $st->{updated},
+   'updated_ms: when the change was published, in ms')
+    or diag "$before <= $st->{updated_ms} <= $after, $st->{updated}";
 
 my (%pids, $bad);
 for (1 .. 60) {

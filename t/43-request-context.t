@@ -1,14 +1,17 @@
 #!/usr/bin/perl
 
-# The request context (issue 15): a main request's decisions and the
-# rollout it is counted under live in a slot of r->variables, in the slot
-# itself with up to three rollouts and in memory the slot points to with
-# more.  Both ways, across try_files to a named location, error_page and
-# a mirror subrequest: the decision is the same before and after the
-# redirect (the bucket is murmur3 of "<rollout>:<key>"), the request is
-# counted once under the first "canary" location it entered, and a
-# subrequest in another rollout's location decides on its own and counts
-# nothing.
+# The request context: a main request's decisions and the rollout it is
+# counted under live in two slots of r->variables, the decisions of the
+# first three rollouts the request reads in the slots themselves, and
+# with a fourth every decision in memory the slots point to.  With 2 and
+# with 6 rollouts configured, across try_files to a named location,
+# error_page and a mirror subrequest: the decision is the same before
+# and after the redirect (the bucket is murmur3 of "<rollout>:<key>"),
+# the request is counted once under the first "canary" location it
+# entered, and a subrequest in another rollout's location decides on its
+# own and counts nothing.  A request that reads all six rollouts, three
+# before the fourth and the rest after, before and after a redirect, gets
+# each rollout's own decision.
 
 use strict;
 use warnings;
@@ -34,7 +37,21 @@ canary_rollout $_ {
 }
 EOF
 
-    return <<'EOF' . $rollouts . <<'EOF';
+    # every rollout read, r1 last before the redirect, again after it
+    my @all = map { "\$canary_variant_$_" } (qw(r2), @$extra, qw(r1));
+    my $every = @$extra ? <<"EOF" : '';
+    location /every/ {
+        canary r1;
+        set \$before "@all";
+        try_files /nonexistent \@every;
+    }
+
+    location \@every {
+        return 200 "\$before|@all\\n";
+    }
+EOF
+
+    return (<<'EOF' . $rollouts . <<'EOF') =~ s/#EVERY#\n/$every/r;
 upstream app_stable { server 127.0.0.1:%%PORT_B%%; }
 upstream app_canary { server 127.0.0.1:%%PORT_B%%; }
 
@@ -90,6 +107,7 @@ server {
         proxy_pass http://$canary_upstream/mirrored;
     }
 
+#EVERY#
     location = /canary { canary_status; }
 }
 EOF
@@ -119,8 +137,8 @@ sub bucket {
     return murmur3_32("$rollout:$key") % 10000;
 }
 
-for my $case (['inline, 2 rollouts', []],
-              ['pointed to, 6 rollouts', [qw(r3 r4 r5 r6)]])
+for my $case (['2 rollouts', []],
+              ['6 rollouts', [qw(r3 r4 r5 r6)]])
 {
     my ($what, $extra) = @$case;
     my $ng = start_nginx(conf($extra));
@@ -128,7 +146,7 @@ for my $case (['inline, 2 rollouts', []],
 
     my $n = 40;
     my %want = (stable => 0, canary => 0);
-    my (@tf, @ep, @m);
+    my (@tf, @ep, @m, @every);
 
     for my $i (1 .. $n) {
         my $key = "user$i";
@@ -145,6 +163,16 @@ for my $case (['inline, 2 rollouts', []],
 
         (undef, undef, $body) = http_get($port, "/m/$i", 'X-User' => $key);
         push @m, "$i: $body" unless $body eq "$v $b\n";
+
+        next unless @$extra;
+
+        $want{$v}++;
+        my $all = join ' ', map { bucket($_, $key) < 5000 ? 'canary'
+                                                          : 'stable' }
+                                (qw(r2), @$extra, qw(r1));
+        (undef, undef, $body) = http_get($port, "/every/$i",
+                                         'X-User' => $key);
+        push @every, "$i: $body" unless $body eq "$all|$all\n";
     }
 
     ok(!@tf, "$what: after try_files, the rollout that routed the request "
@@ -154,7 +182,12 @@ for my $case (['inline, 2 rollouts', []],
     ok(!@m, "$what: a mirror subrequest leaves the main request's decision")
         or diag "@m";
 
-    wait_counted($port, 3 * $n);
+    if (@$extra) {
+        ok(!@every, "$what: six rollouts read, before and after a "
+                    . 'redirect, each its own decision') or diag "@every";
+    }
+
+    wait_counted($port, (@$extra ? 4 : 3) * $n);
 
     my ($s, $c) = counts($port, 'r1');
     is_deeply({ stable => $s, canary => $c }, \%want,
