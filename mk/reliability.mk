@@ -12,17 +12,17 @@
 # seeds in t/fuzz/<name>/, the name in FUZZ_TARGETS.
 
 DEPS_FUZZ    := clang libclang-rt-dev
-FUZZ_TARGETS ?= percent time murmur3 auto escape redis
+FUZZ_TARGETS ?= percent time murmur3 auto escape api redis
 FUZZ_SECONDS ?= 60
 FUZZ_CC      ?= clang
 FUZZ_DIR     := $(TOP)/build/fuzz
 
 # the parsers of outside input are pure C with no nginx headers
 FUZZ_SRCS    := src/ngx_http_canary_parse.c src/ngx_http_canary_bucket.c \
-                src/ngx_http_canary_policy.c
+                src/ngx_http_canary_policy.c src/ngx_http_canary_api_parse.c
 FUZZ_DEPS    := $(FUZZ_SRCS) $(wildcard src/*.h) fuzz/replay.c \
                 mk/reliability.mk
-FUZZ_LIBS    := -lhiredis
+FUZZ_LIBS    := -lhiredis -ljansson
 SAN_FLAGS    := -fsanitize=address,undefined -fno-sanitize-recover=all \
                 -fno-omit-frame-pointer
 
@@ -87,7 +87,7 @@ $(FUZZ_DIR)/redis: fuzz/fuzz_redis.c $(NGINX_FUZZ)/objs/Makefile $(SRCS)
 	        ! -name ngx_murmurhash.o) \
 	    $(NGINX_FUZZ)/objs/ngx_modules.o \
 	    $(NGINX_FUZZ)/objs/addon/src/*.o \
-	    -lhiredis -lpcre2-8 -lcrypt -lpthread
+	    -lhiredis -ljansson -lpcre2-8 -lcrypt -lpthread
 
 $(FUZZ_DIR)/%: fuzz/fuzz_%.c $(FUZZ_DEPS)
 	@mkdir -p $(FUZZ_DIR)

@@ -129,6 +129,27 @@ ngx_str_t  ngx_http_canary_state_names[] = {
 };
 
 
+/* canary_api's writes, NGX_HTTP_CANARY_API_*: the history's "event" */
+ngx_str_t  ngx_http_canary_api_actions[] = {
+    ngx_string("patch"),
+    ngx_string("start"),
+    ngx_string("pause"),
+    ngx_string("resume"),
+    ngx_string("promote"),
+    ngx_string("abort"),
+    ngx_string("add_user"),
+    ngx_string("remove_user")
+};
+
+
+ngx_str_t  ngx_http_canary_api_results[] = {
+    ngx_string("ok"),
+    ngx_string("refused"),
+    ngx_string("unavailable"),
+    ngx_string("timeout")
+};
+
+
 char *
 ngx_http_canary_rollout_block(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf)

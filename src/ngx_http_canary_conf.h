@@ -37,6 +37,27 @@ extern ngx_str_t  ngx_http_canary_reason_names[];
 extern ngx_str_t  ngx_http_canary_source_names[];
 extern ngx_str_t  ngx_http_canary_state_names[];
 
+/* canary_api's writes: their names in the history and the metrics */
+#define NGX_HTTP_CANARY_API_PATCH       0
+#define NGX_HTTP_CANARY_API_START       1
+#define NGX_HTTP_CANARY_API_PAUSE       2
+#define NGX_HTTP_CANARY_API_RESUME      3
+#define NGX_HTTP_CANARY_API_PROMOTE     4
+#define NGX_HTTP_CANARY_API_ABORT       5
+#define NGX_HTTP_CANARY_API_ADD_USER    6
+#define NGX_HTTP_CANARY_API_REMOVE_USER 7
+#define NGX_HTTP_CANARY_API_NACTIONS    8
+
+/* how a write ended, for the metrics */
+#define NGX_HTTP_CANARY_API_OK          0
+#define NGX_HTTP_CANARY_API_REFUSED     1   /* 4xx */
+#define NGX_HTTP_CANARY_API_UNAVAILABLE 2   /* 503 */
+#define NGX_HTTP_CANARY_API_TIMEOUT     3   /* 504 */
+#define NGX_HTTP_CANARY_API_NRESULTS    4
+
+extern ngx_str_t  ngx_http_canary_api_actions[];
+extern ngx_str_t  ngx_http_canary_api_results[];
+
 
 #if (__GNUC__ >= 4)
 #pragma GCC visibility pop

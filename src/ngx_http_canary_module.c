@@ -19,6 +19,7 @@
 #include "ngx_http_canary_variables.h"
 #include "ngx_http_canary_shadow.h"
 #include "ngx_http_canary_redis_conf.h"
+#include "ngx_http_canary_api.h"
 
 
 static void *ngx_http_canary_create_main_conf(ngx_conf_t *cf);
@@ -96,10 +97,24 @@ static ngx_command_t  ngx_http_canary_commands[] = {
       NULL },
 
     { ngx_string("canary_status"),
-      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
       ngx_http_canary_status,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
+      NULL },
+
+    { ngx_string("canary_api"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
+      ngx_http_canary_api_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("canary_api_actor"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_set_complex_value_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_canary_loc_conf_t, api_actor),
       NULL },
 
     { ngx_string("canary_shadow"),
@@ -209,6 +224,8 @@ ngx_http_canary_create_loc_conf(ngx_conf_t *cf)
 
     clcf->rollout = NGX_CONF_UNSET;
     clcf->status = NGX_CONF_UNSET;
+    clcf->api_timeout = NGX_CONF_UNSET_MSEC;
+    clcf->api_actor = NGX_CONF_UNSET_PTR;
 
     /* set by ngx_pcalloc(): clcf->shadow = { 0, NULL } */
 
@@ -252,6 +269,7 @@ ngx_http_canary_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     ngx_conf_merge_value(conf->rollout, prev->rollout, NGX_CONF_UNSET);
     ngx_conf_merge_value(conf->status, prev->status, 0);
+    ngx_conf_merge_ptr_value(conf->api_actor, prev->api_actor, NULL);
 
     if (ngx_http_canary_shadow_merge(cf, prev, conf) != NGX_CONF_OK) {
         return NGX_CONF_ERROR;
@@ -344,6 +362,10 @@ ngx_http_canary_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
+    if (ngx_http_canary_api_init_process(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     return ngx_http_canary_auto_init_process(cycle);
 }
 
@@ -351,6 +373,7 @@ ngx_http_canary_init_process(ngx_cycle_t *cycle)
 static void
 ngx_http_canary_exit_process(ngx_cycle_t *cycle)
 {
+    ngx_http_canary_api_exit_process(cycle);
     ngx_http_canary_auto_exit_process(cycle);
     ngx_http_canary_sync_exit_process(cycle);
     ngx_http_canary_shm_exit_process(cycle);

@@ -307,6 +307,9 @@ typedef struct {
     ngx_atomic_t                    sync_pid;       /* the writer */
     ngx_atomic_t                    auto_leader;    /* holds the lease */
 
+    /* canary_api's writes by action and result (ngx_http_canary_conf.h) */
+    ngx_atomic_t                    api_writes[8][4];
+
     /* the user set being read, and by whom: freed by the next sync
        worker if its builder died before publishing it */
     ngx_http_canary_set_t          *building;
@@ -426,6 +429,7 @@ typedef struct {
     ngx_str_t                       state_file;
     ngx_str_t                       node_id;    /* canary_node_id */
     ngx_uint_t                      shadow;     /* a canary_shadow seen */
+    ngx_uint_t                      api;        /* a canary_api seen */
 
     /* the first of the two slots of r->variables that hold a main
        request's context, see ngx_http_canary_get_ctx() */
@@ -442,6 +446,12 @@ typedef struct {
     ngx_uint_t                      shadow_methods;
     ngx_str_t                       shadow_file;
     ngx_uint_t                      shadow_line;
+
+    /* canary_api: its answers' timeout (NGX_CONF_UNSET_MSEC: no API
+       here), canary_api_actor; canary_status api=: the API's URI */
+    ngx_msec_t                      api_timeout;
+    ngx_http_complex_value_t       *api_actor;
+    ngx_str_t                       status_api;
 
     /* "canary NAME" as written, resolved when the location is merged */
     ngx_str_t                       name;

@@ -179,6 +179,21 @@ ngx_http_canary_snapshot_apply(ngx_http_canary_main_conf_t *cmcf,
     ngx_http_canary_rollout_t *ro, ngx_http_canary_values_t *v,
     ngx_log_t *log)
 {
+    return ngx_http_canary_snapshot_apply_if(cmcf, ro, v, NULL, log);
+}
+
+
+/*
+ * The same, unless the published snapshot is no longer "expected" (when
+ * not NULL): NGX_AGAIN, nothing published (v was made from "expected"
+ * and another writer came first: make it again)
+ */
+
+ngx_int_t
+ngx_http_canary_snapshot_apply_if(ngx_http_canary_main_conf_t *cmcf,
+    ngx_http_canary_rollout_t *ro, ngx_http_canary_values_t *v,
+    ngx_http_canary_snapshot_t *expected, ngx_log_t *log)
+{
     ngx_int_t                    rc;
     ngx_http_canary_snapshot_t  *cur, *snap;
 
@@ -191,6 +206,11 @@ ngx_http_canary_snapshot_apply(ngx_http_canary_main_conf_t *cmcf,
     ngx_shmtx_lock(&cmcf->shpool->mutex);
 
     cur = ro->sh->snapshot;
+
+    if (expected && cur != expected) {
+        ngx_shmtx_unlock(&cmcf->shpool->mutex);
+        return NGX_AGAIN;
+    }
 
     if (ngx_http_canary_snapshot_same(cur, v)) {
         ngx_shmtx_unlock(&cmcf->shpool->mutex);

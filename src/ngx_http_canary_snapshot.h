@@ -58,6 +58,10 @@ ngx_int_t ngx_http_canary_publish(ngx_http_canary_main_conf_t *cmcf,
 ngx_int_t ngx_http_canary_snapshot_apply(ngx_http_canary_main_conf_t *cmcf,
     ngx_http_canary_rollout_t *ro, ngx_http_canary_values_t *v,
     ngx_log_t *log);
+ngx_int_t ngx_http_canary_snapshot_apply_if(
+    ngx_http_canary_main_conf_t *cmcf, ngx_http_canary_rollout_t *ro,
+    ngx_http_canary_values_t *v, ngx_http_canary_snapshot_t *expected,
+    ngx_log_t *log);
 ngx_int_t ngx_http_canary_snapshot_set_swap(
     ngx_http_canary_main_conf_t *cmcf, ngx_http_canary_rollout_t *ro,
     ngx_uint_t which, ngx_http_canary_set_t *set, ngx_log_t *log);

@@ -43,8 +43,6 @@ static ngx_int_t ngx_http_canary_status_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_canary_status_format(ngx_http_request_t *r,
     ngx_uint_t *format, ngx_str_t *value);
 static ngx_table_elt_t *ngx_http_canary_status_accept(ngx_http_request_t *r);
-static ngx_int_t ngx_http_canary_report(ngx_http_request_t *r,
-    ngx_http_canary_report_t *rp);
 static void ngx_http_canary_sum(ngx_http_canary_main_conf_t *cmcf,
     ngx_http_canary_rollout_t *ro, ngx_uint_t variant,
     ngx_http_canary_counters_t *sum);
@@ -55,10 +53,32 @@ static ngx_int_t ngx_http_canary_report_auto(ngx_http_request_t *r,
 char *
 ngx_http_canary_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
+    ngx_http_canary_loc_conf_t *lcf = conf;
+
+    ngx_str_t                 *value;
     ngx_http_core_loc_conf_t  *clcf;
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
     clcf->handler = ngx_http_canary_status_handler;
+
+    if (cf->args->nelts == 1) {
+        return NGX_CONF_OK;
+    }
+
+    /* api=URI: the canary_api location the dashboard acts through */
+
+    value = cf->args->elts;
+
+    if (value[1].len <= 5 || ngx_strncmp(value[1].data, "api=/", 5) != 0
+        || value[1].data[value[1].len - 1] != '/')
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid parameter \"%V\" "
+                           "(expected api=/path/to/api/)", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    lcf->status_api.data = value[1].data + 4;
+    lcf->status_api.len = value[1].len - 4;
 
     return NGX_CONF_OK;
 }
@@ -72,8 +92,9 @@ ngx_http_canary_status_handler(ngx_http_request_t *r)
     ngx_str_t                  name;
     ngx_uint_t                 format;
     ngx_table_elt_t           *h;
-    ngx_http_canary_out_t      o;
-    ngx_http_canary_report_t   rp;
+    ngx_http_canary_out_t        o;
+    ngx_http_canary_report_t     rp;
+    ngx_http_canary_loc_conf_t  *lcf;
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
         return NGX_HTTP_NOT_ALLOWED;
@@ -108,6 +129,9 @@ ngx_http_canary_status_handler(ngx_http_request_t *r)
     if (ngx_http_canary_report(r, &rp) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_canary_module);
+    rp.api = lcf->status_api;
 
     ngx_memzero(&o, sizeof(ngx_http_canary_out_t));
     o.request = r;
@@ -287,7 +311,7 @@ ngx_http_canary_status_accept(ngx_http_request_t *r)
 
 /* reads everything once: each snapshot pointer, each rollout's sums */
 
-static ngx_int_t
+ngx_int_t
 ngx_http_canary_report(ngx_http_request_t *r, ngx_http_canary_report_t *rp)
 {
     ngx_uint_t                    i, v, b;
@@ -324,6 +348,9 @@ ngx_http_canary_report(ngx_http_request_t *r, ngx_http_canary_report_t *rp)
     rp->restored = sh->restored;
     rp->restored_rollouts = sh->restored_rollouts;
     rp->auto_leader = sh->auto_leader;
+
+    ngx_memcpy(rp->api_writes, (void *) sh->api_writes,
+               sizeof(rp->api_writes));
 
     /* a racy read of the free page count is fine for a figure */
 

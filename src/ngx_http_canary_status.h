@@ -64,6 +64,7 @@ typedef struct {
     ngx_atomic_uint_t               restored;
     ngx_atomic_uint_t               restored_rollouts;
     ngx_atomic_uint_t               auto_leader;
+    ngx_atomic_uint_t               api_writes[8][4];
     size_t                          zone_size;
     size_t                          zone_free;
 
@@ -74,10 +75,17 @@ typedef struct {
     ngx_pid_t                       holder;
     ngx_msec_t                      now_msec;
     time_t                          now;
+
+    ngx_str_t                       api;        /* canary_status api= */
 } ngx_http_canary_report_t;
 
 
 extern ngx_str_t  ngx_http_canary_shadow_name;
+
+
+/* the report of every rollout, read from the zone once (status, API) */
+ngx_int_t ngx_http_canary_report(ngx_http_request_t *r,
+    ngx_http_canary_report_t *rp);
 
 
 #if (__GNUC__ >= 4)

@@ -35,6 +35,17 @@ ngx_http_canary_html(ngx_http_canary_out_t *o, ngx_http_canary_report_t *rp)
     ngx_http_canary_counters_t  *c;
     ngx_http_canary_snapshot_t  *snap;
 
+    /* its own style and script only, never in another site's frame */
+
+    if (ngx_http_canary_header(o->request, "Content-Security-Policy",
+                               (char *) ngx_http_canary_dashboard_csp)
+        != NGX_OK
+        || ngx_http_canary_header(o->request, "X-Frame-Options", "DENY")
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
     p = ngx_http_canary_reserve(o, sizeof(ngx_http_canary_dashboard_head));
     if (p == NULL) {
         return NGX_ERROR;
@@ -118,3 +129,4 @@ ngx_http_canary_html(ngx_http_canary_out_t *o, ngx_http_canary_report_t *rp)
 
     return NGX_OK;
 }
+

@@ -16,8 +16,6 @@
 #include "ngx_http_canary_status_json.h"
 
 
-static ngx_int_t ngx_http_canary_json_rollout(ngx_http_canary_out_t *o,
-    ngx_http_canary_report_t *rp, ngx_uint_t i);
 static ngx_int_t ngx_http_canary_json_variant(ngx_http_canary_out_t *o,
     ngx_http_canary_view_t *vw, ngx_uint_t v);
 static u_char *ngx_http_canary_json_arms(u_char *p,
@@ -51,13 +49,23 @@ ngx_http_canary_json(ngx_http_canary_out_t *o, ngx_http_canary_report_t *rp)
 
     p = ngx_http_canary_reserve(o, 7 * NGX_HTTP_CANARY_LINE
                                    + (NGX_HTTP_CANARY_HIST_BUCKETS + 17)
-                                     * NGX_HTTP_CANARY_NUM);
+                                     * NGX_HTTP_CANARY_NUM
+                                   + ngx_http_canary_esc_len(&rp->api,
+                                                  NGX_HTTP_CANARY_ESC_JSON));
     if (p == NULL) {
         return NGX_ERROR;
     }
 
-    p = ngx_sprintf(p, "{\"version\":1,\"time_ms\":%M,"
-                    "\"histogram_bounds_ms\":[", rp->now_msec);
+    p = ngx_sprintf(p, "{\"version\":1,\"time_ms\":%M,", rp->now_msec);
+
+    if (rp->api.len) {
+        /* canary_status api=: the dashboard acts through it */
+        p = ngx_http_canary_cpy(p, "\"api\":\"");
+        p = ngx_http_canary_esc(p, &rp->api, NGX_HTTP_CANARY_ESC_JSON);
+        p = ngx_http_canary_cpy(p, "\",");
+    }
+
+    p = ngx_http_canary_cpy(p, "\"histogram_bounds_ms\":[");
 
     for (b = 0; b < NGX_HTTP_CANARY_HIST_BUCKETS - 1; b++) {
         p = ngx_sprintf(p, "%s%M", b ? "," : "",
@@ -126,9 +134,9 @@ ngx_http_canary_json(ngx_http_canary_out_t *o, ngx_http_canary_report_t *rp)
 }
 
 
-/* the i-th rollout's object in "rollouts" */
+/* the i-th rollout's object in "rollouts", after a comma but the first */
 
-static ngx_int_t
+ngx_int_t
 ngx_http_canary_json_rollout(ngx_http_canary_out_t *o,
     ngx_http_canary_report_t *rp, ngx_uint_t i)
 {
@@ -342,10 +350,18 @@ ngx_http_canary_json_auto(ngx_http_canary_report_t *rp,
     st = vw->autost;
 
     p = ngx_slprintf(p, last, "\"auto\":{\"step\":%ui,\"steps\":%ui,"
-                     "\"phase\":\"%s\",\"dark_passed\":%ui,"
+                     "\"ladder\":[", st->step, st->nsteps);
+
+    for (v = 0; v < ro->policy->nsteps; v++) {
+        p = ngx_slprintf(p, last, v ? ",%uD.%02uD" : "%uD.%02uD",
+                         ro->policy->steps[v] / 100,
+                         ro->policy->steps[v] % 100);
+    }
+
+    p = ngx_slprintf(p, last, "],\"phase\":\"%s\",\"dark_passed\":%ui,"
                      "\"interval_ms\":%uL,\"next_decision_ms\":",
-                     st->step, st->nsteps, st->dark ? "dark" : "live",
-                     st->dark_passed, ro->policy->interval);
+                     st->dark ? "dark" : "live", st->dark_passed,
+                     ro->policy->interval);
 
     p = (vw->next < 0) ? ngx_slprintf(p, last, "null")
                        : ngx_slprintf(p, last, "%L", vw->next);

@@ -24,6 +24,8 @@
 
 ngx_int_t ngx_http_canary_json(ngx_http_canary_out_t *o,
     ngx_http_canary_report_t *rp);
+ngx_int_t ngx_http_canary_json_rollout(ngx_http_canary_out_t *o,
+    ngx_http_canary_report_t *rp, ngx_uint_t i);
 
 
 #if (__GNUC__ >= 4)

@@ -173,6 +173,14 @@ ngx_http_canary_send(ngx_http_request_t *r, ngx_http_canary_out_t *o,
         r->headers_out.status = NGX_HTTP_OK;
     }
 
+    /* every answer is what its type says: no sniffing into HTML */
+
+    if (ngx_http_canary_header(r, "X-Content-Type-Options", "nosniff")
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
     r->headers_out.content_length_n = len;
     r->headers_out.content_type.len = ngx_strlen(type);
     r->headers_out.content_type.data = (u_char *) type;
@@ -188,6 +196,28 @@ ngx_http_canary_send(ngx_http_request_t *r, ngx_http_canary_out_t *o,
     o->buf->last_in_chain = 1;
 
     return ngx_http_output_filter(r, o->out);
+}
+
+
+/* one more header of the answer */
+
+ngx_int_t
+ngx_http_canary_header(ngx_http_request_t *r, char *name, char *value)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    h->key.data = (u_char *) name;
+    h->key.len = ngx_strlen(name);
+    h->value.data = (u_char *) value;
+    h->value.len = ngx_strlen(value);
+
+    return NGX_OK;
 }
 
 

@@ -31,7 +31,7 @@
 #define NGX_HTTP_CANARY_NUM             (NGX_ATOMIC_T_LEN + 8)
 
 /* room for an automatic rollout's lines or JSON member */
-#define NGX_HTTP_CANARY_AUTO_STATUS_LEN 2048
+#define NGX_HTTP_CANARY_AUTO_STATUS_LEN 3072
 
 #define ngx_http_canary_cpy(p, s)       ngx_cpymem(p, s, sizeof(s) - 1)
 
@@ -49,6 +49,8 @@ typedef struct {
 u_char *ngx_http_canary_reserve(ngx_http_canary_out_t *o, size_t size);
 ngx_int_t ngx_http_canary_send(ngx_http_request_t *r,
     ngx_http_canary_out_t *o, char *type);
+ngx_int_t ngx_http_canary_header(ngx_http_request_t *r, char *name,
+    char *value);
 ngx_int_t ngx_http_canary_bad_request(ngx_http_request_t *r, char *what,
     ngx_str_t *value);
 ngx_int_t ngx_http_canary_arg(ngx_http_request_t *r, char *name,

@@ -30,6 +30,8 @@ static ngx_int_t ngx_http_canary_prom_rollouts(ngx_http_canary_out_t *o,
     ngx_http_canary_report_t *rp, ngx_str_t *lab);
 static ngx_int_t ngx_http_canary_prom_module(ngx_http_canary_out_t *o,
     ngx_http_canary_report_t *rp);
+static ngx_int_t ngx_http_canary_prom_api(ngx_http_canary_out_t *o,
+    ngx_http_canary_report_t *rp);
 static ngx_int_t ngx_http_canary_prom_head(ngx_http_canary_out_t *o,
     char *name, char *type, char *help);
 static size_t ngx_http_canary_rollout_label(ngx_str_t *labels);
@@ -496,6 +498,50 @@ ngx_http_canary_prom_module(ngx_http_canary_out_t *o,
         rp->last_sync, rp->restores, rp->restored, rp->zone_size,
         rp->zone_size - rp->zone_free, rp->zone_free, rp->retired_bytes,
         rp->freed);
+
+    o->buf->last = p;
+
+    return ngx_http_canary_prom_api(o, rp);
+}
+
+
+/* canary_api's writes by action and result, those that happened */
+
+static ngx_int_t
+ngx_http_canary_prom_api(ngx_http_canary_out_t *o,
+    ngx_http_canary_report_t *rp)
+{
+    u_char      *p;
+    ngx_uint_t   a, k;
+
+    if (ngx_http_canary_prom_head(o, "api_writes_total", "counter",
+                                  "Writes through canary_api, by action "
+                                  "and result.")
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    p = ngx_http_canary_reserve(o, NGX_HTTP_CANARY_API_NACTIONS
+                                   * NGX_HTTP_CANARY_API_NRESULTS
+                                   * NGX_HTTP_CANARY_LINE);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (a = 0; a < NGX_HTTP_CANARY_API_NACTIONS; a++) {
+        for (k = 0; k < NGX_HTTP_CANARY_API_NRESULTS; k++) {
+            if (rp->api_writes[a][k] == 0) {
+                continue;
+            }
+
+            p = ngx_sprintf(p, "nginx_canary_api_writes_total{action=\"%V\","
+                            "result=\"%V\"} %uA\n",
+                            &ngx_http_canary_api_actions[a],
+                            &ngx_http_canary_api_results[k],
+                            rp->api_writes[a][k]);
+        }
+    }
 
     o->buf->last = p;
 

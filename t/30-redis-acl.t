@@ -16,6 +16,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 
+use HTTP::Tiny;
 use Test::More;
 use Time::HiRes qw(sleep time);
 use CanaryTest;
@@ -36,7 +37,8 @@ my @acl = (qw(on resetkeys ~canary:* resetchannels &canary:changed
               +mget +eval +get +set +exists +hset +sadd +pexpire +rename
               +persist +del +publish
               +eval +get +set +pexpire +hmget +hset +hdel +hincrby +xadd
-              +publish),
+              +publish
+              +eval +hget +hset +hdel +xadd +publish +sadd +srem +xrevrange),
            ">$secret");
 
 my $auto = <<'EOF';
@@ -47,6 +49,11 @@ canary_rollout ramp {
     stable s;
     canary c;
     auto steps=10,50 interval=1s max_error_rate=5% min_requests=1000;
+}
+
+server {
+    listen 127.0.0.1:%%PORT_API%%;
+    location /api/ { canary_api; }
 }
 EOF
 
@@ -86,6 +93,26 @@ $r->cli('HSET', 'canary:rollout:ramp', 'state', 'progressing');
 ok(defined wait_until(sub {
        $r->cli('HGET', 'canary:rollout:ramp', 'checked') =~ /^\d+$/ }, $T),
    'and judges an interval');
+
+# the control API's writes as the same user
+
+my $api = 'http://127.0.0.1:' . $ng->port('PORT_API') . '/api/rollouts';
+my $http = HTTP::Tiny->new(timeout => 10);
+my %json = (headers => { 'Content-Type' => 'application/json' });
+is($http->request('PATCH', "$api/checkout",
+                  { %json, content => '{"percent":42}' })->{status},
+   200, 'canary_api: PATCH as the ACL user');
+is($http->request('PUT', "$api/checkout/canary_users/u1", \%json)->{status},
+   200, 'canary_api: PUT a user');
+is($http->request('DELETE', "$api/checkout/canary_users/u1", \%json)
+   ->{status}, 200, 'canary_api: DELETE it');
+is($http->request('POST', "$api/ramp/pause", \%json)->{status}, 200,
+   'canary_api: pause');
+is($http->request('GET', "$api/ramp/history")->{status}, 200,
+   'canary_api: the history');
+is($http->request('POST', "$api/ramp/resume", \%json)->{status}, 200,
+   'canary_api: resume');
+
 is($r->cli('ACL', 'LOG'), '', "Redis' ACL LOG holds no refusal")
     or diag($r->cli('ACL', 'LOG'));
 unlike($ng->error_log, qr/NOPERM|refused/, 'no refusal in error.log');
@@ -100,7 +127,8 @@ ok(defined wait_until(sub {
 $r->cli('HSET', 'canary:rollout:checkout', 'percent', '70');
 $r->cli('PUBLISH', 'canary:changed', 'checkout');
 sleep 1;
-ok(routes_by($ng->port, 41, \@keys), 'the last good state (41%) stays');
+ok(routes_by($ng->port, 42, \@keys),
+   'the last good state (42%, the API\'s) stays');
 is(log_count($ng, qr/AUTH on .* refused/), 1, 'logged once, not per try');
 unlike($ng->error_log, qr/\Q$secret\E|another-one/,
        'the password is not in error.log');

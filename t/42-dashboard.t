@@ -502,6 +502,140 @@ if ($ENV{CANARY_SCREENSHOT}) {
     system('cp', $file, $ENV{CANARY_SCREENSHOT});
 }
 
+
+# --- the dashboard that acts: canary_status api=, through canary_api ---
+
+is(js(q{document.querySelectorAll('.acting').length}), 0,
+   'without api= the page is read-only: no controls shown');
+
+my $aconf = <<'EOF';
+upstream app_stable { server 127.0.0.1:1; }
+upstream app_canary { server 127.0.0.1:1; }
+
+canary_zone 1m;
+canary_redis 127.0.0.1:%%REDIS%%;
+
+canary_rollout checkout {
+    key     $http_x_user_id;
+    stable  app_stable;
+    canary  app_canary;
+    percent 5;
+}
+
+canary_rollout ramp {
+    key     $http_x_user_id;
+    stable  app_stable;
+    canary  app_canary;
+    auto    steps=10,50,100 interval=1h max_error_rate=5%;
+}
+
+server {
+    listen 127.0.0.1:%%PORT%%;
+    location /canary/api/ { canary_api; canary_api_actor "dashboard"; }
+    location = /canary { canary_status api=/canary/api/; }
+    location = /favicon.ico { return 204; }
+}
+EOF
+
+$redis->cli('FLUSHALL');
+my $ang = start_nginx($aconf, vars => { REDIS => $redis->port });
+my $aport = $ang->port;
+
+sub api_json {
+    my ($name) = @_;
+    my (undef, undef, $b) = http_get($aport, "/canary/api/rollouts/$name");
+    return decode_json($b);
+}
+
+my ($hst, $hh) = http_get($aport, '/canary?format=html');
+my $csp = $hh->{'content-security-policy'} // '';
+like($csp, qr/script-src 'sha256-[A-Za-z0-9+\/]{43}='/,
+     'the dashboard\'s CSP allows its own script by its hash');
+like($csp, qr/frame-ancestors 'none'/, 'and forbids framing');
+unlike($csp, qr/unsafe-inline/, 'and any other inline script');
+is($hh->{'x-frame-options'}, 'DENY', 'X-Frame-Options DENY');
+is($hh->{'x-content-type-options'}, 'nosniff', 'nosniff');
+
+$cdp->call('Page.navigate',
+           { url => "http://127.0.0.1:$aport/canary?format=html" }, $sid);
+sleep 0.5;
+cmp_ok(wait_polls(1), '>=', 1,
+       'the acting dashboard polled: its script runs under its CSP');
+is(js(q{document.body.getAttribute('data-api')}), '/canary/api/',
+   'the page knows the API');
+
+sub in_card {
+    my ($name, $code) = @_;
+    return js("(function (c) { $code })(document.querySelector("
+              . "'section[data-rollout=\"$name\"]'))");
+}
+
+sub click {
+    my ($name, $action) = @_;
+    in_card($name, "c.querySelector('button[data-action=$action]').click();"
+                   . " return 1;");
+}
+
+sub wait_json {
+    my ($name, $check) = @_;
+    my $end = time + 15;
+    while (time < $end) {
+        my $o = api_json($name);
+        return $o if $check->($o);
+        sleep 0.1;
+    }
+    return api_json($name);
+}
+
+ok(in_card('ramp', q{return c.classList.contains('acting');}),
+   'the rollouts get controls');
+is(in_card('ramp', q{return c.querySelectorAll('.ladder span').length;}), 3,
+   'the step ladder: three steps');
+ok(in_card('checkout', q{return c.querySelector('button[data-action=pause]')
+                         .offsetParent === null;}),
+   'no auto: no action buttons');
+
+click('ramp', 'start');
+my $o = wait_json('ramp', sub { $_[0]{state} eq 'progressing' });
+is($o->{state}, 'progressing', 'click start: the JSON says progressing');
+wait_json('ramp', sub { ($_[0]{auto}{step} // 0) == 1 });
+click('ramp', 'pause');
+$o = wait_json('ramp', sub { $_[0]{state} eq 'paused' });
+is($o->{state}, 'paused', 'click pause: the JSON says paused');
+
+click('ramp', 'abort');
+sleep 0.5;
+is(api_json('ramp')->{state}, 'paused', 'abort clicked once: nothing yet');
+ok(in_card('ramp', q{return c.querySelector('button[data-action=abort]')
+                     .textContent === 'confirm abort';}),
+   'the button asks to confirm');
+click('ramp', 'abort');
+$o = wait_json('ramp', sub { $_[0]{state} eq 'rolled_back' });
+is($o->{state}, 'rolled_back', 'confirmed: rolled back');
+is($o->{percent}, 0, 'abort: percent 0');
+
+in_card('checkout', q{c.querySelector('input[data-field=percent]').value
+                      = '25'; return 1;});
+click('checkout', 'percent');
+$o = wait_json('checkout', sub { $_[0]{percent} == 25 });
+is($o->{percent}, 25, 'the percent field: 25');
+
+my $hist_end = time + 10;
+my $events = '';
+while (time < $hist_end) {
+    $events = in_card('ramp', q{return Array.prototype.map.call(
+        c.querySelectorAll('.history li'),
+        function (li) { return li.getAttribute('data-event'); }).join(',');});
+    last if $events =~ /^abort,pause,start/;
+    sleep 0.2;
+}
+like($events, qr/^abort,pause,start/, 'the history, newest first');
+like(in_card('ramp', q{return c.querySelector('.history li').textContent;}),
+     qr/abort by dashboard.*aborted by dashboard/,
+     'with the actor and the reason');
+like(in_card('ramp', q{return c.querySelector('.msg').textContent;}),
+     qr/abort: done, state rolled_back/, 'the answer shown');
+
 $cdp->close;
 
 done();

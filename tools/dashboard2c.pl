@@ -13,6 +13,8 @@
 use strict;
 use warnings;
 
+use Digest::SHA ();
+
 my $file = shift or die "usage: $0 page.html\n";
 open my $fh, '<', $file or die "$file: $!\n";
 my @lines = <$fh>;
@@ -51,6 +53,22 @@ sub fold {
     return @pieces;
 }
 
+# The page's Content-Security-Policy: its one <style> and one <script>
+# allowed by their SHA-256 (so no other inline script runs, whatever the
+# server printed), requests to its own origin only, never in a frame.
+sub csp {
+    my ($page) = @_;
+    my ($style) = $page =~ m{<style>(.*?)</style>}s
+        or die "$file: no <style>\n";
+    my ($script) = $page =~ m{<script>(.*?)</script>}s
+        or die "$file: no <script>\n";
+    my $h = sub { "'sha256-" . Digest::SHA::sha256_base64($_[0]) . "='" };
+    return "default-src 'none'; style-src " . $h->($style)
+           . "; script-src " . $h->($script) . "; connect-src 'self';"
+           . " img-src 'self'; base-uri 'none'; form-action 'none';"
+           . " frame-ancestors 'none'";
+}
+
 sub cstring {
     my ($name, @l) = @_;
     my $out = "static const char  $name\[\] =\n";
@@ -84,4 +102,6 @@ HEAD
 print cstring('ngx_http_canary_dashboard_head', @lines[0 .. $mark - 1]);
 print "\n\n";
 print cstring('ngx_http_canary_dashboard_tail', @lines[$mark + 1 .. $#lines]);
+print "\n\n";
+print cstring('ngx_http_canary_dashboard_csp', csp(join '', @lines));
 print "\n\n#endif /* _NGX_HTTP_CANARY_DASHBOARD_H_INCLUDED_ */\n";
