@@ -425,7 +425,12 @@ ngx_http_canary_redis_connected(ngx_http_canary_redis_t *rc)
 
     c = rc->peer.connection;
 
-    if (rc->npending) {
+    /* HELLO only while AUTH/SELECT/ROLE (queued first) are unanswered:
+       commands queued while connecting do not make a handshake */
+
+    if (rc->npending && rc->pending[rc->pending_head].handler
+                        == ngx_http_canary_redis_hello_handler)
+    {
         rc->state = NGX_HTTP_CANARY_REDIS_HELLO;
 
         if (!c->read->timer_set) {
