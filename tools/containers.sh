@@ -180,6 +180,9 @@ build() {
     else
         docker build --network host -t "$tag" "$@" "$dir"
     fi
+    # what earlier builds left untagged, once a day old (the newest stay
+    # as the cache of the next build)
+    $ENGINE image prune -f --filter until=24h >/dev/null 2>&1 || true
 }
 
 # docker compose (or docker-compose); with podman, Debian's docker-compose
