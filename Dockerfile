@@ -1,6 +1,6 @@
 # ngx_http_canary_module on Debian bookworm's own nginx.
 #
-#   docker build -t nginx-canary .
+#   make image          (docker or podman; or: docker build -t nginx-canary .)
 #   docker run --rm -p 8080:80 -e CANARY_REDIS=redis.example:6379 nginx-canary
 #   curl -s localhost:8080/ --cookie uid=alice
 #   curl -s localhost:8080/canary
@@ -23,9 +23,12 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /src
-COPY . .
-
+# the Makefiles first: the dependencies' layer is rebuilt only when they
+# change, not on every change of the sources
+COPY Makefile ./
+COPY mk/ mk/
 RUN make deps
+COPY . .
 RUN make build
 RUN make deb DEB_OUT=/src/dist
 
@@ -46,8 +49,13 @@ RUN apt-get update \
 COPY conf-examples/ /etc/nginx/canary-examples/
 COPY docker/canary.conf.template /etc/nginx/templates/canary.conf.template
 COPY docker/entrypoint.sh /usr/local/bin/canary-entrypoint
+COPY docker/healthcheck /usr/local/bin/canary-healthcheck
 
 EXPOSE 80
+# SIGQUIT: nginx's graceful stop, requests in flight finish
 STOPSIGNAL SIGQUIT
+# GET /canary on CANARY_LISTEN answers 200
+HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
+    CMD ["canary-healthcheck"]
 ENTRYPOINT ["canary-entrypoint"]
 CMD ["nginx", "-g", "daemon off;"]

@@ -13,6 +13,10 @@
 #   make bench      throughput, instructions per request, propagation and
 #                   scale against split_clients and Lua (bench/bench.py)
 #   make deb        build/deb/libnginx-mod-http-canary_<version>_<arch>.deb
+#   make deb DIST=trixie
+#                   the same for Debian 13, built in a trixie container:
+#                   build/deb/trixie/
+#   make image      the Dockerfile's image (docker or podman)
 #
 # The Dockerfile runs the same targets (deps, build), so what is tested here
 # is what the image does.
@@ -96,6 +100,7 @@ SRCS := $(wildcard src/*.c src/*.h) config
 DEPS_BUILD := nginx nginx-dev libhiredis-dev libjansson-dev libpcre2-dev libssl-dev \
               zlib1g-dev make gcc
 DEPS_TEST  := $(DEPS_BUILD) libcmocka-dev redis-server redis-tools wrk openssl \
+              lintian \
               prometheus chromium perl curl gdb
 DEPS_DEMO  := $(DEPS_BUILD) redis-server redis-tools curl
 DEPS_BENCH := $(DEPS_BUILD) redis-server redis-tools wrk valgrind python3 \
@@ -250,13 +255,23 @@ demo-stop:
 # Debian package: $(DEB_OUT)/libnginx-mod-http-canary_<version>_<arch>.deb
 DEB_OUT ?= $(BUILD)/deb
 
+# DIST=trixie: for that Debian release, built in its container, into
+# build/deb/trixie/ (mk/containers.mk)
+DIST ?=
+
+ifeq ($(DIST),)
 deb: build
 	@if [ "$(NGINX_OWN)" = 1 ]; then echo "make deb packages the module" \
 	    "for Debian's nginx: run it without NGINX_VERSION or" \
 	    "NGINX_MODULE_KIND=static"; exit 1; fi
 	NGINX_SRC=$(NGINX_SRC) packaging/mkdeb.sh $(MODULE) $(DEB_OUT)
+else
+deb:
+	packaging/deb-in-container.sh $(DIST) $(DEB_OUT)/$(DIST)
+endif
 
 include mk/reliability.mk
+include mk/containers.mk
 
 clean:
 	rm -rf $(BUILD)

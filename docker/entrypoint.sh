@@ -9,6 +9,8 @@
 #   CANARY_CANARY      host:port of the canary servers  [demo backend]
 #   CANARY_PERCENT     percent until Redis says otherwise  [0]
 #   CANARY_LISTEN      [80]
+#   CANARY_ROLLOUT     the rollout's name (its Redis key
+#                      canary:rollout:NAME)  [app]
 #
 # For running outside a container (the test suite does):
 #   CANARY_CONF_DIR    where conf.d/canary.conf is written  [/etc/nginx]
@@ -33,6 +35,7 @@ RUN_DIR=${CANARY_RUN_DIR:-/run/nginx-canary}
 STATE_FILE=${CANARY_STATE_FILE:-/var/lib/nginx/canary.state}
 PERCENT=${CANARY_PERCENT:-0}
 LISTEN=${CANARY_LISTEN:-80}
+ROLLOUT=${CANARY_ROLLOUT:-app}
 STABLE=${CANARY_STABLE:-unix:$RUN_DIR/stable.sock}
 CANARY=${CANARY_CANARY:-unix:$RUN_DIR/canary.sock}
 
@@ -55,6 +58,8 @@ check "$CANARY" CANARY_CANARY "$addr|$path" "host:port or unix:/path"
 check "$PERCENT" CANARY_PERCENT \
       '(100(\.0{1,2})?|[0-9]{1,2}(\.[0-9]{1,2})?)' "0..100, two decimals"
 check "$LISTEN" CANARY_LISTEN "[0-9]{1,5}|$addr" "port or address:port"
+check "$ROLLOUT" CANARY_ROLLOUT '[A-Za-z0-9_.-]{1,64}' \
+      "letters, digits, _ . -"
 check "$RUN_DIR" CANARY_RUN_DIR '/[A-Za-z0-9._/-]+' "an absolute path"
 check "$STATE_FILE" CANARY_STATE_FILE '/[A-Za-z0-9._/-]+' "an absolute path"
 
@@ -68,6 +73,7 @@ sed -e "s|@CANARY_REDIS@|$CANARY_REDIS|g" \
     -e "s|@CANARY_CANARY@|$CANARY|g" \
     -e "s|@CANARY_PERCENT@|$PERCENT|g" \
     -e "s|@CANARY_LISTEN@|$LISTEN|g" \
+    -e "s|@CANARY_ROLLOUT@|$ROLLOUT|g" \
     -e "s|@CANARY_RUN_DIR@|$RUN_DIR|g" \
     -e "s|@CANARY_STATE_FILE@|$STATE_FILE|g" \
     "$TEMPLATE" > "$CONF_DIR/conf.d/canary.conf.new"

@@ -133,7 +133,7 @@ fuzz-replay: $(addprefix $(FUZZ_DIR)/replay-,$(FUZZ_PURE_TARGETS))
 # loaded into Debian's own nginx binary with the ASan runtime preloaded
 # (t/lib/nginx-sanitized); done() fails a test on any sanitizer report.
 
-ASAN_LIB := $(shell $(CC) -print-file-name=libasan.so)
+ASAN_LIB = $(shell $(CC) -print-file-name=libasan.so)
 
 ifeq ($(SANITIZE),1)
 NGINX_CONF_EXTRA := --with-cc-opt='$(SAN_FLAGS)' \

@@ -218,6 +218,21 @@ EOF
     $ng->stop;
 }
 
+# lintian (bookworm's): no error or warning but those explained in
+# packaging/lintian-tags
+
+SKIP: {
+    skip 'no lintian', 1 unless -x '/usr/bin/lintian';
+    my %explained = map { /^(\S+)/ ? ($1 => 1) : () }
+                    grep { !/^\s*(?:#|$)/ } split /\n/,
+                    CanaryTest::read_file("$repo/packaging/lintian-tags");
+    my $lintian = `lintian '$deb' 2>&1`;
+    my @tags = $lintian =~ /^[EW]: \S+: (\S+)/mg;
+    is_deeply([grep { !$explained{$_} } @tags], [],
+              'lintian: no error or warning but those explained')
+        or diag($lintian);
+}
+
 # remove keeps the admin's choice as *.removed, purge deletes it
 
 ($rc, $out) = run("$dpkg -r libnginx-mod-http-canary");
