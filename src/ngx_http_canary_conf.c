@@ -116,7 +116,8 @@ ngx_str_t  ngx_http_canary_state_names[] = {
     ngx_string("progressing"),
     ngx_string("paused"),
     ngx_string("promoted"),
-    ngx_string("rolled_back")
+    ngx_string("rolled_back"),
+    ngx_string("waiting")
 };
 
 

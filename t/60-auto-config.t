@@ -70,6 +70,12 @@ my @bad = (
      qr/"steps" excludes/],
     ['too many steps', 'step=0.5 interval=1m', qr/more than 100 steps/],
     ['no parameters', '', qr/invalid number of arguments in "auto"/],
+    ['approve not a step', 'steps=1,50,100 interval=1m approve=20',
+     qr/approve "20" is not one of the steps/],
+    ['approve 0', 'steps=1,100 interval=1m approve=0',
+     qr/"approve=0".*invalid approve "0"/],
+    ['approve list', 'steps=1,100 interval=1m approve=1,,100',
+     qr/invalid approve ""/],
 );
 
 for my $case (@bad) {
@@ -98,6 +104,8 @@ my @good = (
     'steps=0.5,12.25,100 interval=10 max_error_rate=1% '
         . 'max_error_rate_vs_stable=+0.5% max_p99=250ms '
         . 'max_p99_vs_stable=1.5x',
+    'steps=1,50,100 interval=1m approve=50,100',
+    'step=25 interval=1m approve=all',
 );
 
 for my $args (@good) {
