@@ -93,8 +93,8 @@ CFLAGS_UNIT ?= -O1 -g -Wall -Wextra -Werror
 SRCS := $(wildcard src/*.c src/*.h) config
 
 # Debian packages: to build, to test, and for the demo
-DEPS_BUILD := nginx nginx-dev libhiredis-dev libpcre2-dev libssl-dev \
-              zlib1g-dev make gcc
+DEPS_BUILD := nginx nginx-dev libhiredis-dev libcurl4-openssl-dev libpcre2-dev \
+              libssl-dev zlib1g-dev make gcc
 DEPS_TEST  := $(DEPS_BUILD) libcmocka-dev redis-server redis-tools wrk openssl \
               prometheus chromium perl curl gdb
 DEPS_DEMO  := $(DEPS_BUILD) redis-server redis-tools curl
