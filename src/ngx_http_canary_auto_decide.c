@@ -22,6 +22,7 @@
 #include "ngx_http_canary_redis.h"
 #include "ngx_http_canary_auto_fields.h"
 #include "ngx_http_canary_auto_decide.h"
+#include "ngx_http_canary_webhook.h"
 
 
 static void ngx_http_canary_auto_gate(ngx_http_canary_auto_rollout_t *ar,
@@ -49,6 +50,8 @@ static ngx_uint_t ngx_http_canary_auto_arms(
 static void ngx_http_canary_auto_arm_off(ngx_http_canary_auto_rollout_t *ar,
     ngx_uint_t arm, ngx_http_canary_judgement_t *j, uint64_t interval,
     uint64_t nodes, uint64_t now);
+static void ngx_http_canary_auto_webhook(ngx_http_canary_auto_rollout_t *ar,
+    ngx_http_canary_auto_outcome_t *o);
 static void ngx_http_canary_auto_apply_handler(ngx_http_canary_redis_t *rc,
     redisReply *reply, void *data);
 static void ngx_http_canary_auto_xadd_handler(ngx_http_canary_redis_t *rc,
@@ -461,6 +464,7 @@ ngx_http_canary_auto_arm_off(ngx_http_canary_auto_rollout_t *ar,
     u_char                        *p, *last;
     u_char                         alert[1024];
     u_char                         reason[NGX_HTTP_CANARY_REASON_LEN];
+    u_char                         text[NGX_HTTP_CANARY_REASON_LEN + 512];
     ngx_str_t                     *name;
     ngx_http_canary_auto_t        *ctl;
     ngx_http_canary_redis_args_t  *a;
@@ -528,6 +532,12 @@ ngx_http_canary_auto_arm_off(ngx_http_canary_auto_rollout_t *ar,
     ngx_log_error(NGX_LOG_ERR, ctl->log, 0,
                   "canary auto: \"%V\" switching arm \"%V\" off: %s",
                   &ar->ro->name, name, reason);
+
+    last = ngx_snprintf(text, sizeof(text),
+                        "canary \"%V\" arm_off: arm \"%V\" switched off, by "
+                        "%V: %s", &ar->ro->name, name, &ctl->node, reason);
+    ngx_http_canary_webhook_send("arm_off", alert, p - alert, text,
+                                 last - text);
 
     (void) ngx_http_canary_redis_send_args(ctl->rc, a,
                                            ngx_http_canary_auto_ignore, NULL);
@@ -660,8 +670,6 @@ void
 ngx_http_canary_auto_apply(ngx_http_canary_auto_rollout_t *ar,
     redisReply **f, ngx_http_canary_auto_outcome_t *o)
 {
-    u_char                        *p;
-    u_char                         alert[2048];
     u_char                         gated[NGX_HTTP_CANARY_REASON_LEN];
     ngx_str_t                      reason;
     ngx_http_canary_auto_t        *ctl;
@@ -682,12 +690,11 @@ ngx_http_canary_auto_apply(ngx_http_canary_auto_rollout_t *ar,
     ngx_http_canary_auto_apply_fields(ar, o, &reason, set, del);
     ngx_http_canary_auto_apply_history(ar, f, o, &reason, x);
 
-    p = alert;
+    /* the event as JSON: the alert, if one, and the webhooks' */
 
-    if (o->alert) {
-        p = ngx_http_canary_auto_alert(ar, o, &reason, alert,
-                                       alert + sizeof(alert));
-    }
+    ar->json_len = ngx_http_canary_auto_alert(ar, o, &reason, ar->json,
+                                              ar->json + sizeof(ar->json))
+                   - ar->json;
 
     /* the script's arguments */
 
@@ -709,7 +716,7 @@ ngx_http_canary_auto_apply(ngx_http_canary_auto_rollout_t *ar,
     ngx_http_canary_redis_arg(a, ctl->changed.data, ctl->changed.len);
     ngx_http_canary_redis_arg(a, ar->ro->name.data, ar->ro->name.len);
     ngx_http_canary_redis_arg(a, ctl->alerts.data, ctl->alerts.len);
-    ngx_http_canary_redis_arg(a, alert, p - alert);
+    ngx_http_canary_redis_arg(a, ar->json, o->alert ? ar->json_len : 0);
     ngx_http_canary_redis_argf(a, "%ui", set->n);
     ngx_http_canary_redis_argf(a, "%ui", del->n);
     ngx_http_canary_redis_argv(a, set);
@@ -1009,11 +1016,19 @@ ngx_http_canary_auto_alert(ngx_http_canary_auto_rollout_t *ar,
     p = ngx_slprintf(p, last, "\",\"state\":\"%V\",\"step\":%uL,"
                      "\"percent\":", &ngx_http_canary_state_names[o->state],
                      o->step);
-    p = ngx_slprintf(p, last, "%uD.%02uD,\"old_percent\":%uD.%02uD,"
-                     "\"failures\":%uD,\"interval\":%uL,\"nodes\":%uL,",
-                     o->percent / 100, o->percent % 100,
-                     o->old_percent / 100, o->old_percent % 100,
-                     o->failures, o->interval, o->nodes);
+    p = ngx_slprintf(p, last, "%uD.%02uD,\"old_percent\":", o->percent / 100,
+                     o->percent % 100);
+
+    /* no percent before the start */
+
+    p = (o->old_percent == NGX_MAX_UINT32_VALUE)
+        ? ngx_slprintf(p, last, "null")
+        : ngx_slprintf(p, last, "%uD.%02uD", o->old_percent / 100,
+                       o->old_percent % 100);
+
+    p = ngx_slprintf(p, last, ",\"failures\":%uD,\"interval\":%uL,"
+                     "\"nodes\":%uL,", o->failures, o->interval, o->nodes);
+
     if (o->gate) {
         p = ngx_slprintf(p, last, "\"gate\":%uD.%02uD,\"gate_step\":%uL,",
                          o->gate / 100, o->gate % 100, o->gate_step);
@@ -1119,6 +1134,46 @@ ngx_http_canary_auto_apply_handler(ngx_http_canary_redis_t *rc,
                   o->percent / 100, o->percent % 100,
                   &ngx_http_canary_state_names[o->state], o->step,
                   ar->policy->nsteps, ar->reason);
+
+    ngx_http_canary_auto_webhook(ar, o);
+}
+
+
+/* what this node decided and wrote, to the webhooks: JSON and one line */
+
+static void
+ngx_http_canary_auto_webhook(ngx_http_canary_auto_rollout_t *ar,
+    ngx_http_canary_auto_outcome_t *o)
+{
+    int      n;
+    u_char  *p;
+    u_char   text[NGX_HTTP_CANARY_AUTO_JSON_LEN];
+    char     from[16], to[16];
+
+    /* "10%", or "-" when there was no percent */
+
+    n = 0;
+
+    if (o->old_percent != NGX_MAX_UINT32_VALUE) {
+        n = ngx_http_canary_format_percent(from, sizeof(from) - 1,
+                                           o->old_percent);
+    }
+
+    from[n] = n ? '%' : '-';
+    from[n + 1] = '\0';
+
+    n = ngx_http_canary_format_percent(to, sizeof(to) - 1, o->percent);
+    to[n] = '%';
+    to[n + 1] = '\0';
+
+    p = ngx_snprintf(text, sizeof(text), "canary \"%V\" %s: %s -> %s, "
+                     "%V, step %uL of %uD, by %V: %s", &ar->ro->name,
+                     o->event, from, to,
+                     &ngx_http_canary_state_names[o->state], o->step,
+                     ar->policy->nsteps, &ar->ctl->node, ar->reason);
+
+    ngx_http_canary_webhook_send(o->event, ar->json, ar->json_len, text,
+                                 p - text);
 }
 
 

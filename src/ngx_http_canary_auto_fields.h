@@ -67,6 +67,10 @@ enum {
 #define NGX_HTTP_CANARY_AUTO_APPROVE_LEN  64
 
 
+/* an event as JSON (the alert channel's, the webhooks'), at most */
+#define NGX_HTTP_CANARY_AUTO_JSON_LEN     2048
+
+
 /* storage for one command's arguments */
 typedef struct {
     ngx_http_canary_redis_args_t    args;
@@ -137,6 +141,8 @@ typedef struct {
     /* the decision in flight, for the log once it is applied */
     ngx_http_canary_auto_outcome_t  out;
     u_char                          reason[NGX_HTTP_CANARY_REASON_LEN];
+    u_char                          json[NGX_HTTP_CANARY_AUTO_JSON_LEN];
+    size_t                          json_len;   /* its event as JSON */
 
     unsigned                        busy:1;
     unsigned                        applying:1;

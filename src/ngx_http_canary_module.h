@@ -410,6 +410,7 @@ typedef struct {
     ngx_msec_t                      sync_interval;
     ngx_str_t                       state_file;
     ngx_str_t                       node_id;    /* canary_node_id */
+    ngx_array_t                    *webhooks;   /* canary_webhook, or NULL */
     ngx_uint_t                      shadow;     /* a canary_shadow seen */
 
     /* the slot of r->variables that holds a main request's context, and
