@@ -23,14 +23,26 @@ use Time::HiRes qw(sleep time);
 use CanaryTest;
 use CanarySync qw(wait_until);
 use CanaryAuto;
+use CanaryTLS;
 
 need_module();
 
+my $certs = make_certs();
 my $r = start_redis();
 my $rport = $r->port;
 
-my $recv = start_nginx(<<'EOF');
-log_format hook escape=none '$content_type $request_body';
+my $recv = start_nginx(<<"EOF");
+log_format hook escape=none '\$content_type \$request_body';
+server {
+    listen 127.0.0.1:%%PORT_T%% ssl;
+    ssl_certificate $certs->{server_crt};
+    ssl_certificate_key $certs->{server_key};
+    client_body_buffer_size 64k;
+    location /tls {
+        access_log %%PREFIX%%/logs/tls.log hook;
+        proxy_pass http://127.0.0.1:%%PORT%%/ok;
+    }
+}
 server {
     listen 127.0.0.1:%%PORT%%;
     client_body_buffer_size 64k;
@@ -46,6 +58,7 @@ server {
 }
 EOF
 my $rp = $recv->port;
+my $rpt = $recv->port('PORT_T');
 my $decisions = 'events=start,advance,promote,rollback,waiting,approved';
 
 sub node_conf {
@@ -57,6 +70,9 @@ canary_node_id $id;
 canary_webhook http://hook:secret\@127.0.0.1:$rp/json?token=secret
                format=json timeout=2s $decisions;
 canary_webhook http://127.0.0.1:$rp/slack format=slack $decisions;
+canary_webhook https://localhost:$rpt/tls ca=$certs->{ca} events=promote;
+canary_webhook https://localhost:$rpt/tls ca=$certs->{other_ca}
+               events=promote;
 
 upstream stable_up { server 127.0.0.1:%%PORT_S%%; }
 upstream canary_up { server 127.0.0.1:%%PORT_C%%; }
@@ -211,6 +227,18 @@ for my $case (
     like($slack[2]{text}, qr/^canary "hooks" promote: 50% -> 100%, promoted, step 3 of 3/,
          'Slack: the promotion');
     note "slack: $_->{text}" for @slack;
+
+    ok(defined wait_until(sub {
+           CanaryTest::read_file($recv->prefix . '/logs/tls.log')
+               =~ /"event":"promote"/ }, 5),
+       'https webhook against the test CA: received');
+    my $tls = CanaryTest::read_file($recv->prefix . '/logs/tls.log');
+    is(() = $tls =~ /"rollout":"hooks"/g, 1,
+       'once: the webhook that trusts another CA never got through');
+    ok(defined wait_until(sub {
+           ($na->error_log . $nb->error_log)
+               =~ /\[warn\].*canary webhook: https:\/\/localhost:$rpt\/tls failed: SSL certificate problem/ }, 5),
+       'the untrusted certificate is logged');
 
     unlike($na->error_log . $nb->error_log, qr/secret/,
            'the URL\'s userinfo and query are in no log line');
