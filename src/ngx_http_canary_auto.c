@@ -96,6 +96,8 @@ static void ngx_http_canary_auto_poll(ngx_http_canary_auto_t *ctl,
     ngx_http_canary_auto_rollout_t *ar, uint64_t judge);
 static void ngx_http_canary_auto_poll_handler(ngx_http_canary_redis_t *rc,
     redisReply *reply, void *data);
+static ngx_uint_t ngx_http_canary_auto_live(
+    ngx_http_canary_auto_rollout_t *ar);
 static ngx_int_t ngx_http_canary_auto_show(
     ngx_http_canary_auto_rollout_t *ar, redisReply **f);
 
@@ -341,10 +343,16 @@ ngx_http_canary_auto_tick(ngx_event_t *ev)
         judge = (ctl->leader && !ar->busy)
                 ? ngx_http_canary_policy_due(ar->policy, now, ar->asked) : 0;
 
-        /* with checks, the interval is judged once they have answered */
+        /*
+         * with checks, an interval of a live step (progressing, or
+         * waiting at a gate) is judged once they have answered, and
+         * never without them; the dark phase is judged without them
+         */
 
-        if (judge && ar->ro->checks && ar->check_for != judge) {
-            if (!ar->checking) {
+        if (judge && ar->ro->checks && ar->check_for != judge
+            && !(ar->ro->sh->autost && ar->ro->sh->autost->dark))
+        {
+            if (!ar->checking && ngx_http_canary_auto_live(ar)) {
                 ngx_http_canary_auto_checks(ar, judge);
             }
 
@@ -755,6 +763,23 @@ ngx_http_canary_auto_poll_handler(ngx_http_canary_redis_t *rc,
     }
 
     ngx_http_canary_auto_decide(ar, f, fig, percent, ar->judging, now);
+}
+
+
+/*
+ * progressing or waiting, as the leader last read the hash (or, before
+ * that, as the sync published it)
+ */
+
+static ngx_uint_t
+ngx_http_canary_auto_live(ngx_http_canary_auto_rollout_t *ar)
+{
+    ngx_uint_t  state;
+
+    state = ar->seen ? ar->seen_state : ar->ro->sh->snapshot->state;
+
+    return state == NGX_HTTP_CANARY_STATE_PROGRESSING
+           || state == NGX_HTTP_CANARY_STATE_WAITING;
 }
 
 

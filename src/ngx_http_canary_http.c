@@ -300,7 +300,18 @@ ngx_http_canary_http_socket(CURL *easy, curl_socket_t s, int what,
             ngx_http_canary_http_watch(c->read, NGX_READ_EVENT, 0);
             ngx_http_canary_http_watch(c->write, NGX_WRITE_EVENT, 0);
 
-            /* libcurl closes the socket: the connection only forgets it */
+            if (c->read->posted) {
+                ngx_delete_posted_event(c->read);
+            }
+
+            if (c->write->posted) {
+                ngx_delete_posted_event(c->write);
+            }
+
+            /*
+             * libcurl closes the socket: the connection only forgets it
+             * (and an event of it still in this turn's batch is stale)
+             */
 
             c->fd = (ngx_socket_t) -1;
             ngx_free_connection(c);
