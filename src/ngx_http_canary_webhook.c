@@ -10,8 +10,8 @@
  * accepts (format=slack).
  *
  * Each webhook has a queue of its own in the controller's process
- * (NGX_HTTP_CANARY_WEBHOOK_QUEUE events at most: more are dropped, with a
- * log line), sent in order, one request at a time, through the
+ * ("queue=", 64 events by default: more are dropped, with a log line),
+ * sent in order, one request at a time, through the
  * non-blocking client of ngx_http_canary_http.c.  A 2xx takes the event
  * off; a 4xx drops it (logged); a 5xx, a timeout or a connection failure
  * is logged and tried again 1, 2, 4 and 8 s later, then dropped: a
@@ -36,6 +36,7 @@ typedef struct {
     ngx_msec_t                        timeout;
     ngx_array_t                      *events;   /* ngx_str_t, NULL: all */
     ngx_str_t                         ca;
+    ngx_uint_t                        queue;    /* events queued, at most */
 } ngx_http_canary_webhook_conf_t;
 
 
@@ -48,7 +49,7 @@ typedef struct {
 
 typedef struct {
     ngx_http_canary_webhook_conf_t   *conf;
-    ngx_http_canary_webhook_event_t   queue[NGX_HTTP_CANARY_WEBHOOK_QUEUE];
+    ngx_http_canary_webhook_event_t  *queue;    /* conf->queue of them */
     ngx_uint_t                        head;
     ngx_uint_t                        n;
     ngx_uint_t                        attempts;
@@ -129,6 +130,7 @@ ngx_http_canary_webhook_directive(ngx_conf_t *cf, ngx_command_t *cmd,
 
     wh->url = value[1];
     wh->timeout = 5000;
+    wh->queue = NGX_HTTP_CANARY_WEBHOOK_QUEUE;
 
     for (i = 2; i < cf->args->nelts; i++) {
         if (ngx_http_canary_webhook_param(cf, wh, &value[i]) != NGX_OK) {
@@ -167,6 +169,22 @@ ngx_http_canary_webhook_param(ngx_conf_t *cf,
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "invalid canary_webhook \"%V\": the timeout "
                                "must be above 0 and at most 60s", v);
+            return NGX_ERROR;
+        }
+
+        return NGX_OK;
+    }
+
+    if (v->len > 6 && ngx_strncmp(v->data, "queue=", 6) == 0) {
+        wh->queue = ngx_atoi(v->data + 6, v->len - 6);
+
+        if (wh->queue == (ngx_uint_t) NGX_ERROR || wh->queue == 0
+            || wh->queue > NGX_HTTP_CANARY_WEBHOOK_QUEUE_MAX)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid canary_webhook \"%V\": the queue "
+                               "must be 1..%d events", v,
+                               NGX_HTTP_CANARY_WEBHOOK_QUEUE_MAX);
             return NGX_ERROR;
         }
 
@@ -271,6 +289,12 @@ ngx_http_canary_webhook_init(ngx_cycle_t *cycle, ngx_array_t *webhooks)
 
     for (i = 0; i < webhooks->nelts; i++) {
         w[i].conf = &wh[i];
+        w[i].queue = ngx_pcalloc(cycle->pool, wh[i].queue
+                                 * sizeof(ngx_http_canary_webhook_event_t));
+        if (w[i].queue == NULL) {
+            return NGX_ERROR;
+        }
+
         w[i].shown_len = ngx_http_canary_http_shown((char *) wh[i].url.data,
                                                     w[i].shown,
                                                     sizeof(w[i].shown));
@@ -374,11 +398,11 @@ ngx_http_canary_webhook_push(ngx_http_canary_webhook_t *w,
     size_t                            size;
     ngx_http_canary_webhook_event_t  *e;
 
-    if (w->n == NGX_HTTP_CANARY_WEBHOOK_QUEUE) {
+    if (w->n == w->conf->queue) {
         ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
-                      "canary webhook: %*s has %d events queued, the "
+                      "canary webhook: %*s has %ui events queued, the "
                       "\"%s\" event is dropped", w->shown_len, w->shown,
-                      NGX_HTTP_CANARY_WEBHOOK_QUEUE, event);
+                      w->n, event);
         return;
     }
 
@@ -391,7 +415,7 @@ ngx_http_canary_webhook_push(ngx_http_canary_webhook_t *w,
         return;
     }
 
-    e = &w->queue[(w->head + w->n) % NGX_HTTP_CANARY_WEBHOOK_QUEUE];
+    e = &w->queue[(w->head + w->n) % w->conf->queue];
     e->body = p;
     ngx_cpystrn((u_char *) e->event, (u_char *) event, sizeof(e->event));
 
@@ -529,7 +553,7 @@ ngx_http_canary_webhook_pop(ngx_http_canary_webhook_t *w)
 {
     ngx_free(w->queue[w->head].body);
     w->queue[w->head].body = NULL;
-    w->head = (w->head + 1) % NGX_HTTP_CANARY_WEBHOOK_QUEUE;
+    w->head = (w->head + 1) % w->conf->queue;
     w->n--;
 }
 

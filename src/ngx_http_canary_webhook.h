@@ -18,12 +18,16 @@
 #endif
 
 
-/* events queued per webhook, at most; attempts per event */
+/* events queued per webhook by default, at most; attempts per event */
 #define NGX_HTTP_CANARY_WEBHOOK_QUEUE     64
+#define NGX_HTTP_CANARY_WEBHOOK_QUEUE_MAX 10000
 #define NGX_HTTP_CANARY_WEBHOOK_ATTEMPTS  5
 
 
-/* "canary_webhook <url> [format=json|slack] [timeout=] [events=] [ca=]" */
+/*
+ * "canary_webhook <url> [format=json|slack] [timeout=] [events=] [ca=]
+ * [queue=]"
+ */
 char *ngx_http_canary_webhook_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 

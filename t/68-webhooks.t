@@ -54,6 +54,10 @@ server {
         access_log %%PREFIX%%/logs/slack.log hook;
         proxy_pass http://127.0.0.1:%%PORT%%/ok;
     }
+    location /q {
+        access_log %%PREFIX%%/logs/q.log hook;
+        proxy_pass http://127.0.0.1:%%PORT%%/ok;
+    }
     location /ok { access_log off; return 200; }
 }
 EOF
@@ -71,6 +75,7 @@ canary_webhook http://hook:secret\@127.0.0.1:$rp/json?token=secret
                format=json timeout=2s $decisions;
 canary_webhook http://127.0.0.1:$rp/slack format=slack $decisions;
 canary_webhook https://localhost:$rpt/tls ca=$certs->{ca} events=promote;
+canary_webhook http://127.0.0.1:$rp/q queue=2 events=start,advance,promote;
 canary_webhook https://localhost:$rpt/tls ca=$certs->{other_ca}
                events=promote;
 
@@ -147,7 +152,7 @@ sub received {
         my $j = eval { JSON::PP::decode_json($body) };
         next unless $j;
         $j->{_type} = $type;
-        next if $format eq 'json' && $j->{rollout} ne $rollout;
+        next if $format =~ /^(?:json|q)$/ && $j->{rollout} ne $rollout;
         next if $format eq 'slack' && $j->{text} !~ /^canary "\Q$rollout\E" /;
         push @out, $j;
     }
@@ -179,6 +184,8 @@ for my $case (
     ['http://127.0.0.1/ events=start,deploy',
      qr/unknown event "deploy"/],
     ['http://127.0.0.1/ events=', qr/invalid canary_webhook parameter/],
+    ['http://127.0.0.1/ queue=0', qr/the queue must be 1\.\.10000 events/],
+    ['http://127.0.0.1/ queue=10001', qr/the queue must be 1\.\.10000/],
 ) {
     my ($args, $msg) = @$case;
     my ($rc, $out) = nginx_t("canary_webhook $args;\n"
@@ -186,6 +193,12 @@ for my $case (
     isnt($rc, 0, "canary_webhook $args: nginx -t fails");
     like($out, qr/$msg.* in \S+nginx\.conf:\d+/,
          "canary_webhook $args: the reason and the line") or diag $out;
+}
+{
+    my ($rc, $out) = nginx_t("canary_webhook http://127.0.0.1/ queue=10000 "
+                             . "timeout=60s format=slack events=rollback;\n"
+                             . "server { listen 127.0.0.1:%%PORT%%; }");
+    is($rc, 0, 'canary_webhook at its limits: nginx -t passes') or diag $out;
 }
 
 
@@ -269,6 +282,15 @@ for my $case (
        'the queued events arrive once it is back');
     is_deeply([map { $_->{event} } received('json', 'down')],
               [qw(start advance promote)], 'all of them, in order');
+
+    # queue=2: the third event found two queued and was dropped
+    ok(defined wait_until(sub { received('q', 'down') >= 2 }, 5),
+       'queue=2: two events kept');
+    is_deeply([map { $_->{event} } received('q', 'down')], [qw(start advance)],
+              'queue=2: the first two, the third dropped');
+    like($na->error_log . $nb->error_log,
+         qr/\[error\].*canary webhook: http:\/\/127\.0\.0\.1:$rp\/q has 2 events queued, the "promote" event is dropped/,
+         'the dropped event is logged');
 
     note sprintf 'routing p99 over %d requests: %.2f ms with the receiver '
         . 'up, %.2f ms with it down (%d requests)', scalar @lat_up,
