@@ -32,8 +32,8 @@ COPY . .
 RUN make build
 RUN make deb DEB_OUT=/src/dist
 
-# --- runtime: Debian's nginx, libhiredis0.14 and the module, through the
-#     package (its Depends pull exactly those); no compilers
+# --- runtime: Debian's nginx, libhiredis0.14, libcurl4 and the module,
+#     through the package (its Depends pull exactly those); no compilers
 
 FROM debian:bookworm-slim
 

@@ -97,8 +97,8 @@ CFLAGS_UNIT ?= -O1 -g -Wall -Wextra -Werror
 SRCS := $(wildcard src/*.c src/*.h) config
 
 # Debian packages: to build, to test, and for the demo
-DEPS_BUILD := nginx nginx-dev libhiredis-dev libjansson-dev libpcre2-dev libssl-dev \
-              zlib1g-dev make gcc
+DEPS_BUILD := nginx nginx-dev libhiredis-dev libjansson-dev libcurl4-openssl-dev \
+              libpcre2-dev libssl-dev zlib1g-dev make gcc
 DEPS_TEST  := $(DEPS_BUILD) libcmocka-dev redis-server redis-tools wrk openssl \
               lintian \
               prometheus chromium perl curl gdb

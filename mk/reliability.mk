@@ -87,7 +87,7 @@ $(FUZZ_DIR)/redis: fuzz/fuzz_redis.c $(NGINX_FUZZ)/objs/Makefile $(SRCS)
 	        ! -name ngx_murmurhash.o) \
 	    $(NGINX_FUZZ)/objs/ngx_modules.o \
 	    $(NGINX_FUZZ)/objs/addon/src/*.o \
-	    -lhiredis -ljansson -lpcre2-8 -lcrypt -lpthread
+	    -lhiredis -ljansson -lcurl -lpcre2-8 -lcrypt -lpthread
 
 $(FUZZ_DIR)/%: fuzz/fuzz_%.c $(FUZZ_DEPS)
 	@mkdir -p $(FUZZ_DIR)

@@ -16,7 +16,7 @@
 # Depends: the nginx ABI the module was built against (nginx:abi in
 # NGINX_SRC/debian/libnginx-mod.abisubstvars, as dh_nginx reads it, else
 # the nginx-abi-* that the installed nginx Provides) and the packages of
-# the shared libraries the .so needs (libhiredis0.14, libc6).
+# the shared libraries the .so needs (libhiredis0.14, libcurl4, libc6).
 #
 # The copyright file is machine-readable (DEP-5): the 2-clause BSD licence
 # from LICENSE, in full.

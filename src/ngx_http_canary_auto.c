@@ -46,7 +46,8 @@
  * step), checked (the start of the last interval judged), failures
  * (consecutive failed checks), decided_at, decided_by, decision, reason,
  * and the figures that decided: interval, nodes, c_requests, c_errors,
- * c_error_rate (ppm), c_p99 (ms), and s_* for stable.
+ * c_error_rate (ppm), c_p99 (ms), and s_* for stable; at a gate, "gate"
+ * (the percent awaited, see ngx_http_canary_auto_gate.c).
  *
  * The dark phase ("auto ... shadow=<percent> shadow_intervals=<n>"): a
  * rollout that starts progressing first stays at percent 0 with fields
@@ -69,6 +70,9 @@
 #include "ngx_http_canary_redis.h"
 #include "ngx_http_canary_auto_fields.h"
 #include "ngx_http_canary_auto_decide.h"
+#include "ngx_http_canary_auto_gate.h"
+#include "ngx_http_canary_auto_check.h"
+#include "ngx_http_canary_webhook.h"
 #include "ngx_http_canary_auto.h"
 #include "ngx_http_canary_keys.h"
 
@@ -92,6 +96,8 @@ static void ngx_http_canary_auto_poll(ngx_http_canary_auto_t *ctl,
     ngx_http_canary_auto_rollout_t *ar, uint64_t judge);
 static void ngx_http_canary_auto_poll_handler(ngx_http_canary_redis_t *rc,
     redisReply *reply, void *data);
+static ngx_uint_t ngx_http_canary_auto_live(
+    ngx_http_canary_auto_rollout_t *ar);
 static ngx_int_t ngx_http_canary_auto_show(
     ngx_http_canary_auto_rollout_t *ar, redisReply **f);
 
@@ -223,6 +229,10 @@ ngx_http_canary_auto_init_process(ngx_cycle_t *cycle)
 
     ctl->rc->quiet = 1;
 
+    if (ngx_http_canary_webhook_init(cycle, cmcf->webhooks) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     ctl->tick.handler = ngx_http_canary_auto_tick;
     ctl->tick.data = ctl;
     ctl->tick.log = cycle->log;
@@ -292,6 +302,8 @@ ngx_http_canary_auto_exit_process(ngx_cycle_t *cycle)
     }
 
     ngx_http_canary_redis_close(ctl->rc);
+    ngx_http_canary_auto_checks_stop(ctl);
+    ngx_http_canary_webhook_stop();
 
     ngx_http_canary_auto = NULL;
 }
@@ -330,6 +342,22 @@ ngx_http_canary_auto_tick(ngx_event_t *ev)
 
         judge = (ctl->leader && !ar->busy)
                 ? ngx_http_canary_policy_due(ar->policy, now, ar->asked) : 0;
+
+        /*
+         * with checks, an interval of a live step (progressing, or
+         * waiting at a gate) is judged once they have answered, and
+         * never without them; the dark phase is judged without them
+         */
+
+        if (judge && ar->ro->checks && ar->check_for != judge
+            && !(ar->ro->sh->autost && ar->ro->sh->autost->dark))
+        {
+            if (!ar->checking && ngx_http_canary_auto_live(ar)) {
+                ngx_http_canary_auto_checks(ar, judge);
+            }
+
+            judge = (ar->check_for == judge) ? judge : 0;
+        }
 
         if (judge) {
             ar->asked = judge;
@@ -682,7 +710,15 @@ ngx_http_canary_auto_poll_handler(ngx_http_canary_redis_t *rc,
     ar->seen_state = state;
     ar->seen_decided = decided;
 
-    if (state != NGX_HTTP_CANARY_STATE_PROGRESSING) {
+    if (state == NGX_HTTP_CANARY_STATE_WAITING) {
+
+        /* an approval, or a step still judged while it waits */
+
+        if (ngx_http_canary_auto_waiting(ar, f, percent, now) == NGX_OK) {
+            return;
+        }
+
+    } else if (state != NGX_HTTP_CANARY_STATE_PROGRESSING) {
         return;
     }
 
@@ -727,6 +763,23 @@ ngx_http_canary_auto_poll_handler(ngx_http_canary_redis_t *rc,
     }
 
     ngx_http_canary_auto_decide(ar, f, fig, percent, ar->judging, now);
+}
+
+
+/*
+ * progressing or waiting, as the leader last read the hash (or, before
+ * that, as the sync published it)
+ */
+
+static ngx_uint_t
+ngx_http_canary_auto_live(ngx_http_canary_auto_rollout_t *ar)
+{
+    ngx_uint_t  state;
+
+    state = ar->seen ? ar->seen_state : ar->ro->sh->snapshot->state;
+
+    return state == NGX_HTTP_CANARY_STATE_PROGRESSING
+           || state == NGX_HTTP_CANARY_STATE_WAITING;
 }
 
 
@@ -825,6 +878,16 @@ ngx_http_canary_auto_show(ngx_http_canary_auto_rollout_t *ar,
     if (r->type == REDIS_REPLY_STRING) {
         tmp.decided_by_len = ngx_min(r->len, sizeof(tmp.decided_by));
         ngx_memcpy(tmp.decided_by, r->str, tmp.decided_by_len);
+    }
+
+    r = f[ngx_http_canary_f_gate];
+
+    if (r->type != REDIS_REPLY_STRING
+        || ngx_http_canary_parse_percent((u_char *) r->str, r->len,
+                                         &tmp.gate)
+           != 0)
+    {
+        tmp.gate = 0;
     }
 
     tmp.dark = ngx_http_canary_auto_dark(f);

@@ -17,6 +17,13 @@
 #include "ngx_http_canary_auto_conf.h"
 
 
+#define NGX_HTTP_CANARY_MAX_CHECKS  8
+
+
+static ngx_int_t ngx_http_canary_auto_check_param(ngx_conf_t *cf,
+    ngx_http_canary_rollout_t *ro, ngx_str_t *arg);
+
+
 char *
 ngx_http_canary_auto_directive(ngx_conf_t *cf, ngx_http_canary_rollout_t *ro)
 {
@@ -38,8 +45,19 @@ ngx_http_canary_auto_directive(ngx_conf_t *cf, ngx_http_canary_rollout_t *ro)
     ngx_http_canary_policy_init(p);
 
     value = cf->args->elts;
+    ro->check_timeout = 5000;
 
     for (i = 1; i < cf->args->nelts; i++) {
+
+        switch (ngx_http_canary_auto_check_param(cf, ro, &value[i])) {
+        case NGX_OK:
+            continue;
+        case NGX_ERROR:
+            return NGX_CONF_ERROR;
+        default: /* NGX_DECLINED: the policy's */
+            break;
+        }
+
         if (ngx_http_canary_policy_parse(p, value[i].data, value[i].len,
                                          err, sizeof(err))
             != 0)
@@ -62,6 +80,98 @@ ngx_http_canary_auto_directive(ngx_conf_t *cf, ngx_http_canary_rollout_t *ro)
     ro->policy = p;
 
     return NGX_CONF_OK;
+}
+
+
+/*
+ * "check=<http(s) URL>" (up to 8), "check_timeout=<time>" and
+ * "check_ca=<file>"; NGX_DECLINED for the other parameters
+ */
+
+static ngx_int_t
+ngx_http_canary_auto_check_param(ngx_conf_t *cf,
+    ngx_http_canary_rollout_t *ro, ngx_str_t *arg)
+{
+    ngx_str_t   v, *url;
+    ngx_msec_t  ms;
+
+    if (arg->len > 6 && ngx_strncmp(arg->data, "check=", 6) == 0) {
+        v.data = arg->data + 6;
+        v.len = arg->len - 6;
+
+        if (!(v.len > 7 && ngx_strncasecmp(v.data, (u_char *) "http://", 7)
+                           == 0)
+            && !(v.len > 8
+                 && ngx_strncasecmp(v.data, (u_char *) "https://", 8) == 0))
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid \"auto\" parameter \"check=...\" in "
+                               "canary_rollout \"%V\": the URL must begin "
+                               "with http:// or https://", &ro->name);
+            return NGX_ERROR;
+        }
+
+        if (ro->checks == NULL) {
+            ro->checks = ngx_array_create(cf->pool, 2, sizeof(ngx_str_t));
+            if (ro->checks == NULL) {
+                return NGX_ERROR;
+            }
+        }
+
+        if (ro->checks->nelts == NGX_HTTP_CANARY_MAX_CHECKS) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "more than %d \"check=\" in canary_rollout "
+                               "\"%V\"", NGX_HTTP_CANARY_MAX_CHECKS,
+                               &ro->name);
+            return NGX_ERROR;
+        }
+
+        url = ngx_array_push(ro->checks);
+        if (url == NULL) {
+            return NGX_ERROR;
+        }
+
+        /* NUL-terminated, for libcurl */
+
+        url->data = ngx_pnalloc(cf->pool, v.len + 1);
+        if (url->data == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_cpystrn(url->data, v.data, v.len + 1);
+        url->len = v.len;
+        return NGX_OK;
+    }
+
+    if (arg->len > 14 && ngx_strncmp(arg->data, "check_timeout=", 14) == 0) {
+        v.data = arg->data + 14;
+        v.len = arg->len - 14;
+        ms = ngx_parse_time(&v, 0);
+
+        if (ms == (ngx_msec_t) NGX_ERROR || ms == 0 || ms > 60000) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid \"auto\" parameter \"%V\" in "
+                               "canary_rollout \"%V\": check_timeout must "
+                               "be above 0 and at most 60s", arg, &ro->name);
+            return NGX_ERROR;
+        }
+
+        ro->check_timeout = ms;
+        return NGX_OK;
+    }
+
+    if (arg->len > 9 && ngx_strncmp(arg->data, "check_ca=", 9) == 0) {
+        ro->check_ca.data = arg->data + 9;
+        ro->check_ca.len = arg->len - 9;
+
+        if (ngx_conf_full_name(cf->cycle, &ro->check_ca, 1) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        return NGX_OK;
+    }
+
+    return NGX_DECLINED;
 }
 
 

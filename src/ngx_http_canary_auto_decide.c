@@ -22,13 +22,17 @@
 #include "ngx_http_canary_redis.h"
 #include "ngx_http_canary_auto_fields.h"
 #include "ngx_http_canary_auto_decide.h"
+#include "ngx_http_canary_webhook.h"
 
 
-static void ngx_http_canary_auto_apply(ngx_http_canary_auto_rollout_t *ar,
-    redisReply **f, ngx_http_canary_auto_outcome_t *o);
+static void ngx_http_canary_auto_gate(ngx_http_canary_auto_rollout_t *ar,
+    redisReply **f, ngx_http_canary_auto_outcome_t *o, u_char *reason);
 static void ngx_http_canary_auto_apply_fields(
     ngx_http_canary_auto_rollout_t *ar, ngx_http_canary_auto_outcome_t *o,
     ngx_str_t *reason, ngx_http_canary_redis_args_t *set,
+    ngx_http_canary_redis_args_t *del);
+static void ngx_http_canary_auto_gate_fields(
+    ngx_http_canary_auto_outcome_t *o, ngx_http_canary_redis_args_t *set,
     ngx_http_canary_redis_args_t *del);
 static void ngx_http_canary_auto_apply_history(
     ngx_http_canary_auto_rollout_t *ar, redisReply **f,
@@ -46,6 +50,8 @@ static ngx_uint_t ngx_http_canary_auto_arms(
 static void ngx_http_canary_auto_arm_off(ngx_http_canary_auto_rollout_t *ar,
     ngx_uint_t arm, ngx_http_canary_judgement_t *j, uint64_t interval,
     uint64_t nodes, uint64_t now);
+static void ngx_http_canary_auto_webhook(ngx_http_canary_auto_rollout_t *ar,
+    ngx_http_canary_auto_outcome_t *o);
 static void ngx_http_canary_auto_apply_handler(ngx_http_canary_redis_t *rc,
     redisReply *reply, void *data);
 static void ngx_http_canary_auto_xadd_handler(ngx_http_canary_redis_t *rc,
@@ -54,7 +60,8 @@ static void ngx_http_canary_auto_xadd_handler(ngx_http_canary_redis_t *rc,
 
 /*
  * KEYS[1] the lease, KEYS[2] the rollout hash, KEYS[3] its history.
- * ARGV: node, expected checked, state and step, the changed channel, the
+ * ARGV: node, expected checked, state, step and approve (its first
+ * NGX_HTTP_CANARY_AUTO_APPROVE_LEN bytes), the changed channel, the
  * rollout's name, the alerts channel, the alert ('' for none), the number
  * of HSET arguments, the number of HDEL fields, then those, then the XADD
  * field/value pairs.  1: applied, 0: not the leader, -1: the rollout
@@ -63,11 +70,13 @@ static void ngx_http_canary_auto_xadd_handler(ngx_http_canary_redis_t *rc,
 
 static ngx_str_t  ngx_http_canary_auto_apply_lua = ngx_string(
     "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end "
-    "local c = redis.call('HMGET', KEYS[2], 'checked', 'state', 'step') "
+    "local c = redis.call('HMGET', KEYS[2], 'checked', 'state', 'step', "
+    "                     'approve') "
     "if (c[1] or '') ~= ARGV[2] or (c[2] or '') ~= ARGV[3] "
-    "   or (c[3] or '') ~= ARGV[4] then return -1 end "
-    "local ns, nd = tonumber(ARGV[9]), tonumber(ARGV[10]) "
-    "local i = 11 "
+    "   or (c[3] or '') ~= ARGV[4] "
+    "   or string.sub(c[4] or '', 1, 64) ~= ARGV[5] then return -1 end "
+    "local ns, nd = tonumber(ARGV[10]), tonumber(ARGV[11]) "
+    "local i = 12 "
     "if ns > 0 then "
     "  redis.call('HSET', KEYS[2], unpack(ARGV, i, i + ns - 1)) "
     "end "
@@ -78,8 +87,8 @@ static ngx_str_t  ngx_http_canary_auto_apply_lua = ngx_string(
     "i = i + nd "
     "redis.call('XADD', KEYS[3], 'MAXLEN', '~', '1000', '*', "
     "           unpack(ARGV, i, #ARGV)) "
-    "redis.call('PUBLISH', ARGV[5], ARGV[6]) "
-    "if ARGV[8] ~= '' then redis.call('PUBLISH', ARGV[7], ARGV[8]) end "
+    "redis.call('PUBLISH', ARGV[6], ARGV[7]) "
+    "if ARGV[9] ~= '' then redis.call('PUBLISH', ARGV[8], ARGV[9]) end "
     "return 1");
 
 
@@ -254,6 +263,19 @@ ngx_http_canary_auto_decide(ngx_http_canary_auto_rollout_t *ar,
         ngx_cpystrn((u_char *) j.reason, held, sizeof(j.reason));
     }
 
+    /* a failed external check fails the interval, as a breach does */
+
+    if (ar->ro->checks && ar->check_failed && ar->check_for == interval) {
+        p = (j.verdict == NGX_HTTP_CANARY_VERDICT_FAIL)
+            ? ngx_snprintf(held, sizeof(held) - 1, "%s; %s",
+                           ar->check_reason, j.reason)
+            : ngx_snprintf(held, sizeof(held) - 1, "%s", ar->check_reason);
+        *p = '\0';
+
+        j.verdict = NGX_HTTP_CANARY_VERDICT_FAIL;
+        ngx_cpystrn((u_char *) j.reason, held, sizeof(j.reason));
+    }
+
     (void) ngx_http_canary_auto_uint(f[ngx_http_canary_f_step], &step);
 
     if (ngx_http_canary_auto_uint(f[ngx_http_canary_f_failures], &failures)
@@ -274,8 +296,11 @@ ngx_http_canary_auto_decide(ngx_http_canary_auto_rollout_t *ar,
     o.failures = next.failures;
     o.old_percent = percent;
     o.percent = percent;
-    o.old_state = NGX_HTTP_CANARY_STATE_PROGRESSING;
-    o.state = NGX_HTTP_CANARY_STATE_PROGRESSING;
+
+    /* progressing, or waiting at a gate (and judged all the same) */
+
+    o.old_state = ngx_http_canary_auto_state(f[ngx_http_canary_f_state]);
+    o.state = o.old_state;
     o.step = step;
 
     p = ngx_snprintf(reason, sizeof(reason) - 1, "%s", j.reason);
@@ -285,6 +310,7 @@ ngx_http_canary_auto_decide(ngx_http_canary_auto_rollout_t *ar,
     case NGX_HTTP_CANARY_ACTION_ADVANCE:
         o.event = "advance";
         o.percent = next.percent;
+        o.state = NGX_HTTP_CANARY_STATE_PROGRESSING;
         o.step = next.step + 1;
         o.step_changed = 1;
         o.since = interval + ar->policy->interval;
@@ -438,6 +464,7 @@ ngx_http_canary_auto_arm_off(ngx_http_canary_auto_rollout_t *ar,
     u_char                        *p, *last;
     u_char                         alert[1024];
     u_char                         reason[NGX_HTTP_CANARY_REASON_LEN];
+    u_char                         text[NGX_HTTP_CANARY_REASON_LEN + 512];
     ngx_str_t                     *name;
     ngx_http_canary_auto_t        *ctl;
     ngx_http_canary_redis_args_t  *a;
@@ -505,6 +532,12 @@ ngx_http_canary_auto_arm_off(ngx_http_canary_auto_rollout_t *ar,
     ngx_log_error(NGX_LOG_ERR, ctl->log, 0,
                   "canary auto: \"%V\" switching arm \"%V\" off: %s",
                   &ar->ro->name, name, reason);
+
+    last = ngx_snprintf(text, sizeof(text),
+                        "canary \"%V\" arm_off: arm \"%V\" switched off, by "
+                        "%V: %s", &ar->ro->name, name, &ctl->node, reason);
+    ngx_http_canary_webhook_send("arm_off", alert, p - alert, text,
+                                 last - text);
 
     (void) ngx_http_canary_redis_send_args(ctl->rc, a,
                                            ngx_http_canary_auto_ignore, NULL);
@@ -633,12 +666,11 @@ ngx_http_canary_auto_decide_dark(ngx_http_canary_auto_rollout_t *ar,
  * fields the decision was made from are unchanged.
  */
 
-static void
+void
 ngx_http_canary_auto_apply(ngx_http_canary_auto_rollout_t *ar,
     redisReply **f, ngx_http_canary_auto_outcome_t *o)
 {
-    u_char                        *p;
-    u_char                         alert[2048];
+    u_char                         gated[NGX_HTTP_CANARY_REASON_LEN];
     ngx_str_t                      reason;
     ngx_http_canary_auto_t        *ctl;
     ngx_http_canary_redis_args_t  *a, *set, *del, *x;
@@ -646,6 +678,8 @@ ngx_http_canary_auto_apply(ngx_http_canary_auto_rollout_t *ar,
     static ngx_http_canary_auto_args_t  sets, dels, xadds;
 
     ctl = ar->ctl;
+
+    ngx_http_canary_auto_gate(ar, f, o, gated);
     set = ngx_http_canary_auto_args_init(&sets);
     del = ngx_http_canary_auto_args_init(&dels);
     x = ngx_http_canary_auto_args_init(&xadds);
@@ -656,12 +690,11 @@ ngx_http_canary_auto_apply(ngx_http_canary_auto_rollout_t *ar,
     ngx_http_canary_auto_apply_fields(ar, o, &reason, set, del);
     ngx_http_canary_auto_apply_history(ar, f, o, &reason, x);
 
-    p = alert;
+    /* the event as JSON: the alert, if one, and the webhooks' */
 
-    if (o->alert) {
-        p = ngx_http_canary_auto_alert(ar, o, &reason, alert,
-                                       alert + sizeof(alert));
-    }
+    ar->json_len = ngx_http_canary_auto_alert(ar, o, &reason, ar->json,
+                                              ar->json + sizeof(ar->json))
+                   - ar->json;
 
     /* the script's arguments */
 
@@ -679,10 +712,11 @@ ngx_http_canary_auto_apply(ngx_http_canary_auto_rollout_t *ar,
     ngx_http_canary_auto_arg_reply(a, f[ngx_http_canary_f_checked]);
     ngx_http_canary_auto_arg_reply(a, f[ngx_http_canary_f_state]);
     ngx_http_canary_auto_arg_reply(a, f[ngx_http_canary_f_step]);
+    ngx_http_canary_auto_arg_approve(a, f[ngx_http_canary_f_approve]);
     ngx_http_canary_redis_arg(a, ctl->changed.data, ctl->changed.len);
     ngx_http_canary_redis_arg(a, ar->ro->name.data, ar->ro->name.len);
     ngx_http_canary_redis_arg(a, ctl->alerts.data, ctl->alerts.len);
-    ngx_http_canary_redis_arg(a, alert, p - alert);
+    ngx_http_canary_redis_arg(a, ar->json, o->alert ? ar->json_len : 0);
     ngx_http_canary_redis_argf(a, "%ui", set->n);
     ngx_http_canary_redis_argf(a, "%ui", del->n);
     ngx_http_canary_redis_argv(a, set);
@@ -706,6 +740,101 @@ ngx_http_canary_auto_apply(ngx_http_canary_auto_rollout_t *ar,
         == NGX_OK)
     {
         ar->applying = 1;
+    }
+}
+
+
+/*
+ * A step that needs an approval ("approve=") is not entered unless the
+ * outcome is that approval: the rollout waits where it is, state
+ * "waiting", field "gate" the percent awaited, and is judged all the
+ * same (a failure still rolls it back); a pass while it waits only holds.
+ */
+
+static void
+ngx_http_canary_auto_gate(ngx_http_canary_auto_rollout_t *ar,
+    redisReply **f, ngx_http_canary_auto_outcome_t *o, u_char *reason)
+{
+    u_char    *p;
+    char       pct[16];
+    uint64_t   step;
+
+    if (o->approved || !o->step_changed || o->step == 0
+        || (o->state != NGX_HTTP_CANARY_STATE_PROGRESSING
+            && o->state != NGX_HTTP_CANARY_STATE_PROMOTED)
+        || !ngx_http_canary_policy_gated(ar->policy, (uint32_t) o->step - 1))
+    {
+        return;
+    }
+
+    if (o->dark
+        || ngx_http_canary_auto_uint(f[ngx_http_canary_f_step], &step)
+           != NGX_OK
+        || step >= ar->policy->nsteps)
+    {
+        step = 0;
+    }
+
+    o->gate = o->percent;
+    o->gate_step = o->step;
+    o->percent = (o->old_percent == NGX_MAX_UINT32_VALUE)
+                 ? 0 : o->old_percent;
+    o->step = step;
+    o->since = 0;
+    o->step_changed = 0;
+    o->state = NGX_HTTP_CANARY_STATE_WAITING;
+
+    if (o->old_state == NGX_HTTP_CANARY_STATE_WAITING) {
+        o->event = "hold";
+        o->alert = 0;
+
+    } else {
+        o->event = "waiting";
+        o->alert = 1;
+    }
+
+    ngx_http_canary_format_percent(pct, sizeof(pct), o->gate);
+
+    /* a live pass says what passed; the others keep their reason */
+
+    p = (o->j && !o->dark)
+        ? ngx_snprintf(reason, NGX_HTTP_CANARY_REASON_LEN - 1,
+                       "passed: %s; ", o->j->reason)
+        : ngx_snprintf(reason, NGX_HTTP_CANARY_REASON_LEN - 1, "%s; ",
+                       o->reason);
+
+    p = ngx_slprintf(p, reason + NGX_HTTP_CANARY_REASON_LEN - 1,
+                     "waiting for an approval of step %uL of %uD (%s%%)",
+                     o->gate_step, ar->policy->nsteps, pct);
+    *p = '\0';
+
+    o->reason = reason;
+}
+
+
+/*
+ * "gate" set while waiting (and a stale "approve" removed on the way in);
+ * both removed once the rollout leaves the state, and "approve" once
+ * used or refused
+ */
+
+static void
+ngx_http_canary_auto_gate_fields(ngx_http_canary_auto_outcome_t *o,
+    ngx_http_canary_redis_args_t *set, ngx_http_canary_redis_args_t *del)
+{
+    if (o->gate) {
+        ngx_http_canary_redis_arg(set, "gate", 4);
+        ngx_http_canary_auto_arg_percent(set, o->gate);
+    }
+
+    if (o->state != NGX_HTTP_CANARY_STATE_WAITING) {
+        ngx_http_canary_redis_arg(del, "gate", 4);
+    }
+
+    if (o->state != NGX_HTTP_CANARY_STATE_WAITING
+        || o->old_state != NGX_HTTP_CANARY_STATE_WAITING || o->refused)
+    {
+        ngx_http_canary_redis_arg(del, "approve", 7);
     }
 }
 
@@ -748,7 +877,12 @@ ngx_http_canary_auto_apply_fields(ngx_http_canary_auto_rollout_t *ar,
         ngx_http_canary_redis_argf(set, "%uL", o->since);
     }
 
-    if (o->j) {
+    ngx_http_canary_auto_gate_fields(o, set, del);
+
+    if (o->keep) {
+        /* the last judgement's fields stay */
+
+    } else if (o->j) {
         ngx_http_canary_redis_arg(set, "checked", 7);
         ngx_http_canary_redis_argf(set, "%uL", o->interval);
         ngx_http_canary_redis_arg(set, "failures", 8);
@@ -850,6 +984,11 @@ ngx_http_canary_auto_apply_history(ngx_http_canary_auto_rollout_t *ar,
         ngx_http_canary_auto_arg_figures(x, o->j, 1);
     }
 
+    if (o->gate) {
+        ngx_http_canary_redis_arg(x, "gate", 4);
+        ngx_http_canary_auto_arg_percent(x, o->gate);
+    }
+
     ngx_http_canary_redis_arg(x, "reason", 6);
     ngx_http_canary_redis_arg(x, reason->data, reason->len);
 }
@@ -877,13 +1016,29 @@ ngx_http_canary_auto_alert(ngx_http_canary_auto_rollout_t *ar,
     p = ngx_slprintf(p, last, "\",\"state\":\"%V\",\"step\":%uL,"
                      "\"percent\":", &ngx_http_canary_state_names[o->state],
                      o->step);
-    p = ngx_slprintf(p, last, "%uD.%02uD,\"old_percent\":%uD.%02uD,"
-                     "\"failures\":%uD,\"interval\":%uL,\"nodes\":%uL,",
-                     o->percent / 100, o->percent % 100,
-                     o->old_percent / 100, o->old_percent % 100,
-                     o->failures, o->interval, o->nodes);
-    p = ngx_http_canary_auto_alert_figures(p, last, o->j,
-                                           o->dark ? "shadow" : "canary");
+    p = ngx_slprintf(p, last, "%uD.%02uD,\"old_percent\":", o->percent / 100,
+                     o->percent % 100);
+
+    /* no percent before the start */
+
+    p = (o->old_percent == NGX_MAX_UINT32_VALUE)
+        ? ngx_slprintf(p, last, "null")
+        : ngx_slprintf(p, last, "%uD.%02uD", o->old_percent / 100,
+                       o->old_percent % 100);
+
+    p = ngx_slprintf(p, last, ",\"failures\":%uD,\"interval\":%uL,"
+                     "\"nodes\":%uL,", o->failures, o->interval, o->nodes);
+
+    if (o->gate) {
+        p = ngx_slprintf(p, last, "\"gate\":%uD.%02uD,\"gate_step\":%uL,",
+                         o->gate / 100, o->gate % 100, o->gate_step);
+    }
+
+    if (o->j) {
+        p = ngx_http_canary_auto_alert_figures(p, last, o->j,
+                                               o->dark ? "shadow" : "canary");
+    }
+
     p = ngx_slprintf(p, last, "\"reason\":\"");
     p = (u_char *) ngx_escape_json(p, reason->data,
                                    ngx_min(reason->len, 512));
@@ -963,7 +1118,9 @@ ngx_http_canary_auto_apply_handler(ngx_http_canary_redis_t *rc,
     if (ngx_strcmp(o->event, "rollback") == 0) {
         level = NGX_LOG_ERR;
 
-    } else if (ngx_strcmp(o->event, "failed_check") == 0) {
+    } else if (ngx_strcmp(o->event, "failed_check") == 0
+               || ngx_strcmp(o->event, "approve_refused") == 0)
+    {
         level = NGX_LOG_WARN;
 
     } else if (ngx_strcmp(o->event, "hold") == 0) {
@@ -977,6 +1134,46 @@ ngx_http_canary_auto_apply_handler(ngx_http_canary_redis_t *rc,
                   o->percent / 100, o->percent % 100,
                   &ngx_http_canary_state_names[o->state], o->step,
                   ar->policy->nsteps, ar->reason);
+
+    ngx_http_canary_auto_webhook(ar, o);
+}
+
+
+/* what this node decided and wrote, to the webhooks: JSON and one line */
+
+static void
+ngx_http_canary_auto_webhook(ngx_http_canary_auto_rollout_t *ar,
+    ngx_http_canary_auto_outcome_t *o)
+{
+    int      n;
+    u_char  *p;
+    u_char   text[NGX_HTTP_CANARY_AUTO_JSON_LEN];
+    char     from[16], to[16];
+
+    /* "10%", or "-" when there was no percent */
+
+    n = 0;
+
+    if (o->old_percent != NGX_MAX_UINT32_VALUE) {
+        n = ngx_http_canary_format_percent(from, sizeof(from) - 1,
+                                           o->old_percent);
+    }
+
+    from[n] = n ? '%' : '-';
+    from[n + 1] = '\0';
+
+    n = ngx_http_canary_format_percent(to, sizeof(to) - 1, o->percent);
+    to[n] = '%';
+    to[n + 1] = '\0';
+
+    p = ngx_snprintf(text, sizeof(text), "canary \"%V\" %s: %s -> %s, "
+                     "%V, step %uL of %uD, by %V: %s", &ar->ro->name,
+                     o->event, from, to,
+                     &ngx_http_canary_state_names[o->state], o->step,
+                     ar->policy->nsteps, &ar->ctl->node, ar->reason);
+
+    ngx_http_canary_webhook_send(o->event, ar->json, ar->json_len, text,
+                                 p - text);
 }
 
 

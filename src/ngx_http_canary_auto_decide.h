@@ -26,6 +26,8 @@ void ngx_http_canary_auto_start(ngx_http_canary_auto_rollout_t *ar,
 void ngx_http_canary_auto_decide(ngx_http_canary_auto_rollout_t *ar,
     redisReply **f, redisReply *fig, uint32_t percent, uint64_t interval,
     uint64_t now);
+void ngx_http_canary_auto_apply(ngx_http_canary_auto_rollout_t *ar,
+    redisReply **f, ngx_http_canary_auto_outcome_t *o);
 void ngx_http_canary_auto_decide_dark(ngx_http_canary_auto_rollout_t *ar,
     redisReply **f, redisReply *fig, uint32_t percent, uint64_t interval,
     uint64_t now);

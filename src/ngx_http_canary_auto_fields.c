@@ -39,7 +39,7 @@ const char  *ngx_http_canary_auto_fields[] = {
     "decided_at", "decided_by", "decision", "reason", "interval", "nodes",
     "c_requests", "c_errors", "c_error_rate", "c_p99",
     "s_requests", "s_errors", "s_error_rate", "s_p99",
-    "phase", "dark_passed"
+    "phase", "dark_passed", "gate", "approve"
 };
 
 
@@ -67,6 +67,23 @@ ngx_http_canary_auto_arg_reply(ngx_http_canary_redis_args_t *a, redisReply *r)
 {
     if (r->type == REDIS_REPLY_STRING) {
         ngx_http_canary_redis_argf(a, "%*s", (size_t) r->len, r->str);
+
+    } else {
+        ngx_http_canary_redis_arg(a, "", 0);
+    }
+}
+
+
+/* an "approve" value as the apply script compares it: its first bytes */
+
+void
+ngx_http_canary_auto_arg_approve(ngx_http_canary_redis_args_t *a,
+    redisReply *r)
+{
+    if (r->type == REDIS_REPLY_STRING) {
+        ngx_http_canary_redis_arg(a, r->str,
+                                  ngx_min((size_t) r->len,
+                                          NGX_HTTP_CANARY_AUTO_APPROVE_LEN));
 
     } else {
         ngx_http_canary_redis_arg(a, "", 0);
@@ -367,7 +384,7 @@ ngx_http_canary_auto_state(redisReply *r)
         return NGX_HTTP_CANARY_STATE_NONE;
     }
 
-    for (i = 1; i <= NGX_HTTP_CANARY_STATE_ROLLED_BACK; i++) {
+    for (i = 1; i <= NGX_HTTP_CANARY_STATE_WAITING; i++) {
         if (ngx_http_canary_state_names[i].len == r->len
             && ngx_strncmp(ngx_http_canary_state_names[i].data, r->str,
                            r->len) == 0)

@@ -57,8 +57,18 @@ enum {
     ngx_http_canary_f_s_p99,
     ngx_http_canary_f_phase,
     ngx_http_canary_f_dark_passed,
+    ngx_http_canary_f_gate,
+    ngx_http_canary_f_approve,
     ngx_http_canary_f_n
 };
+
+
+/* the bytes of an "approve" value compared and shown, at most */
+#define NGX_HTTP_CANARY_AUTO_APPROVE_LEN  64
+
+
+/* an event as JSON (the alert channel's, the webhooks'), at most */
+#define NGX_HTTP_CANARY_AUTO_JSON_LEN     2048
 
 
 /* storage for one command's arguments */
@@ -71,6 +81,7 @@ typedef struct {
 
 
 typedef struct ngx_http_canary_auto_s  ngx_http_canary_auto_t;
+typedef struct ngx_http_canary_auto_check_s  ngx_http_canary_auto_check_t;
 
 
 /* what a decision writes */
@@ -89,7 +100,12 @@ typedef struct {
     ngx_http_canary_judgement_t    *j;          /* NULL: no figures */
     u_char                         *reason;
     uint32_t                        dark_passed;
+    uint32_t                        gate;       /* percent awaited, 0: none */
+    uint64_t                        gate_step;  /* 1-based */
     unsigned                        step_changed:1;
+    unsigned                        approved:1; /* enters a gated step */
+    unsigned                        refused:1;  /* an approval removed */
+    unsigned                        keep:1;     /* the figures unchanged */
     unsigned                        alert:1;
     unsigned                        dark:1;     /* decided in the dark */
     unsigned                        dark_stay:1;    /* and stays there */
@@ -115,12 +131,22 @@ typedef struct {
     ngx_uint_t                      seen_state;
     uint64_t                        seen_decided;
 
+    /* external checks: the interval checked last, the one in flight */
+    ngx_http_canary_auto_check_t   *checks;
+    uint64_t                        check_for;
+    uint64_t                        checking;
+    ngx_uint_t                      check_pending;
+    u_char                          check_reason[NGX_HTTP_CANARY_REASON_LEN];
+
     /* the decision in flight, for the log once it is applied */
     ngx_http_canary_auto_outcome_t  out;
     u_char                          reason[NGX_HTTP_CANARY_REASON_LEN];
+    u_char                          json[NGX_HTTP_CANARY_AUTO_JSON_LEN];
+    size_t                          json_len;   /* its event as JSON */
 
     unsigned                        busy:1;
     unsigned                        applying:1;
+    unsigned                        check_failed:1;
     unsigned                        seen:1;
 } ngx_http_canary_auto_rollout_t;
 
@@ -128,6 +154,7 @@ typedef struct {
 struct ngx_http_canary_auto_s {
     ngx_http_canary_main_conf_t    *cmcf;
     ngx_http_canary_redis_t        *rc;
+    struct ngx_http_canary_http_s  *http;       /* checks' client, or NULL */
     ngx_log_t                      *log;
     ngx_event_t                     tick;
 
@@ -163,6 +190,8 @@ void ngx_http_canary_redis_arg(ngx_http_canary_redis_args_t *a,
 void ngx_http_canary_redis_argf(ngx_http_canary_redis_args_t *a,
     const char *fmt, ...);
 void ngx_http_canary_auto_arg_reply(ngx_http_canary_redis_args_t *a,
+    redisReply *r);
+void ngx_http_canary_auto_arg_approve(ngx_http_canary_redis_args_t *a,
     redisReply *r);
 void ngx_http_canary_auto_arg_percent(ngx_http_canary_redis_args_t *a,
     uint32_t hundredths);

@@ -92,8 +92,8 @@ static ngx_http_canary_rollout_cmd_t  ngx_http_canary_rollout_cmds[] = {
     { ngx_string("match"), 2, 2, ngx_http_canary_set_match },
     { ngx_string("requires"), 1, NGX_CONF_MAX_ARGS,
       ngx_http_canary_set_requires },
-    { ngx_string("auto"), 1, NGX_CONF_MAX_ARGS,
-      ngx_http_canary_auto_directive },
+    /* at most 64 parameters: the policy's, and up to 8 "check=" */
+    { ngx_string("auto"), 1, 64, ngx_http_canary_auto_directive },
     { ngx_string("shadow"), 1, 1, ngx_http_canary_set_shadow },
     { ngx_null_string, 0, 0, NULL }
 };
@@ -125,7 +125,8 @@ ngx_str_t  ngx_http_canary_state_names[] = {
     ngx_string("progressing"),
     ngx_string("paused"),
     ngx_string("promoted"),
-    ngx_string("rolled_back")
+    ngx_string("rolled_back"),
+    ngx_string("waiting")
 };
 
 

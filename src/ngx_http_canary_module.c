@@ -20,6 +20,7 @@
 #include "ngx_http_canary_shadow.h"
 #include "ngx_http_canary_redis_conf.h"
 #include "ngx_http_canary_api.h"
+#include "ngx_http_canary_webhook.h"
 
 
 static void *ngx_http_canary_create_main_conf(ngx_conf_t *cf);
@@ -80,6 +81,13 @@ static ngx_command_t  ngx_http_canary_commands[] = {
       ngx_conf_set_str_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_canary_main_conf_t, node_id),
+      NULL },
+
+    { ngx_string("canary_webhook"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_canary_webhook_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_canary_main_conf_t, webhooks),
       NULL },
 
     { ngx_string("canary_rollout"),

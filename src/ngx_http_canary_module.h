@@ -86,6 +86,7 @@
 #define NGX_HTTP_CANARY_STATE_PAUSED         2
 #define NGX_HTTP_CANARY_STATE_PROMOTED       3
 #define NGX_HTTP_CANARY_STATE_ROLLED_BACK    4
+#define NGX_HTTP_CANARY_STATE_WAITING        5    /* at a gate */
 
 /*
  * request time histogram: 23 upper bounds in milliseconds (see
@@ -219,6 +220,7 @@ typedef struct {
     size_t                          decided_by_len;
     ngx_uint_t                      dark;       /* in the dark phase */
     ngx_uint_t                      dark_passed;
+    uint32_t                        gate;       /* percent awaited, or 0 */
     u_char                          decision[16];
     u_char                          reason[NGX_HTTP_CANARY_REASON_LEN];
     u_char                          decided_by[64];
@@ -383,6 +385,10 @@ typedef struct {
     ngx_uint_t                     *requires_index;
     ngx_uint_t                      nrequires;
     ngx_http_canary_policy_t       *policy;     /* "auto", or NULL */
+    ngx_array_t                    *checks;     /* "check=": ngx_str_t,
+                                                   NUL-terminated; or NULL */
+    ngx_msec_t                      check_timeout;
+    ngx_str_t                       check_ca;   /* "check_ca=", or empty */
     ngx_uint_t                      shadow;     /* hundredths, "shadow" */
     unsigned                        shadowed:1; /* in a canary_shadow
                                                    location's rollout */
@@ -428,6 +434,7 @@ typedef struct {
     ngx_msec_t                      sync_interval;
     ngx_str_t                       state_file;
     ngx_str_t                       node_id;    /* canary_node_id */
+    ngx_array_t                    *webhooks;   /* canary_webhook, or NULL */
     ngx_uint_t                      shadow;     /* a canary_shadow seen */
     ngx_uint_t                      api;        /* a canary_api seen */
 

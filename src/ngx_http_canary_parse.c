@@ -184,10 +184,10 @@ ngx_http_canary_parse_state(const unsigned char *p, size_t len,
     size_t       n;
     unsigned     i;
     const char  *names[] = {
-        "progressing", "paused", "promoted", "rolled_back"
+        "progressing", "paused", "promoted", "rolled_back", "waiting"
     };
 
-    for (i = 0; i < 4; i++) {
+    for (i = 0; i < 5; i++) {
         n = strlen(names[i]);
 
         if (len == n && memcmp(p, names[i], n) == 0) {

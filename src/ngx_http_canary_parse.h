@@ -44,7 +44,8 @@ int ngx_http_canary_parse_time(const unsigned char *p, size_t len,
     time_t *t);
 
 /*
- * the "state" field: progressing 1, paused 2, promoted 3, rolled_back 4
+ * the "state" field: progressing 1, paused 2, promoted 3, rolled_back 4,
+ * waiting 5
  * (the values of NGX_HTTP_CANARY_STATE_*)
  */
 int ngx_http_canary_parse_state(const unsigned char *p, size_t len,

@@ -60,7 +60,14 @@ static int ngx_http_canary_policy_shadow(ngx_http_canary_policy_t *p,
 static int ngx_http_canary_policy_shadow_intervals(
     ngx_http_canary_policy_t *p, const unsigned char *v, size_t len,
     char *err, size_t errlen);
+static int ngx_http_canary_policy_approve(ngx_http_canary_policy_t *p,
+    const unsigned char *v, size_t len, char *err, size_t errlen);
+static int ngx_http_canary_policy_gates(ngx_http_canary_policy_t *p,
+    char *err, size_t errlen);
 
+static int ngx_http_canary_policy_percents(const unsigned char *v,
+    size_t len, const char *what, int increasing, uint32_t *list,
+    uint32_t *n, char *err, size_t errlen);
 static int ngx_http_canary_policy_step_percent(const unsigned char *v,
     size_t len, const char *what, uint32_t *hundredths, char *err,
     size_t errlen);
@@ -90,6 +97,7 @@ static const ngx_http_canary_policy_param_t  ngx_http_canary_policy_params[] =
     { "max_p99_vs_stable", ngx_http_canary_policy_p99_vs },
     { "shadow", ngx_http_canary_policy_shadow },
     { "shadow_intervals", ngx_http_canary_policy_shadow_intervals },
+    { "approve", ngx_http_canary_policy_approve },
     { NULL, NULL }
 };
 
@@ -233,7 +241,69 @@ ngx_http_canary_policy_finish(ngx_http_canary_policy_t *p, char *err,
         p->shadow_intervals = 1;
     }
 
+    return ngx_http_canary_policy_gates(p, err, errlen);
+}
+
+
+/* "approve=10,100" (percents of steps) or "approve=all" */
+
+static int
+ngx_http_canary_policy_approve(ngx_http_canary_policy_t *p,
+    const unsigned char *v, size_t len, char *err, size_t errlen)
+{
+    if (len == 3 && memcmp(v, "all", 3) == 0) {
+        p->approve_all = 1;
+        return 0;
+    }
+
+    return ngx_http_canary_policy_percents(v, len, "approve", 0,
+                                           p->approve, &p->napprove, err,
+                                           errlen);
+}
+
+
+/* each approval names a step: marks it gated */
+
+static int
+ngx_http_canary_policy_gates(ngx_http_canary_policy_t *p, char *err,
+    size_t errlen)
+{
+    char      buf[16];
+    uint32_t  i, k;
+
+    memset(p->gated, 0, sizeof(p->gated));
+
+    for (k = 0; k < p->nsteps; k++) {
+        p->gated[k] = (uint8_t) (p->approve_all != 0);
+    }
+
+    for (i = 0; i < p->napprove; i++) {
+
+        for (k = 0; k < p->nsteps; k++) {
+            if (p->steps[k] == p->approve[i]) {
+                break;
+            }
+        }
+
+        if (k == p->nsteps) {
+            ngx_http_canary_format_percent(buf, sizeof(buf), p->approve[i]);
+            snprintf(err, errlen, "approve \"%s\" is not one of the steps",
+                     buf);
+            return -1;
+        }
+
+        p->gated[k] = 1;
+    }
+
     return 0;
+}
+
+
+int
+ngx_http_canary_policy_gated(const ngx_http_canary_policy_t *p,
+    uint32_t index)
+{
+    return index < p->nsteps && p->gated[index];
 }
 
 
@@ -241,11 +311,26 @@ static int
 ngx_http_canary_policy_steps(ngx_http_canary_policy_t *p,
     const unsigned char *v, size_t len, char *err, size_t errlen)
 {
+    return ngx_http_canary_policy_percents(v, len, "step", 1, p->steps,
+                                           &p->nsteps, err, errlen);
+}
+
+
+/*
+ * A comma-separated list of percents, each as a step: "what" names them
+ * in errors; "increasing": each above the one before
+ */
+
+static int
+ngx_http_canary_policy_percents(const unsigned char *v, size_t len,
+    const char *what, int increasing, uint32_t *list, uint32_t *n,
+    char *err, size_t errlen)
+{
     char      prev[16];
     size_t    i, s;
     uint32_t  h;
 
-    p->nsteps = 0;
+    *n = 0;
     s = 0;
 
     for (i = 0; i <= len; i++) {
@@ -254,28 +339,28 @@ ngx_http_canary_policy_steps(ngx_http_canary_policy_t *p,
             continue;
         }
 
-        if (ngx_http_canary_policy_step_percent(v + s, i - s, "step", &h,
+        if (ngx_http_canary_policy_step_percent(v + s, i - s, what, &h,
                                                 err, errlen)
             != 0)
         {
             return -1;
         }
 
-        if (p->nsteps && h <= p->steps[p->nsteps - 1]) {
+        if (increasing && *n && h <= list[*n - 1]) {
             ngx_http_canary_format_percent(prev, sizeof(prev),
-                                           p->steps[p->nsteps - 1]);
-            snprintf(err, errlen, "steps must increase: \"%.*s\" after "
-                     "\"%s\"", (int) (i - s), v + s, prev);
+                                           list[*n - 1]);
+            snprintf(err, errlen, "%ss must increase: \"%.*s\" after "
+                     "\"%s\"", what, (int) (i - s), v + s, prev);
             return -1;
         }
 
-        if (p->nsteps == NGX_HTTP_CANARY_POLICY_MAX_STEPS) {
-            snprintf(err, errlen, "more than %d steps",
-                     NGX_HTTP_CANARY_POLICY_MAX_STEPS);
+        if (*n == NGX_HTTP_CANARY_POLICY_MAX_STEPS) {
+            snprintf(err, errlen, "more than %d %ss",
+                     NGX_HTTP_CANARY_POLICY_MAX_STEPS, what);
             return -1;
         }
 
-        p->steps[p->nsteps++] = h;
+        list[(*n)++] = h;
         s = i + 1;
     }
 

@@ -79,6 +79,12 @@ typedef struct {
     uint32_t    shadow;
     uint32_t    shadow_intervals;
 
+    /* gates: the percents of the steps entered only once approved */
+    uint32_t    approve[NGX_HTTP_CANARY_POLICY_MAX_STEPS];
+    uint32_t    napprove;
+    uint32_t    approve_all;
+    uint8_t     gated[NGX_HTTP_CANARY_POLICY_MAX_STEPS];   /* by index */
+
     uint32_t    given;              /* a bit per parameter seen */
 } ngx_http_canary_policy_t;
 
@@ -147,6 +153,10 @@ int ngx_http_canary_judge(const ngx_http_canary_policy_t *p,
     const ngx_http_canary_figures_t *stable,
     const ngx_http_canary_figures_t *canary, const uint64_t *bounds,
     size_t nbounds, ngx_http_canary_judgement_t *j);
+
+/* whether the step of index "index" needs an approval to be entered */
+int ngx_http_canary_policy_gated(const ngx_http_canary_policy_t *p,
+    uint32_t index);
 
 /* the step after a check at step "step" with "failures" failed before */
 void ngx_http_canary_policy_next(const ngx_http_canary_policy_t *p,

@@ -478,7 +478,8 @@ ngx_http_canary_report_auto(ngx_http_request_t *r,
 
     vw->autost = st;
 
-    if (vw->snap->state != NGX_HTTP_CANARY_STATE_PROGRESSING
+    if ((vw->snap->state != NGX_HTTP_CANARY_STATE_PROGRESSING
+         && vw->snap->state != NGX_HTTP_CANARY_STATE_WAITING)
         || (!st->dark
             && (st->step == 0 || st->step >= ro->policy->nsteps)))
     {

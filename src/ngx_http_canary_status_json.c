@@ -366,8 +366,17 @@ ngx_http_canary_json_auto(ngx_http_canary_report_t *rp,
     p = (vw->next < 0) ? ngx_slprintf(p, last, "null")
                        : ngx_slprintf(p, last, "%L", vw->next);
 
-    p = ngx_slprintf(p, last, ",\"failures\":%ui,\"leader\":%s,"
-                     "\"last_decision\":", st->failures,
+    p = ngx_slprintf(p, last, ",\"failures\":%ui,\"gate\":",
+                     st->failures);
+
+    if (st->gate) {
+        p = ngx_http_canary_percent(p, st->gate);
+
+    } else {
+        p = ngx_slprintf(p, last, "null");
+    }
+
+    p = ngx_slprintf(p, last, ",\"leader\":%s,\"last_decision\":",
                      rp->auto_leader ? "true" : "false");
 
     if (st->decision_len == 0) {

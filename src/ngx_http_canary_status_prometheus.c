@@ -346,7 +346,10 @@ ngx_http_canary_prom_rollouts(ngx_http_canary_out_t *o,
           "When Redis last gave the rollout's values, 0 if never." },
         { ngx_string("shadow_percent"),
           "Share of keys next in line whose requests are shadowed, "
-          "percent." }
+          "percent." },
+        { ngx_string("auto_gate_percent"),
+          "The step an automatic rollout waits to have approved, percent; "
+          "0 when it does not wait." }
     };
 
     /*
@@ -422,9 +425,18 @@ ngx_http_canary_prom_rollouts(ngx_http_canary_out_t *o,
                     p = ngx_sprintf(p, "} %T\n", vw->synced);
                     break;
 
-                default: /* 5 */
+                case 5:
                     p = ngx_http_canary_cpy(p, "} ");
                     p = ngx_http_canary_percent(p, snap->shadow);
+                    *p++ = '\n';
+                    break;
+
+                default: /* 6 */
+                    p = ngx_http_canary_cpy(p, "} ");
+                    p = ngx_http_canary_percent(p,
+                            (vw->autost
+                             && snap->state == NGX_HTTP_CANARY_STATE_WAITING)
+                            ? vw->autost->gate : 0);
                     *p++ = '\n';
                 }
 

@@ -209,7 +209,7 @@ ngx_http_canary_text_arms(u_char *p, ngx_http_canary_view_t *vw)
  * decision, as the controller (ngx_http_canary_auto.c) read them from
  * Redis:
  *
- *    auto step 2 of 5 next_decision 1234ms failures 0
+ *    auto step 2 of 5 next_decision 1234ms failures 0 [gate 10]
  *    auto last advance by host/127.0.0.1:80: passed: ...; step 2 of 5
  */
 
@@ -230,6 +230,11 @@ ngx_http_canary_text_auto(ngx_http_canary_view_t *vw, u_char *p,
                        : ngx_slprintf(p, last, "%Lms", vw->next);
 
     p = ngx_slprintf(p, last, " failures %ui", st->failures);
+
+    if (st->gate) {
+        p = ngx_slprintf(p, last, " gate ");
+        p = ngx_http_canary_percent(p, st->gate);
+    }
 
     if (st->dark) {
         p = ngx_slprintf(p, last, " phase dark passed %ui of %uD",

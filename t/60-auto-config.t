@@ -70,6 +70,27 @@ my @bad = (
      qr/"steps" excludes/],
     ['too many steps', 'step=0.5 interval=1m', qr/more than 100 steps/],
     ['no parameters', '', qr/invalid number of arguments in "auto"/],
+    ['approve not a step', 'steps=1,50,100 interval=1m approve=20',
+     qr/approve "20" is not one of the steps/],
+    ['approve 0', 'steps=1,100 interval=1m approve=0',
+     qr/"approve=0".*invalid approve "0"/],
+    ['approve list', 'steps=1,100 interval=1m approve=1,,100',
+     qr/invalid approve ""/],
+    ['check not http', 'steps=1,100 interval=1m check=ftp://x/',
+     qr/the URL must begin with http:\/\/ or https:\/\//],
+    ['check_timeout 0', 'steps=1,100 interval=1m check_timeout=0',
+     qr/"check_timeout=0".*check_timeout must be above 0 and at most 60s/],
+    ['check_timeout 61s', 'steps=1,100 interval=1m check_timeout=61s',
+     qr/check_timeout must be above 0 and at most 60s/],
+    ['nine checks', 'steps=1,100 interval=1m '
+         . join(' ', map { "check=http://127.0.0.1/$_" } 1 .. 9),
+     qr/more than 8 "check=" in canary_rollout "checkout"/],
+    ['64 parameters', 'steps=1,100 interval=1m '
+         . join(' ', map { "check=http://127.0.0.1/$_" } 1 .. 62),
+     qr/more than 8 "check="/],
+    ['65 parameters', 'steps=1,100 interval=1m '
+         . join(' ', map { "check=http://127.0.0.1/$_" } 1 .. 63),
+     qr/invalid number of arguments in "auto"/],
 );
 
 for my $case (@bad) {
@@ -98,6 +119,12 @@ my @good = (
     'steps=0.5,12.25,100 interval=10 max_error_rate=1% '
         . 'max_error_rate_vs_stable=+0.5% max_p99=250ms '
         . 'max_p99_vs_stable=1.5x',
+    'steps=1,50,100 interval=1m approve=50,100',
+    'step=25 interval=1m approve=all',
+    'steps=1,100 interval=1m check=https://checks.example/smoke?t=x '
+        . 'check=http://127.0.0.1:81/slo check_timeout=2s check_ca=ca.crt',
+    'steps=1,100 interval=1m '
+        . join(' ', map { "check=http://127.0.0.1/$_" } 1 .. 8),
 );
 
 for my $args (@good) {

@@ -20,6 +20,7 @@ use Test::More;
 use Time::HiRes qw(sleep time);
 use CanaryTest;
 use CanarySync qw(wait_until);
+use CanaryAuto;
 
 need_module();
 
@@ -120,19 +121,7 @@ sub arms_of {
 }
 
 sub history {
-    my @lines = split /\n/, $r->cli('XRANGE', "$key:history", '-', '+');
-    my @entries;
-    while (@lines) {
-        my $line = shift @lines;
-        if ($line =~ /^\d{13}-\d+$/) {
-            push @entries, { id => $line };
-            next;
-        }
-        next unless @entries;
-        my $v = shift @lines;
-        $entries[-1]{$line} = $v // '';
-    }
-    return @entries;
+    return history_of($r, $key);
 }
 
 # an alert subscriber: redis-cli SUBSCRIBE writing to a file

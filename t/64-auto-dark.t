@@ -30,6 +30,7 @@ use Test::More;
 use Time::HiRes qw(sleep time);
 use CanaryTest;
 use CanarySync qw(wait_until);
+use CanaryAuto;
 
 need_module();
 
@@ -144,19 +145,7 @@ sub status {
 
 sub history {
     my ($k) = @_;
-    my @lines = split /\n/, $r->cli('XRANGE', "$k:history", '-', '+');
-    my @entries;
-    while (@lines) {
-        my $line = shift @lines;
-        if ($line =~ /^\d{13}-\d+$/) {
-            push @entries, { id => $line };
-            next;
-        }
-        next unless @entries;
-        my $v = shift @lines;
-        $entries[-1]{$line} = $v // '';
-    }
-    return @entries;
+    return history_of($r, $k);
 }
 
 # alerts, through a redis-cli subscriber

@@ -100,6 +100,9 @@ ok((grep { /^libhiredis\.so\.0\.14$/ } @needed), 'the .so needs hiredis 0.14');
 like($f{Depends}, qr/(?:^|, )libhiredis0\.14 \(>= [\d.]+\)/,
      'Depends on libhiredis0.14');
 like($f{Depends}, qr/(?:^|, )libc6 \(>= [\d.]+\)/, 'Depends on libc6');
+ok((grep { /^libcurl\.so\.4$/ } @needed), 'the .so needs libcurl 4');
+like($f{Depends}, qr/(?:^|, )libcurl4 \(>= [\d.]+\)/,
+     'Depends on libcurl4 (the OpenSSL build)');
 is($f{Recommends}, 'nginx', 'Recommends nginx');
 
 # contents

@@ -187,13 +187,13 @@ test_state(void **state)
     size_t       i;
     unsigned     st;
     const char  *good[] = { "progressing", "paused", "promoted",
-                            "rolled_back" };
+                            "rolled_back", "waiting" };
     const char  *bad[] = { "", "Paused", "paused ", "rolledback", "x",
-                           "progressing1" };
+                           "progressing1", "wait" };
 
     (void) state;
 
-    for (i = 0; i < 4; i++) {
+    for (i = 0; i < 5; i++) {
         st = 0;
         assert_int_equal(ngx_http_canary_parse_state(
                              (const unsigned char *) good[i],

@@ -179,6 +179,42 @@ test_parse_shadow(void **state)
 
 
 static void
+test_parse_approve(void **state)
+{
+    ngx_http_canary_policy_t  p;
+
+    (void) state;
+
+    assert_int_equal(policy(&p, "steps=1,10,50,100 interval=1s"), 0);
+    assert_int_equal(ngx_http_canary_policy_gated(&p, 0), 0);
+    assert_int_equal(ngx_http_canary_policy_gated(&p, 3), 0);
+
+    assert_int_equal(policy(&p, "steps=1,10,50,100 interval=1s "
+                                "approve=10,100"), 0);
+    assert_int_equal(ngx_http_canary_policy_gated(&p, 0), 0);
+    assert_int_equal(ngx_http_canary_policy_gated(&p, 1), 1);
+    assert_int_equal(ngx_http_canary_policy_gated(&p, 2), 0);
+    assert_int_equal(ngx_http_canary_policy_gated(&p, 3), 1);
+    assert_int_equal(ngx_http_canary_policy_gated(&p, 4), 0);
+
+    assert_int_equal(policy(&p, "step=25 interval=1s approve=all"), 0);
+    assert_int_equal(p.nsteps, 4);
+    assert_int_equal(ngx_http_canary_policy_gated(&p, 0), 1);
+    assert_int_equal(ngx_http_canary_policy_gated(&p, 3), 1);
+
+    assert_int_equal(policy(&p, "steps=1,10,100 interval=1s approve=20"),
+                     -1);
+    assert_string_equal(err, "approve \"20\" is not one of the steps");
+    assert_int_equal(policy(&p, "steps=1,100 interval=1s approve=0"), -1);
+    assert_int_equal(policy(&p, "steps=1,100 interval=1s approve=1,"), -1);
+    assert_int_equal(policy(&p, "steps=1,100 interval=1s approve=al"), -1);
+    assert_int_equal(policy(&p, "steps=1,100 interval=1s approve=1 "
+                                "approve=100"), -1);
+    assert_string_equal(err, "duplicate parameter \"approve\"");
+}
+
+
+static void
 test_parse_bad(void **state)
 {
     size_t                    i;
@@ -656,6 +692,7 @@ main(void)
         cmocka_unit_test(test_parse_linear),
         cmocka_unit_test(test_parse_vs_stable),
         cmocka_unit_test(test_parse_shadow),
+        cmocka_unit_test(test_parse_approve),
         cmocka_unit_test(test_parse_bad),
         cmocka_unit_test(test_duration_and_rate),
         cmocka_unit_test(test_p99),
