@@ -733,7 +733,7 @@ static const char  ngx_http_canary_dashboard_tail[] =
 static const char  ngx_http_canary_dashboard_csp[] =
     "default-src 'none'; style-src "
     "'sha256-u+bXHDJUHKolp/R3wGgPqL9HrCEBZiY4VyH0QUsD1dM='; script-src "
-    "'sha256-DfHKTv6CxLK55WtFqGUUNj0fRFKAhjxckKg42M/gBTQ='; connect-src "
+    "'sha256-ZJ9WsBcQCqavr7x0VK+zdxMgnGdWMuGemf5oJJgnh+A='; connect-src "
     "'self'; img-src 'self'; base-uri 'none'; form-action 'none'; "
     "frame-ancestors 'none'";
 

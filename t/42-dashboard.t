@@ -149,6 +149,17 @@ package main;
 my $evil = q{<script>window.pwned=1</script><img/src=x/onerror=window.pwned=2>'};
 my $evil_segment = q{<script>window.pwned=3</script>"US"'};
 
+# the page is embedded in C with the hashes of its style and script in the
+# Content-Security-Policy: a header not made again from the page is a page
+# the browser refuses to run
+{
+    my $src = "$FindBin::Bin/../src";
+    my $made = `perl '$FindBin::Bin/../tools/dashboard2c.pl' '$src/ngx_http_canary_dashboard.html'`;
+    ok($made eq CanaryTest::read_file("$src/ngx_http_canary_dashboard.h"),
+       'src/ngx_http_canary_dashboard.h is made from the page as it is '
+       . '(make src/ngx_http_canary_dashboard.h)');
+}
+
 my $redis = start_redis();
 
 my $conf = <<'EOF';
