@@ -64,6 +64,8 @@ static ngx_int_t ngx_http_canary_api_start(ngx_http_request_t *r,
     ngx_http_canary_api_path_t *path, ngx_str_t *body);
 static ngx_int_t ngx_http_canary_api_action(ngx_http_canary_api_t *ctx,
     ngx_http_canary_api_path_t *path);
+static ngx_int_t ngx_http_canary_api_approve(ngx_http_canary_api_t *ctx,
+    ngx_http_canary_api_path_t *path);
 static void ngx_http_canary_api_refused(ngx_http_canary_api_t *ctx);
 static ngx_int_t ngx_http_canary_api_actor(ngx_http_request_t *r,
     ngx_str_t *actor);
@@ -82,9 +84,10 @@ static struct {
     { " none promoted rolled_back ", NGX_HTTP_CANARY_STATE_PROGRESSING },
     { " progressing ", NGX_HTTP_CANARY_STATE_PAUSED },
     { " paused ", NGX_HTTP_CANARY_STATE_PROGRESSING },
-    { " progressing paused ", NGX_HTTP_CANARY_STATE_PROMOTED },
-    { " none progressing paused promoted ",
-      NGX_HTTP_CANARY_STATE_ROLLED_BACK }
+    { " progressing paused waiting ", NGX_HTTP_CANARY_STATE_PROMOTED },
+    { " none progressing paused promoted waiting ",
+      NGX_HTTP_CANARY_STATE_ROLLED_BACK },
+    { " waiting ", NGX_HTTP_CANARY_STATE_WAITING }              /* approve */
 };
 
 
@@ -735,7 +738,7 @@ ngx_http_canary_api_action(ngx_http_canary_api_t *ctx,
     pt = &ctx->patch;
     verb = &path->verb;
 
-    for (i = NGX_HTTP_CANARY_API_START; i <= NGX_HTTP_CANARY_API_ABORT; i++) {
+    for (i = NGX_HTTP_CANARY_API_START; i <= NGX_HTTP_CANARY_API_APPROVE; i++) {
         if (verb->len == ngx_http_canary_api_actions[i].len
             && ngx_strncmp(verb->data, ngx_http_canary_api_actions[i].data,
                            verb->len) == 0)
@@ -744,7 +747,7 @@ ngx_http_canary_api_action(ngx_http_canary_api_t *ctx,
         }
     }
 
-    if (i > NGX_HTTP_CANARY_API_ABORT) {
+    if (i > NGX_HTTP_CANARY_API_APPROVE) {
         return ngx_http_canary_api_refuse(path, NGX_HTTP_NOT_FOUND,
                                           "no such action", verb);
     }
@@ -770,7 +773,20 @@ ngx_http_canary_api_action(ngx_http_canary_api_t *ctx,
         return NGX_ERROR;
     }
 
+    if (i == NGX_HTTP_CANARY_API_APPROVE) {
+        return ngx_http_canary_api_approve(ctx, path);
+    }
+
     if (i == NGX_HTTP_CANARY_API_PROMOTE || i == NGX_HTTP_CANARY_API_ABORT) {
+
+        /* out of a wait at a gate too */
+
+        if (ngx_http_canary_api_field(pt, "gate", NULL, 0) != NGX_OK
+            || ngx_http_canary_api_field(pt, "approve", NULL, 0) != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
         p = (i == NGX_HTTP_CANARY_API_ABORT)
             ? ngx_http_canary_percent(buf, 0)
             : ngx_http_canary_percent(buf, policy->steps[policy->nsteps - 1]);
@@ -801,6 +817,43 @@ ngx_http_canary_api_action(ngx_http_canary_api_t *ctx,
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * approve: the step that the rollout waits for at its gate, as the zone
+ * shows it, written into "approve" (the controller enters it); the
+ * script checks that the rollout still waits
+ */
+
+static ngx_int_t
+ngx_http_canary_api_approve(ngx_http_canary_api_t *ctx,
+    ngx_http_canary_api_path_t *path)
+{
+    u_char                         *p, buf[NGX_HTTP_CANARY_NUM];
+    uint32_t                        gate;
+    ngx_http_canary_shrollout_t    *shr;
+
+    shr = ctx->ro->sh;
+    gate = 0;
+
+    ngx_shmtx_lock(&ctx->cmcf->shpool->mutex);
+
+    if (shr->autost) {
+        gate = shr->autost->gate;
+    }
+
+    ngx_shmtx_unlock(&ctx->cmcf->shpool->mutex);
+
+    if (gate == 0) {
+        return ngx_http_canary_api_refuse(path, NGX_HTTP_CONFLICT,
+                                          "the rollout waits at no gate",
+                                          &path->verb);
+    }
+
+    p = ngx_http_canary_percent(buf, gate);
+
+    return ngx_http_canary_api_field(&ctx->patch, "approve", buf, p - buf);
 }
 
 

@@ -34,6 +34,10 @@
 /* the longest actor kept, in bytes */
 #define NGX_HTTP_CANARY_API_ACTOR_MAX   128
 
+/* a write's event: its JSON object and its line of text, at most */
+#define NGX_HTTP_CANARY_API_EVENT_LEN   2048
+#define NGX_HTTP_CANARY_API_TEXT_LEN    1024
+
 
 typedef struct {
     ngx_http_request_t             *r;          /* NULL once answered */
@@ -50,6 +54,12 @@ typedef struct {
     /* the fields written, in the order of the script's arguments */
     ngx_http_canary_api_patch_t     patch;
     const char                     *allowed;    /* states, or "" */
+
+    /* the write as an event: JSON (the alert, the webhooks'), one line */
+    size_t                          event_len;
+    size_t                          text_len;
+    u_char                          event[NGX_HTTP_CANARY_API_EVENT_LEN];
+    u_char                          text[NGX_HTTP_CANARY_API_TEXT_LEN];
 
     unsigned                        pending:1;  /* its handler to come */
     unsigned                        sent_ready:1;

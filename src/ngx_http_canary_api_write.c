@@ -8,7 +8,9 @@
  * action needs one, sets and removes the hash's fields (or adds or
  * removes one member of a user set), appends the history entry with the
  * old and new values, and publishes <prefix>changed (and, for abort and
- * promote, an alert).  Once Redis has answered, the answer waits until
+ * promote, an alert).  Once Redis has applied it, the write is an event
+ * sent to this node's webhooks (from this worker; the JSON of the alert
+ * channel, or one line).  Once Redis has answered, the answer waits until
  * this node's zone shows the change (the sync worker applies it on the
  * message), checked every 10 ms, so that a request sent after the answer
  * is routed by the new value on any worker.  No step blocks: the request
@@ -32,6 +34,7 @@
 #include "ngx_http_canary_keys.h"
 #include "ngx_http_canary_status_out.h"
 #include "ngx_http_canary_api.h"
+#include "ngx_http_canary_webhook.h"
 
 
 #define NGX_HTTP_CANARY_API_POLL  10
@@ -51,8 +54,12 @@ static ngx_int_t ngx_http_canary_api_set_args(ngx_http_canary_api_t *ctx,
     ngx_http_canary_redis_args_t *a);
 static void ngx_http_canary_api_history(ngx_http_canary_api_t *ctx,
     ngx_http_canary_redis_args_t *a);
-static u_char *ngx_http_canary_api_alert(ngx_http_canary_api_t *ctx,
-    u_char *p, u_char *last);
+static void ngx_http_canary_api_event(ngx_http_canary_api_t *ctx);
+static u_char *ngx_http_canary_api_event_fields(ngx_http_canary_api_t *ctx,
+    u_char *p, u_char *last, ngx_uint_t json);
+static ngx_uint_t ngx_http_canary_api_event_member(
+    ngx_http_canary_api_field_t *f);
+static void ngx_http_canary_api_event_send(ngx_http_canary_api_t *ctx);
 static void ngx_http_canary_api_replied(ngx_http_canary_redis_t *rc,
     redisReply *reply, void *data);
 static void ngx_http_canary_api_wait(ngx_event_t *ev);
@@ -218,6 +225,10 @@ ngx_http_canary_api_write(ngx_http_canary_api_t *ctx)
     ngx_http_canary_redis_args_init(&a, argv, len, NGX_HTTP_CANARY_API_ARGS,
                                     buf, NGX_HTTP_CANARY_API_ARGS_BUF);
 
+    /* the event, from the fields the caller asked for */
+
+    ngx_http_canary_api_event(ctx);
+
     rc = (ctx->action >= NGX_HTTP_CANARY_API_ADD_USER)
          ? ngx_http_canary_api_set_args(ctx, &a)
          : ngx_http_canary_api_hash_args(ctx, &a);
@@ -297,7 +308,8 @@ static ngx_int_t
 ngx_http_canary_api_hash_args(ngx_http_canary_api_t *ctx,
     ngx_http_canary_redis_args_t *a)
 {
-    u_char                       *p, *e, *r, *alert;
+    u_char                       *p, *e, *r;
+    size_t                        alert;
     ngx_str_t                     key, hist, changed, alerts, *prefix;
     ngx_uint_t                    i, n, nset, nrec;
     ngx_pool_t                   *pool;
@@ -318,8 +330,7 @@ ngx_http_canary_api_hash_args(ngx_http_canary_api_t *ctx,
 
     nrec = nset;
 
-    p = ngx_pnalloc(pool, NGX_INT64_LEN + 64 + NGX_HTTP_CANARY_API_ACTOR_MAX
-                          + 1024);
+    p = ngx_pnalloc(pool, NGX_INT64_LEN + 64 + NGX_HTTP_CANARY_API_ACTOR_MAX);
     if (p == NULL) {
         return NGX_ERROR;
     }
@@ -342,15 +353,11 @@ ngx_http_canary_api_hash_args(ngx_http_canary_api_t *ctx,
         n = ctx->patch.nfields;
     }
 
-    /* abort and promote: an alert */
+    /* abort and promote: an alert, the event's JSON */
 
-    alert = r;
-
-    if (ctx->action == NGX_HTTP_CANARY_API_ABORT
-        || ctx->action == NGX_HTTP_CANARY_API_PROMOTE)
-    {
-        alert = ngx_http_canary_api_alert(ctx, r, r + 1024);
-    }
+    alert = (ctx->action == NGX_HTTP_CANARY_API_ABORT
+             || ctx->action == NGX_HTTP_CANARY_API_PROMOTE)
+            ? ctx->event_len : 0;
 
     if (ngx_http_canary_key(pool, &key, prefix, &ctx->ro->name, "")
         != NGX_OK
@@ -375,7 +382,7 @@ ngx_http_canary_api_hash_args(ngx_http_canary_api_t *ctx,
     ngx_http_canary_redis_arg(a, changed.data, changed.len);
     ngx_http_canary_redis_arg(a, ctx->ro->name.data, ctx->ro->name.len);
     ngx_http_canary_redis_arg(a, alerts.data, alerts.len);
-    ngx_http_canary_redis_arg(a, r, alert - r);
+    ngx_http_canary_redis_arg(a, ctx->event, alert);
     ngx_http_canary_redis_argf(a, "%ui", nset);
     ngx_http_canary_redis_argf(a, "%ui", nrec);
     ngx_http_canary_redis_argf(a, "%ui", n - nset);
@@ -516,39 +523,150 @@ ngx_http_canary_api_history(ngx_http_canary_api_t *ctx,
 }
 
 
-/* abort and promote on the alerts channel: one JSON object */
+/*
+ * The write as an event: {"rollout":...,"event":"<action>","source":"api",
+ * "time":...,"node":...,"actor":..., then what it changed}, the alert of
+ * abort and promote and the webhooks' JSON; and one line of text:
+ * canary "<rollout>" <action> by <actor> (api, <node>): <what changed>
+ */
 
-static u_char *
-ngx_http_canary_api_alert(ngx_http_canary_api_t *ctx, u_char *p,
-    u_char *last)
+static void
+ngx_http_canary_api_event(ngx_http_canary_api_t *ctx)
 {
-    ngx_http_canary_policy_t  *policy;
+    u_char     *p, *last;
+    ngx_str_t  *action;
 
-    policy = ctx->ro->policy;
+    action = &ngx_http_canary_api_actions[ctx->action];
+
+    p = ctx->event;
+    last = ctx->event + sizeof(ctx->event) - 1;
 
     p = ngx_slprintf(p, last, "{\"rollout\":\"");
     p = (u_char *) ngx_escape_json(p, ctx->ro->name.data,
                                    ngx_min(ctx->ro->name.len, 256));
     p = ngx_slprintf(p, last, "\",\"event\":\"%V\",\"source\":\"api\","
-                     "\"time\":%uL,\"node\":\"",
-                     &ngx_http_canary_api_actions[ctx->action],
+                     "\"time\":%uL,\"node\":\"", action,
                      ngx_http_canary_api_now());
     p = (u_char *) ngx_escape_json(p, ngx_http_canary_api_node.data,
                                    ngx_min(ngx_http_canary_api_node.len,
                                            128));
     p = ngx_slprintf(p, last, "\",\"actor\":\"");
     p = (u_char *) ngx_escape_json(p, ctx->actor.data, ctx->actor.len);
+    p = ngx_slprintf(p, last, "\"");
+    p = ngx_http_canary_api_event_fields(ctx, p, last, 1);
+    p = ngx_slprintf(p, last, "}");
 
-    if (ctx->action == NGX_HTTP_CANARY_API_ABORT) {
-        return ngx_slprintf(p, last, "\",\"state\":\"rolled_back\","
-                            "\"percent\":0}");
+    ctx->event_len = p - ctx->event;
+
+    p = ctx->text;
+    last = ctx->text + sizeof(ctx->text);
+
+    p = ngx_slprintf(p, last, "canary \"%V\" %V by %V (api, %V)",
+                     &ctx->ro->name, action, &ctx->actor,
+                     &ngx_http_canary_api_node);
+    p = ngx_http_canary_api_event_fields(ctx, p, last, 0);
+
+    ctx->text_len = p - ctx->text;
+}
+
+
+/*
+ * What a write changes: the hash's fields (abort: "state":"rolled_back",
+ * "percent":0; a PATCH: "fields":{"percent":"25","start":null}), or the
+ * set and its member; as JSON members or as ": a=b, c removed"
+ */
+
+static u_char *
+ngx_http_canary_api_event_fields(ngx_http_canary_api_t *ctx, u_char *p,
+    u_char *last, ngx_uint_t json)
+{
+    size_t                        n;
+    ngx_uint_t                    i;
+    ngx_http_canary_api_field_t  *f;
+
+    if (ctx->action >= NGX_HTTP_CANARY_API_ADD_USER) {
+        if (json) {
+            p = ngx_slprintf(p, last, ",\"set\":\"%s\",\"member\":\"",
+                             ctx->which == 0 ? "canary_users"
+                             : ctx->which == 1 ? "stable_users" : "arm");
+            n = ngx_min(ctx->member.len, (size_t) (last - p) / 6);
+            p = (u_char *) ngx_escape_json(p, ctx->member.data, n);
+            return ngx_slprintf(p, last, "\"");
+        }
+
+        return ngx_slprintf(p, last, ": %s %V",
+                            ctx->action == NGX_HTTP_CANARY_API_ADD_USER
+                            ? "added" : "removed", &ctx->member);
     }
 
-    p = ngx_slprintf(p, last, "\",\"state\":\"promoted\",\"step\":%ui,"
-                     "\"percent\":", policy->nsteps);
-    p = ngx_http_canary_percent(p, policy->steps[policy->nsteps - 1]);
+    f = ctx->patch.field;
 
-    return ngx_slprintf(p, last, "}");
+    /* state, percent and step as members of their own too (numbers) */
+
+    for (i = 0; json && i < ctx->patch.nfields; i++) {
+        if (f[i].value && f[i].value_len < 32
+            && ngx_http_canary_api_event_member(&f[i]))
+        {
+            p = ngx_slprintf(p, last, f[i].name_len == 5
+                                      ? ",\"%*s\":\"%*s\""
+                                      : ",\"%*s\":%*s",
+                             f[i].name_len, f[i].name, f[i].value_len,
+                             f[i].value);
+        }
+    }
+
+    p = ngx_slprintf(p, last, json ? ",\"fields\":{" : ":");
+
+    for (i = 0; i < ctx->patch.nfields; i++) {
+        if ((size_t) (last - p) < 8 + 6 * (f[i].name_len + f[i].value_len)) {
+            break;
+        }
+
+        if (json) {
+            p = ngx_slprintf(p, last, "%s\"", i ? "," : "");
+            p = (u_char *) ngx_escape_json(p, (u_char *) f[i].name,
+                                           f[i].name_len);
+            p = ngx_slprintf(p, last, f[i].value ? "\":\"" : "\":null");
+
+            if (f[i].value) {
+                p = (u_char *) ngx_escape_json(p, (u_char *) f[i].value,
+                                               f[i].value_len);
+                p = ngx_slprintf(p, last, "\"");
+            }
+
+            continue;
+        }
+
+        p = ngx_slprintf(p, last, "%s %*s", i ? "," : "", f[i].name_len,
+                         f[i].name);
+        p = f[i].value ? ngx_slprintf(p, last, "=%*s", f[i].value_len,
+                                      f[i].value)
+                       : ngx_slprintf(p, last, " removed");
+    }
+
+    return json ? ngx_slprintf(p, last, "}") : p;
+}
+
+
+/* "state" (a name), "percent" and "step" (numbers, parsed strictly) */
+
+static ngx_uint_t
+ngx_http_canary_api_event_member(ngx_http_canary_api_field_t *f)
+{
+    return (f->name_len == 5 && ngx_strncmp(f->name, "state", 5) == 0)
+           || (f->name_len == 7 && ngx_strncmp(f->name, "percent", 7) == 0)
+           || (f->name_len == 4 && ngx_strncmp(f->name, "step", 4) == 0);
+}
+
+
+/* a write applied by Redis, to this node's webhooks */
+
+static void
+ngx_http_canary_api_event_send(ngx_http_canary_api_t *ctx)
+{
+    ngx_http_canary_webhook_send(
+        (const char *) ngx_http_canary_api_actions[ctx->action].data,
+        ctx->event, ctx->event_len, ctx->text, ctx->text_len);
 }
 
 
@@ -579,6 +697,15 @@ ngx_http_canary_api_replied(ngx_http_canary_redis_t *rc, redisReply *reply,
                          && reply->element[0]->type == REDIS_REPLY_INTEGER
                          && reply->element[0]->integer == 1)
                         ? "applied it" : "refused it");
+
+        if (reply && reply->type == REDIS_REPLY_ARRAY
+            && reply->elements == 2
+            && reply->element[0]->type == REDIS_REPLY_INTEGER
+            && reply->element[0]->integer == 1)
+        {
+            ngx_http_canary_api_event_send(ctx);
+        }
+
         ngx_free(ctx);
         return;
     }
@@ -639,6 +766,8 @@ ngx_http_canary_api_replied(ngx_http_canary_redis_t *rc, redisReply *reply,
                   "canary api: %V of \"%V\" by \"%V\" written to Redis",
                   &ngx_http_canary_api_actions[ctx->action], &ctx->ro->name,
                   &ctx->actor);
+
+    ngx_http_canary_api_event_send(ctx);
 
     ngx_http_canary_api_wait(&ctx->wait);
 }

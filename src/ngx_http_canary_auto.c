@@ -70,9 +70,9 @@
 #include "ngx_http_canary_redis.h"
 #include "ngx_http_canary_auto_fields.h"
 #include "ngx_http_canary_auto_decide.h"
+#include "ngx_http_canary_auto_event.h"
 #include "ngx_http_canary_auto_gate.h"
 #include "ngx_http_canary_auto_check.h"
-#include "ngx_http_canary_webhook.h"
 #include "ngx_http_canary_auto.h"
 #include "ngx_http_canary_keys.h"
 
@@ -229,10 +229,6 @@ ngx_http_canary_auto_init_process(ngx_cycle_t *cycle)
 
     ctl->rc->quiet = 1;
 
-    if (ngx_http_canary_webhook_init(cycle, cmcf->webhooks) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
     ctl->tick.handler = ngx_http_canary_auto_tick;
     ctl->tick.data = ctl;
     ctl->tick.log = cycle->log;
@@ -303,7 +299,6 @@ ngx_http_canary_auto_exit_process(ngx_cycle_t *cycle)
 
     ngx_http_canary_redis_close(ctl->rc);
     ngx_http_canary_auto_checks_stop(ctl);
-    ngx_http_canary_webhook_stop();
 
     ngx_http_canary_auto = NULL;
 }

@@ -19,8 +19,6 @@
 #endif
 
 
-void ngx_http_canary_auto_operator(ngx_http_canary_auto_rollout_t *ar,
-    redisReply **f, uint32_t percent, ngx_uint_t state, uint64_t decided);
 void ngx_http_canary_auto_start(ngx_http_canary_auto_rollout_t *ar,
     redisReply **f, uint32_t percent, uint64_t now);
 void ngx_http_canary_auto_decide(ngx_http_canary_auto_rollout_t *ar,

@@ -138,6 +138,7 @@ ngx_str_t  ngx_http_canary_api_actions[] = {
     ngx_string("resume"),
     ngx_string("promote"),
     ngx_string("abort"),
+    ngx_string("approve"),
     ngx_string("add_user"),
     ngx_string("remove_user")
 };

@@ -44,9 +44,10 @@ extern ngx_str_t  ngx_http_canary_state_names[];
 #define NGX_HTTP_CANARY_API_RESUME      3
 #define NGX_HTTP_CANARY_API_PROMOTE     4
 #define NGX_HTTP_CANARY_API_ABORT       5
-#define NGX_HTTP_CANARY_API_ADD_USER    6
-#define NGX_HTTP_CANARY_API_REMOVE_USER 7
-#define NGX_HTTP_CANARY_API_NACTIONS    8
+#define NGX_HTTP_CANARY_API_APPROVE     6
+#define NGX_HTTP_CANARY_API_ADD_USER    7
+#define NGX_HTTP_CANARY_API_REMOVE_USER 8
+#define NGX_HTTP_CANARY_API_NACTIONS    9
 
 /* how a write ended, for the metrics */
 #define NGX_HTTP_CANARY_API_OK          0

@@ -384,5 +384,6 @@ ngx_http_canary_exit_process(ngx_cycle_t *cycle)
     ngx_http_canary_api_exit_process(cycle);
     ngx_http_canary_auto_exit_process(cycle);
     ngx_http_canary_sync_exit_process(cycle);
+    ngx_http_canary_webhook_stop();
     ngx_http_canary_shm_exit_process(cycle);
 }

@@ -10,7 +10,8 @@
  * The restore: take the lease <prefix>restore (its value is this node's
  * name; 30 s) and mark <prefix>restoring with the instance's run_id (a
  * restore begun); write each rollout hash with a script that writes it
- * only if it still does not exist; fill each user set into a temporary
+ * only if it still does not exist, with a history entry "restored" (and
+ * the event to this node's webhooks); fill each user set into a temporary
  * key in SADD batches (one per reply) and rename it onto the set only if
  * that still does not exist; then release the lease, delete the mark and
  * PUBLISH <prefix>changed.  Rounds wait meanwhile; the round after it
@@ -25,6 +26,8 @@
 
 #include "ngx_http_canary_redis_args.h"
 #include "ngx_http_canary_restore.h"
+#include "ngx_http_canary_keys.h"
+#include "ngx_http_canary_webhook.h"
 
 
 /* a restore: members per SADD, the lease's and the temporary sets' life */
@@ -50,6 +53,8 @@ struct ngx_http_canary_restore_s {
     ngx_uint_t                      pos;
     ngx_uint_t                      n;          /* its members sent */
     ngx_http_canary_set_t          *set;
+    ngx_http_canary_sync_rollout_t **sent;      /* the hashes, in order */
+    ngx_uint_t                      answered;
     ngx_str_t                       tmp;
     ngx_http_canary_redis_args_t    args;     /* the command built */
     const char                    **argv;
@@ -67,6 +72,12 @@ static ngx_int_t ngx_http_canary_restore_hash(ngx_http_canary_sync_t *sync,
     ngx_http_canary_sync_rollout_t *sr);
 static void ngx_http_canary_restore_auto(ngx_http_canary_redis_args_t *a,
     ngx_http_canary_auto_status_t *st);
+static void ngx_http_canary_restore_history(ngx_http_canary_sync_t *sync,
+    ngx_http_canary_sync_rollout_t *sr, ngx_http_canary_redis_args_t *a);
+static void ngx_http_canary_restore_event(ngx_http_canary_sync_t *sync,
+    ngx_http_canary_sync_rollout_t *sr);
+static char *ngx_http_canary_restore_from(ngx_http_canary_sync_t *sync);
+static uint64_t ngx_http_canary_restore_now(void);
 static void ngx_http_canary_restore_hash_handler(ngx_http_canary_redis_t *rc,
     redisReply *reply, void *data);
 static void ngx_http_canary_restore_next_set(ngx_http_canary_sync_t *sync);
@@ -100,9 +111,12 @@ static ngx_str_t  ngx_http_canary_restore_lease_lua = ngx_string(
 
 static ngx_str_t  ngx_http_canary_restore_hash_lua = ngx_string(
     "if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end "
-    "for i = 1, #ARGV, 2 do "
+    "local n = tonumber(ARGV[1]) "
+    "for i = 2, n, 2 do "
     "  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) "
     "end "
+    "redis.call('XADD', KEYS[2], 'MAXLEN', '~', '1000', '*', "
+    "           unpack(ARGV, n + 2, #ARGV)) "
     "return 1");
 
 
@@ -170,6 +184,13 @@ ngx_http_canary_restore_start(ngx_http_canary_sync_t *sync)
 
     r->source = sync->from_file ? NGX_HTTP_CANARY_SOURCE_STATE_FILE
                                 : NGX_HTTP_CANARY_SOURCE_REDIS;
+
+    r->sent = ngx_pcalloc(pool, sync->nrollouts
+                                * sizeof(ngx_http_canary_sync_rollout_t *));
+    if (r->sent == NULL) {
+        ngx_destroy_pool(pool);
+        return;
+    }
 
     sync->restore = r;
 
@@ -262,8 +283,8 @@ ngx_http_canary_restore_hash(ngx_http_canary_sync_t *sync,
 {
     size_t                          size;
     uint32_t                        arms;
-    ngx_str_t                      *name;
-    ngx_uint_t                      i, n;
+    ngx_str_t                      *name, hist;
+    ngx_uint_t                      i, n, count;
     ngx_http_canary_snapshot_t     *snap;
     ngx_http_canary_restore_t      *r;
     ngx_http_canary_redis_args_t   *a;
@@ -287,6 +308,10 @@ ngx_http_canary_restore_hash(ngx_http_canary_sync_t *sync,
     /* each field and value; "percent:<segment>", "weight:<arm>", "arm:" */
 
     n = 2 * (snap->nsegments + 2 * NGX_HTTP_CANARY_MAX_ARMS + 32) + 4;
+
+    /* the history entry's pairs, and the count of the hash's arguments */
+
+    n += 24;
     size = n * NGX_HTTP_CANARY_RESTORE_VALUE;
 
     for (i = 0; i < snap->nsegments; i++) {
@@ -302,11 +327,24 @@ ngx_http_canary_restore_hash(ngx_http_canary_sync_t *sync,
         return NGX_ERROR;
     }
 
+    if (ngx_http_canary_key(r->pool, &hist, &sync->cmcf->redis->prefix,
+                            &sr->ro->name, ":history")
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
     ngx_http_canary_redis_arg(a, "EVAL", 4);
     ngx_http_canary_redis_arg(a, ngx_http_canary_restore_hash_lua.data,
                               ngx_http_canary_restore_hash_lua.len);
-    ngx_http_canary_redis_arg(a, "1", 1);
+    ngx_http_canary_redis_arg(a, "2", 1);
     ngx_http_canary_redis_arg(a, sr->key.data, sr->key.len);
+    ngx_http_canary_redis_arg(a, hist.data, hist.len);
+
+    /* the number of the hash's arguments, known once they are in */
+
+    count = a->n;
+    ngx_http_canary_redis_arg(a, "", 0);
 
     ngx_http_canary_redis_arg(a, "percent", 7);
     ngx_http_canary_redis_argf(a, "%ui.%02ui", snap->percent / 100,
@@ -367,6 +405,16 @@ ngx_http_canary_restore_hash(ngx_http_canary_sync_t *sync,
         ngx_http_canary_restore_auto(a, &st);
     }
 
+    if (!a->overflow) {
+        n = a->n;
+        ngx_http_canary_redis_argf(a, "%ui", n - count - 1);
+        a->argv[count] = a->argv[n];
+        a->len[count] = a->len[n];
+        a->n = n;
+    }
+
+    ngx_http_canary_restore_history(sync, sr, a);
+
     if (ngx_http_canary_redis_send_args(sync->redis, a,
                                         ngx_http_canary_restore_hash_handler,
                                         sync)
@@ -375,10 +423,106 @@ ngx_http_canary_restore_hash(ngx_http_canary_sync_t *sync,
         return NGX_ERROR;
     }
 
-    r->waiting++;
+    r->sent[r->waiting++] = sr;
 
     return NGX_OK;
 }
+
+
+/* the history entry "restored": when, by which node, from what */
+
+static void
+ngx_http_canary_restore_history(ngx_http_canary_sync_t *sync,
+    ngx_http_canary_sync_rollout_t *sr, ngx_http_canary_redis_args_t *a)
+{
+    ngx_http_canary_snapshot_t  *snap;
+
+    snap = sr->ro->sh->snapshot;
+
+    ngx_http_canary_redis_arg(a, "time", 4);
+    ngx_http_canary_redis_argf(a, "%uL", ngx_http_canary_restore_now());
+    ngx_http_canary_redis_arg(a, "event", 5);
+    ngx_http_canary_redis_arg(a, "restored", 8);
+    ngx_http_canary_redis_arg(a, "source", 6);
+    ngx_http_canary_redis_arg(a, "restore", 7);
+    ngx_http_canary_redis_arg(a, "node", 4);
+    ngx_http_canary_redis_arg(a, sync->node.data, sync->node.len);
+    ngx_http_canary_redis_arg(a, "from", 4);
+    ngx_http_canary_redis_argf(a, "%s", ngx_http_canary_restore_from(sync));
+    ngx_http_canary_redis_arg(a, "run_id", 6);
+    ngx_http_canary_redis_arg(a, sync->run_id, NGX_HTTP_CANARY_RUN_ID_LEN);
+    ngx_http_canary_redis_arg(a, "percent", 7);
+    ngx_http_canary_redis_argf(a, "%ui.%02ui", snap->percent / 100,
+                               snap->percent % 100);
+    ngx_http_canary_redis_arg(a, "state", 5);
+    ngx_http_canary_redis_argf(a, "%V",
+                               &ngx_http_canary_state_names[snap->state]);
+}
+
+
+/* a rollout hash written back, to this node's webhooks */
+
+static void
+ngx_http_canary_restore_event(ngx_http_canary_sync_t *sync,
+    ngx_http_canary_sync_rollout_t *sr)
+{
+    u_char                      *p, *last;
+    u_char                       json[1024], text[512];
+    size_t                       json_len;
+    ngx_str_t                   *state;
+    ngx_http_canary_snapshot_t  *snap;
+
+    snap = sr->ro->sh->snapshot;
+    state = &ngx_http_canary_state_names[snap->state];
+
+    p = json;
+    last = json + sizeof(json);
+
+    p = ngx_slprintf(p, last, "{\"rollout\":\"");
+    p = (u_char *) ngx_escape_json(p, sr->ro->name.data,
+                                   ngx_min(sr->ro->name.len, 256));
+    p = ngx_slprintf(p, last, "\",\"event\":\"restored\","
+                     "\"source\":\"restore\",\"time\":%uL,\"node\":\"",
+                     ngx_http_canary_restore_now());
+    p = (u_char *) ngx_escape_json(p, sync->node.data,
+                                   ngx_min(sync->node.len, 256));
+    p = ngx_slprintf(p, last, "\",\"from\":\"%s\",\"run_id\":\"%*s\","
+                     "\"state\":\"%V\",\"percent\":%ui.%02ui}",
+                     ngx_http_canary_restore_from(sync),
+                     (size_t) NGX_HTTP_CANARY_RUN_ID_LEN, sync->run_id,
+                     state, snap->percent / 100, snap->percent % 100);
+    json_len = p - json;
+
+    p = ngx_slprintf(text, text + sizeof(text),
+                     "canary \"%V\" restored by %V: Redis came back empty "
+                     "(run_id %*s), written back from the %s: %ui.%02ui%%, "
+                     "%V", &sr->ro->name, &sync->node,
+                     (size_t) NGX_HTTP_CANARY_RUN_ID_LEN, sync->run_id,
+                     ngx_http_canary_restore_from(sync),
+                     snap->percent / 100, snap->percent % 100, state);
+
+    ngx_http_canary_webhook_send("restored", json, json_len, text, p - text);
+}
+
+
+static char *
+ngx_http_canary_restore_from(ngx_http_canary_sync_t *sync)
+{
+    return (sync->restore->source == NGX_HTTP_CANARY_SOURCE_STATE_FILE)
+           ? "state_file" : "zone";
+}
+
+
+static uint64_t
+ngx_http_canary_restore_now(void)
+{
+    ngx_time_t  *tp;
+
+    tp = ngx_timeofday();
+
+    return (uint64_t) tp->sec * 1000 + tp->msec;
+}
+
 
 
 /*
@@ -456,7 +600,8 @@ ngx_http_canary_restore_hash_handler(ngx_http_canary_redis_t *rc,
 {
     ngx_http_canary_sync_t  *sync = data;
 
-    ngx_http_canary_restore_t  *r;
+    ngx_http_canary_restore_t       *r;
+    ngx_http_canary_sync_rollout_t  *sr;
 
     r = sync->restore;
 
@@ -464,9 +609,12 @@ ngx_http_canary_restore_hash_handler(ngx_http_canary_redis_t *rc,
         return;
     }
 
+    sr = r->sent[r->answered++];
+
     if (reply && reply->type == REDIS_REPLY_INTEGER) {
         if (reply->integer == 1) {
             r->written++;
+            ngx_http_canary_restore_event(sync, sr);
 
         } else {
             r->kept++;

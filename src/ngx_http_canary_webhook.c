@@ -4,13 +4,17 @@
  *
  * Webhooks: "canary_webhook <url> [format=json|slack] [timeout=5s]
  * [events=a,b,...] [ca=<file>]" (http level, several allowed).  Every
- * history event that the controller of this node makes is POSTed to each
- * webhook whose "events" take it: the JSON object of the alert channel
- * (format=json), or {"text": "<one line>"} that a Slack incoming webhook
- * accepts (format=slack).
+ * history event that this node makes (its controller's decisions, the
+ * operators' changes its controller notes as leader, its control API's
+ * writes, its restores) is POSTed to each webhook whose "events" take
+ * it: the JSON object of the alert channel (format=json), or
+ * {"text": "<one line>"} that a Slack incoming webhook accepts
+ * (format=slack).
  *
- * Each webhook has a queue of its own in the controller's process
- * ("queue=", 64 events by default: more are dropped, with a log line),
+ * The senders are made in a process at its first event (the sync
+ * worker, a worker that served an API write), and each webhook has a
+ * queue of its own there ("queue=", 64 events by default: more are
+ * dropped, with a log line),
  * sent in order, one request at a time, through the
  * non-blocking client of ngx_http_canary_http.c.  A 2xx takes the event
  * off; a 4xx drops it (logged); a 5xx, a timeout or a connection failure
@@ -26,6 +30,7 @@
 #include <ngx_event.h>
 #include <ngx_http.h>
 
+#include "ngx_http_canary_module.h"
 #include "ngx_http_canary_http.h"
 #include "ngx_http_canary_webhook.h"
 
@@ -60,6 +65,8 @@ typedef struct {
 } ngx_http_canary_webhook_t;
 
 
+static ngx_int_t ngx_http_canary_webhook_init(ngx_cycle_t *cycle,
+    ngx_array_t *webhooks);
 static ngx_int_t ngx_http_canary_webhook_param(ngx_conf_t *cf,
     ngx_http_canary_webhook_conf_t *wh, ngx_str_t *v);
 static ngx_int_t ngx_http_canary_webhook_events(ngx_conf_t *cf,
@@ -87,6 +94,7 @@ static ngx_http_canary_http_t     *ngx_http_canary_webhook_http;
 static ngx_http_canary_webhook_t  *ngx_http_canary_webhooks;
 static ngx_uint_t                  ngx_http_canary_webhooks_n;
 static ngx_event_t                 ngx_http_canary_webhook_ev;
+static ngx_uint_t                  ngx_http_canary_webhook_made;
 
 
 char *
@@ -263,16 +271,14 @@ ngx_http_canary_webhook_events(ngx_conf_t *cf,
 }
 
 
-ngx_int_t
+/* the senders of this process, made at its first event */
+
+static ngx_int_t
 ngx_http_canary_webhook_init(ngx_cycle_t *cycle, ngx_array_t *webhooks)
 {
     ngx_uint_t                       i;
     ngx_http_canary_webhook_t       *w;
     ngx_http_canary_webhook_conf_t  *wh;
-
-    if (webhooks == NULL || webhooks->nelts == 0) {
-        return NGX_OK;
-    }
 
     ngx_http_canary_webhook_http = ngx_http_canary_http_create(cycle->log);
     if (ngx_http_canary_webhook_http == NULL) {
@@ -316,6 +322,8 @@ ngx_http_canary_webhook_stop(void)
 {
     ngx_uint_t  i;
 
+    ngx_http_canary_webhook_made = 1;
+
     if (ngx_http_canary_webhook_http == NULL) {
         return;
     }
@@ -341,8 +349,27 @@ void
 ngx_http_canary_webhook_send(const char *event, u_char *json,
     size_t json_len, u_char *text, size_t text_len)
 {
-    ngx_uint_t                  i;
-    ngx_http_canary_webhook_t  *w;
+    ngx_uint_t                    i;
+    ngx_http_canary_webhook_t    *w;
+    ngx_http_canary_main_conf_t  *cmcf;
+
+    if (!ngx_http_canary_webhook_made) {
+        ngx_http_canary_webhook_made = 1;
+
+        cmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                                   ngx_http_canary_module);
+
+        if (cmcf->webhooks && cmcf->webhooks->nelts && !ngx_exiting
+            && ngx_http_canary_webhook_init((ngx_cycle_t *) ngx_cycle,
+                                            cmcf->webhooks)
+               != NGX_OK)
+        {
+            ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
+                          "canary webhook: the senders could not be made, "
+                          "no event is sent from this process");
+            ngx_http_canary_webhooks_n = 0;
+        }
+    }
 
     for (i = 0; i < ngx_http_canary_webhooks_n; i++) {
         w = &ngx_http_canary_webhooks[i];

@@ -31,14 +31,12 @@
 char *ngx_http_canary_webhook_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 
-/* the sender, in the process that runs the controller */
-ngx_int_t ngx_http_canary_webhook_init(ngx_cycle_t *cycle,
-    ngx_array_t *webhooks);
+/* the senders of this process (made at its first event) stopped */
 void ngx_http_canary_webhook_stop(void);
 
 /*
- * One history event, made by this node: "json" is POSTed to the json
- * webhooks, {"text": "<text>"} to the slack ones
+ * One history event, made by this node (in any process): "json" is
+ * POSTed to the json webhooks, {"text": "<text>"} to the slack ones
  */
 void ngx_http_canary_webhook_send(const char *event, u_char *json,
     size_t json_len, u_char *text, size_t text_len);
