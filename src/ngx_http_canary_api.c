@@ -821,29 +821,36 @@ ngx_http_canary_api_action(ngx_http_canary_api_t *ctx,
 
 
 /*
- * approve: the step that the rollout waits for at its gate, as the zone
- * shows it, written into "approve" (the controller enters it); the
- * script checks that the rollout still waits
+ * approve: the step the rollout waits for at its gate (the first gated
+ * step above the percent in force, as the zone shows them), written into
+ * "approve" for the controller to enter; the script checks in Redis that
+ * the rollout still waits
  */
 
 static ngx_int_t
 ngx_http_canary_api_approve(ngx_http_canary_api_t *ctx,
     ngx_http_canary_api_path_t *path)
 {
-    u_char                         *p, buf[NGX_HTTP_CANARY_NUM];
-    uint32_t                        gate;
-    ngx_http_canary_shrollout_t    *shr;
+    u_char                      *p, buf[NGX_HTTP_CANARY_NUM];
+    uint32_t                     gate, k;
+    ngx_http_canary_policy_t    *policy;
+    ngx_http_canary_snapshot_t  *snap;
 
-    shr = ctx->ro->sh;
+    snap = ctx->ro->sh->snapshot;
+    policy = ctx->ro->policy;
     gate = 0;
 
-    ngx_shmtx_lock(&ctx->cmcf->shpool->mutex);
+    for (k = 0; snap->state == NGX_HTTP_CANARY_STATE_WAITING
+                && k < policy->nsteps; k++)
+    {
+        if (policy->steps[k] > snap->percent) {
+            if (ngx_http_canary_policy_gated(policy, k)) {
+                gate = policy->steps[k];
+            }
 
-    if (shr->autost) {
-        gate = shr->autost->gate;
+            break;
+        }
     }
-
-    ngx_shmtx_unlock(&ctx->cmcf->shpool->mutex);
 
     if (gate == 0) {
         return ngx_http_canary_api_refuse(path, NGX_HTTP_CONFLICT,

@@ -45,7 +45,6 @@
 
 
 
-static uint64_t ngx_http_canary_api_now(void);
 static ngx_int_t ngx_http_canary_api_hash_args(ngx_http_canary_api_t *ctx,
     ngx_http_canary_redis_args_t *a);
 static ngx_int_t ngx_http_canary_api_decision(ngx_http_canary_api_t *ctx,
@@ -335,7 +334,7 @@ ngx_http_canary_api_hash_args(ngx_http_canary_api_t *ctx,
         return NGX_ERROR;
     }
 
-    e = ngx_sprintf(p, "%uL", ngx_http_canary_api_now());
+    e = ngx_sprintf(p, "%uL", ngx_http_canary_now_ms());
     r = (ctx->action == NGX_HTTP_CANARY_API_ABORT)
         ? ngx_sprintf(e, "aborted by %V", &ctx->actor)
         : ngx_sprintf(e, "%V by %V",
@@ -508,7 +507,7 @@ ngx_http_canary_api_history(ngx_http_canary_api_t *ctx,
     ngx_http_canary_redis_args_t *a)
 {
     ngx_http_canary_redis_arg(a, "time", 4);
-    ngx_http_canary_redis_argf(a, "%uL", ngx_http_canary_api_now());
+    ngx_http_canary_redis_argf(a, "%uL", ngx_http_canary_now_ms());
     ngx_http_canary_redis_arg(a, "event", 5);
     ngx_http_canary_redis_arg(a,
                               ngx_http_canary_api_actions[ctx->action].data,
@@ -546,7 +545,7 @@ ngx_http_canary_api_event(ngx_http_canary_api_t *ctx)
                                    ngx_min(ctx->ro->name.len, 256));
     p = ngx_slprintf(p, last, "\",\"event\":\"%V\",\"source\":\"api\","
                      "\"time\":%uL,\"node\":\"", action,
-                     ngx_http_canary_api_now());
+                     ngx_http_canary_now_ms());
     p = (u_char *) ngx_escape_json(p, ngx_http_canary_api_node.data,
                                    ngx_min(ngx_http_canary_api_node.len,
                                            128));
@@ -581,7 +580,7 @@ ngx_http_canary_api_event_fields(ngx_http_canary_api_t *ctx, u_char *p,
     u_char *last, ngx_uint_t json)
 {
     size_t                        n;
-    ngx_uint_t                    i;
+    ngx_uint_t                    i, first;
     ngx_http_canary_api_field_t  *f;
 
     if (ctx->action >= NGX_HTTP_CANARY_API_ADD_USER) {
@@ -600,6 +599,7 @@ ngx_http_canary_api_event_fields(ngx_http_canary_api_t *ctx, u_char *p,
     }
 
     f = ctx->patch.field;
+    first = 1;
 
     /* state, percent and step as members of their own too (numbers) */
 
@@ -637,8 +637,15 @@ ngx_http_canary_api_event_fields(ngx_http_canary_api_t *ctx, u_char *p,
             continue;
         }
 
-        p = ngx_slprintf(p, last, "%s %*s", i ? "," : "", f[i].name_len,
+        /* an action's line: what it sets (a PATCH's: its removals too) */
+
+        if (f[i].value == NULL && ctx->action != NGX_HTTP_CANARY_API_PATCH) {
+            continue;
+        }
+
+        p = ngx_slprintf(p, last, "%s %*s", first ? "" : ",", f[i].name_len,
                          f[i].name);
+        first = 0;
         p = f[i].value ? ngx_slprintf(p, last, "=%*s", f[i].value_len,
                                       f[i].value)
                        : ngx_slprintf(p, last, " removed");
@@ -1134,17 +1141,4 @@ ngx_http_canary_api_history_entry(ngx_http_canary_out_t *o, redisReply *e,
     o->buf->last = p;
 
     return NGX_OK;
-}
-
-
-/* unix ms, as the auto controller's history entries have it */
-
-static uint64_t
-ngx_http_canary_api_now(void)
-{
-    ngx_time_t  *tp;
-
-    tp = ngx_timeofday();
-
-    return (uint64_t) tp->sec * 1000 + tp->msec;
 }

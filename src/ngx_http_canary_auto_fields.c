@@ -433,10 +433,7 @@ ngx_http_canary_auto_dark(redisReply **f)
 uint64_t
 ngx_http_canary_auto_now(void)
 {
-    ngx_time_t  *tp;
-
     ngx_time_update();
-    tp = ngx_timeofday();
 
-    return (uint64_t) tp->sec * 1000 + tp->msec;
+    return ngx_http_canary_now_ms();
 }

@@ -617,6 +617,19 @@ void ngx_http_canary_count_status(ngx_http_request_t *r,
 char *ngx_http_canary_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 
 
+/* the cached time in milliseconds since the epoch (history, events) */
+
+static ngx_inline uint64_t
+ngx_http_canary_now_ms(void)
+{
+    ngx_time_t  *tp;
+
+    tp = ngx_timeofday();
+
+    return (uint64_t) tp->sec * 1000 + tp->msec;
+}
+
+
 #if (__GNUC__ >= 4)
 #pragma GCC visibility pop
 #endif

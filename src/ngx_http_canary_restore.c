@@ -77,7 +77,6 @@ static void ngx_http_canary_restore_history(ngx_http_canary_sync_t *sync,
 static void ngx_http_canary_restore_event(ngx_http_canary_sync_t *sync,
     ngx_http_canary_sync_rollout_t *sr);
 static char *ngx_http_canary_restore_from(ngx_http_canary_sync_t *sync);
-static uint64_t ngx_http_canary_restore_now(void);
 static void ngx_http_canary_restore_hash_handler(ngx_http_canary_redis_t *rc,
     redisReply *reply, void *data);
 static void ngx_http_canary_restore_next_set(ngx_http_canary_sync_t *sync);
@@ -440,7 +439,7 @@ ngx_http_canary_restore_history(ngx_http_canary_sync_t *sync,
     snap = sr->ro->sh->snapshot;
 
     ngx_http_canary_redis_arg(a, "time", 4);
-    ngx_http_canary_redis_argf(a, "%uL", ngx_http_canary_restore_now());
+    ngx_http_canary_redis_argf(a, "%uL", ngx_http_canary_now_ms());
     ngx_http_canary_redis_arg(a, "event", 5);
     ngx_http_canary_redis_arg(a, "restored", 8);
     ngx_http_canary_redis_arg(a, "source", 6);
@@ -483,7 +482,7 @@ ngx_http_canary_restore_event(ngx_http_canary_sync_t *sync,
                                    ngx_min(sr->ro->name.len, 256));
     p = ngx_slprintf(p, last, "\",\"event\":\"restored\","
                      "\"source\":\"restore\",\"time\":%uL,\"node\":\"",
-                     ngx_http_canary_restore_now());
+                     ngx_http_canary_now_ms());
     p = (u_char *) ngx_escape_json(p, sync->node.data,
                                    ngx_min(sync->node.len, 256));
     p = ngx_slprintf(p, last, "\",\"from\":\"%s\",\"run_id\":\"%*s\","
@@ -512,16 +511,6 @@ ngx_http_canary_restore_from(ngx_http_canary_sync_t *sync)
            ? "state_file" : "zone";
 }
 
-
-static uint64_t
-ngx_http_canary_restore_now(void)
-{
-    ngx_time_t  *tp;
-
-    tp = ngx_timeofday();
-
-    return (uint64_t) tp->sec * 1000 + tp->msec;
-}
 
 
 

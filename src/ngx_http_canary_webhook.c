@@ -82,11 +82,15 @@ static void ngx_http_canary_webhook_pop(ngx_http_canary_webhook_t *w);
 static void ngx_http_canary_webhook_timer(ngx_event_t *ev);
 
 
-/* the events a history entry may be, as "events=" names them */
+/*
+ * the events a history entry may be, as "events=" names them: the
+ * controller's, an operator's change, a restore, the control API's writes
+ */
 static const char  *ngx_http_canary_webhook_names[] = {
     "start", "advance", "promote", "hold", "failed_check", "rollback",
     "waiting", "approved", "approve_refused", "dark_passed", "arm_off",
-    NULL
+    "operator", "restored", "patch", "pause", "resume", "abort", "approve",
+    "add_user", "remove_user", NULL
 };
 
 

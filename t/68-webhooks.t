@@ -7,9 +7,15 @@
 #     JSON, and {"text": "..."} for Slack;
 #   - only the node that made a decision sends it (no event twice, each
 #     from the node the history names);
-#   - a receiver that is down: the events queued meanwhile arrive, in
-#     order, once it is back (retries 1, 2, 4, 8 s apart), and routing
-#     goes on (its latency with the receiver down and up is printed).
+#   - a receiver that is down for 10 s: the events queued meanwhile
+#     arrive, in order, once it is back (retries 1, 2, 4, 8 s apart), and
+#     routing goes on (its latency with the receiver down and up is
+#     printed);
+#   - the events no controller decides: the control API's writes (start,
+#     approve at a gate, abort), each sent by the node whose API wrote it;
+#     an operator's change with redis-cli, sent by the leader; a Redis
+#     restarted empty, each rollout's "restored" sent by the node that
+#     wrote it back.
 
 use strict;
 use warnings;
@@ -17,6 +23,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 
+use HTTP::Tiny;
 use JSON::PP ();
 use Test::More;
 use Time::HiRes qw(sleep time);
@@ -54,6 +61,10 @@ server {
         access_log %%PREFIX%%/logs/slack.log hook;
         proxy_pass http://127.0.0.1:%%PORT%%/ok;
     }
+    location /other {
+        access_log %%PREFIX%%/logs/other.log hook;
+        proxy_pass http://127.0.0.1:%%PORT%%/ok;
+    }
     location /q {
         access_log %%PREFIX%%/logs/q.log hook;
         proxy_pass http://127.0.0.1:%%PORT%%/ok;
@@ -76,6 +87,8 @@ canary_webhook http://hook:secret\@127.0.0.1:$rp/json?token=secret
 canary_webhook http://127.0.0.1:$rp/slack format=slack $decisions;
 canary_webhook https://localhost:$rpt/tls ca=$certs->{ca} events=promote;
 canary_webhook http://127.0.0.1:$rp/q queue=2 events=start,advance,promote;
+canary_webhook http://127.0.0.1:$rp/other
+               events=start,approve,approved,abort,operator,restored;
 canary_webhook https://localhost:$rpt/tls ca=$certs->{other_ca}
                events=promote;
 
@@ -89,6 +102,14 @@ canary_rollout hooks {
     auto steps=10,50,100 interval=1s max_error_rate=5% min_requests=10;
 }
 
+canary_rollout gated {
+    key \$arg_u;
+    stable stable_up;
+    canary canary_up;
+    auto steps=10,50,100 interval=1s max_error_rate=5% min_requests=10
+         approve=50;
+}
+
 canary_rollout down {
     key \$arg_u;
     stable stable_up;
@@ -100,6 +121,8 @@ server {
     listen 127.0.0.1:%%PORT%%;
     location /hooks { canary hooks; proxy_pass http://\$canary_upstream; }
     location /down { canary down; proxy_pass http://\$canary_upstream; }
+    location /gated { canary gated; proxy_pass http://\$canary_upstream; }
+    location /canary/api/ { canary_api; canary_api_actor ci-\$arg_who; }
 }
 
 server {
@@ -152,7 +175,8 @@ sub received {
         my $j = eval { JSON::PP::decode_json($body) };
         next unless $j;
         $j->{_type} = $type;
-        next if $format =~ /^(?:json|q)$/ && $j->{rollout} ne $rollout;
+        next if $format =~ /^(?:json|q|other)$/
+                && $j->{rollout} ne $rollout;
         next if $format eq 'slack' && $j->{text} !~ /^canary "\Q$rollout\E" /;
         push @out, $j;
     }
@@ -269,7 +293,7 @@ for my $case (
     $r->cli('HSET', 'canary:rollout:down', 'state', 'progressing');
     ok(drive(sub { field('down', 'state') eq 'promoted' }, 20, '/down',
              \@lat_down), 'the ramp goes on with the receiver down');
-    drive(sub { time - $down_at > 6 }, 8, '/down', \@lat_down);
+    drive(sub { time - $down_at > 10 }, 12, '/down', \@lat_down);
     is(scalar received('json', 'down'), 0, 'nothing received meanwhile');
     like($na->error_log . $nb->error_log,
          qr/\[warn\].*canary webhook: http:\/\/127\.0\.0\.1:$rp\/json failed: .* on the "start" event \(attempt 1 of 5\), again in 1000ms/,
@@ -278,7 +302,7 @@ for my $case (
     $recv->start;
     note sprintf 'receiver back after %.1f s', time - $down_at;
 
-    ok(defined wait_until(sub { received('slack', 'down') >= 3 }, 12),
+    ok(defined wait_until(sub { received('slack', 'down') >= 3 }, 15),
        'the queued events arrive once it is back');
     is_deeply([map { $_->{event} } received('json', 'down')],
               [qw(start advance promote)], 'all of them, in order');
@@ -296,5 +320,117 @@ for my $case (
         . 'up, %.2f ms with it down (%d requests)', scalar @lat_up,
         p99(@lat_up), p99(@lat_down), scalar @lat_down;
 }
+
+
+# 3. the events no controller decides, each from the node that made it:
+#    the control API's writes, an operator's change, a restore
+
+my $http = HTTP::Tiny->new(timeout => 10);
+
+sub api_post {
+    my ($ng, $path, $who) = @_;
+    my $res = $http->request('POST', 'http://127.0.0.1:' . $ng->port
+                             . "/canary/api/rollouts/$path?who=$who",
+                             { headers => { 'Content-Type'
+                                            => 'application/json' },
+                               content => '{}' });
+    note "POST $path: $res->{status} $res->{content}"
+        if $res->{status} != 200;
+    return $res->{status};
+}
+
+sub other { grep { $_->{rollout} eq $_[0] } received('other', $_[0]) }
+
+sub wait_other {
+    my ($rollout, $event, $n) = @_;
+    return defined wait_until(sub {
+        (grep { $_->{event} eq $event } other($rollout)) >= ($n // 1) }, 10);
+}
+
+{
+    is(api_post($nb, 'gated/start', 'bob'), 200,
+       'POST start through node-b\'s API');
+    ok(drive(sub { field('gated', 'state') eq 'waiting' }, 20, '/gated'),
+       'the rollout waits at its gate');
+    ok(wait_other('gated', 'start', 2), 'both starts sent: the API\'s and '
+       . 'the controller\'s');
+
+    is(api_post($na, 'hooks/approve', 'alice'), 409,
+       'POST approve of a rollout that waits at no gate: 409');
+    is(api_post($na, 'gated/approve', 'alice'), 200,
+       'POST approve through node-a\'s API');
+    ok(defined wait_until(sub { field('gated', 'percent') eq '50' }, 5),
+       'the step awaited is entered') or diag explain [history_of($r,
+       'canary:rollout:gated')];
+    ok(wait_other('gated', 'approved'), 'the approval and its use sent');
+
+    $r->cli('HSET', 'canary:rollout:gated', 'state', 'paused');
+    ok(wait_other('gated', 'operator'), 'the operator\'s change sent');
+
+    is(api_post($nb, 'gated/abort', 'bob'), 200,
+       'POST abort through node-b\'s API');
+    ok(wait_other('gated', 'abort'), 'the abort sent');
+
+    my @o = other('gated');
+    my %by = map { ("$_->{event}/" . ($_->{source} // '')) => $_ } @o;
+    is_deeply([map { "$_->{event}/" . ($_->{source} // '') } @o],
+              [qw(start/api start/ approve/api approved/ operator/ abort/api)],
+              'every event, in order, each once') or diag explain \@o;
+    note 'api: ' . JSON::PP->new->canonical->encode($_) for @o;
+
+    is($by{'start/api'}{node}, 'node-b', 'the API\'s start: from node-b');
+    is($by{'start/api'}{actor}, 'ci-bob', 'with its actor');
+    is($by{'approve/api'}{node}, 'node-a', 'the approval: from node-a');
+    is($by{'approve/api'}{fields}{approve}, '50',
+       'the approval names the step awaited');
+    is($by{'abort/api'}{node}, 'node-b', 'the abort: from node-b');
+    is($by{'abort/api'}{state}, 'rolled_back', 'the abort: its state');
+    is($by{'abort/api'}{percent}, 0, 'the abort: its percent');
+
+    my %hist = map { ($_->{event} => $_) } history_of($r,
+                                                     'canary:rollout:gated');
+    is($by{'approved/'}{node}, $hist{approved}{node},
+       'the approval used: from the node the history names');
+    is($by{'operator/'}{node}, $r->cli('GET', 'canary:leader'),
+       'the operator\'s change: from the leader');
+    is($by{'operator/'}{state}, 'paused', 'the operator\'s change: the state');
+    like($by{'operator/'}{reason}, qr/^changed by an operator: state progressing -> paused$/,
+         'the operator\'s change: the reason');
+
+    my @slack = map { $_->{text} } grep { $_->{text} =~ /^canary "gated" /}
+                received('slack', 'gated');
+    note "slack: $_" for @slack;
+
+    is($http->request('GET', 'http://127.0.0.1:' . $na->port
+                      . '/canary/api/rollouts/gated')->{status}, 200,
+       'the API still answers');
+}
+
+
+# 4. Redis restarted empty: each rollout restored once, by the node that
+#    wrote it back, sent by that node
+
+{
+    $r->stop;
+    $r->start;
+    ok(defined wait_until(sub { field('gated', 'state') eq 'rolled_back'
+                                && field('hooks', 'state') eq 'promoted' },
+                          20), 'the rollouts are written back');
+    ok(defined wait_until(sub {
+           (grep { $_->{event} eq 'restored' } received('other', 'hooks'),
+                  received('other', 'gated')) >= 2 }, 10),
+       'the restored events are sent');
+    for my $ro (qw(hooks gated)) {
+        my @ev = grep { $_->{event} eq 'restored' } other($ro);
+        my ($h) = grep { $_->{event} eq 'restored' }
+                  history_of($r, "canary:rollout:$ro");
+        is(scalar @ev, 1, "\"$ro\" restored: sent once");
+        ok($h, "\"$ro\" restored: a history entry");
+        is($ev[0]{node}, $h->{node}, "\"$ro\" restored: sent by the node "
+           . 'that wrote it back');
+        is($ev[0]{from}, 'zone', "\"$ro\" restored: from the zone");
+    }
+}
+
 
 done();
