@@ -26,6 +26,7 @@ use POSIX ();
 use Test::More;
 use Time::HiRes qw(sleep time);
 use CanaryTest;
+use CanarySync qw(wait_until);
 
 need_module();
 
@@ -613,6 +614,22 @@ wait_json('ramp', sub { ($_[0]{auto}{step} // 0) == 1 });
 click('ramp', 'pause');
 $o = wait_json('ramp', sub { $_[0]{state} eq 'paused' });
 is($o->{state}, 'paused', 'click pause: the JSON says paused');
+
+# approve (armed, then confirmed): a paused rollout waits at no gate
+click('ramp', 'approve');
+ok(defined wait_until(sub {
+       in_card('ramp', q{return c.querySelector('button[data-action=approve]')
+                         .textContent;}) eq 'confirm approve' }, 5),
+   'approve asks to confirm');
+click('ramp', 'approve');
+ok(defined wait_until(sub {
+       in_card('ramp', q{return c.querySelector('.msg')
+                              .getAttribute('data-status');})
+           eq '409' }, 5),
+   'click approve: the API\'s 409 is shown');
+like(in_card('ramp', q{return c.querySelector('.msg').textContent;}),
+     qr/approve refused \(409\): the rollout waits at no gate/,
+     'with its reason');
 
 click('ramp', 'abort');
 sleep 0.5;
