@@ -56,6 +56,8 @@ static void ngx_http_canary_api_history(ngx_http_canary_api_t *ctx,
 static void ngx_http_canary_api_event(ngx_http_canary_api_t *ctx);
 static u_char *ngx_http_canary_api_event_fields(ngx_http_canary_api_t *ctx,
     u_char *p, u_char *last, ngx_uint_t json);
+static u_char *ngx_http_canary_api_json(u_char *p, u_char *last, u_char *s,
+    size_t len);
 static ngx_uint_t ngx_http_canary_api_event_member(
     ngx_http_canary_api_field_t *f);
 static void ngx_http_canary_api_event_send(ngx_http_canary_api_t *ctx);
@@ -541,16 +543,15 @@ ngx_http_canary_api_event(ngx_http_canary_api_t *ctx)
     last = ctx->event + sizeof(ctx->event) - 1;
 
     p = ngx_slprintf(p, last, "{\"rollout\":\"");
-    p = (u_char *) ngx_escape_json(p, ctx->ro->name.data,
-                                   ngx_min(ctx->ro->name.len, 256));
+    p = ngx_http_canary_api_json(p, last, ctx->ro->name.data,
+                                 ctx->ro->name.len);
     p = ngx_slprintf(p, last, "\",\"event\":\"%V\",\"source\":\"api\","
                      "\"time\":%uL,\"node\":\"", action,
                      ngx_http_canary_now_ms());
-    p = (u_char *) ngx_escape_json(p, ngx_http_canary_api_node.data,
-                                   ngx_min(ngx_http_canary_api_node.len,
-                                           128));
+    p = ngx_http_canary_api_json(p, last, ngx_http_canary_api_node.data,
+                                 ngx_http_canary_api_node.len);
     p = ngx_slprintf(p, last, "\",\"actor\":\"");
-    p = (u_char *) ngx_escape_json(p, ctx->actor.data, ctx->actor.len);
+    p = ngx_http_canary_api_json(p, last, ctx->actor.data, ctx->actor.len);
     p = ngx_slprintf(p, last, "\"");
     p = ngx_http_canary_api_event_fields(ctx, p, last, 1);
     p = ngx_slprintf(p, last, "}");
@@ -579,23 +580,32 @@ static u_char *
 ngx_http_canary_api_event_fields(ngx_http_canary_api_t *ctx, u_char *p,
     u_char *last, ngx_uint_t json)
 {
-    size_t                        n;
+    u_char                        set[NGX_HTTP_CANARY_API_TEXT_LEN], *e;
     ngx_uint_t                    i, first;
     ngx_http_canary_api_field_t  *f;
 
     if (ctx->action >= NGX_HTTP_CANARY_API_ADD_USER) {
-        if (json) {
-            p = ngx_slprintf(p, last, ",\"set\":\"%s\",\"member\":\"",
-                             ctx->which == 0 ? "canary_users"
-                             : ctx->which == 1 ? "stable_users" : "arm");
-            n = ngx_min(ctx->member.len, (size_t) (last - p) / 6);
-            p = (u_char *) ngx_escape_json(p, ctx->member.data, n);
-            return ngx_slprintf(p, last, "\"");
+
+        /* the set as the history names it: users:<arm> for an arm's */
+
+        e = (ctx->which < 2)
+            ? ngx_sprintf(set, "%s", ctx->which ? "stable_users"
+                                                : "canary_users")
+            : ngx_snprintf(set, sizeof(set), "users:%V",
+                           &ctx->ro->variants[ctx->which - 1].name);
+
+        if (!json) {
+            return ngx_slprintf(p, last, ": %*s %s %V", e - set, set,
+                                ctx->action == NGX_HTTP_CANARY_API_ADD_USER
+                                ? "+" : "-", &ctx->member);
         }
 
-        return ngx_slprintf(p, last, ": %s %V",
-                            ctx->action == NGX_HTTP_CANARY_API_ADD_USER
-                            ? "added" : "removed", &ctx->member);
+        p = ngx_slprintf(p, last, ",\"set\":\"");
+        p = ngx_http_canary_api_json(p, last, set, e - set);
+        p = ngx_slprintf(p, last, "\",\"member\":\"");
+        p = ngx_http_canary_api_json(p, last, ctx->member.data,
+                                     ctx->member.len);
+        return ngx_slprintf(p, last, "\"");
     }
 
     f = ctx->patch.field;
@@ -618,22 +628,26 @@ ngx_http_canary_api_event_fields(ngx_http_canary_api_t *ctx, u_char *p,
     p = ngx_slprintf(p, last, json ? ",\"fields\":{" : ":");
 
     for (i = 0; i < ctx->patch.nfields; i++) {
-        if ((size_t) (last - p) < 8 + 6 * (f[i].name_len + f[i].value_len)) {
+
+        /* room for the closing braces: the fields past it are left out */
+
+        if ((size_t) (last - p) < 64) {
             break;
         }
 
         if (json) {
-            p = ngx_slprintf(p, last, "%s\"", i ? "," : "");
-            p = (u_char *) ngx_escape_json(p, (u_char *) f[i].name,
-                                           f[i].name_len);
+            p = ngx_slprintf(p, last, "%s\"", first ? "" : ",");
+            p = ngx_http_canary_api_json(p, last, (u_char *) f[i].name,
+                                         f[i].name_len);
             p = ngx_slprintf(p, last, f[i].value ? "\":\"" : "\":null");
 
             if (f[i].value) {
-                p = (u_char *) ngx_escape_json(p, (u_char *) f[i].value,
-                                               f[i].value_len);
+                p = ngx_http_canary_api_json(p, last, (u_char *) f[i].value,
+                                             f[i].value_len);
                 p = ngx_slprintf(p, last, "\"");
             }
 
+            first = 0;
             continue;
         }
 
@@ -645,13 +659,39 @@ ngx_http_canary_api_event_fields(ngx_http_canary_api_t *ctx, u_char *p,
 
         p = ngx_slprintf(p, last, "%s %*s", first ? "" : ",", f[i].name_len,
                          f[i].name);
-        first = 0;
         p = f[i].value ? ngx_slprintf(p, last, "=%*s", f[i].value_len,
                                       f[i].value)
                        : ngx_slprintf(p, last, " removed");
+        first = 0;
     }
 
     return json ? ngx_slprintf(p, last, "}") : p;
+}
+
+
+/*
+ * a JSON string's escaped bytes, as many as fit before last (6 a byte at
+ * worst); the object stays well-formed, its strings cut short
+ */
+
+static u_char *
+ngx_http_canary_api_json(u_char *p, u_char *last, u_char *s, size_t len)
+{
+    size_t  room;
+
+    room = (size_t) (last - p);
+
+    if (room < 16) {
+        return p;
+    }
+
+    room -= 16;
+
+    if (len + ngx_escape_json(NULL, s, len) > room) {
+        len = room / 6;
+    }
+
+    return (u_char *) ngx_escape_json(p, s, len);
 }
 
 

@@ -88,7 +88,7 @@ canary_webhook http://127.0.0.1:$rp/slack format=slack $decisions;
 canary_webhook https://localhost:$rpt/tls ca=$certs->{ca} events=promote;
 canary_webhook http://127.0.0.1:$rp/q queue=2 events=start,advance,promote;
 canary_webhook http://127.0.0.1:$rp/other
-               events=start,approve,approved,abort,operator,restored;
+               events=start,approve,approved,abort,operator,restored,patch;
 canary_webhook https://localhost:$rpt/tls ca=$certs->{other_ca}
                events=promote;
 
@@ -396,6 +396,24 @@ sub wait_other {
     is($by{'operator/'}{state}, 'paused', 'the operator\'s change: the state');
     like($by{'operator/'}{reason}, qr/^changed by an operator: state progressing -> paused$/,
          'the operator\'s change: the reason');
+
+    # a PATCH larger than an event holds (2048 bytes): its fields cut
+    # short, the JSON whole
+    my %seg = map { (('"x' x 300) . $_ => 10) } 1 .. 7;
+    my $res = $http->request('PATCH', 'http://127.0.0.1:' . $na->port
+                             . '/canary/api/rollouts/hooks?who=carol',
+                             { headers => { 'Content-Type'
+                                            => 'application/json' },
+                               content => JSON::PP::encode_json(
+                                              { segments => \%seg }) });
+    is($res->{status}, 200, 'a PATCH of 7 segments of 600 bytes each');
+    ok(defined wait_until(sub {
+           grep { $_->{event} eq 'patch' } received('other', 'hooks') }, 10),
+       'its event is sent, as JSON that parses');
+    my ($patch) = grep { $_->{event} eq 'patch' } received('other', 'hooks');
+    is($patch->{actor}, 'ci-carol', 'the PATCH\'s actor');
+    my $nf = scalar keys %{ $patch->{fields} // {} };
+    ok($nf >= 1 && $nf < 7, "the fields that fit ($nf of 7)");
 
     my @slack = map { $_->{text} } grep { $_->{text} =~ /^canary "gated" /}
                 received('slack', 'gated');
