@@ -1004,7 +1004,24 @@ ngx_http_canary_cluster_map(ngx_http_canary_redis_t *rc, redisReply *reply,
         }
 
         rc->down = 1;
-        ngx_http_canary_redis_fail(rc, 0, "no master for the slot");
+
+        if (n == NGX_ERROR) {
+            ngx_http_canary_redis_fail(rc, 0, "no master for the slot");
+            return;
+        }
+
+        /*
+         * no master online yet (failed, its replica not yet promoted):
+         * asked again in half a second, not after a growing backoff
+         */
+
+        ngx_http_canary_redis_drop(rc);
+        rc->backoff = NGX_HTTP_CANARY_REDIS_BACKOFF_MIN;
+
+        if (!c->refresh.timer_set && !ngx_exiting && !ngx_terminate) {
+            ngx_add_timer(&c->refresh, NGX_HTTP_CANARY_CLUSTER_REFRESH);
+        }
+
         return;
     }
 
