@@ -18,11 +18,13 @@
 #     module follows, no request fails; kill -> promotion and promotion ->
 #     first routed write are printed;
 #   - the slot migrated to another master (MIGRATING/IMPORTING, MIGRATE,
-#     SETSLOT NODE) while writes go on: with the rollout's hash already
-#     on the importing node and other keys not yet, a write made there
-#     with `redis-cli -c` routes before SETSLOT NODE (the module follows
-#     ASK with ASKING); the writes are applied in order, and the last
-#     one is in force;
+#     SETSLOT NODE) while writes go on: with the hash of a rollout the
+#     round reads first on the importing node, a write on the old master
+#     routes (replies held behind the one that answered ASK); with the
+#     rollout's hash too on the importing node and other keys not yet, a
+#     write made there with `redis-cli -c` routes before SETSLOT NODE
+#     (the module follows ASK with ASKING); the writes are applied in
+#     order, and the last one is in force;
 #   - the auto controller's lease lives on the slot's master;
 #   - the slot's master restarted empty: the last good state restored;
 #   - the status page names the node in use;
@@ -207,6 +209,17 @@ canary_rollout ramp {
 }
 EOF
 
+# a rollout the round reads before checkout (configured before it)
+my $first = <<'EOF';
+canary_rollout first {
+    key $http_x_user_id;
+    stable s;
+    canary c;
+    percent 0;
+}
+EOF
+cset($nodes[0], 'HSET', "$TAG:rollout:first", 'percent', '1');
+
 my $status_server = <<'EOF';
 server {
     listen 127.0.0.1:%%PORT_S%%;
@@ -223,7 +236,7 @@ sub node_of {
 }
 
 my $ng = start_nginx(sync_conf(extra => "canary_sync_interval 1s;\n$auto"
-                                        . $status_server),
+                                        . $first . $status_server),
                      workers => 2,
                      vars => { REDIS => "cluster=$seeds timeout=300ms",
                                PCT => 5 });
@@ -398,9 +411,19 @@ is(ccli($dst, 'CLUSTER', 'SETSLOT', $slot, 'IMPORTING', $sid), 'OK',
 is(ccli($old, 'CLUSTER', 'SETSLOT', $slot, 'MIGRATING', $did), 'OK',
    'SETSLOT MIGRATING');
 $write->();
-my @k = grep { $_ ne $KEY }
+my $FIRST = "$TAG:rollout:first";
+my @k = grep { $_ ne $KEY && $_ ne $FIRST }
         split /\n/, ccli($old, 'CLUSTER', 'GETKEYSINSLOT', $slot, 1000);
 ok(scalar(@k) >= 2, scalar(@k) . ' more keys in the slot');
+# the other rollout's hash first, which the round reads before this one's:
+# its HGETALL is answered ASK, and the reply of this rollout's HGETALL,
+# still on the old master, must wait for it and reach its own handler
+like(ccli($old, 'MIGRATE', '127.0.0.1', $dst->port, '', 0, 5000, 'KEYS',
+          $FIRST), qr/^OK$/, 'MIGRATE, the other rollout\'s hash');
+$t = time_to_route($port, $pct, $pct + 1, \@keys, sub { $write->() }, $T);
+ok(defined $t, 'a write on the old master routes while a rollout read '
+               . 'before it is on the importing node') or diag($ng->error_log);
+note(sprintf 'replies held behind ASK, write -> routed: %.3f s', $t // 99);
 # the rollout's hash and half of the others first (the slot split between
 # two nodes: ASK, TRYAGAIN)
 my $half = int(@k / 2);
