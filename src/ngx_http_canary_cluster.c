@@ -774,6 +774,7 @@ static void
 ngx_http_canary_cluster_asking(ngx_http_canary_redis_t *rd,
     redisReply *reply, void *data)
 {
+    /* void */
 }
 
 

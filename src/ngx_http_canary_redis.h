@@ -63,8 +63,9 @@
  * user and the password.
  *
  * Cluster ("canary_redis cluster=host:port,..."): the client connects
- * to the master of the one slot of the module's keys and follows MOVED,
- * see ngx_http_canary_cluster.h.
+ * to the master of the one slot of the module's keys and follows MOVED
+ * and ASK (replies still in the order sent), see
+ * ngx_http_canary_cluster.h and ngx_http_canary_redis_queue.h.
  *
  * Sentinel ("canary_redis sentinel=... master=NAME"): the clients of the
  * process share one connection to each sentinel, which asks where the
