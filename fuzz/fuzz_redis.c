@@ -21,9 +21,11 @@
  *     5  the state file's bytes, not RESP      ngx_http_canary_state_parse()
  *     6  a users file's bytes, not RESP        ngx_http_canary_users_parse()
  *     7  a cluster's reply: an error (MOVED, ASK, TRYAGAIN, CLUSTERDOWN)
- *        ngx_http_canary_cluster_error(), else a CLUSTER SLOTS map
- *        ngx_http_canary_cluster_slots() for the slot the first byte
- *        gives, and a string's bytes as a key for _cluster_keyslot()
+ *        ngx_http_canary_cluster_error(), else a map, as CLUSTER SLOTS
+ *        ngx_http_canary_cluster_slots() and as CLUSTER SHARDS
+ *        ngx_http_canary_cluster_shards() (plain and TLS ports) for the
+ *        slot the first byte gives, and a string's bytes as a key for
+ *        _cluster_keyslot()
  *
  * The first input byte sets the rollout's config percent and hash.  After
  * every reply the published snapshot must hold: percent 0..100% (whole
@@ -261,7 +263,7 @@ fz_cluster(redisReply *reply)
     u_char                           *str;
     ngx_int_t                         rc, slot;
     ngx_str_t                         ip;
-    ngx_uint_t                        port;
+    ngx_uint_t                        port, tls;
     ngx_http_canary_cluster_error_t   e;
 
     str = (u_char *) reply->str;
@@ -297,6 +299,14 @@ fz_cluster(redisReply *reply)
 
     if (rc == NGX_OK && (port < 1 || port > 65535 || ip.data == NULL)) {
         abort();
+    }
+
+    for (tls = 0; tls < 2; tls++) {
+        rc = ngx_http_canary_cluster_shards(reply, fz_slot, tls, &ip, &port);
+
+        if (rc == NGX_OK && (port < 1 || port > 65535 || ip.data == NULL)) {
+            abort();
+        }
     }
 }
 

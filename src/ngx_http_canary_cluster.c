@@ -4,7 +4,8 @@
  *
  * Redis Cluster for the client of ngx_http_canary_redis.c, through
  * conf->locator (see ngx_http_canary_cluster.h): the master of the one
- * slot of the module's keys, asked of the seeds (CLUSTER SLOTS) over a
+ * slot of the module's keys, asked of the seeds (CLUSTER SHARDS, or
+ * CLUSTER SLOTS once a seed refused SHARDS, as Redis 6 does) over a
  * connection of its own that tries them in turn and closes once
  * answered, and followed: MOVED names the new master (every client of
  * the process moves at once, the subscribed one with the others, so that
@@ -14,16 +15,25 @@
  * killed: the replica promoted is found within that time of its
  * promotion, whatever the client's backoff).
  *
- * ASK, TRYAGAIN and CLUSTERDOWN: the slot is being migrated (the
- * module's keys are split between two nodes) or the cluster has lost
- * its quorum.  ASK is not followed: it names the node of one key, and
- * the next command may need the other (a read sent there with ASKING
- * would find no key).  The client drops its connection (the commands
- * waiting are answered with NULL, as after any loss, and the caller
- * tries again in its next round), reconnects to the same master after a
- * growing delay, and asks for the map meanwhile: SETSLOT NODE at the end
- * of the migration shows in the map (or as MOVED), and every client
- * moves.  One line per episode, not per try.
+ * ASK: the slot is being migrated, the module's keys split between two
+ * nodes, and the key of this command is on the importing one.  The
+ * command (its bytes, which the client keeps in a cluster) is sent there
+ * over a connection of the process's own to that node, ASKING pipelined
+ * right before it; its reply goes to the command's handler, and the
+ * replies of the commands sent after it on the master's connection are
+ * held until then (ngx_http_canary_redis_queue.h), so every handler
+ * still sees replies in the order the commands were sent.  One line per
+ * migration.
+ *
+ * TRYAGAIN (a command of several keys split between the nodes: Redis
+ * answers it so even with ASKING), CLUSTERDOWN (no quorum), and a
+ * command sent after ASK that fails on the importing node: the client
+ * drops its connection (the commands waiting are answered with NULL, as
+ * after any loss, and the caller tries again in its next round),
+ * reconnects to the same master after a growing delay, and asks for the
+ * map meanwhile: SETSLOT NODE at the end of the migration shows in the
+ * map (or as MOVED), and every client moves.  One line per episode, not
+ * per try.
  */
 
 
@@ -35,6 +45,7 @@
 #include "ngx_http_canary_redis.h"
 #include "ngx_http_canary_cluster.h"
 #include "ngx_http_canary_redis_follow.h"
+#include "ngx_http_canary_redis_queue.h"
 
 
 /* the map asked for again while a client is down */
@@ -63,9 +74,30 @@ typedef struct {
     u_char                            name[NGX_SOCKADDR_STRLEN];
     u_char                            host[NGX_SOCKADDR_STRLEN];
 
+    /* the node an "-ASK" names, and the connection to it */
+    ngx_http_canary_redis_t          *redirect;
+    ngx_http_canary_redis_conf_t      rdconf;
+    ngx_addr_t                        rdaddr;
+    ngx_str_t                         rdhost;
+    ngx_sockaddr_t                    rdsockaddr;
+    u_char                            rdname[NGX_SOCKADDR_STRLEN];
+    u_char                            rdhostname[NGX_SOCKADDR_STRLEN];
+    ngx_msec_t                        followed;  /* last ASK, or 0 */
+
+    const char                       *mapcmd;    /* SHARDS, or SLOTS */
+
     unsigned                          known:1;
     unsigned                          asking:1;
+    unsigned                          slots:1;   /* SHARDS refused */
 } ngx_http_canary_cluster_t;
+
+
+/* a command sent again to the node an "-ASK" named */
+typedef struct {
+    ngx_http_canary_redis_t          *rc;
+    ngx_uint_t                        id;
+    ngx_uint_t                        generation;
+} ngx_http_canary_cluster_asked_t;
 
 
 static ngx_int_t ngx_http_canary_cluster_locate(ngx_http_canary_redis_t *rc);
@@ -73,6 +105,10 @@ static void ngx_http_canary_cluster_lost(ngx_http_canary_redis_t *rc);
 static void ngx_http_canary_cluster_leave(ngx_http_canary_redis_t *rc);
 static ngx_int_t ngx_http_canary_cluster_refused(ngx_http_canary_redis_t *rc,
     redisReply *reply);
+static ngx_int_t ngx_http_canary_cluster_node(redisReply *node,
+    ngx_uint_t tls, ngx_str_t *ip, ngx_uint_t *port);
+static redisReply *ngx_http_canary_cluster_field(redisReply *r,
+    const char *name);
 static ngx_http_canary_cluster_t *ngx_http_canary_cluster_get(
     ngx_http_canary_redis_t *rc);
 static void ngx_http_canary_cluster_ask(ngx_http_canary_cluster_t *c);
@@ -82,6 +118,20 @@ static void ngx_http_canary_cluster_map(ngx_http_canary_redis_t *rc,
     redisReply *reply, void *data);
 static ngx_int_t ngx_http_canary_cluster_set(ngx_http_canary_cluster_t *c,
     ngx_log_t *log, ngx_str_t *ip, ngx_uint_t port, const char *why);
+static ngx_int_t ngx_http_canary_cluster_addr(ngx_log_t *log, ngx_str_t *ip,
+    ngx_uint_t port, ngx_sockaddr_t *sa, socklen_t *socklen, u_char *name,
+    size_t *len);
+static void ngx_http_canary_cluster_retry(ngx_http_canary_cluster_t *c,
+    ngx_http_canary_redis_t *rc, u_char *why, size_t len);
+static ngx_int_t ngx_http_canary_cluster_follow(ngx_http_canary_cluster_t *c,
+    ngx_http_canary_redis_t *rc, ngx_http_canary_cluster_error_t *e);
+static ngx_http_canary_redis_t *ngx_http_canary_cluster_redirect(
+    ngx_http_canary_cluster_t *c, ngx_http_canary_redis_t *rc,
+    ngx_http_canary_cluster_error_t *e);
+static void ngx_http_canary_cluster_asked(ngx_http_canary_redis_t *rd,
+    redisReply *reply, void *data);
+static void ngx_http_canary_cluster_asking(ngx_http_canary_redis_t *rd,
+    redisReply *reply, void *data);
 
 
 ngx_http_canary_redis_locator_t  ngx_http_canary_cluster_locator = {
@@ -266,6 +316,157 @@ ngx_http_canary_cluster_slots(redisReply *reply, ngx_uint_t slot,
 }
 
 
+/*
+ * CLUSTER SHARDS (Redis 7): [shard, ...], each shard a map (RESP2: a flat
+ * array of names and values) of "slots" [start, end, start, end, ...]
+ * and "nodes" [node, ...], each node a map of "ip", "port", "tls-port",
+ * "role", "health", ...  The master of the slot whose health is
+ * "online"; its "tls-port" over TLS when it has one, else its "port".
+ * NGX_OK, NGX_DECLINED when no shard holds the slot or its master is not
+ * online, NGX_ERROR when the reply is not a map.
+ */
+
+ngx_int_t
+ngx_http_canary_cluster_shards(redisReply *reply, ngx_uint_t slot,
+    ngx_uint_t tls, ngx_str_t *ip, ngx_uint_t *port)
+{
+    size_t       i, j;
+    ngx_int_t    rv;
+    redisReply  *r, *slots, *nodes;
+
+    if (reply->type != REDIS_REPLY_ARRAY) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < reply->elements; i++) {
+        r = reply->element[i];
+
+        slots = ngx_http_canary_cluster_field(r, "slots");
+        nodes = ngx_http_canary_cluster_field(r, "nodes");
+
+        if (slots == NULL || nodes == NULL
+            || slots->type != REDIS_REPLY_ARRAY || slots->elements % 2
+            || nodes->type != REDIS_REPLY_ARRAY)
+        {
+            return NGX_ERROR;
+        }
+
+        for (j = 0; j < slots->elements; j += 2) {
+            if (slots->element[j]->type != REDIS_REPLY_INTEGER
+                || slots->element[j + 1]->type != REDIS_REPLY_INTEGER)
+            {
+                return NGX_ERROR;
+            }
+
+            if ((long long) slot >= slots->element[j]->integer
+                && (long long) slot <= slots->element[j + 1]->integer)
+            {
+                break;
+            }
+        }
+
+        if (j == slots->elements) {
+            continue;
+        }
+
+        for (j = 0; j < nodes->elements; j++) {
+            rv = ngx_http_canary_cluster_node(nodes->element[j], tls, ip,
+                                              port);
+            if (rv != NGX_DECLINED) {
+                return rv;
+            }
+        }
+
+        return NGX_DECLINED;
+    }
+
+    return NGX_DECLINED;
+}
+
+
+/* a node of CLUSTER SHARDS: NGX_OK for the master online */
+
+static ngx_int_t
+ngx_http_canary_cluster_node(redisReply *node, ngx_uint_t tls, ngx_str_t *ip,
+    ngx_uint_t *port)
+{
+    redisReply  *role, *health, *addr, *p, *tp;
+
+    role = ngx_http_canary_cluster_field(node, "role");
+    health = ngx_http_canary_cluster_field(node, "health");
+    addr = ngx_http_canary_cluster_field(node, "ip");
+    p = ngx_http_canary_cluster_field(node, "port");
+    tp = ngx_http_canary_cluster_field(node, "tls-port");
+
+    if (role == NULL || role->type != REDIS_REPLY_STRING
+        || role->len != 6 || ngx_strncmp(role->str, "master", 6) != 0)
+    {
+        return NGX_DECLINED;
+    }
+
+    if (health == NULL || health->type != REDIS_REPLY_STRING
+        || health->len != 6 || ngx_strncmp(health->str, "online", 6) != 0)
+    {
+        return NGX_DECLINED;
+    }
+
+    if (tp && (tp->type != REDIS_REPLY_INTEGER || tp->integer == 0)) {
+        tp = NULL;
+    }
+
+    if (p && (p->type != REDIS_REPLY_INTEGER || p->integer == 0)) {
+        p = NULL;
+    }
+
+    p = (tls && tp) ? tp : (p ? p : tp);
+
+    if (addr == NULL || addr->type != REDIS_REPLY_STRING || p == NULL
+        || p->integer < 1 || p->integer > 65535)
+    {
+        return NGX_ERROR;
+    }
+
+    ip->data = (u_char *) addr->str;
+    ip->len = addr->len;
+    *port = (ngx_uint_t) p->integer;
+
+    return NGX_OK;
+}
+
+
+/* the value of a name in a map, or in an array of names and values */
+
+static redisReply *
+ngx_http_canary_cluster_field(redisReply *r, const char *name)
+{
+    size_t       i, len;
+    redisReply  *k;
+
+    if ((r->type != REDIS_REPLY_ARRAY
+#ifdef REDIS_REPLY_MAP
+         && r->type != REDIS_REPLY_MAP
+#endif
+        ) || r->elements % 2)
+    {
+        return NULL;
+    }
+
+    len = ngx_strlen(name);
+
+    for (i = 0; i < r->elements; i += 2) {
+        k = r->element[i];
+
+        if ((k->type == REDIS_REPLY_STRING || k->type == REDIS_REPLY_STATUS)
+            && k->len == len && ngx_strncmp(k->str, name, len) == 0)
+        {
+            return r->element[i + 1];
+        }
+    }
+
+    return NULL;
+}
+
+
 /* where to: the slot's master, or wait for the map */
 
 static ngx_int_t
@@ -347,9 +548,10 @@ ngx_http_canary_cluster_refresh(ngx_event_t *ev)
 
 
 /*
- * An error reply: MOVED for the slot moves every client; ASK (the slot
- * being migrated), TRYAGAIN and CLUSTERDOWN drop the connection, which
- * comes back after a delay, the map asked for meanwhile (see the top)
+ * An error reply: MOVED for the slot moves every client; ASK for the slot
+ * sends the command to the node it names, with ASKING (see the top);
+ * TRYAGAIN, CLUSTERDOWN, and an ASK that cannot be followed drop the
+ * connection, which comes back after a delay, the map asked for meanwhile
  */
 
 static ngx_int_t
@@ -369,9 +571,14 @@ ngx_http_canary_cluster_refused(ngx_http_canary_redis_t *rc,
     c = ngx_http_canary_cluster_get(rc);
     generation = rc->generation;
 
+    if (c == NULL) {
+        ngx_http_canary_redis_fail(rc, 0, "out of memory");
+        return NGX_OK;
+    }
+
     /* moved: this client too was dropped and reconnects */
 
-    if (c && e.kind == NGX_HTTP_CANARY_CLUSTER_MOVED
+    if (e.kind == NGX_HTTP_CANARY_CLUSTER_MOVED
         && e.slot == rc->conf->slot
         && ngx_http_canary_cluster_set(c, &rc->log, &e.ip, e.port, "MOVED")
            == NGX_OK
@@ -380,20 +587,35 @@ ngx_http_canary_cluster_refused(ngx_http_canary_redis_t *rc,
         return NGX_OK;
     }
 
-    if (c == NULL) {
-        ngx_http_canary_redis_fail(rc, 0, "out of memory");
+    if (e.kind == NGX_HTTP_CANARY_CLUSTER_ASK
+        && e.slot == rc->conf->slot
+        && (ngx_http_canary_cluster_follow(c, rc, &e) == NGX_OK
+            || rc->generation != generation))
+    {
         return NGX_OK;
     }
 
-    /* ASK, TRYAGAIN, CLUSTERDOWN, a MOVED for another slot: later */
+    /* TRYAGAIN, CLUSTERDOWN, a MOVED for another slot: later */
 
+    ngx_http_canary_cluster_retry(c, rc, (u_char *) reply->str, reply->len);
+
+    return NGX_OK;
+}
+
+
+/* the connection dropped, and back on the same master after a delay */
+
+static void
+ngx_http_canary_cluster_retry(ngx_http_canary_cluster_t *c,
+    ngx_http_canary_redis_t *rc, u_char *why, size_t len)
+{
     if (c->retried == 0
         || ngx_current_msec - c->retried > NGX_HTTP_CANARY_CLUSTER_EPISODE)
     {
         ngx_log_error(NGX_LOG_NOTICE, &rc->log, 0,
                       "canary redis: %V answers \"%*s\" for slot %ui, "
                       "routing keeps the last good state; trying again",
-                      &rc->addr.name, ngx_min(reply->len, 128), reply->str,
+                      &rc->addr.name, ngx_min(len, 128), why,
                       rc->conf->slot);
 
         c->delay = NGX_HTTP_CANARY_CLUSTER_RETRY_MIN;
@@ -409,8 +631,198 @@ ngx_http_canary_cluster_refused(ngx_http_canary_redis_t *rc,
     }
 
     ngx_http_canary_cluster_ask(c);
+}
+
+
+/*
+ * "-ASK <slot> <ip:port>": the command again on that node, ASKING right
+ * before it; its reply comes back to the command's handler in order, the
+ * replies after it held meanwhile (ngx_http_canary_redis_queue.h).
+ * NGX_DECLINED: not followed (no bytes kept, no connection).
+ */
+
+static ngx_int_t
+ngx_http_canary_cluster_follow(ngx_http_canary_cluster_t *c,
+    ngx_http_canary_redis_t *rc, ngx_http_canary_cluster_error_t *e)
+{
+    ngx_uint_t                        generation;
+    ngx_http_canary_redis_t          *rd;
+    ngx_http_canary_redis_cmd_t      *cmd;
+    ngx_http_canary_cluster_asked_t  *a;
+
+    static u_char  asking[] = "*1\r\n$6\r\nASKING\r\n";
+
+    generation = rc->generation;
+
+    rd = ngx_http_canary_cluster_redirect(c, rc, e);
+
+    if (rc->generation != generation) {
+        /* what it had sent to another node failed: dropped, retried */
+        return NGX_OK;
+    }
+
+    cmd = ngx_http_canary_redis_next(rc);
+
+    if (rd == NULL || cmd == NULL || cmd->cmd == NULL) {
+        return NGX_DECLINED;
+    }
+
+    a = ngx_alloc(sizeof(ngx_http_canary_cluster_asked_t), &rc->log);
+    if (a == NULL) {
+        return NGX_DECLINED;
+    }
+
+    a->rc = rc;
+    a->id = cmd->id;
+    a->generation = rc->generation;
+
+    if (ngx_http_canary_redis_send_bytes(rd, asking, sizeof(asking) - 1,
+                                         ngx_http_canary_cluster_asking, NULL)
+        != NGX_OK
+        || ngx_http_canary_redis_send_bytes(rd, cmd->cmd, cmd->len,
+                                            ngx_http_canary_cluster_asked, a)
+           != NGX_OK)
+    {
+        ngx_free(a);
+        return NGX_DECLINED;
+    }
+
+    ngx_http_canary_redis_asked(rc);
+
+    if (c->followed == 0
+        || ngx_current_msec - c->followed > NGX_HTTP_CANARY_CLUSTER_EPISODE)
+    {
+        ngx_log_error(NGX_LOG_NOTICE, &rc->log, 0,
+                      "canary redis: slot %ui is being migrated from %V to "
+                      "%V, ASK followed: the commands it names are sent "
+                      "there with ASKING", rc->conf->slot, &rc->addr.name,
+                      &c->rdaddr.name);
+    }
+
+    c->followed = ngx_current_msec ? ngx_current_msec : 1;
 
     return NGX_OK;
+}
+
+
+/* the connection to the node an ASK names, connecting; NULL: none */
+
+static ngx_http_canary_redis_t *
+ngx_http_canary_cluster_redirect(ngx_http_canary_cluster_t *c,
+    ngx_http_canary_redis_t *rc, ngx_http_canary_cluster_error_t *e)
+{
+    size_t          n;
+    socklen_t       socklen;
+    ngx_sockaddr_t  sa;
+    u_char          name[NGX_SOCKADDR_STRLEN];
+
+    if (ngx_http_canary_cluster_addr(&rc->log, &e->ip, e->port, &sa,
+                                     &socklen, name, &n)
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    if (c->redirect == NULL) {
+        c->rdconf = *rc->conf;
+        c->rdconf.locator = NULL;
+        c->rdconf.addrs = &c->rdaddr;
+        c->rdconf.hosts = &c->rdhost;
+        c->rdconf.naddrs = 1;
+
+        c->redirect = ngx_http_canary_redis_create((ngx_cycle_t *) ngx_cycle,
+                                                   &c->rdconf, "cluster ASK");
+        if (c->redirect == NULL) {
+            return NULL;
+        }
+    }
+
+    /* another node: the commands sent to the last one fail (retried) */
+
+    if (c->rdaddr.name.len != n
+        || ngx_strncmp(c->rdaddr.name.data, name, n) != 0)
+    {
+        ngx_http_canary_redis_drop(c->redirect);
+
+        ngx_memcpy(&c->rdsockaddr, &sa, socklen);
+        ngx_memcpy(c->rdname, name, n);
+        (void) ngx_cpystrn(c->rdhostname, e->ip.data, e->ip.len + 1);
+
+        c->rdaddr.sockaddr = &c->rdsockaddr.sockaddr;
+        c->rdaddr.socklen = socklen;
+        c->rdaddr.name.data = c->rdname;
+        c->rdaddr.name.len = n;
+        c->rdhost.data = c->rdhostname;
+        c->rdhost.len = e->ip.len;
+    }
+
+    if (c->redirect->state == NGX_HTTP_CANARY_REDIS_CLOSED) {
+        ngx_http_canary_redis_connect(c->redirect);
+
+        if (c->redirect->state == NGX_HTTP_CANARY_REDIS_CLOSED) {
+            return NULL;
+        }
+    }
+
+    return c->redirect;
+}
+
+
+/* ASKING: its error, if any, shows in the command's reply after it */
+
+static void
+ngx_http_canary_cluster_asking(ngx_http_canary_redis_t *rd,
+    redisReply *reply, void *data)
+{
+    /* void */
+}
+
+
+/* the reply of a command sent after ASK: to its handler, in order */
+
+static void
+ngx_http_canary_cluster_asked(ngx_http_canary_redis_t *rd, redisReply *reply,
+    void *data)
+{
+    ngx_http_canary_cluster_asked_t  *a = data;
+
+    ngx_http_canary_redis_t          *rc;
+    ngx_http_canary_cluster_t        *c;
+    ngx_http_canary_cluster_error_t   e;
+
+    static u_char  noreply[] = "no reply from the node ASK named";
+
+    rc = a->rc;
+    c = ngx_http_canary_cluster;
+
+    e.kind = 0;
+
+    if (reply && reply->type == REDIS_REPLY_ERROR) {
+        ngx_http_canary_cluster_error((u_char *) reply->str, reply->len, &e);
+    }
+
+    /* TRYAGAIN (keys split between the nodes), or no reply: retried */
+
+    if (reply && e.kind == 0
+        && ngx_http_canary_redis_answer(rc, a->id, a->generation, reply)
+           == NGX_OK)
+    {
+        ngx_free(a);
+        return;
+    }
+
+    if (c && rc->generation == a->generation) {
+        if (reply) {
+            ngx_http_canary_cluster_retry(c, rc, (u_char *) reply->str,
+                                          reply->len);
+
+        } else {
+            ngx_http_canary_cluster_retry(c, rc, noreply,
+                                          sizeof(noreply) - 1);
+        }
+    }
+
+    ngx_free(a);
 }
 
 
@@ -485,6 +897,10 @@ ngx_http_canary_cluster_leave(ngx_http_canary_redis_t *rc)
         }
 
         ngx_http_canary_redis_close(c->ask);
+
+        if (c->redirect) {
+            ngx_http_canary_redis_close(c->redirect);
+        }
     }
 }
 
@@ -518,10 +934,12 @@ ngx_http_canary_cluster_ready(ngx_http_canary_redis_t *rc)
         return;
     }
 
+    /* CLUSTER SHARDS (Redis 7), or CLUSTER SLOTS once it was refused */
+
     argv[0] = "CLUSTER";
     argvlen[0] = sizeof("CLUSTER") - 1;
-    argv[1] = "SLOTS";
-    argvlen[1] = sizeof("SLOTS") - 1;
+    argv[1] = c->slots ? "SLOTS" : "SHARDS";
+    argvlen[1] = ngx_strlen(argv[1]);
 
     if (ngx_http_canary_redis_send(rc, 2, argv, argvlen,
                                    ngx_http_canary_cluster_map, c)
@@ -549,7 +967,24 @@ ngx_http_canary_cluster_map(ngx_http_canary_redis_t *rc, redisReply *reply,
         return;
     }
 
-    n = ngx_http_canary_cluster_slots(reply, rc->conf->slot, &ip, &port);
+    if (reply->type == REDIS_REPLY_ERROR && !c->slots) {
+        ngx_log_error(NGX_LOG_INFO, &rc->log, 0,
+                      "canary redis: cluster seed %V refused CLUSTER SHARDS "
+                      "(%*s), using CLUSTER SLOTS", &rc->addr.name,
+                      ngx_min(reply->len, 128), reply->str);
+
+        c->slots = 1;
+        ngx_http_canary_cluster_ready(rc);
+        return;
+    }
+
+    if (c->slots) {
+        n = ngx_http_canary_cluster_slots(reply, rc->conf->slot, &ip, &port);
+
+    } else {
+        n = ngx_http_canary_cluster_shards(reply, rc->conf->slot,
+                                           rc->conf->tls, &ip, &port);
+    }
 
     if (n != NGX_OK) {
         if (!rc->down) {
@@ -557,20 +992,37 @@ ngx_http_canary_cluster_map(ngx_http_canary_redis_t *rc, redisReply *reply,
                 ngx_log_error(NGX_LOG_ERR, &rc->log, 0,
                               "canary redis: cluster seed %V refused "
                               "CLUSTER SLOTS: %*s", &rc->addr.name,
-                              reply->len, reply->str);
+                              ngx_min(reply->len, 128), reply->str);
 
             } else {
                 ngx_log_error(NGX_LOG_ERR, &rc->log, 0,
-                              "canary redis: cluster seed %V %s slot %ui",
-                              &rc->addr.name,
+                              "canary redis: cluster seed %V %s slot %ui "
+                              "(CLUSTER %s)", &rc->addr.name,
                               n == NGX_DECLINED ? "knows no master for"
                                                 : "sent an invalid map for",
-                              rc->conf->slot);
+                              rc->conf->slot, c->slots ? "SLOTS" : "SHARDS");
             }
         }
 
         rc->down = 1;
-        ngx_http_canary_redis_fail(rc, 0, "no master for the slot");
+
+        if (n == NGX_ERROR) {
+            ngx_http_canary_redis_fail(rc, 0, "no master for the slot");
+            return;
+        }
+
+        /*
+         * no master online yet (failed, its replica not yet promoted):
+         * asked again in half a second, not after a growing backoff
+         */
+
+        ngx_http_canary_redis_drop(rc);
+        rc->backoff = NGX_HTTP_CANARY_REDIS_BACKOFF_MIN;
+
+        if (!c->refresh.timer_set && !ngx_exiting && !ngx_terminate) {
+            ngx_add_timer(&c->refresh, NGX_HTTP_CANARY_CLUSTER_REFRESH);
+        }
+
         return;
     }
 
@@ -580,7 +1032,9 @@ ngx_http_canary_cluster_map(ngx_http_canary_redis_t *rc, redisReply *reply,
         ip = rc->host;
     }
 
-    if (ngx_http_canary_cluster_set(c, &rc->log, &ip, port, "CLUSTER SLOTS")
+    if (ngx_http_canary_cluster_set(c, &rc->log, &ip, port,
+                                    c->slots ? "CLUSTER SLOTS"
+                                             : "CLUSTER SHARDS")
         == NGX_ERROR)
     {
         if (!rc->down) {
@@ -615,12 +1069,76 @@ static ngx_int_t
 ngx_http_canary_cluster_set(ngx_http_canary_cluster_t *c, ngx_log_t *log,
     ngx_str_t *ip, ngx_uint_t port, const char *why)
 {
-    size_t                    n;
-    ngx_int_t                 rv;
-    ngx_uint_t                moved;
-    ngx_addr_t                addr;
-    ngx_pool_t               *pool;
-    u_char                    name[NGX_SOCKADDR_STRLEN];
+    size_t      n;
+    socklen_t   socklen;
+    ngx_uint_t  moved;
+    u_char      name[NGX_SOCKADDR_STRLEN];
+
+    if (ngx_http_canary_cluster_addr(log, ip, port, &c->sockaddr, &socklen,
+                                     name, &n)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    moved = c->master.name.len != n
+            || ngx_strncmp(c->master.name.data, name, n) != 0;
+
+    if (moved) {
+        if (c->master.name.len) {
+            ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                          "canary redis: cluster slot %ui moved from %V to "
+                          "%*s (%s)", c->ask->conf->slot, &c->master.name,
+                          n, name, why);
+
+        } else {
+            ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                          "canary redis: cluster slot %ui is on %*s (%s)",
+                          c->ask->conf->slot, n, name, why);
+        }
+
+        ngx_memcpy(c->name, name, n);
+        (void) ngx_cpystrn(c->host, ip->data, ip->len + 1);
+
+        c->retried = 0;
+        c->followed = 0;
+
+        c->master.sockaddr = &c->sockaddr.sockaddr;
+        c->master.socklen = socklen;
+        c->master.name.data = c->name;
+        c->master.name.len = n;
+    }
+
+    c->known = 1;
+
+    ngx_http_canary_redis_follow_move(&c->follow, moved);
+
+    /*
+     * a migration over: no more ASK to the node it went to (the clients,
+     * moved first, no longer wait for what was sent there)
+     */
+
+    if (moved && c->redirect) {
+        ngx_http_canary_redis_drop(c->redirect);
+
+        if (c->redirect->reconnect.timer_set) {
+            ngx_del_timer(&c->redirect->reconnect);
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* ip and port to a socket address and its "ip:port" text; NGX_ERROR */
+
+static ngx_int_t
+ngx_http_canary_cluster_addr(ngx_log_t *log, ngx_str_t *ip, ngx_uint_t port,
+    ngx_sockaddr_t *sa, socklen_t *socklen, u_char *name, size_t *len)
+{
+    ngx_int_t    rv;
+    ngx_addr_t   addr;
+    ngx_pool_t  *pool;
 
     if (ip->len == 0 || ip->len >= NGX_SOCKADDR_STRLEN) {
         return NGX_ERROR;
@@ -639,43 +1157,13 @@ ngx_http_canary_cluster_set(ngx_http_canary_cluster_t *c, ngx_log_t *log,
     }
 
     ngx_inet_set_port(addr.sockaddr, (in_port_t) port);
-    ngx_memcpy(&c->sockaddr, addr.sockaddr, addr.socklen);
+    ngx_memcpy(sa, addr.sockaddr, addr.socklen);
+    *socklen = addr.socklen;
 
     ngx_destroy_pool(pool);
 
-    n = ngx_sock_ntop(&c->sockaddr.sockaddr, addr.socklen, name,
-                      NGX_SOCKADDR_STRLEN, 1);
-
-    moved = c->master.name.len != n
-            || ngx_strncmp(c->master.name.data, name, n) != 0;
-
-    if (moved) {
-        if (c->master.name.len) {
-            ngx_log_error(NGX_LOG_NOTICE, log, 0,
-                          "canary redis: cluster slot %ui moved from %V to "
-                          "%*s (%s)", c->ask->conf->slot, &c->master.name,
-                          n, name, why);
-
-        } else {
-            ngx_log_error(NGX_LOG_NOTICE, log, 0,
-                          "canary redis: cluster slot %ui is on %*s",
-                          c->ask->conf->slot, n, name);
-        }
-
-        ngx_memcpy(c->name, name, n);
-        (void) ngx_cpystrn(c->host, ip->data, ip->len + 1);
-
-        c->retried = 0;
-
-        c->master.sockaddr = &c->sockaddr.sockaddr;
-        c->master.socklen = addr.socklen;
-        c->master.name.data = c->name;
-        c->master.name.len = n;
-    }
-
-    c->known = 1;
-
-    ngx_http_canary_redis_follow_move(&c->follow, moved);
+    *len = ngx_sock_ntop(&sa->sockaddr, *socklen, name, NGX_SOCKADDR_STRLEN,
+                         1);
 
     return NGX_OK;
 }

@@ -6,10 +6,13 @@
  * ngx_http_canary_redis.c.  Every key and channel of the module carries
  * one hash tag (the prefix's "{...}"), so all of them live in one slot:
  * the client talks to one node, the master that owns that slot, found
- * from the seeds' slot map (CLUSTER SLOTS) and followed across MOVED,
- * failovers and lost connections.  ASK, TRYAGAIN and CLUSTERDOWN (a slot
- * being migrated, a cluster without a quorum) are retried on the same
- * master with the client's backoff, the map asked for again meanwhile.
+ * from the seeds' slot map (CLUSTER SHARDS, or CLUSTER SLOTS before
+ * Redis 7) and followed across MOVED, failovers and lost connections.
+ * ASK (the slot being migrated) sends the command to the importing node
+ * with ASKING, its reply in order with the others; TRYAGAIN and
+ * CLUSTERDOWN (keys split between the two nodes, a cluster without a
+ * quorum) are retried on the same master with the client's backoff, the
+ * map asked for again meanwhile.
  *
  * ngx_http_canary_cluster_keyslot() is Redis' own key -> slot function:
  * CRC16-XMODEM (polynomial 0x1021, initial value 0, no reflection, the
@@ -61,6 +64,8 @@ void ngx_http_canary_cluster_error(u_char *p, size_t len,
     ngx_http_canary_cluster_error_t *e);
 ngx_int_t ngx_http_canary_cluster_slots(redisReply *reply, ngx_uint_t slot,
     ngx_str_t *ip, ngx_uint_t *port);
+ngx_int_t ngx_http_canary_cluster_shards(redisReply *reply, ngx_uint_t slot,
+    ngx_uint_t tls, ngx_str_t *ip, ngx_uint_t *port);
 
 
 #if (__GNUC__ >= 4)

@@ -24,6 +24,7 @@
 #include <ngx_event_connect.h>
 
 #include "ngx_http_canary_redis.h"
+#include "ngx_http_canary_redis_queue.h"
 
 
 #define NGX_HTTP_CANARY_REDIS_RECV         16384
@@ -41,10 +42,10 @@ static ngx_int_t ngx_http_canary_redis_dispatch(ngx_http_canary_redis_t *rc,
     redisReply *reply);
 static void ngx_http_canary_redis_hello_handler(ngx_http_canary_redis_t *rc,
     redisReply *reply, void *data);
-static ngx_int_t ngx_http_canary_redis_queue(ngx_http_canary_redis_t *rc,
+static void ngx_http_canary_redis_post(ngx_http_canary_redis_t *rc);
+static ngx_int_t ngx_http_canary_redis_format(ngx_http_canary_redis_t *rc,
+    int argc, const char **argv, const size_t *argvlen,
     ngx_http_canary_redis_handler_pt handler, void *data);
-static ngx_int_t ngx_http_canary_redis_append(ngx_http_canary_redis_t *rc,
-    int argc, const char **argv, const size_t *argvlen);
 static ngx_int_t ngx_http_canary_redis_hello(ngx_http_canary_redis_t *rc,
     int argc, const char **argv, const size_t *argvlen, char *what);
 static ngx_int_t ngx_http_canary_redis_hellos(ngx_http_canary_redis_t *rc);
@@ -94,6 +95,9 @@ ngx_http_canary_redis_create(ngx_cycle_t *cycle,
     rc->reconnect.cancelable = 1;
 
     rc->backoff = NGX_HTTP_CANARY_REDIS_BACKOFF_MIN;
+
+    /* in a cluster a command may have to be sent again elsewhere */
+    rc->keep = conf->locator && conf->locator->refused;
 
     return rc;
 }
@@ -286,32 +290,56 @@ ngx_http_canary_redis_send(ngx_http_canary_redis_t *rc, int argc,
     const char **argv, const size_t *argvlen,
     ngx_http_canary_redis_handler_pt handler, void *data)
 {
-    ngx_connection_t  *c;
-
     if (rc->closed || rc->state == NGX_HTTP_CANARY_REDIS_CLOSED) {
         return NGX_DECLINED;
     }
 
-    if (ngx_http_canary_redis_append(rc, argc, argv, argvlen) != NGX_OK) {
+    if (ngx_http_canary_redis_format(rc, argc, argv, argvlen, handler, data)
+        != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
-    if (ngx_http_canary_redis_queue(rc, handler, data) != NGX_OK) {
+    ngx_http_canary_redis_post(rc);
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_canary_redis_send_bytes(ngx_http_canary_redis_t *rc, u_char *cmd,
+    size_t len, ngx_http_canary_redis_handler_pt handler, void *data)
+{
+    if (rc->closed || rc->state == NGX_HTTP_CANARY_REDIS_CLOSED) {
+        return NGX_DECLINED;
+    }
+
+    if (ngx_http_canary_redis_queue(rc, cmd, len, handler, data) != NGX_OK) {
         return NGX_ERROR;
     }
+
+    ngx_http_canary_redis_post(rc);
+
+    return NGX_OK;
+}
+
+
+/* what was queued in this event-loop turn goes out in one write */
+
+static void
+ngx_http_canary_redis_post(ngx_http_canary_redis_t *rc)
+{
+    ngx_connection_t  *c;
 
     c = rc->peer.connection;
 
     if (rc->state != NGX_HTTP_CANARY_REDIS_CONNECTING) {
-        /* one write for every command of this event-loop turn */
         ngx_post_event(c->write, &ngx_posted_events);
     }
 
     if (!c->read->timer_set) {
         ngx_add_timer(c->read, rc->conf->timeout);
     }
-
-    return NGX_OK;
 }
 
 
@@ -344,17 +372,7 @@ ngx_http_canary_redis_close(ngx_http_canary_redis_t *rc)
         rc->reader = NULL;
     }
 
-    if (rc->out) {
-        ngx_free(rc->out);
-        rc->out = NULL;
-        rc->out_size = 0;
-    }
-
-    if (rc->pending) {
-        ngx_free(rc->pending);
-        rc->pending = NULL;
-        rc->pending_size = 0;
-    }
+    ngx_http_canary_redis_queue_free(rc);
 }
 
 
@@ -661,6 +679,7 @@ ngx_http_canary_redis_read_handler(ngx_event_t *rev)
 {
     void                     *reply;
     ssize_t                   n;
+    ngx_int_t                 rv;
     ngx_uint_t                generation, reads;
     ngx_connection_t         *c;
     ngx_http_canary_redis_t  *rc;
@@ -743,13 +762,18 @@ ngx_http_canary_redis_read_handler(ngx_event_t *rev)
                 break;
             }
 
-            if (ngx_http_canary_redis_dispatch(rc, reply) != NGX_OK) {
+            rv = ngx_http_canary_redis_dispatch(rc, reply);
+
+            if (rv == NGX_ERROR) {
                 freeReplyObject(reply);
                 ngx_http_canary_redis_fail(rc, 0, "unexpected reply");
                 return;
             }
 
-            freeReplyObject(reply);
+            if (rv != NGX_DONE) {
+                /* NGX_DONE: held by the queue */
+                freeReplyObject(reply);
+            }
 
             if (rc->generation != generation
                 || rc->state == NGX_HTTP_CANARY_REDIS_CLOSED)
@@ -779,9 +803,9 @@ static ngx_int_t
 ngx_http_canary_redis_dispatch(ngx_http_canary_redis_t *rc,
     redisReply *reply)
 {
-    ngx_uint_t                    generation;
-    redisReply                   *kind;
-    ngx_http_canary_redis_cmd_t   cmd;
+    ngx_int_t    rv;
+    ngx_uint_t   generation;
+    redisReply  *kind;
 
     /* a message on a subscribed connection answers no command */
 
@@ -800,7 +824,7 @@ ngx_http_canary_redis_dispatch(ngx_http_canary_redis_t *rc,
         }
     }
 
-    /* in a cluster: MOVED, ASK, TRYAGAIN, CLUSTERDOWN */
+    /* in a cluster: MOVED, ASK (see _redis_queue.h), TRYAGAIN, ... */
 
     if (reply->type == REDIS_REPLY_ERROR && rc->conf->locator
         && rc->conf->locator->refused
@@ -809,7 +833,11 @@ ngx_http_canary_redis_dispatch(ngx_http_canary_redis_t *rc,
         return NGX_OK;
     }
 
-    if (rc->npending == 0) {
+    generation = rc->generation;
+
+    rv = ngx_http_canary_redis_deliver(rc, reply);
+
+    if (rv == NGX_DECLINED) {
         if (!rc->down && !rc->quiet) {
             ngx_log_error(NGX_LOG_ERR, &rc->log, 0,
                           "canary redis: %V sent a reply to no command",
@@ -819,13 +847,9 @@ ngx_http_canary_redis_dispatch(ngx_http_canary_redis_t *rc,
         return NGX_ERROR;
     }
 
-    cmd = rc->pending[rc->pending_head];
-    rc->pending_head = (rc->pending_head + 1) % rc->pending_size;
-    rc->npending--;
-
-    generation = rc->generation;
-
-    cmd.handler(rc, reply, cmd.data);
+    if (rv == NGX_DONE) {
+        return NGX_DONE;
+    }
 
     /*
      * An outage ends with the first reply to a command, not with the
@@ -983,9 +1007,6 @@ ngx_http_canary_redis_fail(ngx_http_canary_redis_t *rc, ngx_err_t err,
 void
 ngx_http_canary_redis_drop(ngx_http_canary_redis_t *rc)
 {
-    ngx_uint_t                    n, head, size;
-    ngx_http_canary_redis_cmd_t  *pending, cmd;
-
     if (rc->peer.connection) {
 #if (NGX_SSL)
         if (rc->peer.connection->ssl) {
@@ -1008,120 +1029,31 @@ ngx_http_canary_redis_drop(ngx_http_canary_redis_t *rc)
     rc->out_pos = 0;
     rc->out_len = 0;
 
-    /* handlers may queue again (and be refused): detach the ring first */
-
-    pending = rc->pending;
-    head = rc->pending_head;
-    n = rc->npending;
-    size = rc->pending_size;
-
-    rc->pending = NULL;
-    rc->pending_head = 0;
-    rc->npending = 0;
-    rc->pending_size = 0;
-
-    while (n--) {
-        cmd = pending[head];
-        head = (head + 1) % size;
-        cmd.handler(rc, NULL, cmd.data);
-    }
-
-    if (pending) {
-        if (rc->pending == NULL) {
-            rc->pending = pending;
-            rc->pending_size = size;
-
-        } else {
-            ngx_free(pending);
-        }
-    }
+    ngx_http_canary_redis_unqueue(rc);
 }
 
 
+/* a command formatted by hiredis, queued */
+
 static ngx_int_t
-ngx_http_canary_redis_queue(ngx_http_canary_redis_t *rc,
+ngx_http_canary_redis_format(ngx_http_canary_redis_t *rc, int argc,
+    const char **argv, const size_t *argvlen,
     ngx_http_canary_redis_handler_pt handler, void *data)
 {
-    ngx_uint_t                    i, size;
-    ngx_http_canary_redis_cmd_t  *p;
-
-    if (rc->npending == rc->pending_size) {
-        size = rc->pending_size ? rc->pending_size * 2 : 64;
-
-        p = ngx_alloc(size * sizeof(ngx_http_canary_redis_cmd_t), &rc->log);
-        if (p == NULL) {
-            return NGX_ERROR;
-        }
-
-        for (i = 0; i < rc->npending; i++) {
-            p[i] = rc->pending[(rc->pending_head + i) % rc->pending_size];
-        }
-
-        if (rc->pending) {
-            ngx_free(rc->pending);
-        }
-
-        rc->pending = p;
-        rc->pending_head = 0;
-        rc->pending_size = size;
-    }
-
-    i = (rc->pending_head + rc->npending) % rc->pending_size;
-    rc->pending[i].handler = handler;
-    rc->pending[i].data = data;
-    rc->npending++;
-
-    return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_http_canary_redis_append(ngx_http_canary_redis_t *rc, int argc,
-    const char **argv, const size_t *argvlen)
-{
-    int      len;
-    char    *cmd;
-    size_t   size;
-    u_char  *p;
+    int        len;
+    char      *cmd;
+    ngx_int_t  rv;
 
     len = redisFormatCommandArgv(&cmd, argc, argv, argvlen);
     if (len < 0) {
         return NGX_ERROR;
     }
 
-    if (rc->out_pos && rc->out_pos == rc->out_len) {
-        rc->out_pos = 0;
-        rc->out_len = 0;
-    }
-
-    if (rc->out_len + len > rc->out_size) {
-        size = ngx_max(rc->out_size * 2, 4096);
-
-        while (size < rc->out_len + len) {
-            size *= 2;
-        }
-
-        p = ngx_alloc(size, &rc->log);
-        if (p == NULL) {
-            redisFreeCommand(cmd);
-            return NGX_ERROR;
-        }
-
-        if (rc->out) {
-            ngx_memcpy(p, rc->out, rc->out_len);
-            ngx_free(rc->out);
-        }
-
-        rc->out = p;
-        rc->out_size = size;
-    }
-
-    ngx_memcpy(rc->out + rc->out_len, cmd, len);
-    rc->out_len += len;
+    rv = ngx_http_canary_redis_queue(rc, (u_char *) cmd, len, handler, data);
 
     redisFreeCommand(cmd);
 
-    return NGX_OK;
+    return rv;
 }
 
 
@@ -1131,10 +1063,10 @@ static ngx_int_t
 ngx_http_canary_redis_hello(ngx_http_canary_redis_t *rc, int argc,
     const char **argv, const size_t *argvlen, char *what)
 {
-    if (ngx_http_canary_redis_append(rc, argc, argv, argvlen) != NGX_OK
-        || ngx_http_canary_redis_queue(rc, ngx_http_canary_redis_hello_handler,
-                                       what)
-           != NGX_OK)
+    if (ngx_http_canary_redis_format(rc, argc, argv, argvlen,
+                                     ngx_http_canary_redis_hello_handler,
+                                     what)
+        != NGX_OK)
     {
         ngx_http_canary_redis_fail(rc, 0, "out of memory");
         return NGX_ERROR;

@@ -38,6 +38,10 @@
  *       came.  The reply is freed when the handler returns: copy what you
  *       keep.  The handler may send more commands or close the client.
  *
+ *   ngx_http_canary_redis_send_bytes(rc, cmd, len, handler, data)
+ *       The same with a command already formatted (in a cluster, one
+ *       sent again elsewhere after "-ASK").
+ *
  *   ngx_http_canary_redis_ready(rc)
  *       True once connected and past AUTH/SELECT.
  *
@@ -59,8 +63,9 @@
  * user and the password.
  *
  * Cluster ("canary_redis cluster=host:port,..."): the client connects
- * to the master of the one slot of the module's keys and follows MOVED,
- * see ngx_http_canary_cluster.h.
+ * to the master of the one slot of the module's keys and follows MOVED
+ * and ASK (replies still in the order sent), see
+ * ngx_http_canary_cluster.h and ngx_http_canary_redis_queue.h.
  *
  * Sentinel ("canary_redis sentinel=... master=NAME"): the clients of the
  * process share one connection to each sentinel, which asks where the
@@ -165,9 +170,15 @@ typedef void (*ngx_http_canary_redis_handler_pt)(ngx_http_canary_redis_t *rc,
     redisReply *reply, void *data);
 
 
+/* a command waiting for its reply, see ngx_http_canary_redis_queue.h */
 typedef struct {
     ngx_http_canary_redis_handler_pt  handler;
     void                             *data;
+    u_char                           *cmd;      /* its bytes, if kept */
+    size_t                            len;
+    redisReply                       *reply;    /* held, see there */
+    ngx_uint_t                        id;
+    unsigned                          asked:1;  /* answered elsewhere */
 } ngx_http_canary_redis_cmd_t;
 
 
@@ -193,6 +204,8 @@ struct ngx_http_canary_redis_s {
     ngx_uint_t                        pending_head;
     ngx_uint_t                        npending;
     ngx_uint_t                        pending_size;
+    ngx_uint_t                        nanswered; /* asked or held, first */
+    ngx_uint_t                        ids;
 
     ngx_uint_t                        state;
     ngx_uint_t                        generation;
@@ -215,6 +228,7 @@ struct ngx_http_canary_redis_s {
     unsigned                          garbage:1; /* and garbage, once */
     unsigned                          refused:1; /* AUTH/ROLE, once */
     unsigned                          closed:1;  /* for good */
+    unsigned                          keep:1;    /* commands' bytes */
 };
 
 
@@ -224,6 +238,9 @@ void ngx_http_canary_redis_connect(ngx_http_canary_redis_t *rc);
 ngx_int_t ngx_http_canary_redis_send(ngx_http_canary_redis_t *rc, int argc,
     const char **argv, const size_t *argvlen,
     ngx_http_canary_redis_handler_pt handler, void *data);
+ngx_int_t ngx_http_canary_redis_send_bytes(ngx_http_canary_redis_t *rc,
+    u_char *cmd, size_t len, ngx_http_canary_redis_handler_pt handler,
+    void *data);
 ngx_uint_t ngx_http_canary_redis_ready(ngx_http_canary_redis_t *rc);
 void ngx_http_canary_redis_close(ngx_http_canary_redis_t *rc);
 

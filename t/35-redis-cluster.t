@@ -7,16 +7,24 @@
 #
 #   - nginx -t refuses a cluster prefix without a hash tag, and db=;
 #   - seeded with nodes that do not own the slot, the module finds the
-#     slot's master (the slot it logs is CLUSTER KEYSLOT's), syncs, and
-#     follows writes made with `redis-cli -c` (keyspace notifications
-#     of the owner);
+#     slot's master from CLUSTER SHARDS (the slot it logs is CLUSTER
+#     KEYSLOT's), syncs, and follows writes made with `redis-cli -c`
+#     (keyspace notifications of the owner);
+#   - an ACL user that may not run CLUSTER SHARDS: CLUSTER SLOTS instead
+#     (as a Redis 6 that does not know it);
 #   - CLUSTER FAILOVER on the owner's replica: MOVED is followed, a write
 #     on the new master routes;
 #   - the owner SIGKILLed under wrk: the cluster promotes its replica, the
 #     module follows, no request fails; kill -> promotion and promotion ->
 #     first routed write are printed;
 #   - the slot migrated to another master (MIGRATING/IMPORTING, MIGRATE,
-#     SETSLOT NODE) while writes go on: the last write is the one in force;
+#     SETSLOT NODE) while writes go on: with the hash of a rollout the
+#     round reads first on the importing node, a write on the old master
+#     routes (replies held behind the one that answered ASK); with the
+#     rollout's hash too on the importing node and other keys not yet, a
+#     write made there with `redis-cli -c` routes before SETSLOT NODE
+#     (the module follows ASK with ASKING); the writes are applied in
+#     order, and the last one is in force;
 #   - the auto controller's lease lives on the slot's master;
 #   - the slot's master restarted empty: the last good state restored;
 #   - the status page names the node in use;
@@ -201,6 +209,17 @@ canary_rollout ramp {
 }
 EOF
 
+# a rollout the round reads before checkout (configured before it)
+my $first = <<'EOF';
+canary_rollout first {
+    key $http_x_user_id;
+    stable s;
+    canary c;
+    percent 0;
+}
+EOF
+cset($nodes[0], 'HSET', "$TAG:rollout:first", 'percent', '1');
+
 my $status_server = <<'EOF';
 server {
     listen 127.0.0.1:%%PORT_S%%;
@@ -217,7 +236,7 @@ sub node_of {
 }
 
 my $ng = start_nginx(sync_conf(extra => "canary_sync_interval 1s;\n$auto"
-                                        . $status_server),
+                                        . $first . $status_server),
                      workers => 2,
                      vars => { REDIS => "cluster=$seeds timeout=300ms",
                                PCT => 5 });
@@ -225,13 +244,35 @@ my $port = $ng->port;
 
 ok(defined wait_until(sub { routes_by($port, 30, \@keys) }, $T),
    'the module finds the slot\'s master and syncs') or diag($ng->error_log);
-like($ng->error_log, qr/cluster slot $slot is on 127\.0\.0\.1:$owner\b/,
-     'the slot is CLUSTER KEYSLOT\'s and its master the owner');
+like($ng->error_log,
+     qr/cluster slot $slot is on 127\.0\.0\.1:$owner \(CLUSTER SHARDS\)/,
+     'the slot is CLUSTER KEYSLOT\'s and its master the owner, from '
+     . 'CLUSTER SHARDS');
 is(node_of($ng), "127.0.0.1:$owner", 'the status page names the node');
 is(log_count($ng, qr/canary redis: 127\.0\.0\.1:$dead is unavailable/), 1,
    'the seed that does not answer: one line');
 my ($st, undef, $stext) = http_get($ng->port('PORT_S'), '/status');
 like($stext, qr/^Redis node: 127\.0\.0\.1:$owner$/m, 'in text too');
+
+# a user that may not run CLUSTER SHARDS (as a Redis 6 that does not
+# know it): CLUSTER SLOTS instead
+for my $n (@nodes) {
+    ccli($n, 'ACL', 'SETUSER', 'old', 'on', '>pw', '~*', '&*', '+@all',
+         '-cluster|shards');
+}
+my $ng6 = start_nginx(sync_conf(), workers => 1,
+                      vars => { REDIS => "cluster=$seeds timeout=300ms "
+                                         . 'user=old password=pw',
+                                PCT => 5 });
+ok(defined wait_until(sub { routes_by($ng6->port, 30, \@keys) }, $T),
+   'CLUSTER SHARDS refused: the module syncs') or diag($ng6->error_log);
+like($ng6->error_log,
+     qr/refused CLUSTER SHARDS \(NOPERM.*\), using CLUSTER SLOTS/,
+     'it says so (info)');
+like($ng6->error_log,
+     qr/cluster slot $slot is on 127\.0\.0\.1:$owner \(CLUSTER SLOTS\)/,
+     'and finds the master from CLUSTER SLOTS');
+$ng6->stop;
 
 my $t = time_to_route($port, 30, 35, \@keys, sub {
     cset($nodes[0], 'HSET', $KEY, 'percent', '35') });
@@ -370,12 +411,37 @@ is(ccli($dst, 'CLUSTER', 'SETSLOT', $slot, 'IMPORTING', $sid), 'OK',
 is(ccli($old, 'CLUSTER', 'SETSLOT', $slot, 'MIGRATING', $did), 'OK',
    'SETSLOT MIGRATING');
 $write->();
-my @k = split /\n/, ccli($old, 'CLUSTER', 'GETKEYSINSLOT', $slot, 1000);
-ok(scalar(@k) >= 2, scalar(@k) . ' keys in the slot');
-# half of the keys first (the slot split between two nodes: ASK, TRYAGAIN)
+my $FIRST = "$TAG:rollout:first";
+my @k = grep { $_ ne $KEY && $_ ne $FIRST }
+        split /\n/, ccli($old, 'CLUSTER', 'GETKEYSINSLOT', $slot, 1000);
+ok(scalar(@k) >= 2, scalar(@k) . ' more keys in the slot');
+# the other rollout's hash first, which the round reads before this one's:
+# its HGETALL is answered ASK, and the reply of this rollout's HGETALL,
+# still on the old master, must wait for it and reach its own handler
+like(ccli($old, 'MIGRATE', '127.0.0.1', $dst->port, '', 0, 5000, 'KEYS',
+          $FIRST), qr/^OK$/, 'MIGRATE, the other rollout\'s hash');
+$t = time_to_route($port, $pct, $pct + 1, \@keys, sub { $write->() }, $T);
+ok(defined $t, 'a write on the old master routes while a rollout read '
+               . 'before it is on the importing node') or diag($ng->error_log);
+note(sprintf 'replies held behind ASK, write -> routed: %.3f s', $t // 99);
+# the rollout's hash and half of the others first (the slot split between
+# two nodes: ASK, TRYAGAIN)
 my $half = int(@k / 2);
 like(ccli($old, 'MIGRATE', '127.0.0.1', $dst->port, '', 0, 5000, 'KEYS',
-          @k[0 .. $half - 1]), qr/OK/, 'MIGRATE, half of the keys');
+          $KEY, @k[0 .. $half - 1]), qr/OK/,
+     'MIGRATE, the rollout and half of the other keys');
+# redis-cli -c follows ASK: the write is made on the importing node, whose
+# keyspace events the module does not hear (the round, each second, reads
+# it there with ASKING)
+$t = time_to_route($port, $pct, $pct + 1, \@keys, sub { $write->() }, $T);
+ok(defined $t, 'while the slot is split, a write made with redis-cli -c on '
+               . 'the importing node routes') or diag($ng->error_log);
+cmp_ok($t // 99, '<', 1.5 * $CanaryTest::SCALE,
+       'within the sync interval (1 s)');
+note(sprintf 'slot split, write -> routed: %.3f s', $t // 99);
+like($ng->error_log,
+     qr/slot $slot is being migrated from 127\.0\.0\.1:${\ $old->port} to 127\.0\.0\.1:${\ $dst->port}, ASK followed/,
+     'the module logs that it follows ASK');
 $write->();
 sleep 0.3;
 $write->();
@@ -399,10 +465,9 @@ my @applied = substr($ng->error_log, $log_at)
 ok(@applied && !grep({ $applied[$_] <= $applied[$_ - 1] } 1 .. $#applied),
    'the writes were applied in order: ' . join(' ', @applied));
 like($ng->error_log,
-     qr/cluster slot $slot moved from 127\.0\.0\.1:\d+ to 127\.0\.0\.1:${\ $dst->port} \((?:MOVED|CLUSTER SLOTS)\)/,
+     qr/cluster slot $slot moved from 127\.0\.0\.1:\d+ to 127\.0\.0\.1:${\ $dst->port} \((?:MOVED|CLUSTER SHARDS)\)/,
      'the module followed the slot to the importing node');
-like($ng->error_log, qr/answers "(?:ASK $slot|TRYAGAIN)/,
-     'the refusals while the slot was split were seen');
+is(log_count($ng, qr/ASK followed/), 1, 'ASK followed: one line');
 $t = time_to_route($port, $pct, 80, \@keys, sub {
     $dst->cli('HSET', $KEY, 'percent', 80) });
 cmp_ok($t // 99, '<', 0.5 * $CanaryTest::SCALE,
@@ -431,7 +496,7 @@ $_->stop for @nodes;
 
 SKIP: {
     require CanaryTLS;
-    skip 'no openssl or no TLS in redis-server', 3
+    skip 'no openssl or no TLS in redis-server', 4
         if system('openssl version >/dev/null 2>&1')
            || !CanaryTLS::redis_has_tls();
     my $c = CanaryTLS::make_certs();
@@ -480,6 +545,9 @@ SKIP: {
     ok(defined wait_until(sub { routes_by($ng->port, 25, \@keys) }, $T),
        'TLS and an ACL user limited to {canary}:*: the module syncs')
         or diag($ng->error_log);
+    like($ng->error_log,
+         qr/cluster slot \d+ is on 127\.0\.0\.1:\d+ \(CLUSTER SHARDS\)/,
+         'over TLS, the master\'s tls-port from CLUSTER SHARDS');
     $t = time_to_route($ng->port, 25, 33, \@keys, sub {
         `@tcli -c -p $tn[0]{port} HSET '$KEY' percent 33` });
     ok(defined $t, 'and follows writes') or diag($ng->error_log);
