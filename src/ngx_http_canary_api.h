@@ -20,6 +20,7 @@
 
 #include "ngx_http_canary_module.h"
 #include "ngx_http_canary_api_parse.h"
+#include "ngx_http_canary_redis_args.h"
 #include "ngx_http_canary_status_out.h"
 
 
@@ -55,6 +56,10 @@ typedef struct {
     ngx_http_canary_api_patch_t     patch;
     const char                     *allowed;    /* states, or "" */
 
+    /* the command (in the request's pool), sent again after a MOVED */
+    ngx_http_canary_redis_args_t    args;
+    ngx_uint_t                      moved;      /* the client's, when sent */
+
     /* the write as an event: JSON (the alert, the webhooks'), one line */
     size_t                          event_len;
     size_t                          text_len;
@@ -64,6 +69,8 @@ typedef struct {
     unsigned                        pending:1;  /* its handler to come */
     unsigned                        sent_ready:1;
     unsigned                        replied:1;
+    unsigned                        resend:1;   /* at the next wait */
+    unsigned                        resent:1;
 } ngx_http_canary_api_t;
 
 

@@ -61,6 +61,7 @@ static u_char *ngx_http_canary_api_json(u_char *p, u_char *last, u_char *s,
 static ngx_uint_t ngx_http_canary_api_event_member(
     ngx_http_canary_api_field_t *f);
 static void ngx_http_canary_api_event_send(ngx_http_canary_api_t *ctx);
+static void ngx_http_canary_api_command(ngx_http_canary_api_t *ctx);
 static void ngx_http_canary_api_replied(ngx_http_canary_redis_t *rc,
     redisReply *reply, void *data);
 static void ngx_http_canary_api_wait(ngx_event_t *ev);
@@ -187,9 +188,10 @@ ngx_http_canary_api_write(ngx_http_canary_api_t *ctx)
     ngx_uint_t                     status;
     const char                   **argv;
     ngx_http_request_t            *r;
-    ngx_http_canary_redis_args_t   a;
+    ngx_http_canary_redis_args_t  *a;
 
     r = ctx->r;
+    a = &ctx->args;
 
     if (ctx->cmcf->redis == NULL) {
         error = NULL;
@@ -209,8 +211,6 @@ ngx_http_canary_api_write(ngx_http_canary_api_t *ctx)
         return;
     }
 
-    ngx_http_canary_redis_connect(ngx_http_canary_api_redis);
-
     argv = ngx_palloc(r->pool, NGX_HTTP_CANARY_API_ARGS
                                * (sizeof(char *) + sizeof(size_t))
                                + NGX_HTTP_CANARY_API_ARGS_BUF);
@@ -223,7 +223,7 @@ ngx_http_canary_api_write(ngx_http_canary_api_t *ctx)
     len = (size_t *) &argv[NGX_HTTP_CANARY_API_ARGS];
     buf = (u_char *) &len[NGX_HTTP_CANARY_API_ARGS];
 
-    ngx_http_canary_redis_args_init(&a, argv, len, NGX_HTTP_CANARY_API_ARGS,
+    ngx_http_canary_redis_args_init(a, argv, len, NGX_HTTP_CANARY_API_ARGS,
                                     buf, NGX_HTTP_CANARY_API_ARGS_BUF);
 
     /* the event, from the fields the caller asked for */
@@ -231,8 +231,8 @@ ngx_http_canary_api_write(ngx_http_canary_api_t *ctx)
     ngx_http_canary_api_event(ctx);
 
     rc = (ctx->action >= NGX_HTTP_CANARY_API_ADD_USER)
-         ? ngx_http_canary_api_set_args(ctx, &a)
-         : ngx_http_canary_api_hash_args(ctx, &a);
+         ? ngx_http_canary_api_set_args(ctx, a)
+         : ngx_http_canary_api_hash_args(ctx, a);
 
     if (rc != NGX_OK) {
         ngx_http_canary_api_done(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
@@ -240,21 +240,39 @@ ngx_http_canary_api_write(ngx_http_canary_api_t *ctx)
         return;
     }
 
+    if (a->overflow) {
+        ngx_http_canary_api_done(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                 "the command is too large", NULL);
+        return;
+    }
+
+    ngx_http_canary_api_command(ctx);
+}
+
+
+/*
+ * The command sent (again, after a MOVED that refused it: a cluster's
+ * failover), and the deadline set
+ */
+
+static void
+ngx_http_canary_api_command(ngx_http_canary_api_t *ctx)
+{
+    ngx_int_t  rc;
+
+    ngx_http_canary_redis_connect(ngx_http_canary_api_redis);
+
     /* established: what is sent from now on may reach Redis */
 
     ctx->sent_ready = (ngx_http_canary_api_redis->state
                            == NGX_HTTP_CANARY_REDIS_HELLO
                        || ngx_http_canary_api_redis->state
                            == NGX_HTTP_CANARY_REDIS_READY);
+    ctx->moved = ngx_http_canary_api_redis->moved;
 
-    rc = ngx_http_canary_redis_send_args(ngx_http_canary_api_redis, &a,
+    rc = ngx_http_canary_redis_send_args(ngx_http_canary_api_redis,
+                                         &ctx->args,
                                          ngx_http_canary_api_replied, ctx);
-
-    if (rc == NGX_ERROR && a.overflow) {
-        ngx_http_canary_api_done(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
-                                 "the command is too large", NULL);
-        return;
-    }
 
     if (rc != NGX_OK) {
         ngx_http_canary_api_done(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
@@ -264,6 +282,10 @@ ngx_http_canary_api_write(ngx_http_canary_api_t *ctx)
     }
 
     ctx->pending = 1;
+
+    if (ctx->wait.timer_set) {
+        ngx_del_timer(&ctx->wait);
+    }
 
     ngx_add_timer(&ctx->wait, ctx->deadline - ngx_current_msec);
 }
@@ -758,6 +780,33 @@ ngx_http_canary_api_replied(ngx_http_canary_redis_t *rc, redisReply *reply,
     }
 
     if (reply == NULL) {
+
+        /*
+         * refused by a node that no longer owns the slot (a cluster's
+         * failover): sent again, once, to the new master
+         */
+
+        if (ngx_http_canary_api_redis->moved != ctx->moved && !ctx->resent
+            && (ngx_msec_int_t) (ctx->deadline - ngx_current_msec) > 0)
+        {
+            ngx_log_error(NGX_LOG_NOTICE, ctx->log, 0,
+                          "canary api: %V of \"%V\" refused by a node that "
+                          "no longer owns the slot (MOVED), sent again to "
+                          "the new master", &ngx_http_canary_api_actions
+                                            [ctx->action], &ctx->ro->name);
+
+            ctx->replied = 0;
+            ctx->resend = 1;
+            ctx->resent = 1;
+
+            if (ctx->wait.timer_set) {
+                ngx_del_timer(&ctx->wait);
+            }
+
+            ngx_add_timer(&ctx->wait, 1);
+            return;
+        }
+
         if (ctx->sent_ready) {
 
             ngx_http_canary_api_done(ctx, NGX_HTTP_GATEWAY_TIME_OUT,
@@ -829,6 +878,12 @@ static void
 ngx_http_canary_api_wait(ngx_event_t *ev)
 {
     ngx_http_canary_api_t *ctx = ev->data;
+
+    if (ctx->resend) {
+        ctx->resend = 0;
+        ngx_http_canary_api_command(ctx);
+        return;
+    }
 
     if (!ctx->replied) {
         ngx_http_canary_api_done(ctx, NGX_HTTP_GATEWAY_TIME_OUT,

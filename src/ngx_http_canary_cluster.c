@@ -576,15 +576,23 @@ ngx_http_canary_cluster_refused(ngx_http_canary_redis_t *rc,
         return NGX_OK;
     }
 
-    /* moved: this client too was dropped and reconnects */
+    /*
+     * moved: this client too was dropped and reconnects; its commands
+     * waiting, refused by a node that does not own the slot, are answered
+     * NULL with rc->moved counted first (a caller may send them again)
+     */
 
     if (e.kind == NGX_HTTP_CANARY_CLUSTER_MOVED
-        && e.slot == rc->conf->slot
-        && ngx_http_canary_cluster_set(c, &rc->log, &e.ip, e.port, "MOVED")
-           == NGX_OK
-        && rc->generation != generation)
+        && e.slot == rc->conf->slot)
     {
-        return NGX_OK;
+        rc->moved++;
+
+        if (ngx_http_canary_cluster_set(c, &rc->log, &e.ip, e.port, "MOVED")
+            == NGX_OK
+            && rc->generation != generation)
+        {
+            return NGX_OK;
+        }
     }
 
     if (e.kind == NGX_HTTP_CANARY_CLUSTER_ASK

@@ -209,6 +209,7 @@ struct ngx_http_canary_redis_s {
 
     ngx_uint_t                        state;
     ngx_uint_t                        generation;
+    ngx_uint_t                        moved;     /* by a MOVED, times */
     ngx_msec_t                        backoff;
     ngx_uint_t                        tries;     /* failed, this outage */
 

@@ -28,6 +28,8 @@
 #   - the auto controller's lease lives on the slot's master;
 #   - the slot's master restarted empty: the last good state restored;
 #   - the status page names the node in use;
+#   - the control API's writes (each worker's own connection) reach the
+#     slot's master, before and after a failover;
 #   - TLS only (tls-cluster) with an ACL user: a cluster of three masters.
 
 use strict;
@@ -36,6 +38,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 
+use HTTP::Tiny;
 use POSIX qw(WNOHANG);
 use JSON::PP qw(decode_json);
 use Test::More;
@@ -227,6 +230,26 @@ server {
 }
 EOF
 
+# the control API on a node of its own (its workers' clients log apart)
+my $api_server = <<'EOF';
+server {
+    listen 127.0.0.1:%%PORT_S%%;
+    location /api/ { canary_api; }
+}
+EOF
+
+# PATCH rollouts/checkout through the control API: its status
+sub api_patch {
+    my ($ng, $pct, $quiet) = @_;
+    my $res = HTTP::Tiny->new(timeout => 10)->request('PATCH',
+        'http://127.0.0.1:' . $ng->port('PORT_S') . '/api/rollouts/checkout',
+        { headers => { 'Content-Type' => 'application/json' },
+          content => qq({"percent": $pct}) });
+    diag("PATCH percent $pct: $res->{status} $res->{content}")
+        if $res->{status} != 200 && !$quiet;
+    return $res->{status};
+}
+
 # the node the status page names
 sub node_of {
     my ($ng) = @_;
@@ -289,6 +312,21 @@ ok(defined wait_until(sub {
        cset($nodes[0], 'GET', "$TAG:leader") =~ /cluster-node/ }, $T),
    'the auto controller holds its lease in the slot');
 
+# the control API: both workers' connections write to the slot's master
+my $napi = start_nginx(sync_conf(extra => $api_server), workers => 2,
+                       vars => { REDIS => "cluster=$seeds timeout=300ms",
+                                 PCT => 5 });
+# (503 "nothing was changed" until a worker's connection has found the
+# slot's master)
+ok(defined wait_until(sub {
+       cset($nodes[0], 'HGET', $KEY, 'percent') eq '42'
+           || (api_patch($napi, 42, 1) == 200 && 0) }, $T),
+   'the API writes once its connections are up');
+for my $pct (40, 42, 40, 42, 40) {
+    is(api_patch($napi, $pct), 200, "PATCH percent $pct through the API");
+    is(cset($nodes[0], 'HGET', $KEY, 'percent'), $pct, 'in the cluster');
+}
+
 # a user set (SSCAN) in the slot: a stable user made canary
 my ($su) = grep { $_->[1] >= 9000 } @keys;
 cset($nodes[0], 'SADD', "$KEY:canary_users", $su->[0]);
@@ -325,6 +363,18 @@ $t = time_to_route($port, 45, 50, \@keys, sub {
 cmp_ok($t // 99, '<', 0.5 * $CanaryTest::SCALE,
        'keyspace notifications from the new master, within 500 ms');
 is(node_of($ng), "127.0.0.1:$rep", 'the status page names the new master');
+for my $pct (52, 50, 52, 50) {
+    is(api_patch($napi, $pct), 200,
+       "after the failover: PATCH percent $pct through the API");
+}
+is($by_port{$rep}->cli('HGET', $KEY, 'percent'), 50,
+   'written on the new master');
+like($napi->error_log, qr/canary api: patch of "checkout" by "127\.0\.0\.1" written to Redis/,
+     'the API\'s writes are logged') or diag($napi->error_log);
+like($napi->error_log, qr/canary api: patch of "checkout" refused by a node that no longer owns the slot \(MOVED\), sent again to the new master/,
+     'a write the old master refused (MOVED) was sent again, not lost')
+    or diag($napi->error_log);
+$napi->stop;
 
 
 # the master SIGKILLed under wrk: its replica (the old owner) promoted

@@ -615,7 +615,13 @@ click('ramp', 'pause');
 $o = wait_json('ramp', sub { $_[0]{state} eq 'paused' });
 is($o->{state}, 'paused', 'click pause: the JSON says paused');
 
-# approve (armed, then confirmed): a paused rollout waits at no gate
+# approve (armed, then confirmed): a paused rollout waits at no gate;
+# pause's answer shown first (the card shows the last action's answer
+# whatever order they come in)
+ok(defined wait_until(sub {
+       in_card('ramp', q{return c.querySelector('.msg').textContent;})
+           =~ /^pause: done/ }, 5),
+   'pause: its answer is shown');
 click('ramp', 'approve');
 ok(defined wait_until(sub {
        in_card('ramp', q{return c.querySelector('button[data-action=approve]')
