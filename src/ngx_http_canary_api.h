@@ -103,6 +103,12 @@ ngx_int_t ngx_http_canary_api_write_init(ngx_cycle_t *cycle,
     ngx_http_canary_main_conf_t *cmcf);
 void ngx_http_canary_api_write_exit(void);
 
+/* ngx_http_canary_api_event.c: a write as an event (JSON, one line) */
+extern ngx_str_t  ngx_http_canary_api_node;
+
+void ngx_http_canary_api_event(ngx_http_canary_api_t *ctx);
+void ngx_http_canary_api_event_send(ngx_http_canary_api_t *ctx);
+
 
 #if (__GNUC__ >= 4)
 #pragma GCC visibility pop
