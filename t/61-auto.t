@@ -434,7 +434,9 @@ note 'leader: ' . $r->cli('GET', 'canary:leader');
            "advance $e->{old_step} -> $e->{step}");
     }
 
-    is(canary_share($alive, '/ramp'), 1, 'the survivor routes by 100%');
+    # the promotion reaches the survivor's zone with its next round
+    ok(defined wait_until(sub { canary_share($alive, '/ramp') == 1 }, 3),
+       'the survivor routes by 100%');
 }
 
 kill 'TERM', $sub_pid;
