@@ -21,8 +21,6 @@
 
 static u_char *ngx_http_canary_api_event_fields(ngx_http_canary_api_t *ctx,
     u_char *p, u_char *last, ngx_uint_t json);
-static u_char *ngx_http_canary_api_json(u_char *p, u_char *last, u_char *s,
-    size_t len);
 static ngx_uint_t ngx_http_canary_api_event_member(
     ngx_http_canary_api_field_t *f);
 
@@ -50,15 +48,15 @@ ngx_http_canary_api_event(ngx_http_canary_api_t *ctx)
     last = ctx->event + sizeof(ctx->event) - 1;
 
     p = ngx_slprintf(p, last, "{\"rollout\":\"");
-    p = ngx_http_canary_api_json(p, last, ctx->ro->name.data,
+    p = ngx_http_canary_json_str(p, last, ctx->ro->name.data,
                                  ctx->ro->name.len);
     p = ngx_slprintf(p, last, "\",\"event\":\"%V\",\"source\":\"api\","
                      "\"time\":%uL,\"node\":\"", action,
                      ngx_http_canary_now_ms());
-    p = ngx_http_canary_api_json(p, last, ngx_http_canary_api_node.data,
+    p = ngx_http_canary_json_str(p, last, ngx_http_canary_api_node.data,
                                  ngx_http_canary_api_node.len);
     p = ngx_slprintf(p, last, "\",\"actor\":\"");
-    p = ngx_http_canary_api_json(p, last, ctx->actor.data, ctx->actor.len);
+    p = ngx_http_canary_json_str(p, last, ctx->actor.data, ctx->actor.len);
     p = ngx_slprintf(p, last, "\"");
     p = ngx_http_canary_api_event_fields(ctx, p, last, 1);
     p = ngx_slprintf(p, last, "}");
@@ -108,9 +106,9 @@ ngx_http_canary_api_event_fields(ngx_http_canary_api_t *ctx, u_char *p,
         }
 
         p = ngx_slprintf(p, last, ",\"set\":\"");
-        p = ngx_http_canary_api_json(p, last, set, e - set);
+        p = ngx_http_canary_json_str(p, last, set, e - set);
         p = ngx_slprintf(p, last, "\",\"member\":\"");
-        p = ngx_http_canary_api_json(p, last, ctx->member.data,
+        p = ngx_http_canary_json_str(p, last, ctx->member.data,
                                      ctx->member.len);
         return ngx_slprintf(p, last, "\"");
     }
@@ -144,12 +142,12 @@ ngx_http_canary_api_event_fields(ngx_http_canary_api_t *ctx, u_char *p,
 
         if (json) {
             p = ngx_slprintf(p, last, "%s\"", first ? "" : ",");
-            p = ngx_http_canary_api_json(p, last, (u_char *) f[i].name,
+            p = ngx_http_canary_json_str(p, last, (u_char *) f[i].name,
                                          f[i].name_len);
             p = ngx_slprintf(p, last, f[i].value ? "\":\"" : "\":null");
 
             if (f[i].value) {
-                p = ngx_http_canary_api_json(p, last, (u_char *) f[i].value,
+                p = ngx_http_canary_json_str(p, last, (u_char *) f[i].value,
                                              f[i].value_len);
                 p = ngx_slprintf(p, last, "\"");
             }
@@ -173,32 +171,6 @@ ngx_http_canary_api_event_fields(ngx_http_canary_api_t *ctx, u_char *p,
     }
 
     return json ? ngx_slprintf(p, last, "}") : p;
-}
-
-
-/*
- * a JSON string's escaped bytes, as many as fit before last (6 a byte at
- * worst); the object stays well-formed, its strings cut short
- */
-
-static u_char *
-ngx_http_canary_api_json(u_char *p, u_char *last, u_char *s, size_t len)
-{
-    size_t  room;
-
-    room = (size_t) (last - p);
-
-    if (room < 16) {
-        return p;
-    }
-
-    room -= 16;
-
-    if (len + ngx_escape_json(NULL, s, len) > room) {
-        len = room / 6;
-    }
-
-    return (u_char *) ngx_escape_json(p, s, len);
 }
 
 

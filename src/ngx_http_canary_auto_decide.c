@@ -411,20 +411,20 @@ ngx_http_canary_auto_arm_off(ngx_http_canary_auto_rollout_t *ar,
     last = alert + sizeof(alert);
 
     p = ngx_slprintf(p, last, "{\"rollout\":\"");
-    p = (u_char *) ngx_escape_json(p, ar->ro->name.data,
-                                   ngx_min(ar->ro->name.len, 128));
+    p = ngx_http_canary_json_str(p, last, ar->ro->name.data,
+                                 ngx_min(ar->ro->name.len, 128));
     p = ngx_slprintf(p, last, "\",\"event\":\"arm_off\",\"arm\":\"");
-    p = (u_char *) ngx_escape_json(p, name->data, ngx_min(name->len, 128));
+    p = ngx_http_canary_json_str(p, last, name->data, ngx_min(name->len, 128));
     p = ngx_slprintf(p, last, "\",\"time\":%uL,\"node\":\"", now);
-    p = (u_char *) ngx_escape_json(p, ctl->node.data,
-                                   ngx_min(ctl->node.len, 128));
+    p = ngx_http_canary_json_str(p, last, ctl->node.data,
+                                 ngx_min(ctl->node.len, 128));
     p = ngx_slprintf(p, last, "\",\"interval\":%uL,\"nodes\":%uL,",
                      interval, nodes);
 
     p = ngx_http_canary_auto_event_figures(p, last, j, "canary");
     p = ngx_slprintf(p, last, "\"reason\":\"");
-    p = (u_char *) ngx_escape_json(p, reason,
-                                   ngx_min(ngx_strlen(reason), 300));
+    p = ngx_http_canary_json_str(p, last, reason,
+                                 ngx_min(ngx_strlen(reason), 300));
     p = ngx_slprintf(p, last, "\"}");
 
     a = ngx_http_canary_auto_args_init(&ngx_http_canary_auto_args);

@@ -150,13 +150,13 @@ ngx_http_canary_auto_event_json(ngx_http_canary_auto_rollout_t *ar,
     ctl = ar->ctl;
 
     p = ngx_slprintf(p, last, "{\"rollout\":\"");
-    p = (u_char *) ngx_escape_json(p, ar->ro->name.data,
-                                   ngx_min(ar->ro->name.len, 256));
+    p = ngx_http_canary_json_str(p, last, ar->ro->name.data,
+                                 ngx_min(ar->ro->name.len, 256));
     p = ngx_slprintf(p, last, "\",\"event\":\"%s\",\"phase\":\"%s\","
                      "\"time\":%uL,\"node\":\"", o->event,
                      o->dark ? "dark" : "live", o->now);
-    p = (u_char *) ngx_escape_json(p, ctl->node.data,
-                                   ngx_min(ctl->node.len, 256));
+    p = ngx_http_canary_json_str(p, last, ctl->node.data,
+                                 ngx_min(ctl->node.len, 256));
     p = ngx_slprintf(p, last, "\",\"state\":\"%V\",\"step\":%uL,"
                      "\"percent\":", &ngx_http_canary_state_names[o->state],
                      o->step);
@@ -184,8 +184,8 @@ ngx_http_canary_auto_event_json(ngx_http_canary_auto_rollout_t *ar,
     }
 
     p = ngx_slprintf(p, last, "\"reason\":\"");
-    p = (u_char *) ngx_escape_json(p, reason->data,
-                                   ngx_min(reason->len, 512));
+    p = ngx_http_canary_json_str(p, last, reason->data,
+                                 ngx_min(reason->len, 512));
 
     return ngx_slprintf(p, last, "\"}");
 }

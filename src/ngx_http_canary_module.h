@@ -617,6 +617,33 @@ void ngx_http_canary_count_status(ngx_http_request_t *r,
 char *ngx_http_canary_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 
 
+/*
+ * A JSON string's bytes escaped into an event's fixed buffer, as many as
+ * fit before last (6 a byte at worst), 16 bytes left for what closes the
+ * object: the object stays well-formed, its strings cut short
+ */
+
+static ngx_inline u_char *
+ngx_http_canary_json_str(u_char *p, u_char *last, u_char *s, size_t len)
+{
+    size_t  room;
+
+    room = (size_t) (last - p);
+
+    if (room < 16) {
+        return p;
+    }
+
+    room -= 16;
+
+    if (len + ngx_escape_json(NULL, s, len) > room) {
+        len = room / 6;
+    }
+
+    return (u_char *) ngx_escape_json(p, s, len);
+}
+
+
 /* the cached time in milliseconds since the epoch (history, events) */
 
 static ngx_inline uint64_t

@@ -478,13 +478,13 @@ ngx_http_canary_restore_event(ngx_http_canary_sync_t *sync,
     last = json + sizeof(json);
 
     p = ngx_slprintf(p, last, "{\"rollout\":\"");
-    p = (u_char *) ngx_escape_json(p, sr->ro->name.data,
-                                   ngx_min(sr->ro->name.len, 256));
+    p = ngx_http_canary_json_str(p, last, sr->ro->name.data,
+                                 ngx_min(sr->ro->name.len, 256));
     p = ngx_slprintf(p, last, "\",\"event\":\"restored\","
                      "\"source\":\"restore\",\"time\":%uL,\"node\":\"",
                      ngx_http_canary_now_ms());
-    p = (u_char *) ngx_escape_json(p, sync->node.data,
-                                   ngx_min(sync->node.len, 256));
+    p = ngx_http_canary_json_str(p, last, sync->node.data,
+                                 ngx_min(sync->node.len, 256));
     p = ngx_slprintf(p, last, "\",\"from\":\"%s\",\"run_id\":\"%*s\","
                      "\"state\":\"%V\",\"percent\":%ui.%02ui}",
                      ngx_http_canary_restore_from(sync),
